@@ -1,0 +1,280 @@
+"""The pipeline stages without Dagster: ingest a delivery, publish FOCUS, convert files.
+
+Each stage reads and writes through the warehouse and gates what it publishes:
+
+- ``ingest_delivery``: the newest delivery of (source, billing period) → ``raw_<format>`` partition.
+- ``publish_focus``: raw partition → ``focus_costs`` (gated on conformance, exact cost
+  conservation, row conservation and x_RowId uniqueness) and ``focus_quarantine``.
+- ``convert_files``: export files → one typed FOCUS Parquet file, same rules and checks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+
+from focus_platform.landing.zone import Delivery, ExportSource, LocalStore
+from focus_platform.sources import FORMATS, Lineage, SourceFormatError, detect_format
+from focus_platform.sources.aws_cur import UNMAPPED_SERVICE_NOTE
+from focus_platform.spec.rules import ConformanceReport, check_conformance
+from focus_platform.warehouse.delta import GateFailed, Warehouse
+
+FOCUS_TABLE = "focus_costs"
+QUARANTINE_TABLE = "focus_quarantine"
+UNUSED_ROW_SUFFIX = "-unused"
+
+
+def partition_of(source: str, period: str) -> dict[str, str]:
+    return {"x_BillingPeriod": period, "x_Source": source}
+
+
+# ---------------------------------------------------------------------------------------------
+# Conservation: defined once
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ConservationRow:
+    billing_account: str
+    billing_period: str
+    currency: str
+    raw_billed: Decimal
+    focus_billed: Decimal
+    quarantined_billed: Decimal
+    raw_amortized: Decimal
+    focus_effective: Decimal
+    quarantined_effective: Decimal
+
+    @property
+    def billed_ok(self) -> bool:
+        return self.raw_billed == self.focus_billed + self.quarantined_billed
+
+    @property
+    def amortized_ok(self) -> bool:
+        return self.raw_amortized == self.focus_effective + self.quarantined_effective
+
+
+@dataclass
+class RowCounts:
+    raw: int
+    focus: int
+    quarantined: int
+    unused_expansion: int  # Unused-commitment rows added (one per under-used RI / savings plan fee)
+    dropped: int  # SavingsPlanNegation rows (netted into covered usage)
+
+    @property
+    def ok(self) -> bool:
+        return self.raw == self.focus - self.unused_expansion + self.dropped + self.quarantined
+
+
+_KEYS = ["BillingAccountId", "x_BillingPeriod", "BillingCurrency"]
+
+
+def _sums(lf: pl.LazyFrame, billed: str, effective: str) -> dict[tuple, tuple[Decimal, Decimal, int]]:
+    df = (lf.group_by(_KEYS).agg(pl.col(billed).sum(), pl.col(effective).sum(), pl.len().alias("n"))
+          .collect(engine="streaming"))
+    return {tuple(r[:3]): (r[3] or Decimal(0), r[4] or Decimal(0), r[5]) for r in df.iter_rows()}
+
+
+def conservation(raw_totals: pl.DataFrame, focus: pl.LazyFrame, quarantine: pl.LazyFrame) -> list[ConservationRow]:
+    """Per (billing account, period, currency): raw invoice basis = FOCUS BilledCost + quarantined
+    billed amounts, and raw amortized basis = FOCUS EffectiveCost + quarantined amortized amounts,
+    compared exactly in Decimal."""
+    f = _sums(focus, "BilledCost", "EffectiveCost")
+    q = _sums(quarantine, "x_BilledCost", "x_EffectiveCost")
+    rows = []
+    raw = {tuple(r[:3]): r[3:] for r in raw_totals.select(*_KEYS, "billed", "amortized").iter_rows()}
+    zero = (Decimal(0), Decimal(0), 0)
+    for key in sorted(set(raw) | set(f) | set(q), key=lambda k: tuple(str(x) for x in k)):
+        rb, ra = raw.get(key, (Decimal(0), Decimal(0)))
+        fb, fe, _ = f.get(key, zero)
+        qb, qe, _ = q.get(key, zero)
+        rows.append(ConservationRow(str(key[0]), str(key[1]), str(key[2]), rb or Decimal(0), fb, qb,
+                                    ra or Decimal(0), fe, qe))
+    return rows
+
+
+def totals_by_currency(lf: pl.LazyFrame) -> dict[str, dict[str, str]]:
+    df = (lf.group_by("BillingCurrency").agg(pl.col("BilledCost").sum(), pl.col("EffectiveCost").sum())
+          .sort("BillingCurrency").collect(engine="streaming"))
+    return {str(r[0]): {"BilledCost": str(r[1]), "EffectiveCost": str(r[2])} for r in df.iter_rows()}
+
+
+def quality_rates(focus: pl.LazyFrame, raw_rows: int, quarantined: int) -> dict[str, float]:
+    """M5 SKU mapping failure rate and M8 ingest error rate (shared/SLOS.md)."""
+    df = focus.select(
+        pl.col("ChargeCategory").is_in(["Usage", "Purchase"]).sum().alias("priced"),
+        (pl.col("ChargeCategory").is_in(["Usage", "Purchase"])
+         & (pl.col("SkuId").is_null()
+            | pl.col("x_SourceChanges").list.contains(UNMAPPED_SERVICE_NOTE).fill_null(False))).sum().alias("unmapped"),
+    ).collect(engine="streaming").row(0, named=True)
+    return {
+        "M5_sku_mapping_failure_rate": (df["unmapped"] / df["priced"]) if df["priced"] else 0.0,
+        "M8_ingest_error_rate": (quarantined / raw_rows) if raw_rows else 0.0,
+    }
+
+
+@dataclass
+class FocusChecks:
+    conformance: ConformanceReport
+    conservation: list[ConservationRow]
+    rows: RowCounts
+    duplicate_row_ids: int
+    totals: dict[str, dict[str, str]]
+    rates: dict[str, float]
+
+    @property
+    def problems(self) -> list[str]:
+        out = []
+        if not self.conformance.ok:
+            out.append("conformance: " + ", ".join(f"{k}={v}" for k, v in self.conformance.defects.items()))
+        for c in self.conservation:
+            if not c.billed_ok:
+                out.append(f"billed cost not conserved for {c.billing_account} {c.billing_period} {c.currency}: "
+                           f"raw {c.raw_billed} != FOCUS {c.focus_billed} + quarantine {c.quarantined_billed}")
+            if not c.amortized_ok:
+                out.append(f"amortized cost not conserved for {c.billing_account} {c.billing_period} {c.currency}: "
+                           f"raw {c.raw_amortized} != FOCUS {c.focus_effective} + quarantine {c.quarantined_effective}")
+        if not self.rows.ok:
+            r = self.rows
+            out.append(f"rows not conserved: raw {r.raw} != FOCUS {r.focus} - unused {r.unused_expansion} "
+                       f"+ dropped {r.dropped} + quarantined {r.quarantined}")
+        if self.duplicate_row_ids:
+            out.append(f"x_RowId not unique: {self.duplicate_row_ids} duplicates")
+        return out
+
+
+def check_focus(focus: pl.LazyFrame, raw_totals: pl.DataFrame, quarantine: pl.DataFrame) -> FocusChecks:
+    """Every gating check of a FOCUS partition (or converted file) against its raw rows."""
+    conformance = check_conformance(focus)
+    counts = focus.select(
+        pl.len().alias("rows"), pl.col("x_RowId").n_unique().alias("unique"),
+        pl.col("x_RowId").str.ends_with(UNUSED_ROW_SUFFIX).sum().alias("unused"),
+    ).collect(engine="streaming").row(0, named=True)
+    rows = RowCounts(
+        raw=int(raw_totals["rows"].sum() or 0), focus=counts["rows"], quarantined=quarantine.height,
+        unused_expansion=counts["unused"], dropped=int(raw_totals["dropped_rows"].sum() or 0))
+    return FocusChecks(
+        conformance=conformance,
+        conservation=conservation(raw_totals, focus, quarantine.lazy()),
+        rows=rows,
+        duplicate_row_ids=counts["rows"] - counts["unique"],
+        totals=totals_by_currency(focus),
+        rates=quality_rates(focus, rows.raw, rows.quarantined),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Stages
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class RawIngest:
+    source: str
+    billing_period: str
+    delivery_id: str
+    files: list[str]
+    rows: int
+    version: int
+    format_versions: list[str] = field(default_factory=list)
+
+
+def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSource, delivery: Delivery,
+                    *, now: datetime | None = None) -> RawIngest:
+    """Replace the raw partition (source, period) with the delivery's rows, every column kept."""
+    fmt = FORMATS[source.format]
+    lineage = Lineage(source.name, source.format, delivery.delivery_id, delivery.billing_period,
+                      now or datetime.now(timezone.utc))
+    frames = [fmt.scan_raw(store.uri(key), lineage, label=key) for key in delivery.files]
+
+    def gate(staged: pl.LazyFrame):
+        return staged.group_by("x_SourceFormatVersion").len().collect()
+
+    try:
+        published, versions = warehouse.replace_partition(
+            fmt.raw_table, frames, partition_of(source.name, delivery.billing_period), gate=gate,
+            commit_metadata={"delivery": delivery.delivery_id, "files": delivery.files})
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise SourceFormatError(f"delivery {delivery.delivery_id} of {source.name} {delivery.billing_period} "
+                                f"({', '.join(delivery.files)}): {str(exc).splitlines()[0]}") from exc
+    return RawIngest(source.name, delivery.billing_period, delivery.delivery_id, delivery.files, published.rows,
+                     published.version, sorted(versions["x_SourceFormatVersion"].to_list()))
+
+
+@dataclass
+class FocusPublish:
+    source: str
+    billing_period: str
+    version: int
+    checks: FocusChecks
+    quarantine_rows: int
+
+
+def publish_focus(warehouse: Warehouse, source: ExportSource, period: str) -> FocusPublish:
+    """Convert the raw partition to FOCUS; publish it only when every gating check passes."""
+    fmt = FORMATS[source.format]
+    part = partition_of(source.name, period)
+    if not warehouse.exists(fmt.raw_table):
+        raise SourceFormatError(f"{fmt.raw_table} has no data yet: materialize the raw asset first")
+    raw = warehouse.scan(fmt.raw_table, part)
+    raw_totals = fmt.raw_totals(raw).collect(engine="streaming")
+    if raw_totals.height == 0:
+        raise SourceFormatError(f"{fmt.raw_table} has no rows for {source.name} {period}")
+    quarantine = fmt.quarantine(raw).collect(engine="streaming")
+
+    def gate(staged: pl.LazyFrame) -> FocusChecks:
+        checks = check_focus(staged, raw_totals, quarantine)
+        if checks.problems:
+            raise GateFailed(f"focus_costs {source.name} {period} not published: " + "; ".join(checks.problems),
+                             checks)
+        return checks
+
+    published, checks = warehouse.replace_partition(
+        FOCUS_TABLE, fmt.to_focus(raw), part, gate=gate,
+        commit_metadata=lambda checks: {"source": source.name, "period": period, "totals": checks.totals,
+                                        "rows": checks.rows.focus})
+    warehouse.replace_partition(QUARANTINE_TABLE, quarantine.lazy(), part,
+                                commit_metadata={"source": source.name, "period": period})
+    return FocusPublish(source.name, period, published.version, checks, quarantine.height)
+
+
+@dataclass
+class ConvertResult:
+    rows_in: int
+    rows_out: int
+    quarantined: int
+    checks: FocusChecks
+    formats: list[str]
+    out: str
+    quarantine_out: str | None
+
+
+def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str = "cli") -> ConvertResult:
+    """Export files → one FOCUS 1.2 Parquet file (and ``<out>.quarantine.parquet`` when needed)."""
+    now = datetime.now(timezone.utc)
+    frames, formats = [], []
+    for path in paths:
+        if not Path(path).exists():
+            raise SourceFormatError(f"{path}: no such file")
+        found = detect_format(path)
+        if fmt != "auto" and FORMATS[found].raw_table != FORMATS[fmt].raw_table:
+            raise SourceFormatError(f"{path}: is {found}, not {fmt}")
+        formats.append(found)
+        lineage = Lineage(source, found, f"file:{Path(path).name}", None, now)
+        frames.append(FORMATS[found].scan_raw(path, lineage, label=Path(path).name))
+    raw = pl.concat(frames, how="diagonal_relaxed")
+    family = FORMATS[formats[0]]
+    try:
+        raw_totals = family.raw_totals(raw).collect(engine="streaming")
+        quarantine = family.quarantine(raw).collect(engine="streaming")
+        family.to_focus(raw).sink_parquet(out)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise SourceFormatError(f"{', '.join(paths)}: cannot be converted: {str(exc).splitlines()[0]}") from exc
+    q_out = None
+    if quarantine.height:
+        q_out = str(Path(out).with_suffix("")) + ".quarantine.parquet"
+        quarantine.write_parquet(q_out)
+    checks = check_focus(pl.scan_parquet(out), raw_totals, quarantine)
+    return ConvertResult(checks.rows.raw, checks.rows.focus, quarantine.height, checks, sorted(set(formats)), out,
+                         q_out)

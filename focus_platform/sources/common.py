@@ -1,0 +1,103 @@
+"""Pieces every provider format shares: errors, lineage, parsing with recorded errors, JSON."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from focus_platform import __version__
+from focus_platform.spec.columns import MONEY, TIMESTAMP
+
+
+class SourceFormatError(ValueError):
+    """Input that cannot be read at all (the message names file, column and reason)."""
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where rows come from; becomes the x_ lineage columns of every row."""
+
+    source: str  # configured export source name
+    source_format: str  # aws-cur, aws-cur2, ...
+    delivery_id: str  # assembly id / export run / content digest
+    billing_period: str | None  # 'YYYY-MM' of the delivery; None: taken from each row
+    ingested_at: datetime
+    converter_version: str = __version__
+
+
+def file_digest(*parts: str) -> str:
+    """Stable short digest (16 hex chars) naming a file within a source; the x_RowId prefix."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+
+
+def blank_to_null(expr: pl.Expr) -> pl.Expr:
+    """'' and whitespace-only strings are nulls (Athena Parquet writes '' for missing)."""
+    return pl.when(expr.str.strip_chars() == "").then(None).otherwise(expr)
+
+
+def as_decimal(name: str, dtype: pl.DataType) -> pl.Expr:
+    col = pl.col(name)
+    if dtype == pl.String:
+        return blank_to_null(col).str.strip_chars().cast(MONEY, strict=False)
+    return col.cast(MONEY, strict=False)
+
+
+def as_timestamp(name: str, dtype: pl.DataType) -> pl.Expr:
+    col = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            return col.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
+        return col.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    if dtype == pl.Date:
+        return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    text = blank_to_null(col.cast(pl.String)).str.strip_chars()
+    # 2023-11-01T00:00:00.000Z, 2023-06-01 01:00:00, 2023-06-01T00:00:00Z, 2023-06-01
+    text = text.str.replace("T", " ", literal=True).str.strip_suffix("Z")
+    full = text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_zone="UTC", time_unit="us")
+    minutes = text.str.to_datetime("%Y-%m-%d %H:%M", strict=False, time_zone="UTC", time_unit="us")
+    day = text.str.to_datetime("%Y-%m-%d", strict=False, time_zone="UTC", time_unit="us")
+    return pl.coalesce(full, minutes, day).cast(TIMESTAMP)
+
+
+def parse_error(label: str, raw: pl.Expr, typed: pl.Expr, what: str) -> pl.Expr:
+    """A message when a non-empty raw value did not parse, else null."""
+    raw_text = raw.cast(pl.String)
+    failed = raw_text.is_not_null() & (raw_text.str.strip_chars() != "") & typed.is_null()
+    return pl.when(failed).then(pl.format(f"{label}: '{{}}' is not {what}", raw_text))
+
+
+def json_string(expr: pl.Expr) -> pl.Expr:
+    """A string expression as a JSON string literal."""
+    escaped = (expr.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
+               .str.replace_all("\n", "\\n", literal=True).str.replace_all("\r", "\\r", literal=True)
+               .str.replace_all("\t", "\\t", literal=True))
+    return pl.concat_str([pl.lit('"'), escaped, pl.lit('"')])
+
+
+def json_object(pairs: list[tuple[str, pl.Expr]]) -> pl.Expr:
+    """A JSON object of the non-null pairs, or null when every value is null."""
+    if not pairs:
+        return pl.lit(None, pl.String)
+    members = [pl.when(v.is_not_null()).then(pl.concat_str([json_string(pl.lit(k)), pl.lit(":"), json_string(v)]))
+               for k, v in pairs]
+    body = pl.concat_str(members, separator=",", ignore_nulls=True)
+    return pl.when(body.is_null() | (body == "")).then(None).otherwise(pl.concat_str([pl.lit("{"), body, pl.lit("}")]))
+
+
+def string_list(items: list[pl.Expr]) -> pl.Expr:
+    """The non-null items as a list of strings; null when there are none."""
+    if not items:
+        return pl.lit(None, pl.List(pl.String))
+    lst = pl.concat_list([i.cast(pl.String) for i in items]).list.drop_nulls()
+    return pl.when(lst.list.len() == 0).then(None).otherwise(lst)
+
+
+def first_present(schema: pl.Schema, *names: str, dtype: pl.DataType = pl.String) -> pl.Expr:
+    """The first of ``names`` present in the schema (coalesced in order), or a typed null."""
+    cols = [pl.col(n) for n in names if n in schema]
+    if not cols:
+        return pl.lit(None, dtype)
+    return cols[0] if len(cols) == 1 else pl.coalesce(cols)
