@@ -1,0 +1,132 @@
+"""Assets: raw_aws_cur → focus_costs (+ focus_quarantine), partitioned by billing period × source.
+
+Thin: each asset resolves its partition, calls one pipeline stage, and reports what it published.
+"""
+
+
+import dagster as dg
+
+from focus_platform import __version__
+from focus_platform.assets.partitions import PARTITIONS, partition_keys
+from focus_platform.landing.zone import DeliveryError
+from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE, FocusChecks, ingest_delivery, publish_focus
+from focus_platform.resources import LandingZoneResource, WarehouseResource
+from focus_platform.sources import SourceFormatError
+from focus_platform.warehouse.delta import GateFailed
+
+CODE_VERSION = __version__  # bump with any mapping change: the UI then marks partitions stale
+GROUP = "focus"
+
+
+@dg.asset(
+    partitions_def=PARTITIONS, code_version=CODE_VERSION, group_name=GROUP,
+    kinds={"delta", "polars"},
+    description="AWS CUR deliveries (legacy and CUR 2.0) as delivered: every column, typed, plus lineage. "
+                "Delta table raw_aws_cur, one partition per (billing period, export source).",
+)
+def raw_aws_cur(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource,
+                warehouse: WarehouseResource) -> dg.MaterializeResult:
+    period, source_name = partition_keys(context)
+    source = landing_zone.source(source_name)
+    try:
+        delivery = landing_zone.deliveries(source).get(period)
+    except DeliveryError as exc:
+        raise dg.Failure(str(exc)) from exc
+    if delivery is None:
+        raise dg.Failure(f"no delivery of export source {source_name} for billing period {period} "
+                         f"under {landing_zone.resolved_root()}/{source.location}")
+    try:
+        ingested = ingest_delivery(warehouse.warehouse(), landing_zone.store(), source, delivery)
+    except (SourceFormatError, DeliveryError) as exc:
+        raise dg.Failure(str(exc)) from exc
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": ingested.rows,
+        "delivery_id": ingested.delivery_id,
+        "files": dg.MetadataValue.json(ingested.files),
+        "source_format_versions": ", ".join(ingested.format_versions),
+        "delta_version": ingested.version,
+        "table_uri": dg.MetadataValue.path(warehouse.warehouse().uri("raw_aws_cur")),
+    })
+
+
+FOCUS_CHECKS = {
+    "conformance": ("FOCUS 1.2 rules: no converter defect (provider-data gaps reported)", True),
+    "billed_cost_conserved": ("sum(BilledCost) + quarantined = raw invoice basis, exact Decimal", True),
+    "effective_cost_conserved": ("sum(EffectiveCost) + quarantined = AWS amortized total, exact Decimal", True),
+    "rows_conserved": ("raw rows = FOCUS rows - unused-commitment rows + netted negations + quarantined", True),
+    "row_id_unique": ("x_RowId is unique", True),
+    "sku_mapping_failure_rate": ("M5: Usage/Purchase rows without SKU or mapped service < 0.1 %", False),
+    "ingest_error_rate": ("M8: quarantined / raw rows < 0.5 %", False),
+}
+M5_TARGET, M8_TARGET = 0.001, 0.005
+
+
+def check_results(checks: FocusChecks) -> list[dg.AssetCheckResult]:
+    conservation = checks.conservation
+    rows = checks.rows
+    table = "| account | period | currency | raw billed | FOCUS billed | quarantined | raw amortized | FOCUS effective |\n" \
+            "|---|---|---|---|---|---|---|---|\n" + "\n".join(
+                f"| {c.billing_account} | {c.billing_period} | {c.currency} | {c.raw_billed} | {c.focus_billed} | "
+                f"{c.quarantined_billed} | {c.raw_amortized} | {c.focus_effective} |" for c in conservation)
+    results = {
+        "conformance": (checks.conformance.ok, {
+            "defects": dg.MetadataValue.json(checks.conformance.defects),
+            "provider_data_gaps": dg.MetadataValue.json(checks.conformance.gaps)}),
+        "billed_cost_conserved": (all(c.billed_ok for c in conservation), {"totals": dg.MetadataValue.md(table)}),
+        "effective_cost_conserved": (all(c.amortized_ok for c in conservation), {"totals": dg.MetadataValue.md(table)}),
+        "rows_conserved": (rows.ok, {"raw": rows.raw, "focus": rows.focus, "quarantined": rows.quarantined,
+                                     "unused_expansion": rows.unused_expansion, "dropped_negations": rows.dropped}),
+        "row_id_unique": (checks.duplicate_row_ids == 0, {"duplicates": checks.duplicate_row_ids}),
+        "sku_mapping_failure_rate": (checks.rates["M5_sku_mapping_failure_rate"] < M5_TARGET,
+                                     {"rate": checks.rates["M5_sku_mapping_failure_rate"], "target": M5_TARGET}),
+        "ingest_error_rate": (checks.rates["M8_ingest_error_rate"] < M8_TARGET,
+                              {"rate": checks.rates["M8_ingest_error_rate"], "target": M8_TARGET}),
+    }
+    return [
+        dg.AssetCheckResult(
+            asset_key=FOCUS_TABLE, check_name=name, passed=bool(passed), metadata=meta,
+            severity=dg.AssetCheckSeverity.WARN if name == "sku_mapping_failure_rate" else dg.AssetCheckSeverity.ERROR)
+        for name, (passed, meta) in results.items()
+    ]
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(FOCUS_TABLE, deps=[raw_aws_cur], group_name=GROUP, code_version=CODE_VERSION,
+                     kinds={"delta", "polars"}, skippable=True,
+                     description="Canonical FOCUS 1.2 cost and usage rows (all 57 columns + x_ lineage)."),
+        dg.AssetSpec(QUARANTINE_TABLE, deps=[raw_aws_cur], group_name=GROUP, code_version=CODE_VERSION,
+                     kinds={"delta"}, skippable=True,
+                     description="Raw rows that cannot be converted, with reason, file, row and billed amount."),
+    ],
+    check_specs=[dg.AssetCheckSpec(name, asset=FOCUS_TABLE, description=desc, blocking=blocking)
+                 for name, (desc, blocking) in FOCUS_CHECKS.items()],
+    partitions_def=PARTITIONS,
+)
+def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource, warehouse: WarehouseResource):
+    period, source_name = partition_keys(context)
+    source = landing_zone.source(source_name)
+    try:
+        published = publish_focus(warehouse.warehouse(), source, period)
+    except GateFailed as exc:
+        if isinstance(exc.details, FocusChecks):
+            yield from check_results(exc.details)
+        raise dg.Failure(str(exc), metadata={"problems": dg.MetadataValue.json(
+            exc.details.problems if isinstance(exc.details, FocusChecks) else [str(exc)])}) from exc
+    except SourceFormatError as exc:
+        raise dg.Failure(str(exc)) from exc
+    checks = published.checks
+    yield dg.MaterializeResult(asset_key=FOCUS_TABLE, metadata={
+        "dagster/row_count": checks.rows.focus,
+        "totals_by_currency": dg.MetadataValue.json(checks.totals),
+        "provider_data_gaps": dg.MetadataValue.json(checks.conformance.gaps),
+        "delta_version": published.version,
+        "table_uri": dg.MetadataValue.path(warehouse.warehouse().uri(FOCUS_TABLE)),
+    }, check_results=check_results(checks))
+    yield dg.MaterializeResult(asset_key=QUARANTINE_TABLE, metadata={
+        "dagster/row_count": published.quarantine_rows,
+        "table_uri": dg.MetadataValue.path(warehouse.warehouse().uri(QUARANTINE_TABLE)),
+    })
+
+
+ASSETS = [raw_aws_cur, focus_costs]
