@@ -20,6 +20,7 @@ import polars as pl
 from focus_platform.landing.zone import Delivery, ExportSource, LocalStore
 from focus_platform.sources import FORMATS, Lineage, SourceFormatError, detect_format
 from focus_platform.sources.aws_cur import UNMAPPED_SERVICE_NOTE
+from focus_platform.spec.metadata import METADATA_SUFFIX, write_metadata
 from focus_platform.spec.rules import ConformanceReport, check_conformance
 from focus_platform.warehouse.delta import GateFailed, Warehouse
 
@@ -236,6 +237,8 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str) -> Fo
                                         "rows": checks.rows.focus})
     warehouse.replace_partition(QUARANTINE_TABLE, quarantine.lazy(), part,
                                 commit_metadata={"source": source.name, "period": period})
+    write_metadata(warehouse.uri(FOCUS_TABLE) + METADATA_SUFFIX, warehouse.scan(FOCUS_TABLE).collect_schema(),
+                   warehouse.storage_options)
     return FocusPublish(source.name, period, published.version, checks, quarantine.height)
 
 
@@ -276,5 +279,6 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
         q_out = str(Path(out).with_suffix("")) + ".quarantine.parquet"
         quarantine.write_parquet(q_out)
     checks = check_focus(pl.scan_parquet(out), raw_totals, quarantine)
+    write_metadata(str(Path(out).with_suffix("")) + METADATA_SUFFIX, pl.scan_parquet(out).collect_schema())
     return ConvertResult(checks.rows.raw, checks.rows.focus, quarantine.height, checks, sorted(set(formats)), out,
                          q_out)
