@@ -32,6 +32,7 @@ from focus_platform.sources.common import (
     as_decimal,
     as_timestamp,
     blank_to_null,
+    check_csv_structure,
     file_digest,
     first_present,
     json_object,
@@ -254,6 +255,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     label = label or str(path)
     lf = scan_file(path, storage_options=storage_options)
     schema = file_schema(lf, label)
+    if not str(path).lower().endswith(".parquet") and "://" not in str(path):
+        check_csv_structure(lf, str(path), label)
     columns = [classify_header(h) for h in schema.names()]
     fmt = detect_format(schema.names())
     if fmt is None:

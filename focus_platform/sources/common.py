@@ -28,6 +28,31 @@ class Lineage:
     converter_version: str = __version__
 
 
+def check_csv_structure(lf: pl.LazyFrame, path: str, label: str) -> None:
+    """Fail on a CSV whose rows do not match its header (column projection would hide it)."""
+    try:
+        lf.select(pl.all().null_count()).collect()
+    except pl.exceptions.PolarsError as exc:
+        raise SourceFormatError(f"{label}: malformed CSV{_first_ragged_row(path)}: {str(exc).splitlines()[0]}") from exc
+
+
+def _first_ragged_row(path: str) -> str:
+    import csv
+    import gzip
+
+    try:
+        opener = gzip.open if path.lower().endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
+            reader = csv.reader(f)
+            width = len(next(reader))
+            for i, row in enumerate(reader, start=1):
+                if len(row) != width:
+                    return f" (data row {i} has {len(row)} fields, the header {width})"
+    except (OSError, StopIteration, csv.Error, UnicodeDecodeError):
+        pass
+    return ""
+
+
 def file_digest(*parts: str) -> str:
     """Stable short digest (16 hex chars) naming a file within a source; the x_RowId prefix."""
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
