@@ -27,6 +27,7 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform.sources.common import (
+    LIST_SEPARATOR,
     Lineage,
     SourceFormatError,
     as_decimal,
@@ -36,8 +37,9 @@ from focus_platform.sources.common import (
     file_digest,
     first_present,
     json_object,
+    joined_strings,
     parse_error,
-    string_list,
+    split_list,
 )
 from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, PROVIDER_X_SCHEMA, focus_schema
 
@@ -631,20 +633,27 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(public_cost.is_not_null() & public_rate.is_not_null()).then(pl.lit("R-ListCost-1b")),
         pl.when(unblended_rate.is_not_null()).then(pl.lit("R-ContractedCost-1b")),
     ]
+    unused_cost = (pl.when(is_ri_fee).then(_ri_unused(col)).when(t == "SavingsPlanRecurringFee")
+                   .then(_sp_unused(col)).otherwise(zero))
+    unused_quantity = (pl.when(is_ri_fee).then(col("reservation_unused_quantity"))
+                       .when(t == "SavingsPlanRecurringFee").then(_sp_unused(col)))
     converted = raw.filter(quarantine_reason(schema).is_null() & ~t.is_in(DROPPED_LINE_ITEM_TYPES))
     rows = converted.select(
         *[expr.alias(name) for name, expr in focus.items()],
-        string_list(changes).alias("x_SourceChanges"),
-        string_list(gaps).alias("x_ProviderDataGaps"),
+        joined_strings(changes).alias("x_SourceChanges"),
+        joined_strings(gaps).alias("x_ProviderDataGaps"),
         *[pl.col(n) for n in _lineage_names()],
-        # inputs of the unused-commitment rows
-        (pl.when(is_ri_fee).then(_ri_unused(col)).when(t == "SavingsPlanRecurringFee").then(_sp_unused(col))
-         .otherwise(zero)).alias("__unused_cost"),
-        pl.when(is_ri_fee).then(col("reservation_unused_quantity")).when(t == "SavingsPlanRecurringFee")
-        .then(_sp_unused(col)).alias("__unused_quantity"),
+        unused_cost.alias("__unused_cost"),
+        unused_quantity.alias("__unused_quantity"),
     )
-    out = pl.concat([rows.drop("__unused_cost", "__unused_quantity"), _unused_rows(rows)], how="vertical")
-    return out.select([pl.col(name).cast(dtype) for name, dtype in focus_schema().items()])
+    # One pass: a fee row with an unused part is emitted twice; the copy becomes the Unused row.
+    expanded = rows.with_columns(
+        pl.when((pl.col("__unused_cost") != 0) & pl.col("CommitmentDiscountId").is_not_null())
+        .then(pl.lit([False, True])).otherwise(pl.lit([False])).alias("__unused")
+    ).explode("__unused")
+    return (_as_unused_rows(expanded)
+            .with_columns(split_list(pl.col("x_SourceChanges")), split_list(pl.col("x_ProviderDataGaps")))
+            .select([pl.col(name).cast(dtype) for name, dtype in focus_schema().items()]))
 
 
 def _lineage_names() -> list[str]:
@@ -654,48 +663,49 @@ def _lineage_names() -> list[str]:
 UNUSED_QUANTITY_GAPS = ["R-UnitPrice-1", "R-PCUnitPrice-1", "R-PricingQuantity-1", "R-CDQuantity-1"]
 
 
-def _unused_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
-    """The idle part of each RI / savings plan as its own Usage row (CommitmentDiscountStatus Unused)."""
+def _as_unused_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Rows flagged ``__unused`` become the idle part of their RI / savings plan: a Usage row with
+    CommitmentDiscountStatus Unused, BilledCost 0 and the unused amount as EffectiveCost."""
+    unused = pl.col("__unused")
     zero = pl.lit(0, MONEY)
     cost, qty = pl.col("__unused_cost"), pl.col("__unused_quantity")
-    unit_price = pl.when((qty.is_not_null()) & (qty != 0)).then(
-        (cost.cast(pl.Float64) / qty.cast(pl.Float64)).cast(MONEY))
+    nonzero_qty = pl.when(qty != 0).then(qty.cast(pl.Float64))
+    unit_price = (cost.cast(pl.Float64) / nonzero_qty).cast(MONEY, strict=False)
     unit = pl.when(pl.col("CommitmentDiscountCategory") == "Spend").then(pl.col("BillingCurrency")).otherwise(
         pl.coalesce(pl.col("CommitmentDiscountUnit"), pl.lit("Hrs")))
     note = pl.format("derived: unused commitment of {} row {} ({})", pl.col("x_ChargeType"),
                      pl.col("x_SourceRow"), pl.col("x_SourceFile"))
-    return (
-        rows.filter((pl.col("__unused_cost") != 0) & pl.col("CommitmentDiscountId").is_not_null())
-        .with_columns(
-            pl.lit("Usage").alias("ChargeCategory"),
-            pl.lit("Usage-Based").alias("ChargeFrequency"),
-            pl.lit("Committed").alias("PricingCategory"),
-            pl.lit("Unused").alias("CommitmentDiscountStatus"),
-            zero.alias("BilledCost"),
-            cost.alias("EffectiveCost"),
-            cost.alias("ListCost"),
-            cost.alias("ContractedCost"),
-            unit_price.alias("ListUnitPrice"),
-            unit_price.alias("ContractedUnitPrice"),
-            unit_price.alias("PricingCurrencyListUnitPrice"),
-            unit_price.alias("PricingCurrencyContractedUnitPrice"),
-            cost.alias("PricingCurrencyEffectiveCost"),
-            qty.alias("PricingQuantity"),
-            unit.alias("PricingUnit"),
-            qty.alias("CommitmentDiscountQuantity"),
-            unit.alias("CommitmentDiscountUnit"),
-            pl.lit(None, MONEY).alias("ConsumedQuantity"),
-            pl.lit(None, pl.String).alias("ConsumedUnit"),
-            pl.col("CommitmentDiscountId").alias("ResourceId"),
-            pl.col("ServiceName").alias("ResourceType"),
-            (pl.col("x_RowId") + "-unused").alias("x_RowId"),
-            pl.concat_list([pl.col("x_SourceChanges").fill_null([]), pl.concat_list([note])]).alias("x_SourceChanges"),
-            pl.concat_list([pl.col("x_ProviderDataGaps").fill_null([]),
-                            pl.when(qty.is_null() | (qty == 0)).then(pl.lit(UNUSED_QUANTITY_GAPS)).otherwise([])])
-            .alias("x_ProviderDataGaps"),
-        )
-        .drop("__unused_cost", "__unused_quantity")
-    )
+    overrides = {
+        "ChargeCategory": pl.lit("Usage"),
+        "ChargeFrequency": pl.lit("Usage-Based"),
+        "PricingCategory": pl.lit("Committed"),
+        "CommitmentDiscountStatus": pl.lit("Unused"),
+        "BilledCost": zero,
+        "EffectiveCost": cost,
+        "ListCost": cost,
+        "ContractedCost": cost,
+        "ListUnitPrice": unit_price,
+        "ContractedUnitPrice": unit_price,
+        "PricingCurrencyListUnitPrice": unit_price,
+        "PricingCurrencyContractedUnitPrice": unit_price,
+        "PricingCurrencyEffectiveCost": cost,
+        "PricingQuantity": qty,
+        "PricingUnit": unit,
+        "CommitmentDiscountQuantity": qty,
+        "CommitmentDiscountUnit": unit,
+        "ConsumedQuantity": pl.lit(None, MONEY),
+        "ConsumedUnit": pl.lit(None, pl.String),
+        "ResourceId": pl.col("CommitmentDiscountId"),
+        "ResourceType": pl.col("ServiceName"),
+        "x_RowId": pl.col("x_RowId") + "-unused",
+        "x_SourceChanges": joined_strings([pl.col("x_SourceChanges"), note]),
+        "x_ProviderDataGaps": joined_strings([
+            pl.col("x_ProviderDataGaps"),
+            pl.when(qty.is_null() | (qty == 0)).then(pl.lit(LIST_SEPARATOR.join(UNUSED_QUANTITY_GAPS)))]),
+    }
+    return rows.with_columns(
+        [pl.when(unused).then(value).otherwise(pl.col(name)).alias(name) for name, value in overrides.items()]
+    ).drop("__unused", "__unused_cost", "__unused_quantity")
 
 
 QUARANTINE_SCHEMA = {
