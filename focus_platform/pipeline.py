@@ -265,7 +265,7 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
             raise SourceFormatError(f"{path}: is {found}, not {fmt}")
         formats.append(found)
         lineage = Lineage(source, found, f"file:{Path(path).name}", None, now)
-        frames.append(FORMATS[found].scan_raw(path, lineage, label=Path(path).name))
+        frames.append(FORMATS[found].scan_raw(path, lineage, label=str(path)))
     raw = pl.concat(frames, how="diagonal_relaxed")
     family = FORMATS[formats[0]]
     try:

@@ -132,6 +132,13 @@ def service_table() -> dict[str, tuple[str, str]]:
 
 
 @cache
+def unit_names() -> dict[str, str]:
+    """AWS pricing units → FOCUS unit format (Hrs → Hours, GB-Mo → GB-Months); others as delivered."""
+    text = resources.files(__package__).joinpath("aws_units.csv").read_text("utf-8")
+    return {r["aws_unit"]: r["focus_unit"] for r in csv.DictReader(text.splitlines())}
+
+
+@cache
 def region_names() -> dict[str, str]:
     text = resources.files(__package__).joinpath("aws_regions.csv").read_text("utf-8")
     return {r["region_code"]: r["region_name"] for r in csv.DictReader(text.splitlines())}
@@ -237,9 +244,12 @@ def file_schema(lf: pl.LazyFrame, label: str) -> pl.Schema:
 
 def _map_to_json(name: str, dtype: pl.DataType) -> pl.Expr:
     """A CUR 2.0 map column (Parquet map = list of key/value structs) as a JSON object string."""
-    if not isinstance(dtype, pl.List):
-        return blank_to_null(pl.col(name).cast(pl.String))  # already JSON text (or a scalar)
-    entries = pl.col(name).list.eval(
+    column = pl.col(name)
+    if isinstance(dtype, pl.Map):  # polars reads Parquet maps as Map: go through key/value structs
+        column = column.cast(pl.List(pl.Struct({"key": dtype.key, "value": dtype.value})))
+    elif not isinstance(dtype, pl.List):
+        return blank_to_null(column.cast(pl.String))  # already JSON text (or a scalar)
+    entries = column.list.eval(
         pl.concat_str([
             pl.lit('"'), pl.element().struct.field("key").str.replace_all('"', '\\"', literal=True),
             pl.lit('":'),
@@ -248,7 +258,7 @@ def _map_to_json(name: str, dtype: pl.DataType) -> pl.Expr:
                 .otherwise(pl.concat_str([pl.lit('"'), v.str.replace_all('"', '\\"', literal=True), pl.lit('"')]))),
         ])
     ).list.join(",")
-    return pl.when(pl.col(name).list.len() > 0).then(pl.concat_str([pl.lit("{"), entries, pl.lit("}")]))
+    return pl.when(column.list.len() > 0).then(pl.concat_str([pl.lit("{"), entries, pl.lit("}")]))
 
 
 def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
@@ -376,6 +386,12 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
                 & pl.col("x_ParseErrors").is_null()).then(pl.lit("lineItem/UsageStartDate is empty")),
         pl.when(col("line_item_currency_code").is_null()).then(pl.lit("lineItem/CurrencyCode is empty")),
         pl.when(col("bill_payer_account_id").is_null()).then(pl.lit("bill/PayerAccountId is empty")),
+        pl.when((col("line_item_line_item_type") == "RIFee") & (_ri_unused(col) != 0)
+                & col("reservation_reservation_a_r_n").is_null())
+        .then(pl.lit("RIFee with unused reservation but empty reservation/ReservationARN")),
+        pl.when((col("line_item_line_item_type") == "SavingsPlanRecurringFee") & (_sp_unused(col) != 0)
+                & col("savings_plan_savings_plan_a_r_n").is_null())
+        .then(pl.lit("SavingsPlanRecurringFee with unused commitment but empty savingsPlan/SavingsPlanARN")),
     ]
     joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
     return pl.when(joined != "").then(joined)
@@ -453,7 +469,9 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     usage_type = col("line_item_usage_type")
     pricing_unit_raw = col("pricing_unit")
     is_ri_fee = t == "RIFee"
-    pricing_unit = pl.when(pricing_unit_raw.is_null() & is_ri_fee).then(pl.lit("Hrs")).otherwise(pricing_unit_raw)
+    pricing_unit_aws = pl.when(pricing_unit_raw.is_null() & is_ri_fee).then(pl.lit("Hrs")).otherwise(pricing_unit_raw)
+    pricing_unit = pricing_unit_aws.replace(unit_names())
+    unit_renamed = pricing_unit_aws.is_in(list(unit_names())) & (pricing_unit != pricing_unit_aws)
 
     service_name_raw = col.product("product_name", "product_product_name")
     service_name = pl.coalesce(service_name_raw, product_code)
@@ -509,16 +527,21 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     currency = col("line_item_currency_code")
     pricing_currency = pl.coalesce(col("pricing_currency"), currency)
     same_currency = pricing_currency == currency
+    # Commitment quantities: savings plans in money (the recurring commitment on the fee row, the
+    # upfront fee on its own row); RIs in normalized hours where the export has them (size
+    # flexibility: one RI covers several instance sizes), else in hours.
+    normalized = col("line_item_normalized_usage_amount")
+    ri_normalized = normalized.is_not_null() & (normalized != 0)
     cd_quantity = (
         pl.when(cd_id.is_null() | ~(is_usage | is_purchase)).then(None)
         .when(t == "SavingsPlanCoveredUsage").then(col("savings_plan_savings_plan_effective_cost"))
-        .when(t == "SavingsPlanRecurringFee").then(
-            col("savings_plan_amortized_upfront_commitment_for_billing_period").fill_null(zero)
-            + col("savings_plan_recurring_commitment_for_billing_period").fill_null(zero))
+        .when(t == "SavingsPlanRecurringFee").then(col("savings_plan_recurring_commitment_for_billing_period"))
         .when(t == "SavingsPlanUpfrontFee").then(unblended)
+        .when(ri_normalized).then(normalized)
         .otherwise(usage_amount)
     )
-    cd_unit = pl.when(cd_quantity.is_null()).then(None).when(cd_kind == "sp").then(currency).otherwise(pricing_unit)
+    cd_unit = (pl.when(cd_quantity.is_null()).then(None).when(cd_kind == "sp").then(currency)
+               .when(ri_normalized).then(pl.lit("Normalized Hours")).otherwise(pricing_unit))
     sku = pl.when(is_tax).then(None).otherwise(col.product("sku", "product_sku"))
     # SkuPriceId names one price of one SKU. pricing/RateCode starts with the SKU; the older
     # pricing/RateId does not, and one RI's RateId covers several SKUs (size flexibility), so it is
@@ -544,7 +567,9 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         "ChargeCategory": charge_category,
         "ChargeClass": pl.when(correction).then(pl.lit("Correction")),
         "ChargeDescription": col("line_item_line_item_description"),
-        "ChargeFrequency": _line_item_lookup("charge_frequency"),
+        # Fees: an RI upfront fee or a bill of type Purchase is one-time; support and subscriptions recur
+        "ChargeFrequency": pl.when((t == "Fee") & ri_arn.is_null() & (col("bill_bill_type") != "Purchase").fill_null(True))
+        .then(pl.lit("Recurring")).otherwise(_line_item_lookup("charge_frequency")),
         "ChargePeriodEnd": charge_end,
         "ChargePeriodStart": usage_start,
         "CommitmentDiscountCategory": cd_kind.replace_strict({k: v[0] for k, v in COMMITMENT_TYPE.items()},
@@ -605,10 +630,12 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
             "lineItem/LegalEntity, or Amazon Web Services, Inc. for AWS Marketplace")),
         pl.when(legal_entity.is_null()).then(pl.lit("PublisherName: lineItem/LegalEntity empty; Amazon Web Services, Inc.")),
         pl.when(service_name_raw.is_null()).then(pl.lit("ServiceName: product/ProductName empty; lineItem/ProductCode used")),
-        pl.when(pricing_unit_raw.is_null() & is_ri_fee).then(pl.lit("PricingUnit: empty on RIFee; Hrs (RI fees are hourly)")),
+        pl.when(pricing_unit_raw.is_null() & is_ri_fee).then(pl.lit("PricingUnit: empty on RIFee; Hours (RI fees are hourly)")),
         pl.when(is_usage & (t != "DiscountedUsage") & public_cost.is_null()).then(
             pl.lit("ListCost: pricing/publicOnDemandCost empty; unblended cost used")),
         pl.when(service_unmapped & (is_usage | is_purchase)).then(pl.lit(UNMAPPED_SERVICE_NOTE)),
+        pl.when(unit_renamed.fill_null(False)).then(
+            pl.format("PricingUnit/ConsumedUnit: AWS unit '{}' in FOCUS unit format", pricing_unit_aws)),
     ]
     gaps = [
         pl.when(col("line_item_usage_account_name").is_null()).then(pl.lit("R-SubAccountName-1")),
@@ -616,7 +643,9 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(pricing_unit.is_null()).then(pl.lit("R-ConsumedUnit-1")),
         pl.when(pricing_unit.is_null()).then(pl.lit("R-CDUnit-1")),
         pl.when(list_unit_price.is_null()).then(pl.lit("R-UnitPrice-1")),
-        pl.when(list_unit_price.is_null() | ~same_currency).then(pl.lit("R-PCUnitPrice-1")),
+        pl.when(list_unit_price.is_null() | contracted_unit_price.is_null() | ~same_currency)
+        .then(pl.lit("R-PCUnitPrice-1")),
+        pl.when(service_name.is_null()).then(pl.lit("R-ServiceName-1")),
         pl.when(~same_currency).then(pl.lit("R-PCEffectiveCost-1")),
         pl.when(contracted_unit_price.is_null()).then(pl.lit("R-UnitPrice-1")),
         pl.when(sku.is_null()).then(pl.lit("R-SkuId-1")),
@@ -637,6 +666,9 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
                    .then(_sp_unused(col)).otherwise(zero))
     unused_quantity = (pl.when(is_ri_fee).then(col("reservation_unused_quantity"))
                        .when(t == "SavingsPlanRecurringFee").then(_sp_unused(col)))
+    unused_cd_quantity = (pl.when(is_ri_fee & ri_normalized)
+                          .then(col("reservation_unused_normalized_unit_quantity"))
+                          .otherwise(unused_quantity))
     converted = raw.filter(quarantine_reason(schema).is_null() & ~t.is_in(DROPPED_LINE_ITEM_TYPES))
     rows = converted.select(
         *[expr.alias(name) for name, expr in focus.items()],
@@ -645,6 +677,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         *[pl.col(n) for n in _lineage_names()],
         unused_cost.alias("__unused_cost"),
         unused_quantity.alias("__unused_quantity"),
+        unused_cd_quantity.alias("__unused_cd_quantity"),
     )
     # One pass: a fee row with an unused part is emitted twice; the copy becomes the Unused row.
     expanded = rows.with_columns(
@@ -671,8 +704,10 @@ def _as_unused_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
     cost, qty = pl.col("__unused_cost"), pl.col("__unused_quantity")
     nonzero_qty = pl.when(qty != 0).then(qty.cast(pl.Float64))
     unit_price = (cost.cast(pl.Float64) / nonzero_qty).cast(MONEY, strict=False)
-    unit = pl.when(pl.col("CommitmentDiscountCategory") == "Spend").then(pl.col("BillingCurrency")).otherwise(
-        pl.coalesce(pl.col("CommitmentDiscountUnit"), pl.lit("Hrs")))
+    spend = pl.col("CommitmentDiscountCategory") == "Spend"
+    pricing_unit = pl.when(spend).then(pl.col("BillingCurrency")).otherwise(pl.lit("Hours"))
+    cd_unit = pl.when(spend).then(pl.col("BillingCurrency")).otherwise(
+        pl.coalesce(pl.col("CommitmentDiscountUnit"), pl.lit("Hours")))
     note = pl.format("derived: unused commitment of {} row {} ({})", pl.col("x_ChargeType"),
                      pl.col("x_SourceRow"), pl.col("x_SourceFile"))
     overrides = {
@@ -690,9 +725,9 @@ def _as_unused_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
         "PricingCurrencyContractedUnitPrice": unit_price,
         "PricingCurrencyEffectiveCost": cost,
         "PricingQuantity": qty,
-        "PricingUnit": unit,
-        "CommitmentDiscountQuantity": qty,
-        "CommitmentDiscountUnit": unit,
+        "PricingUnit": pricing_unit,
+        "CommitmentDiscountQuantity": pl.col("__unused_cd_quantity"),
+        "CommitmentDiscountUnit": cd_unit,
         "ConsumedQuantity": pl.lit(None, MONEY),
         "ConsumedUnit": pl.lit(None, pl.String),
         "ResourceId": pl.col("CommitmentDiscountId"),
@@ -705,7 +740,7 @@ def _as_unused_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
     }
     return rows.with_columns(
         [pl.when(unused).then(value).otherwise(pl.col(name)).alias(name) for name, value in overrides.items()]
-    ).drop("__unused", "__unused_cost", "__unused_quantity")
+    ).drop("__unused", "__unused_cost", "__unused_quantity", "__unused_cd_quantity")
 
 
 QUARANTINE_SCHEMA = {

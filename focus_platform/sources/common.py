@@ -59,8 +59,8 @@ def file_digest(*parts: str) -> str:
 
 
 def blank_to_null(expr: pl.Expr) -> pl.Expr:
-    """'' is null (Athena Parquet and CSV write '' for missing)."""
-    return pl.when(expr == "").then(None).otherwise(expr)
+    """'' and whitespace-only strings are null (Athena Parquet and CSV write '' for missing)."""
+    return pl.when(expr.str.contains(r"^\s*$")).then(None).otherwise(expr)
 
 
 def as_decimal(name: str, dtype: pl.DataType) -> pl.Expr:

@@ -60,7 +60,7 @@ def test_workshop_provider_data_gaps_are_counted(converted):
 
 def test_malformed_cur2_csv_is_refused_with_the_file_named(tmp_path):
     path = FIXTURES / "aws-samples/cur_anon_sample_cur2.csv"
-    with pytest.raises(SourceFormatError, match="cur_anon_sample_cur2.csv"):
+    with pytest.raises(SourceFormatError, match="cur_anon_sample_cur2.csv.*data row 1 has 126 fields"):
         convert_files([str(path)], str(tmp_path / "out.parquet"))
 
 
