@@ -29,3 +29,14 @@ AWS_SAMPLES = {
 @pytest.fixture(scope="session")
 def aws_samples() -> dict[str, Path]:
     return AWS_SAMPLES
+
+
+def pytest_sessionstart(session):
+    """Create the official validator's own venv on first use (needs Python 3.12; skipped without)."""
+    import os
+    import subprocess
+
+    from focus_platform.conformance.official_validator import find_validator
+
+    if find_validator() is None and not os.environ.get("FOCUS_SKIP_VALIDATOR_SETUP"):
+        subprocess.run(["bash", str(TESTS.parent / ".ci" / "setup_validator.sh")], check=False)
