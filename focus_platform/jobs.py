@@ -3,7 +3,6 @@
 import dagster as dg
 
 from focus_platform.assets import ASSETS
-from focus_platform.assets.partitions import PARTITIONS
 
-focus_pipeline_job = dg.define_asset_job("focus_pipeline", selection=ASSETS, partitions_def=PARTITIONS,
+focus_pipeline_job = dg.define_asset_job("focus_pipeline", selection=ASSETS,
                                          description="raw export → FOCUS 1.2 for one billing period × source")

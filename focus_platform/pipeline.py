@@ -73,18 +73,20 @@ class RowCounts:
 _KEYS = ["BillingAccountId", "x_BillingPeriod", "BillingCurrency"]
 
 
-def _sums(lf: pl.LazyFrame, billed: str, effective: str) -> dict[tuple, tuple[Decimal, Decimal, int]]:
-    df = (lf.group_by(_KEYS).agg(pl.col(billed).sum(), pl.col(effective).sum(), pl.len().alias("n"))
-          .collect(engine="streaming"))
+def _sums_query(lf: pl.LazyFrame, billed: str, effective: str) -> pl.LazyFrame:
+    return lf.group_by(_KEYS).agg(pl.col(billed).sum(), pl.col(effective).sum(), pl.len().alias("n"))
+
+
+def _sums(df: pl.DataFrame) -> dict[tuple, tuple[Decimal, Decimal, int]]:
     return {tuple(r[:3]): (r[3] or Decimal(0), r[4] or Decimal(0), r[5]) for r in df.iter_rows()}
 
 
-def conservation(raw_totals: pl.DataFrame, focus: pl.LazyFrame, quarantine: pl.LazyFrame) -> list[ConservationRow]:
+def conservation(raw_totals: pl.DataFrame, focus_sums: pl.DataFrame, quarantine: pl.DataFrame) -> list[ConservationRow]:
     """Per (billing account, period, currency): raw invoice basis = FOCUS BilledCost + quarantined
     billed amounts, and raw amortized basis = FOCUS EffectiveCost + quarantined amortized amounts,
     compared exactly in Decimal."""
-    f = _sums(focus, "BilledCost", "EffectiveCost")
-    q = _sums(quarantine, "x_BilledCost", "x_EffectiveCost")
+    f = _sums(focus_sums)
+    q = _sums(_sums_query(quarantine.lazy(), "x_BilledCost", "x_EffectiveCost").collect())
     rows = []
     raw = {tuple(r[:3]): r[3:] for r in raw_totals.select(*_KEYS, "billed", "amortized").iter_rows()}
     zero = (Decimal(0), Decimal(0), 0)
@@ -97,24 +99,20 @@ def conservation(raw_totals: pl.DataFrame, focus: pl.LazyFrame, quarantine: pl.L
     return rows
 
 
-def totals_by_currency(lf: pl.LazyFrame) -> dict[str, dict[str, str]]:
-    df = (lf.group_by("BillingCurrency").agg(pl.col("BilledCost").sum(), pl.col("EffectiveCost").sum())
-          .sort("BillingCurrency").collect(engine="streaming"))
+def totals_by_currency(focus_sums: pl.DataFrame) -> dict[str, dict[str, str]]:
+    df = (focus_sums.group_by("BillingCurrency").agg(pl.col("BilledCost").sum(), pl.col("EffectiveCost").sum())
+          .sort("BillingCurrency"))
     return {str(r[0]): {"BilledCost": str(r[1]), "EffectiveCost": str(r[2])} for r in df.iter_rows()}
 
 
-def quality_rates(focus: pl.LazyFrame, raw_rows: int, quarantined: int) -> dict[str, float]:
-    """M5 SKU mapping failure rate and M8 ingest error rate (shared/SLOS.md)."""
-    df = focus.select(
-        pl.col("ChargeCategory").is_in(["Usage", "Purchase"]).sum().alias("priced"),
-        (pl.col("ChargeCategory").is_in(["Usage", "Purchase"])
-         & (pl.col("SkuId").is_null()
-            | pl.col("x_SourceChanges").list.contains(UNMAPPED_SERVICE_NOTE).fill_null(False))).sum().alias("unmapped"),
-    ).collect(engine="streaming").row(0, named=True)
-    return {
-        "M5_sku_mapping_failure_rate": (df["unmapped"] / df["priced"]) if df["priced"] else 0.0,
-        "M8_ingest_error_rate": (quarantined / raw_rows) if raw_rows else 0.0,
-    }
+def _quality_query(focus: pl.LazyFrame) -> pl.LazyFrame:
+    priced = pl.col("ChargeCategory").is_in(["Usage", "Purchase"])
+    unmapped = pl.col("SkuId").is_null() | pl.col("x_SourceChanges").list.contains(UNMAPPED_SERVICE_NOTE).fill_null(False)
+    return focus.select(
+        pl.len().alias("rows"), pl.col("x_RowId").n_unique().alias("unique"),
+        pl.col("x_RowId").str.ends_with(UNUSED_ROW_SUFFIX).sum().alias("unused"),
+        priced.sum().alias("priced"), (priced & unmapped).sum().alias("unmapped"),
+    )
 
 
 @dataclass
@@ -148,22 +146,24 @@ class FocusChecks:
 
 
 def check_focus(focus: pl.LazyFrame, raw_totals: pl.DataFrame, quarantine: pl.DataFrame) -> FocusChecks:
-    """Every gating check of a FOCUS partition (or converted file) against its raw rows."""
-    conformance = check_conformance(focus)
-    counts = focus.select(
-        pl.len().alias("rows"), pl.col("x_RowId").n_unique().alias("unique"),
-        pl.col("x_RowId").str.ends_with(UNUSED_ROW_SUFFIX).sum().alias("unused"),
-    ).collect(engine="streaming").row(0, named=True)
+    """Every gating check of a FOCUS partition (or converted file) against its raw rows, in one
+    scan of the FOCUS data (conformance rules, sums, counts and rates run in one collect_all)."""
+    conformance = check_conformance(focus, extra={
+        "sums": _sums_query(focus, "BilledCost", "EffectiveCost"), "quality": _quality_query(focus)})
+    sums, q = conformance.extra["sums"], conformance.extra["quality"].row(0, named=True)
     rows = RowCounts(
-        raw=int(raw_totals["rows"].sum() or 0), focus=counts["rows"], quarantined=quarantine.height,
-        unused_expansion=counts["unused"], dropped=int(raw_totals["dropped_rows"].sum() or 0))
+        raw=int(raw_totals["rows"].sum() or 0), focus=q["rows"], quarantined=quarantine.height,
+        unused_expansion=q["unused"], dropped=int(raw_totals["dropped_rows"].sum() or 0))
     return FocusChecks(
         conformance=conformance,
-        conservation=conservation(raw_totals, focus, quarantine.lazy()),
+        conservation=conservation(raw_totals, sums, quarantine),
         rows=rows,
-        duplicate_row_ids=counts["rows"] - counts["unique"],
-        totals=totals_by_currency(focus),
-        rates=quality_rates(focus, rows.raw, rows.quarantined),
+        duplicate_row_ids=q["rows"] - q["unique"],
+        totals=totals_by_currency(sums),
+        rates={
+            "M5_sku_mapping_failure_rate": (q["unmapped"] / q["priced"]) if q["priced"] else 0.0,
+            "M8_ingest_error_rate": (rows.quarantined / rows.raw) if rows.raw else 0.0,
+        },
     )
 
 
@@ -190,12 +190,18 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
     frames = [fmt.scan_raw(store.uri(key), lineage, label=key) for key in delivery.files]
 
     def gate(staged: pl.LazyFrame):
-        return staged.group_by("x_SourceFormatVersion").len().collect()
+        versions = staged.group_by("x_SourceFormatVersion").len().collect()
+        if versions["len"].sum() == 0:
+            raise GateFailed(f"delivery {delivery.delivery_id} of {source.name} {delivery.billing_period} has no rows "
+                             f"({', '.join(delivery.files)}): refused, the published version stays")
+        return versions
 
     try:
         published, versions = warehouse.replace_partition(
             fmt.raw_table, frames, partition_of(source.name, delivery.billing_period), gate=gate,
             commit_metadata={"delivery": delivery.delivery_id, "files": delivery.files})
+    except GateFailed as exc:
+        raise SourceFormatError(str(exc)) from exc
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceFormatError(f"delivery {delivery.delivery_id} of {source.name} {delivery.billing_period} "
                                 f"({', '.join(delivery.files)}): {str(exc).splitlines()[0]}") from exc
@@ -269,9 +275,9 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
     raw = pl.concat(frames, how="diagonal_relaxed")
     family = FORMATS[formats[0]]
     try:
-        raw_totals = family.raw_totals(raw).collect(engine="streaming")
-        quarantine = family.quarantine(raw).collect(engine="streaming")
-        family.to_focus(raw).sink_parquet(out)
+        _, raw_totals, quarantine = pl.collect_all(
+            [family.to_focus(raw).sink_parquet(out, lazy=True), family.raw_totals(raw), family.quarantine(raw)],
+            engine="streaming")
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceFormatError(f"{', '.join(paths)}: cannot be converted: {str(exc).splitlines()[0]}") from exc
     q_out = None

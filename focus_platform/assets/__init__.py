@@ -29,7 +29,10 @@ def raw_aws_cur(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
     period, source_name = partition_keys(context)
     source = landing_zone.source(source_name)
     try:
-        delivery = landing_zone.deliveries(source).get(period)
+        refused: dict = {}
+        delivery = landing_zone.deliveries(source, refused).get(period)
+        if period in refused:
+            raise refused[period]
     except DeliveryError as exc:
         raise dg.Failure(str(exc)) from exc
     if delivery is None:

@@ -26,6 +26,10 @@ MONTH_FOLDER = re.compile(r"^(\d{4})-(\d{2})$")
 class DeliveryError(ValueError):
     """A delivery that cannot be used as a whole (e.g. its manifest names a missing file)."""
 
+    def __init__(self, message: str, period: str | None = None):
+        super().__init__(message)
+        self.period = period  # the billing period refused, when known
+
 
 @dataclass(frozen=True)
 class ExportSource:
@@ -111,14 +115,24 @@ def _digest(objects: list[LandedObject]) -> str:
     return "sha256-" + h.hexdigest()[:16]
 
 
-def discover_deliveries(store: LocalStore, source: ExportSource) -> dict[str, Delivery]:
-    """The newest delivery per billing period of one export source."""
+def discover_deliveries(store: LocalStore, source: ExportSource,
+                        refused: dict[str, DeliveryError] | None = None) -> dict[str, Delivery]:
+    """The newest delivery per billing period of one export source. With ``refused``, a refused
+    delivery refuses its billing period only (recorded there); without, it raises."""
     objects = store.list(source.location)
     manifests = [o for o in objects if o.key.endswith("-Manifest.json")]
     by_period: dict[str, list[Delivery]] = {}
     manifest_folders = set()
+    refused_periods: dict[str, DeliveryError] = {}
     for m in manifests:
-        delivery = _from_manifest(store, source, m, objects)
+        try:
+            delivery = _from_manifest(store, source, m, objects)
+        except DeliveryError as exc:
+            if refused is None or exc.period is None:
+                raise
+            refused_periods[exc.period] = exc
+            manifest_folders.add(m.key.rsplit("/", 1)[0])
+            continue
         if delivery is None:
             continue
         manifest_folders.add(m.key.rsplit("/", 1)[0])
@@ -139,7 +153,10 @@ def discover_deliveries(store: LocalStore, source: ExportSource) -> dict[str, De
         by_period.setdefault(period, []).append(Delivery(
             source.name, period, _digest(files), [f.key for f in files],
             max(f.modified for f in files)))
-    return {p: max(ds, key=lambda d: (d.delivered_at, d.delivery_id)) for p, ds in sorted(by_period.items())}
+    if refused is not None:
+        refused.update(refused_periods)
+    return {p: max(ds, key=lambda d: (d.delivered_at, d.delivery_id)) for p, ds in sorted(by_period.items())
+            if p not in refused_periods}
 
 
 def _covered_by_manifest(folder: str, manifest_folders: set[str]) -> bool:
@@ -178,7 +195,10 @@ def _from_manifest(store: LocalStore, source: ExportSource, obj: LandedObject,
         columns = [c.get("name") for c in manifest.get("schema", []) if isinstance(c, dict)]
     else:
         raise DeliveryError(f"manifest {obj.key}: neither a CUR (assemblyId) nor a CUR 2.0 (dataFiles) manifest")
-    files = [_resolve(k, source.location, keys, obj.key) for k in report_keys]
+    try:
+        files = [_resolve(k, source.location, keys, obj.key) for k in report_keys]
+    except DeliveryError as exc:
+        raise DeliveryError(str(exc), period) from exc
     if not files:
         raise DeliveryError(f"manifest {obj.key}: lists no data files")
     return Delivery(source.name, period, delivery_id, files, obj.modified, obj.key, columns)

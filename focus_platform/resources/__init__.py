@@ -29,8 +29,8 @@ class LandingZoneResource(dg.ConfigurableResource):
                 return s
         raise dg.Failure(f"export source {name!r} is not configured in {self.resolved_root()}")
 
-    def deliveries(self, source: ExportSource) -> dict[str, Delivery]:
-        return discover_deliveries(self.store(), source)
+    def deliveries(self, source: ExportSource, refused: dict | None = None) -> dict[str, Delivery]:
+        return discover_deliveries(self.store(), source, refused)
 
 
 class WarehouseResource(dg.ConfigurableResource):

@@ -22,7 +22,9 @@ def delivery_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZo
     requests, problems = [], []
     for source in sources:
         try:
-            deliveries = landing_zone.deliveries(source)
+            refused: dict = {}
+            deliveries = landing_zone.deliveries(source, refused)
+            problems.extend(str(e) for e in refused.values())
         except DeliveryError as exc:
             problems.append(str(exc))
             continue

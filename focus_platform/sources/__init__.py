@@ -42,6 +42,10 @@ def detect_format(path: str, storage_options: dict | None = None) -> str:
         found = fmt.detect(headers)
         if found:
             return found
+    missing = aws_cur.missing_required({aws_cur.classify_header(h).name for h in headers})
+    if len(missing) < len(aws_cur.REQUIRED_COLUMNS):  # some CUR columns present: say which are missing
+        raise SourceFormatError(f"{path}: looks like an AWS CUR but required column(s) missing: "
+                                f"{', '.join(missing)}")
     raise SourceFormatError(
         f"{path}: can't detect format, expected one of: "
         + ", ".join(f"{f.name} ({f.description})" for f in FORMATS.values()))

@@ -34,6 +34,7 @@ from focus_platform.sources.common import (
     as_timestamp,
     blank_to_null,
     check_csv_structure,
+    whitespace_to_null,
     file_digest,
     first_present,
     json_object,
@@ -41,7 +42,7 @@ from focus_platform.sources.common import (
     parse_error,
     split_list,
 )
-from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, PROVIDER_X_SCHEMA, focus_schema
+from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, PROVIDER_X_SCHEMA, focus_columns, focus_schema
 
 FORMAT_LEGACY = "aws-cur"
 FORMAT_CUR2 = "aws-cur2"
@@ -71,10 +72,18 @@ TIMESTAMP_COLUMNS = (
     "line_item_usage_start_date", "line_item_usage_end_date",
 )
 ACCOUNT_ID_COLUMNS = ("bill_payer_account_id", "line_item_usage_account_id")
-REQUIRED_COLUMNS = (
-    "line_item_line_item_type", "line_item_unblended_cost", "line_item_usage_start_date",
-    "line_item_currency_code", "bill_payer_account_id",
-)
+REQUIRED_COLUMNS = {  # Athena / CUR 2.0 name: legacy CSV header
+    "line_item_line_item_type": "lineItem/LineItemType",
+    "line_item_unblended_cost": "lineItem/UnblendedCost",
+    "line_item_usage_start_date": "lineItem/UsageStartDate",
+    "line_item_currency_code": "lineItem/CurrencyCode",
+    "bill_payer_account_id": "bill/PayerAccountId",
+}
+
+
+def missing_required(names: set[str]) -> list[str]:
+    """The required columns absent from a file, in both spellings."""
+    return [f"{legacy} ({name})" for name, legacy in REQUIRED_COLUMNS.items() if name not in names]
 CUR2_MAP_COLUMNS = ("product", "resource_tags", "cost_category", "discount")
 # Legacy CSV header category -> Athena snake_case prefix
 CATEGORIES = {
@@ -160,7 +169,7 @@ def _key(name: str) -> str:
 
 @cache
 def _known_by_key() -> dict[str, str]:
-    names = DECIMAL_COLUMNS + TIMESTAMP_COLUMNS + REQUIRED_COLUMNS + (
+    names = DECIMAL_COLUMNS + TIMESTAMP_COLUMNS + tuple(REQUIRED_COLUMNS) + (
         "reservation_reservation_a_r_n", "savings_plan_savings_plan_a_r_n", "bill_invoice_id",
         "bill_invoicing_entity", "bill_billing_entity", "bill_bill_type", "bill_payer_account_name",
         "line_item_usage_account_name", "line_item_usage_account_id", "line_item_product_code",
@@ -271,12 +280,9 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         check_csv_structure(lf, str(path), label)
     columns = [classify_header(h) for h in schema.names()]
     fmt = detect_format(schema.names())
+    missing = missing_required({c.name for c in columns})
     if fmt is None:
-        present = {c.name for c in columns}
-        missing = [n for n in REQUIRED_COLUMNS if n not in present]
         raise SourceFormatError(f"{label}: not an AWS CUR: required column(s) missing: {', '.join(missing)}")
-    present = {c.name for c in columns}
-    missing = [n for n in REQUIRED_COLUMNS if n not in present]
     if missing:
         raise SourceFormatError(f"{label}: required column(s) missing: {', '.join(missing)}")
     seen: dict[str, str] = {}
@@ -323,8 +329,11 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     errs = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
     version = {FORMAT_LEGACY: "CUR 1 (legacy)", FORMAT_CUR2: "CUR 2.0"}[fmt]
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
+    numbered = lf.with_row_index("__row")
+    if kind == "csv":  # blank lines (e.g. at the end of a file) are not rows
+        numbered = numbered.filter(pl.any_horizontal(pl.exclude("__row").is_not_null()))
     return (
-        lf.with_row_index("__row")
+        numbered
         .select(
             *exprs,
             pl.when(errs != "").then(errs).alias("x_ParseErrors"),
@@ -686,7 +695,12 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     ).explode("__unused")
     return (_as_unused_rows(expanded)
             .with_columns(split_list(pl.col("x_SourceChanges")), split_list(pl.col("x_ProviderDataGaps")))
-            .select([pl.col(name).cast(dtype) for name, dtype in focus_schema().items()]))
+            .select([whitespace_to_null(pl.col(name)).alias(name) if name in FOCUS_STRING_COLUMNS
+                     else pl.col(name).cast(dtype)
+                     for name, dtype in focus_schema().items()]))
+
+
+FOCUS_STRING_COLUMNS = frozenset(c.name for c in focus_columns() if c.data_type in ("String", "JSON"))
 
 
 def _lineage_names() -> list[str]:

@@ -59,7 +59,13 @@ def file_digest(*parts: str) -> str:
 
 
 def blank_to_null(expr: pl.Expr) -> pl.Expr:
-    """'' and whitespace-only strings are null (Athena Parquet and CSV write '' for missing)."""
+    """'' is null: Athena Parquet and CSV write '' for a missing value (raw tables keep the rest
+    as delivered; FOCUS string columns also turn whitespace-only values into null)."""
+    return pl.when(expr == "").then(None).otherwise(expr)
+
+
+def whitespace_to_null(expr: pl.Expr) -> pl.Expr:
+    """Whitespace-only strings are null in FOCUS (R-Null-1, R-Null-2)."""
     return pl.when(expr.str.contains(r"^\s*$")).then(None).otherwise(expr)
 
 

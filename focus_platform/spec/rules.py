@@ -258,6 +258,7 @@ class ConformanceReport:
     rows: int
     results: list[RuleResult]
     not_evaluated: list[str] = field(default_factory=list)  # rules whose columns are missing
+    extra: dict[str, pl.DataFrame] = field(default_factory=dict, repr=False)  # callers' queries
 
     @property
     def defects(self) -> dict[str, int]:
@@ -288,8 +289,13 @@ def _merge(pairs) -> dict[str, int]:
     return out
 
 
-def check_conformance(lf: pl.LazyFrame, *, samples: int = 3) -> ConformanceReport:
-    """Run every FOCUS rule on every row of ``lf`` (a FOCUS 1.2 frame) and classify violations."""
+def check_conformance(lf: pl.LazyFrame, *, samples: int = 3,
+                      extra: dict[str, pl.LazyFrame] | None = None) -> ConformanceReport:
+    """Run every FOCUS rule on every row of ``lf`` (a FOCUS 1.2 frame) and classify violations.
+
+    All rules, the dataset-level queries and any ``extra`` queries of the caller run together in
+    one ``collect_all``, so the data is scanned once; their frames are in ``report.extra``.
+    """
     schema = lf.collect_schema()
     names = set(schema.names())
     has_gaps = "x_ProviderDataGaps" in names
@@ -307,7 +313,9 @@ def check_conformance(lf: pl.LazyFrame, *, samples: int = 3) -> ConformanceRepor
         v = rule.violates().fill_null(False)
         aggs.append(v.sum().alias(f"v{i}"))
         aggs.append((v & is_gap(rule.id)).sum().alias(f"g{i}"))
-    counts = lf.select(aggs).collect(engine="streaming").row(0, named=True)
+    queries = {"__rules": lf.select(aggs), **dataset_queries(lf, names), **(extra or {})}
+    frames = dict(zip(queries, pl.collect_all(list(queries.values()), engine="streaming")))
+    counts = frames["__rules"].row(0, named=True)
     id_col = "x_RowId" if "x_RowId" in names else None
     for i, rule in enumerate(applicable):
         total, gaps = counts[f"v{i}"], counts[f"g{i}"]
@@ -318,8 +326,9 @@ def check_conformance(lf: pl.LazyFrame, *, samples: int = 3) -> ConformanceRepor
             bad = lf.filter(rule.violates().fill_null(False) & ~is_gap(rule.id)).select(id_col).head(samples)
             result.sample_row_ids = bad.collect()[id_col].cast(pl.String).to_list()
         results.append(result)
-    results.extend(dataset_results(lf, names))
-    return ConformanceReport(rows=counts["__rows"], results=results, not_evaluated=not_evaluated)
+    results.extend(dataset_results(lf, frames))
+    return ConformanceReport(rows=counts["__rows"], results=results, not_evaluated=not_evaluated,
+                             extra={k: frames[k] for k in (extra or {})})
 
 
 def schema_results(schema: pl.Schema) -> list[RuleResult]:
@@ -343,22 +352,37 @@ def schema_results(schema: pl.Schema) -> list[RuleResult]:
     return out
 
 
-def dataset_results(lf: pl.LazyFrame, names: set[str]) -> list[RuleResult]:
-    out: list[RuleResult] = []
-    for key, value, rule_id in (("ServiceName", "ServiceCategory", "R-ServiceName-1"),
-                                ("ServiceName", "ServiceSubcategory", "R-ServiceName-1"),
-                                ("SkuPriceId", "SkuId", "R-SkuPriceId-1")):
+ONE_TO_ONE = (("ServiceName", "ServiceCategory", "R-ServiceName-1"),
+              ("ServiceName", "ServiceSubcategory", "R-ServiceName-1"),
+              ("SkuPriceId", "SkuId", "R-SkuPriceId-1"))
+JSON_OBJECT_COLUMNS = ("Tags", "SkuPriceDetails")
+
+
+def dataset_queries(lf: pl.LazyFrame, names: set[str]) -> dict[str, pl.LazyFrame]:
+    queries = {}
+    for key, value, _ in ONE_TO_ONE:
         if {key, value} <= names:
-            bad = (lf.filter(present(key)).group_by(key)
-                   .agg(pl.len().alias("n"), pl.col(value).n_unique().alias("k"))
-                   .filter(pl.col("k") > 1).collect())
-            if bad.height:
-                out.append(RuleResult(rule_id, f"each {key} has exactly one {value}: "
-                                      f"{bad.height} {key} values have several", defects=int(bad["n"].sum()),
-                                      sample_row_ids=[str(v) for v in bad[key].head(3).to_list()]))
-    for col in ("Tags", "SkuPriceDetails"):
+            queries[f"__one:{key}:{value}"] = (
+                lf.filter(present(key)).group_by(key).agg(pl.len().alias("n"), pl.col(value).n_unique().alias("k"))
+                .filter(pl.col("k") > 1))
+    for col in JSON_OBJECT_COLUMNS:
         if col in names:
-            out.extend(_json_object_results(lf, col))
+            queries[f"__json:{col}"] = lf.select(pl.col(col).drop_nulls().unique())
+    return queries
+
+
+def dataset_results(lf: pl.LazyFrame, frames: dict[str, pl.DataFrame]) -> list[RuleResult]:
+    out: list[RuleResult] = []
+    for key, value, rule_id in ONE_TO_ONE:
+        bad = frames.get(f"__one:{key}:{value}")
+        if bad is not None and bad.height:
+            out.append(RuleResult(rule_id, f"each {key} has exactly one {value}: "
+                                  f"{bad.height} {key} values have several", defects=int(bad["n"].sum()),
+                                  sample_row_ids=[str(v) for v in bad[key].head(3).to_list()]))
+    for col in JSON_OBJECT_COLUMNS:
+        values = frames.get(f"__json:{col}")
+        if values is not None:
+            out.extend(_json_object_results(lf, col, values[col].to_list()))
     return out
 
 
@@ -379,8 +403,7 @@ def json_object_problem(text: str) -> str | None:
     return None
 
 
-def _json_object_results(lf: pl.LazyFrame, col: str) -> list[RuleResult]:
-    values = lf.select(pl.col(col).drop_nulls().unique()).collect(engine="streaming")[col].to_list()
+def _json_object_results(lf: pl.LazyFrame, col: str, values: list[str]) -> list[RuleResult]:
     problems: dict[str, list[str]] = {}
     for v in values:
         problem = json_object_problem(v)
