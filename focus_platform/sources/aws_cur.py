@@ -305,10 +305,15 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         seen[col.name] = col.header
         if col.name in DECIMAL_COLUMNS:
             typed = as_decimal(col.header, dtype)
-            errors.append(parse_error(f"{col.header}", source, typed, "a number"))
+            if dtype == pl.String:  # typed sources cannot fail to parse; only NaN/inf floats can
+                errors.append(parse_error(f"{col.header}", source, typed, "a number"))
+            elif dtype.is_float():
+                errors.append(pl.when(~source.is_finite()).then(pl.format(f"{col.header}: '{{}}' is not a number",
+                                                                          source.cast(pl.String))))
         elif col.name in TIMESTAMP_COLUMNS:
             typed = as_timestamp(col.header, dtype)
-            errors.append(parse_error(f"{col.header}", source, typed, "a timestamp"))
+            if dtype == pl.String:
+                errors.append(parse_error(f"{col.header}", source, typed, "a timestamp"))
         elif col.name in CUR2_MAP_COLUMNS:
             typed = _map_to_json(col.header, dtype)
         elif col.name in ACCOUNT_ID_COLUMNS and dtype.is_integer():
