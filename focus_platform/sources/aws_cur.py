@@ -383,8 +383,34 @@ class _Cols:
 
 
 def _line_item_lookup(field: str) -> pl.Expr:
-    mapping = {t: getattr(m, field) for t, m in LINE_ITEM_TYPES.items()}
-    return pl.col("line_item_line_item_type").replace_strict(mapping, default=None, return_dtype=pl.String)
+    return pl.col(f"__li_{field}")
+
+
+def _with_lookups(raw: pl.LazyFrame, col: _Cols) -> pl.LazyFrame:
+    """The mapping tables joined in as __ columns: small left joins stream with bounded memory,
+    where replace/replace_strict over the data would materialize every column they touch."""
+    line_items = pl.LazyFrame(
+        [(t, m.charge_category, m.charge_frequency, m.pricing_category, m.commitment, m.commitment_status)
+         for t, m in LINE_ITEM_TYPES.items()],
+        schema=["__type", "__li_charge_category", "__li_charge_frequency", "__li_pricing_category",
+                "__li_commitment", "__li_commitment_status"], orient="row")
+    services = pl.LazyFrame([(k, *v) for k, v in service_table().items()],
+                            schema=["__product_code", "__svc_category", "__svc_subcategory"], orient="row")
+    regions = pl.LazyFrame(list(region_names().items()), schema=["__region_id", "__region_lookup"], orient="row")
+    units = pl.LazyFrame(list(unit_names().items()), schema=["__unit_aws", "__unit_focus"], orient="row")
+    pricing_unit_raw = col("pricing_unit")
+    keys = raw.with_columns(
+        pl.col("line_item_line_item_type").alias("__type"),
+        col("line_item_product_code").alias("__product_code"),
+        pl.coalesce(col.product("region_code", "product_region_code"),
+                    col.product("region", "product_region")).alias("__region_id"),
+        pl.when(pricing_unit_raw.is_null() & (pl.col("line_item_line_item_type") == "RIFee")).then(pl.lit("Hrs"))
+        .otherwise(pricing_unit_raw).alias("__unit_aws"),
+    )
+    for table, key in ((line_items, "__type"), (services, "__product_code"), (regions, "__region_id"),
+                       (units, "__unit_aws")):
+        keys = keys.join(table, on=key, how="left", maintain_order="left")
+    return keys
 
 
 def quarantine_reason(schema: pl.Schema) -> pl.Expr:
@@ -468,6 +494,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     col = _Cols(schema)
     zero = pl.lit(0, MONEY)
     t = pl.col("line_item_line_item_type")
+    converted = _with_lookups(raw.filter(quarantine_reason(schema).is_null() & ~t.is_in(DROPPED_LINE_ITEM_TYPES)), col)
     charge_category = _line_item_lookup("charge_category")
     is_usage, is_purchase = charge_category == "Usage", charge_category == "Purchase"
     is_tax = charge_category == "Tax"
@@ -483,20 +510,17 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     usage_type = col("line_item_usage_type")
     pricing_unit_raw = col("pricing_unit")
     is_ri_fee = t == "RIFee"
-    pricing_unit_aws = pl.when(pricing_unit_raw.is_null() & is_ri_fee).then(pl.lit("Hrs")).otherwise(pricing_unit_raw)
-    pricing_unit = pricing_unit_aws.replace(unit_names())
-    unit_renamed = pricing_unit_aws.is_in(list(unit_names())) & (pricing_unit != pricing_unit_aws)
+    pricing_unit_aws = pl.col("__unit_aws")
+    pricing_unit = pl.coalesce(pl.col("__unit_focus"), pricing_unit_aws)
+    unit_renamed = pl.col("__unit_focus").is_not_null() & (pl.col("__unit_focus") != pricing_unit_aws)
 
     service_name_raw = col.product("product_name", "product_product_name")
     service_name = pl.coalesce(service_name_raw, product_code)
-    services = service_table()
-    category = product_code.replace_strict({k: v[0] for k, v in services.items()}, default="Other",
-                                           return_dtype=pl.String)
-    subcategory = product_code.replace_strict({k: v[1] for k, v in services.items()}, default="Other (Other)",
-                                              return_dtype=pl.String)
-    service_unmapped = ~product_code.is_in(list(services)).fill_null(False)
-    region_id = pl.coalesce(col.product("region_code", "product_region_code"), col.product("region", "product_region"))
-    region_lookup = region_id.replace_strict(region_names(), default=None, return_dtype=pl.String)
+    category = pl.col("__svc_category").fill_null("Other")
+    subcategory = pl.col("__svc_subcategory").fill_null("Other (Other)")
+    service_unmapped = pl.col("__svc_category").is_null()
+    region_id = pl.col("__region_id")
+    region_lookup = pl.col("__region_lookup")
     location_name = pl.when(col.product("location_type", "product_location_type") == "AWS Region").then(
         col.product("location", "product_location"))
     region_name = pl.when(region_id.is_not_null()).then(pl.coalesce(region_lookup, location_name))
@@ -586,14 +610,14 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit("Recurring")).otherwise(_line_item_lookup("charge_frequency")),
         "ChargePeriodEnd": charge_end,
         "ChargePeriodStart": usage_start,
-        "CommitmentDiscountCategory": cd_kind.replace_strict({k: v[0] for k, v in COMMITMENT_TYPE.items()},
-                                                             default=None, return_dtype=pl.String),
+        "CommitmentDiscountCategory": pl.when(cd_kind == "ri").then(pl.lit(COMMITMENT_TYPE["ri"][0]))
+        .when(cd_kind == "sp").then(pl.lit(COMMITMENT_TYPE["sp"][0])),
         "CommitmentDiscountId": cd_id,
         "CommitmentDiscountName": pl.lit(None, pl.String),
         "CommitmentDiscountQuantity": cd_quantity,
         "CommitmentDiscountStatus": pl.when(cd_id.is_not_null() & is_usage).then(_line_item_lookup("commitment_status")),
-        "CommitmentDiscountType": cd_kind.replace_strict({k: v[1] for k, v in COMMITMENT_TYPE.items()},
-                                                         default=None, return_dtype=pl.String),
+        "CommitmentDiscountType": pl.when(cd_kind == "ri").then(pl.lit(COMMITMENT_TYPE["ri"][1]))
+        .when(cd_kind == "sp").then(pl.lit(COMMITMENT_TYPE["sp"][1])),
         "CommitmentDiscountUnit": cd_unit,
         "ConsumedQuantity": pl.when(is_usage).then(usage_amount),
         "ConsumedUnit": pl.when(is_usage & usage_amount.is_not_null()).then(pricing_unit),
@@ -683,7 +707,6 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     unused_cd_quantity = (pl.when(is_ri_fee & ri_normalized)
                           .then(col("reservation_unused_normalized_unit_quantity"))
                           .otherwise(unused_quantity))
-    converted = raw.filter(quarantine_reason(schema).is_null() & ~t.is_in(DROPPED_LINE_ITEM_TYPES))
     rows = converted.select(
         *[expr.alias(name) for name, expr in focus.items()],
         joined_strings(changes).alias("x_SourceChanges"),

@@ -228,11 +228,6 @@ def _semantic_rules() -> list[Rule]:
           lambda: (null("CapacityReservationId") & present("CapacityReservationStatus"))
           | (present("CapacityReservationId") & category_is("Usage") & null("CapacityReservationStatus")),
           ("CapacityReservationStatus", "CapacityReservationId", "ChargeCategory")),
-        R("R-ServiceSubcategory-1", "ServiceSubcategory belongs to the row's ServiceCategory",
-          lambda: present("ServiceSubcategory")
-          & (c("ServiceSubcategory").replace_strict(subcategory_parents(), default=None)
-             != c("ServiceCategory")).fill_null(False),
-          ("ServiceSubcategory", "ServiceCategory")),
         R("R-PCUnitPrice-1", "PricingCurrency unit prices: null for Tax, not null for Usage/Purchase",
           lambda: null_pattern("PricingCurrencyListUnitPrice") | null_pattern("PricingCurrencyContractedUnitPrice"),
           ("PricingCurrencyListUnitPrice", "PricingCurrencyContractedUnitPrice", "ChargeCategory", "ChargeClass")),
@@ -368,6 +363,9 @@ def dataset_queries(lf: pl.LazyFrame, names: set[str]) -> dict[str, pl.LazyFrame
     for col in JSON_OBJECT_COLUMNS:
         if col in names:
             queries[f"__json:{col}"] = lf.select(pl.col(col).drop_nulls().unique())
+    if {"ServiceCategory", "ServiceSubcategory"} <= names:
+        queries["__subcategories"] = (lf.filter(present("ServiceSubcategory"))
+                                      .group_by("ServiceSubcategory", "ServiceCategory").len())
     return queries
 
 
@@ -383,6 +381,14 @@ def dataset_results(lf: pl.LazyFrame, frames: dict[str, pl.DataFrame]) -> list[R
         values = frames.get(f"__json:{col}")
         if values is not None:
             out.extend(_json_object_results(lf, col, values[col].to_list()))
+    pairs = frames.get("__subcategories")
+    if pairs is not None:
+        parents = subcategory_parents()
+        bad = [(sub, cat, n) for sub, cat, n in pairs.iter_rows() if sub in parents and parents[sub] != cat]
+        if bad:
+            out.append(RuleResult("R-ServiceSubcategory-1", "ServiceSubcategory belongs to the row's ServiceCategory",
+                                  defects=sum(n for *_, n in bad),
+                                  sample_row_ids=[f"{sub} under {cat}" for sub, cat, _ in bad[:3]]))
     return out
 
 
