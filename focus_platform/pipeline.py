@@ -146,8 +146,8 @@ class FocusChecks:
 
 
 def check_focus(focus: pl.LazyFrame, raw_totals: pl.DataFrame, quarantine: pl.DataFrame) -> FocusChecks:
-    """Every gating check of a FOCUS partition (or converted file) against its raw rows, in one
-    scan of the FOCUS data (conformance rules, sums, counts and rates run in one collect_all)."""
+    """Every gating check of a FOCUS partition (or converted file) against its raw rows
+    (conformance rules, sums, counts and rates run in one collect_all)."""
     conformance = check_conformance(focus, extra={
         "sums": _sums_query(focus, "BilledCost", "EffectiveCost"), "quality": _quality_query(focus)})
     sums, q = conformance.extra["sums"], conformance.extra["quality"].row(0, named=True)
@@ -275,9 +275,10 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
     raw = pl.concat(frames, how="diagonal_relaxed")
     family = FORMATS[formats[0]]
     try:
-        _, raw_totals, quarantine = pl.collect_all(
-            [family.to_focus(raw).sink_parquet(out, lazy=True), family.raw_totals(raw), family.quarantine(raw)],
-            engine="streaming")
+        # Three streaming passes, not one collect_all: sharing the scan would cache it in memory.
+        family.to_focus(raw).sink_parquet(out)
+        raw_totals = family.raw_totals(raw).collect(engine="streaming")
+        quarantine = family.quarantine(raw).collect(engine="streaming")
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceFormatError(f"{', '.join(paths)}: cannot be converted: {str(exc).splitlines()[0]}") from exc
     q_out = None

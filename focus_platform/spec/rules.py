@@ -26,6 +26,7 @@ from focus_platform.spec.columns import FOCUS_COLUMN_NAMES, focus_column, focus_
 COST_TOLERANCE_ABS = 0.0001
 COST_TOLERANCE_REL = 1e-6
 NULL_PLACEHOLDERS = ("", "NULL", "null", "N/A", "Not Applicable", "None")
+NULL_PLACEHOLDER_PATTERN = r"^(\s*|NULL|null|N/A|Not Applicable|None)$"  # one regex: cheaper than is_in
 
 
 @cache
@@ -120,7 +121,7 @@ def _allowed_value_rules() -> list[Rule]:
 def _placeholder_rules() -> list[Rule]:
     return [
         Rule("R-Null-1", f"{col.name} holds no null placeholder ('', 'NULL', 'N/A', ...)",
-             lambda n=col.name: pl.col(n).str.strip_chars().is_in(NULL_PLACEHOLDERS), (col.name,))
+             lambda n=col.name: pl.col(n).str.contains(NULL_PLACEHOLDER_PATTERN), (col.name,))
         for col in focus_columns() if col.data_type in ("String", "JSON")
     ]
 
@@ -289,7 +290,7 @@ def check_conformance(lf: pl.LazyFrame, *, samples: int = 3,
     """Run every FOCUS rule on every row of ``lf`` (a FOCUS 1.2 frame) and classify violations.
 
     All rules, the dataset-level queries and any ``extra`` queries of the caller run together in
-    one ``collect_all``, so the data is scanned once; their frames are in ``report.extra``.
+    one ``collect_all``; their frames are in ``report.extra``.
     """
     schema = lf.collect_schema()
     names = set(schema.names())
@@ -309,7 +310,9 @@ def check_conformance(lf: pl.LazyFrame, *, samples: int = 3,
         aggs.append(v.sum().alias(f"v{i}"))
         aggs.append((v & is_gap(rule.id)).sum().alias(f"g{i}"))
     queries = {"__rules": lf.select(aggs), **dataset_queries(lf, names), **(extra or {})}
-    frames = dict(zip(queries, pl.collect_all(list(queries.values()), engine="streaming")))
+    # separate scans (no common-subplan cache): memory stays bounded by the streaming engine
+    frames = dict(zip(queries, pl.collect_all(list(queries.values()), engine="streaming",
+                                              optimizations=pl.QueryOptFlags(comm_subplan_elim=False))))
     counts = frames["__rules"].row(0, named=True)
     id_col = "x_RowId" if "x_RowId" in names else None
     for i, rule in enumerate(applicable):
