@@ -76,11 +76,23 @@ class Warehouse:
         return self.table(table) is not None
 
     def scan(self, table: str, partition: dict[str, str] | None = None, version: int | None = None) -> pl.LazyFrame:
-        """A table (optionally one partition, pruned by the partition columns) as a LazyFrame."""
-        lf = pl.scan_delta(self.uri(table), version=version, storage_options=self.storage_options)
-        for key, value in (partition or {}).items():
-            lf = lf.filter(pl.col(key) == value)
-        return lf
+        """A table (optionally one partition, pruned by the partition columns) as a LazyFrame.
+
+        One partition is read as the Parquet files of that partition in the table's current
+        (or given) version, with the table schema (columns a file lacks are null): a plain
+        streaming Parquet scan, whose memory does not grow with the partition."""
+        if partition is None:
+            return pl.scan_delta(self.uri(table), version=version, storage_options=self.storage_options)
+        dt = DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
+        files = dt.file_uris(partition_filters=[(k, "=", v) for k, v in partition.items()])
+        schema = pl.DataFrame(pa.schema(dt.schema()).empty_table()).schema
+        data_schema = {k: v for k, v in schema.items() if k not in partition}
+        literals = [pl.lit(v, pl.String).alias(k) for k, v in partition.items()]
+        if not files:
+            return pl.LazyFrame(schema=data_schema).with_columns(literals).select(schema.names())
+        return (pl.scan_parquet(files, schema=data_schema, missing_columns="insert", extra_columns="ignore",
+                                storage_options=self.storage_options)
+                .with_columns(literals).select(schema.names()))
 
     def history(self, table: str) -> list[dict]:
         dt = self.table(table)
