@@ -38,5 +38,7 @@ def pytest_sessionstart(session):
 
     from focus_platform.conformance.official_validator import find_validator
 
+    if hasattr(session.config, "workerinput"):  # xdist worker: the controller did the setup
+        return
     if find_validator() is None and not os.environ.get("FOCUS_SKIP_VALIDATOR_SETUP"):
         subprocess.run(["bash", str(TESTS.parent / ".ci" / "setup_validator.sh")], check=False)
