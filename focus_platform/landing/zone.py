@@ -192,7 +192,7 @@ def _from_manifest(store: LocalStore, source: ExportSource, obj: LandedObject,
             manifest.get("billingPeriod", {}).get("start", ""))[:7]
         report_keys = manifest.get("dataFiles", [])
         delivery_id = str(manifest.get("executionId") or _digest([obj]))
-        columns = [c.get("name") for c in manifest.get("schema", []) if isinstance(c, dict)]
+        columns = [c.get("name") for c in manifest.get("columns") or manifest.get("schema") or [] if isinstance(c, dict)]
     else:
         raise DeliveryError(f"manifest {obj.key}: neither a CUR (assemblyId) nor a CUR 2.0 (dataFiles) manifest")
     try:
