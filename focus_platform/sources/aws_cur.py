@@ -36,7 +36,6 @@ from focus_platform.sources.common import (
     check_csv_structure,
     whitespace_to_null,
     file_digest,
-    first_present,
     json_object,
     joined_strings,
     parse_error,
@@ -783,16 +782,6 @@ def _as_unused_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
     return rows.with_columns(
         [pl.when(unused).then(value).otherwise(pl.col(name)).alias(name) for name, value in overrides.items()]
     ).drop("__unused", "__unused_cost", "__unused_quantity", "__unused_cd_quantity")
-
-
-QUARANTINE_SCHEMA = {
-    "x_QuarantineReason": pl.String,
-    "x_BilledCost": MONEY,  # billed basis of the row, null when it could not be read
-    "x_EffectiveCost": MONEY,
-    "BillingAccountId": pl.String,
-    "BillingCurrency": pl.String,
-    "x_ChargeType": pl.String,
-}
 
 
 def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:

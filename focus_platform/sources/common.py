@@ -132,11 +132,3 @@ def joined_strings(items: list[pl.Expr]) -> pl.Expr:
 def split_list(joined: pl.Expr) -> pl.Expr:
     """A joined_strings value as a list of strings (an order of magnitude faster than concat_list)."""
     return joined.str.split(LIST_SEPARATOR)
-
-
-def first_present(schema: pl.Schema, *names: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-    """The first of ``names`` present in the schema (coalesced in order), or a typed null."""
-    cols = [pl.col(n) for n in names if n in schema]
-    if not cols:
-        return pl.lit(None, dtype)
-    return cols[0] if len(cols) == 1 else pl.coalesce(cols)

@@ -17,7 +17,6 @@ FOCUS_VERSION = "1.2"
 
 MONEY = pl.Decimal(38, 12)
 """Every cost and price: Decimal(38, 12), never a float."""
-QUANTITY = pl.Decimal(38, 12)
 TIMESTAMP = pl.Datetime("us", "UTC")
 STRING_LIST = pl.List(pl.String)
 

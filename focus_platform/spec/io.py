@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from focus_platform.spec.columns import FOCUS_COLUMN_NAMES, focus_columns
+from focus_platform.spec.columns import focus_columns
 from focus_platform.spec.rules import ConformanceReport, RuleResult, check_conformance
 
 ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"
@@ -70,9 +70,3 @@ def validate_focus_file(path: str | Path) -> ConformanceReport:
     report = check_conformance(lf)
     report.results = problems + report.results
     return report
-
-
-def order_focus_columns(names: list[str]) -> list[str]:
-    """FOCUS columns first (spec order), then x_ columns in their given order."""
-    focus = [n for n in FOCUS_COLUMN_NAMES if n in names]
-    return focus + [n for n in names if n not in FOCUS_COLUMN_NAMES]

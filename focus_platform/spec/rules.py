@@ -26,7 +26,6 @@ from focus_platform.spec.columns import FOCUS_COLUMN_NAMES, focus_column, focus_
 COST_TOLERANCE_ABS = 0.0001
 COST_TOLERANCE_REL = 1e-6
 RULE_SLICE_ROWS = 1_000_000
-NULL_PLACEHOLDERS = ("", "NULL", "null", "N/A", "Not Applicable", "None")
 NULL_PLACEHOLDER_PATTERN = r"^(\s*|NULL|null|N/A|Not Applicable|None)$"  # one regex: cheaper than is_in
 
 
