@@ -183,10 +183,11 @@ class Warehouse:
     def _remove_stage(self, table: str, stage: str) -> None:
         if is_local(self.root):
             shutil.rmtree(_local_path(f"{self.uri(table)}/{stage}"), ignore_errors=True)
-        else:
-            from focus_platform.warehouse.object_store import remove_prefix
+        else:  # object stores (s3://, gs://): credentials from the environment, as deltalake uses
+            import pyarrow.fs as pafs
 
-            remove_prefix(f"{self.uri(table)}/{stage}", self.storage_options)
+            fs, path = pafs.FileSystem.from_uri(f"{self.uri(table)}/{stage}")
+            fs.delete_dir_contents(path, missing_dir_ok=True)
 
 
 def arrow_schema(schema: pl.Schema) -> pa.Schema:
