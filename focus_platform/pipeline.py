@@ -147,8 +147,8 @@ class FocusChecks:
 
 
 def check_focus(focus: pl.LazyFrame, raw_totals: pl.DataFrame, quarantine: pl.DataFrame) -> FocusChecks:
-    """Every gating check of a FOCUS partition (or converted file) against its raw rows
-    (conformance rules, sums, counts and rates run in one collect_all)."""
+    """Every gating check of a FOCUS partition (or converted file) against its raw rows: the
+    conformance rules, with the sums, counts and rates riding along in the rules' collect_all."""
     conformance = check_conformance(focus, extra={
         "sums": _sums_query(focus, "BilledCost", "EffectiveCost"), "quality": _quality_query(focus)})
     sums, q = conformance.extra["sums"], conformance.extra["quality"].row(0, named=True)
@@ -284,11 +284,13 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
         quarantine = family.quarantine(raw).collect(engine="streaming")
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceFormatError(f"{', '.join(paths)}: cannot be converted: {str(exc).splitlines()[0]}") from exc
+    stem = str(Path(out).with_suffix(""))
     q_out = None
     if quarantine.height:
-        q_out = str(Path(out).with_suffix("")) + ".quarantine.parquet"
+        q_out = stem + ".quarantine.parquet"
         quarantine.write_parquet(q_out)
-    checks = check_focus(pl.scan_parquet(out), raw_totals, quarantine)
-    write_metadata(str(Path(out).with_suffix("")) + METADATA_SUFFIX, pl.scan_parquet(out).collect_schema())
+    focus = pl.scan_parquet(out)
+    checks = check_focus(focus, raw_totals, quarantine)
+    write_metadata(stem + METADATA_SUFFIX, focus.collect_schema())
     return ConvertResult(checks.rows.raw, checks.rows.focus, quarantine.height, checks, sorted(set(formats)), out,
                          q_out)
