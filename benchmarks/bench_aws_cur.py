@@ -6,7 +6,7 @@ For each size: generate a legacy CUR delivery (Parquet, `focus-platform generate
 in its own process (peak RSS from wait4):
   copy     pl.scan_parquet(src).sink_parquet(dst), every column: the practical limit on this machine
   convert  focus-platform convert  → one FOCUS Parquet file (with every check)
-  assets   dagster.materialize(raw_aws_cur, focus_costs) for the partition → raw + FOCUS Delta tables
+  assets   dagster.materialize(raw_exports, focus_costs) for the partition → raw + FOCUS Delta tables
 Reports rows/s and the ratio to the copy of the same run. Figures, not a timed test.
 """
 

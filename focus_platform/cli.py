@@ -55,6 +55,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
     from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE
     from focus_platform.resources import default_resources
+    from focus_platform.sources import RAW_TABLES
 
     resources = default_resources()
     landing, warehouse = resources["landing_zone"], resources["warehouse"]
@@ -101,7 +102,7 @@ def _print_demo_summary(results, warehouse, home, focus_table, quarantine_table)
                   f"  {f'{passed}/{len(evaluations)} passed' if i == 0 else ''}")
         if not totals:
             print(f"{source:<16}{period:<9}{'FAILED':<8}")
-    print(f"\nDelta tables under {warehouse.root}: raw_aws_cur, {focus_table}, {quarantine_table}")
+    print(f"\nDelta tables under {warehouse.root}: {', '.join(RAW_TABLES)}, {focus_table}, {quarantine_table}")
     print(f"Dagster instance: {home}  (open the UI with: DAGSTER_HOME={home} dg dev)")
 
 
@@ -121,7 +122,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     checks = result.checks
     print(f"formats: {', '.join(result.formats)}")
     print(f"rows in: {result.rows_in}  rows out: {result.rows_out} "
-          f"(+{checks.rows.unused_expansion} unused-commitment rows, -{checks.rows.dropped} netted negations)  "
+          f"(+{checks.rows.derived} derived rows, -{checks.rows.dropped} dropped)  "
           f"quarantined: {result.quarantined}")
     for currency, t in checks.totals.items():
         print(f"  {currency}: BilledCost {t['BilledCost']}  EffectiveCost {t['EffectiveCost']}")

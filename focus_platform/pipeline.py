@@ -19,14 +19,13 @@ import polars as pl
 
 from focus_platform.landing.zone import Delivery, ExportSource, LocalStore
 from focus_platform.sources import FORMATS, Lineage, SourceFormatError, detect_format
-from focus_platform.sources.aws_cur import UNMAPPED_SERVICE_NOTE
+from focus_platform.sources.common import UNMAPPED_SERVICE_NOTE, is_derived_row
 from focus_platform.spec.metadata import METADATA_SUFFIX, write_metadata
 from focus_platform.spec.rules import ConformanceReport, check_conformance
 from focus_platform.warehouse.delta import GateFailed, Warehouse
 
 FOCUS_TABLE = "focus_costs"
 QUARANTINE_TABLE = "focus_quarantine"
-UNUSED_ROW_SUFFIX = "-unused"
 
 
 def partition_of(source: str, period: str) -> dict[str, str]:
@@ -62,12 +61,12 @@ class RowCounts:
     raw: int
     focus: int
     quarantined: int
-    unused_expansion: int  # Unused-commitment rows added (one per under-used RI / savings plan fee)
-    dropped: int  # SavingsPlanNegation rows (netted into covered usage)
+    derived: int  # rows the mapping adds (unused-commitment rows, credits split off usage rows)
+    dropped: int  # raw rows deliberately left out (e.g. AWS SavingsPlanNegation, netted into usage)
 
     @property
     def ok(self) -> bool:
-        return self.raw == self.focus - self.unused_expansion + self.dropped + self.quarantined
+        return self.raw == self.focus - self.derived + self.dropped + self.quarantined
 
 
 _KEYS = ["BillingAccountId", "x_BillingPeriod", "BillingCurrency"]
@@ -111,7 +110,7 @@ def _quality_query(focus: pl.LazyFrame) -> pl.LazyFrame:
     return focus.select(
         # distinct 64-bit hashes (8 bytes a row, not the strings); a shortfall is confirmed exactly below
         pl.len().alias("rows"), pl.col("x_RowId").hash().n_unique().alias("unique"),
-        pl.col("x_RowId").str.ends_with(UNUSED_ROW_SUFFIX).sum().alias("unused"),
+        is_derived_row(pl.col("x_RowId")).sum().alias("derived"),
         priced.sum().alias("priced"), (priced & unmapped).sum().alias("unmapped"),
     )
 
@@ -139,7 +138,7 @@ class FocusChecks:
                            f"raw {c.raw_amortized} != FOCUS {c.focus_effective} + quarantine {c.quarantined_effective}")
         if not self.rows.ok:
             r = self.rows
-            out.append(f"rows not conserved: raw {r.raw} != FOCUS {r.focus} - unused {r.unused_expansion} "
+            out.append(f"rows not conserved: raw {r.raw} != FOCUS {r.focus} - derived {r.derived} "
                        f"+ dropped {r.dropped} + quarantined {r.quarantined}")
         if self.duplicate_row_ids:
             out.append(f"x_RowId not unique: {self.duplicate_row_ids} duplicates")
@@ -156,7 +155,7 @@ def check_focus(focus: pl.LazyFrame, raw_totals: pl.DataFrame, quarantine: pl.Da
         q["unique"] = focus.select(pl.col("x_RowId").n_unique()).collect(engine="streaming").item()
     rows = RowCounts(
         raw=int(raw_totals["rows"].sum() or 0), focus=q["rows"], quarantined=quarantine.height,
-        unused_expansion=q["unused"], dropped=int(raw_totals["dropped_rows"].sum() or 0))
+        derived=q["derived"], dropped=int(raw_totals["dropped_rows"].sum() or 0))
     return FocusChecks(
         conformance=conformance,
         conservation=conservation(raw_totals, sums, quarantine),

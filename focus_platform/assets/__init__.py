@@ -1,4 +1,4 @@
-"""Assets: raw_aws_cur → focus_costs (+ focus_quarantine), partitioned by billing period × source.
+"""Assets: raw_exports → focus_costs (+ focus_quarantine), partitioned by billing period × source.
 
 Thin: each asset resolves its partition, calls one pipeline stage, and reports what it published.
 """
@@ -11,7 +11,7 @@ from focus_platform.assets.partitions import PARTITIONS, partition_keys
 from focus_platform.landing.zone import DeliveryError
 from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE, FocusChecks, ingest_delivery, publish_focus
 from focus_platform.resources import LandingZoneResource, WarehouseResource
-from focus_platform.sources import SourceFormatError
+from focus_platform.sources import FORMATS, RAW_TABLES, SourceFormatError
 from focus_platform.warehouse.delta import GateFailed
 
 CODE_VERSION = __version__  # bump with any mapping change: the UI then marks partitions stale
@@ -21,10 +21,11 @@ GROUP = "focus"
 @dg.asset(
     partitions_def=PARTITIONS, code_version=CODE_VERSION, group_name=GROUP,
     kinds={"delta", "polars"},
-    description="AWS CUR deliveries (legacy and CUR 2.0) as delivered: every column, typed, plus lineage. "
-                "Delta table raw_aws_cur, one partition per (billing period, export source).",
+    description="Provider deliveries as delivered: every column, typed, plus lineage, in the Delta table of "
+                f"the export source's format ({', '.join(RAW_TABLES)}), one partition per "
+                "(billing period, export source).",
 )
-def raw_aws_cur(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource,
+def raw_exports(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource,
                 warehouse: WarehouseResource) -> dg.MaterializeResult:
     period, source_name = partition_keys(context)
     source = landing_zone.source(source_name)
@@ -48,15 +49,15 @@ def raw_aws_cur(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         "files": dg.MetadataValue.json(ingested.files),
         "source_format_versions": ", ".join(ingested.format_versions),
         "delta_version": ingested.version,
-        "table_uri": dg.MetadataValue.path(warehouse.warehouse().uri("raw_aws_cur")),
+        "table_uri": dg.MetadataValue.path(warehouse.warehouse().uri(FORMATS[source.format].raw_table)),
     })
 
 
 FOCUS_CHECKS = {
     "conformance": ("FOCUS 1.2 rules: no converter defect (provider-data gaps reported)", True),
     "billed_cost_conserved": ("sum(BilledCost) + quarantined = raw invoice basis, exact Decimal", True),
-    "effective_cost_conserved": ("sum(EffectiveCost) + quarantined = AWS amortized total, exact Decimal", True),
-    "rows_conserved": ("raw rows = FOCUS rows - unused-commitment rows + netted negations + quarantined", True),
+    "effective_cost_conserved": ("sum(EffectiveCost) + quarantined = provider amortized total, exact Decimal", True),
+    "rows_conserved": ("raw rows = FOCUS rows - derived rows + dropped rows + quarantined", True),
     "row_id_unique": ("x_RowId is unique", True),
     "sku_mapping_failure_rate": ("M5: Usage/Purchase rows without SKU or mapped service < 0.1 %", False),
     "ingest_error_rate": ("M8: quarantined / raw rows < 0.5 %", False),
@@ -78,7 +79,7 @@ def check_results(checks: FocusChecks) -> list[dg.AssetCheckResult]:
         "billed_cost_conserved": (all(c.billed_ok for c in conservation), {"totals": dg.MetadataValue.md(table)}),
         "effective_cost_conserved": (all(c.amortized_ok for c in conservation), {"totals": dg.MetadataValue.md(table)}),
         "rows_conserved": (rows.ok, {"raw": rows.raw, "focus": rows.focus, "quarantined": rows.quarantined,
-                                     "unused_expansion": rows.unused_expansion, "dropped_negations": rows.dropped}),
+                                     "derived": rows.derived, "dropped": rows.dropped}),
         "row_id_unique": (checks.duplicate_row_ids == 0, {"duplicates": checks.duplicate_row_ids}),
         "sku_mapping_failure_rate": (checks.rates["M5_sku_mapping_failure_rate"] < M5_TARGET,
                                      {"rate": checks.rates["M5_sku_mapping_failure_rate"], "target": M5_TARGET}),
@@ -95,10 +96,10 @@ def check_results(checks: FocusChecks) -> list[dg.AssetCheckResult]:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(FOCUS_TABLE, deps=[raw_aws_cur], group_name=GROUP, code_version=CODE_VERSION,
+        dg.AssetSpec(FOCUS_TABLE, deps=[raw_exports], group_name=GROUP, code_version=CODE_VERSION,
                      kinds={"delta", "polars"}, skippable=True,
                      description="Canonical FOCUS 1.2 cost and usage rows (all 57 columns + x_ lineage)."),
-        dg.AssetSpec(QUARANTINE_TABLE, deps=[raw_aws_cur], group_name=GROUP, code_version=CODE_VERSION,
+        dg.AssetSpec(QUARANTINE_TABLE, deps=[raw_exports], group_name=GROUP, code_version=CODE_VERSION,
                      kinds={"delta"}, skippable=True,
                      description="Raw rows that cannot be converted, with reason, file, row and billed amount."),
     ],
@@ -132,4 +133,4 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
     })
 
 
-ASSETS = [raw_aws_cur, focus_costs]
+ASSETS = [raw_exports, focus_costs]

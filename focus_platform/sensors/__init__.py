@@ -5,13 +5,13 @@ import json
 
 import dagster as dg
 
-from focus_platform.assets import focus_costs, raw_aws_cur
+from focus_platform.assets import focus_costs, raw_exports
 from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
 from focus_platform.landing.zone import DeliveryError
 from focus_platform.resources import LandingZoneResource
 
 
-@dg.sensor(minimum_interval_seconds=60, asset_selection=[raw_aws_cur, focus_costs],
+@dg.sensor(minimum_interval_seconds=60, asset_selection=[raw_exports, focus_costs],
            default_status=dg.DefaultSensorStatus.STOPPED)
 def delivery_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZoneResource):
     """New export sources become partitions; a new or changed delivery runs exactly its partition."""

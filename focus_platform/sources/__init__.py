@@ -1,7 +1,19 @@
 """Provider export formats: each reads delivered files into typed raw rows and maps them to FOCUS.
 
 ``FORMATS`` is the registry the pipeline and the CLI use; a new provider is one module here plus
-its entry below.
+its entries below. What a module gives (see ``SourceFormat``):
+
+- ``detect(headers)`` → the format name when a file's column names are this format's, else None;
+  ``near_miss(headers)`` → a message when they almost are (e.g. a required column missing).
+- ``scan_raw(path, lineage, label=, storage_options=)`` → one file as typed raw rows: the columns
+  as delivered (canonical names), ``x_ParseErrors`` and the lineage columns incl. ``x_RowId``.
+- ``to_focus(raw)`` → FOCUS 1.2 rows (+ x_ columns) of a whole raw partition (all its files).
+- ``quarantine(raw)`` → raw rows that cannot be converted: ``x_QuarantineReason``,
+  ``x_BilledCost``, ``x_EffectiveCost``, ``BillingAccountId``, ``BillingCurrency``, lineage.
+- ``raw_totals(raw)`` → per ``BillingAccountId``, ``x_BillingPeriod``, ``BillingCurrency``: the
+  provider's own ``billed`` (invoice) and ``amortized`` totals, ``rows`` and ``dropped_rows`` (raw
+  rows the mapping deliberately leaves out, e.g. AWS SavingsPlanNegation), the basis of the
+  conservation checks. Rows a mapping adds carry a derived ``x_RowId`` (``common.derived_row_id``).
 """
 
 from __future__ import annotations
@@ -12,7 +24,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from focus_platform.sources import aws_cur
-from focus_platform.sources.common import Lineage, SourceFormatError
+from focus_platform.sources.common import Lineage, SourceFormatError, file_schema, scan_file
 
 
 @dataclass(frozen=True)
@@ -21,34 +33,40 @@ class SourceFormat:
     description: str
     raw_table: str
     detect: Callable[[list[str]], str | None]
+    near_miss: Callable[[list[str]], str | None]
     scan_raw: Callable[..., pl.LazyFrame]
     to_focus: Callable[[pl.LazyFrame], pl.LazyFrame]
     quarantine: Callable[[pl.LazyFrame], pl.LazyFrame]
     raw_totals: Callable[[pl.LazyFrame], pl.LazyFrame]
 
 
-_AWS = dict(raw_table="raw_aws_cur", detect=aws_cur.detect_format, scan_raw=aws_cur.scan_raw,
-            to_focus=aws_cur.to_focus, quarantine=aws_cur.quarantine, raw_totals=aws_cur.raw_totals)
-FORMATS: dict[str, SourceFormat] = {
-    aws_cur.FORMAT_LEGACY: SourceFormat(aws_cur.FORMAT_LEGACY, "AWS Cost and Usage Report (legacy CUR)", **_AWS),
-    aws_cur.FORMAT_CUR2: SourceFormat(aws_cur.FORMAT_CUR2, "AWS Data Exports CUR 2.0", **_AWS),
-}
+def _module_format(module, name: str, description: str, raw_table: str) -> SourceFormat:
+    return SourceFormat(name, description, raw_table, module.detect_format, module.near_miss, module.scan_raw,
+                        module.to_focus, module.quarantine, module.raw_totals)
+
+
+FORMATS: dict[str, SourceFormat] = {f.name: f for f in [
+    _module_format(aws_cur, aws_cur.FORMAT_LEGACY, "AWS Cost and Usage Report (legacy CUR)", "raw_aws_cur"),
+    _module_format(aws_cur, aws_cur.FORMAT_CUR2, "AWS Data Exports CUR 2.0", "raw_aws_cur"),
+    # new provider formats: one line each, here
+]}
+RAW_TABLES = sorted({f.raw_table for f in FORMATS.values()})
 
 
 def detect_format(path: str, storage_options: dict | None = None) -> str:
     """The format of one export file, from its header; a clear error naming the known formats."""
-    headers = aws_cur.file_schema(aws_cur.scan_file(path, storage_options=storage_options), path).names()
+    headers = file_schema(scan_file(path, storage_options=storage_options), path).names()
     for fmt in FORMATS.values():
         found = fmt.detect(headers)
         if found:
             return found
-    missing = aws_cur.missing_required({aws_cur.classify_header(h).name for h in headers})
-    if len(missing) < len(aws_cur.REQUIRED_COLUMNS):  # some CUR columns present: say which are missing
-        raise SourceFormatError(f"{path}: looks like an AWS CUR but required column(s) missing: "
-                                f"{', '.join(missing)}")
+    for fmt in FORMATS.values():
+        why = fmt.near_miss(headers)
+        if why:
+            raise SourceFormatError(f"{path}: {why}")
     raise SourceFormatError(
         f"{path}: can't detect format, expected one of: "
         + ", ".join(f"{f.name} ({f.description})" for f in FORMATS.values()))
 
 
-__all__ = ["FORMATS", "Lineage", "SourceFormat", "SourceFormatError", "detect_format"]
+__all__ = ["FORMATS", "RAW_TABLES", "Lineage", "SourceFormat", "SourceFormatError", "detect_format"]

@@ -29,17 +29,21 @@ import polars as pl
 from focus_platform.sources.common import (
     LIST_SEPARATOR,
     Lineage,
+    UNMAPPED_SERVICE_NOTE,
     SourceFormatError,
     as_decimal,
     as_timestamp,
     blank_to_null,
     check_csv_structure,
-    whitespace_to_null,
+    derived_row_id,
     file_digest,
-    json_object,
+    file_schema,
     joined_strings,
+    json_object,
     parse_error,
+    scan_file,
     split_list,
+    whitespace_to_null,
 )
 from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, PROVIDER_X_SCHEMA, focus_columns, focus_schema
 
@@ -129,7 +133,6 @@ LINE_ITEM_TYPES: dict[str, LineItemMapping] = {
 DROPPED_LINE_ITEM_TYPES = ("SavingsPlanNegation",)
 KNOWN_LINE_ITEM_TYPES = tuple(LINE_ITEM_TYPES) + DROPPED_LINE_ITEM_TYPES
 COMMITMENT_TYPE = {"ri": ("Usage", "Reserved Instance"), "sp": ("Spend", "Savings Plan")}
-UNMAPPED_SERVICE_NOTE = "ServiceCategory: product code not in the service table, fallback Other"
 
 
 @cache
@@ -212,6 +215,14 @@ def classify_header(header: str) -> RawColumn:
     return RawColumn(header, _known_by_key().get(_key(name), name))
 
 
+def near_miss(headers: list[str]) -> str | None:
+    """Why a file with some CUR columns is not a CUR: the required columns it lacks."""
+    missing = missing_required({classify_header(h).name for h in headers})
+    if missing and len(missing) < len(REQUIRED_COLUMNS):
+        return f"looks like an AWS CUR but required column(s) missing: {', '.join(missing)}"
+    return None
+
+
 def detect_format(headers: list[str]) -> str | None:
     """aws-cur2, aws-cur, or None when the headers are not a CUR."""
     names = {classify_header(h).name for h in headers}
@@ -226,30 +237,6 @@ def detect_format(headers: list[str]) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Reading a file into typed raw rows
 # ---------------------------------------------------------------------------------------------
-def scan_file(path: str | Path, *, storage_options: dict | None = None) -> pl.LazyFrame:
-    """The file as delivered (CSV, CSV.gz, Parquet); CSV is read as text, nothing inferred."""
-    p = str(path)
-    lower = p.lower()
-    try:
-        if lower.endswith(".parquet"):
-            return pl.scan_parquet(p, storage_options=storage_options)
-        if lower.endswith((".csv", ".csv.gz", ".gz")):
-            return pl.scan_csv(p, infer_schema=False, storage_options=storage_options, raise_if_empty=True)
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise SourceFormatError(f"{p}: cannot be read: {exc}") from exc
-    raise SourceFormatError(f"{p}: unknown file type (expected .csv, .csv.gz or .parquet)")
-
-
-def file_schema(lf: pl.LazyFrame, label: str) -> pl.Schema:
-    try:
-        schema = lf.collect_schema()
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise SourceFormatError(f"{label}: cannot be read: {str(exc).splitlines()[0]}") from exc
-    if not schema.names():
-        raise SourceFormatError(f"{label}: the file is empty (no header)")
-    return schema
-
-
 def _map_to_json(name: str, dtype: pl.DataType) -> pl.Expr:
     """A CUR 2.0 map column (Parquet map = list of key/value structs) as a JSON object string."""
     column = pl.col(name)
@@ -773,7 +760,7 @@ def _as_unused_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
         "ConsumedUnit": pl.lit(None, pl.String),
         "ResourceId": pl.col("CommitmentDiscountId"),
         "ResourceType": pl.col("ServiceName"),
-        "x_RowId": pl.col("x_RowId") + "-unused",
+        "x_RowId": derived_row_id(pl.col("x_RowId"), "unused"),
         "x_SourceChanges": joined_strings([pl.col("x_SourceChanges"), note]),
         "x_ProviderDataGaps": joined_strings([
             pl.col("x_ProviderDataGaps"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 
@@ -51,6 +52,32 @@ def _first_ragged_row(path: str) -> str:
     except (OSError, StopIteration, csv.Error, UnicodeDecodeError):
         pass
     return ""
+
+
+def scan_file(path: str | Path, *, storage_options: dict | None = None) -> pl.LazyFrame:
+    """The file as delivered (CSV, CSV.gz, Parquet, JSON lines); CSV is read as text, nothing inferred."""
+    p = str(path)
+    lower = p.lower()
+    try:
+        if lower.endswith(".parquet"):
+            return pl.scan_parquet(p, storage_options=storage_options)
+        if lower.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json")):
+            return pl.scan_ndjson(p, storage_options=storage_options, infer_schema_length=None)
+        if lower.endswith((".csv", ".csv.gz", ".gz")):
+            return pl.scan_csv(p, infer_schema=False, storage_options=storage_options, raise_if_empty=True)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise SourceFormatError(f"{p}: cannot be read: {exc}") from exc
+    raise SourceFormatError(f"{p}: unknown file type (expected .csv, .csv.gz, .parquet or .jsonl)")
+
+
+def file_schema(lf: pl.LazyFrame, label: str) -> pl.Schema:
+    try:
+        schema = lf.collect_schema()
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise SourceFormatError(f"{label}: cannot be read: {str(exc).splitlines()[0]}") from exc
+    if not schema.names():
+        raise SourceFormatError(f"{label}: the file is empty (no header)")
+    return schema
 
 
 def file_digest(*parts: str) -> str:
@@ -132,3 +159,20 @@ def joined_strings(items: list[pl.Expr]) -> pl.Expr:
 def split_list(joined: pl.Expr) -> pl.Expr:
     """A joined_strings value as a list of strings (an order of magnitude faster than concat_list)."""
     return joined.str.split(LIST_SEPARATOR)
+
+
+# Rows a mapping adds (an unused-commitment row, a credit split off a usage row) carry their parent's
+# x_RowId plus this mark and a kind; row conservation counts them apart from the raw rows.
+DERIVED_ROW_MARK = "~"
+
+
+def derived_row_id(parent: pl.Expr, kind: str) -> pl.Expr:
+    return parent + pl.lit(DERIVED_ROW_MARK + kind)
+
+
+def is_derived_row(row_id: pl.Expr) -> pl.Expr:
+    return row_id.str.contains(DERIVED_ROW_MARK, literal=True)
+
+
+# x_SourceChanges note of a row whose service is not in the provider's service table (SLO M5)
+UNMAPPED_SERVICE_NOTE = "ServiceCategory: service not in the provider's service table, fallback Other"

@@ -67,6 +67,6 @@ def test_malformed_cur2_csv_is_refused_with_the_file_named(tmp_path):
 def test_raw_parquet_unused_row_source_is_traceable(converted):
     df = pl.read_parquet(converted["workshop-oct-2018-parquet"].out)
     unused = df.filter(pl.col("CommitmentDiscountStatus") == "Unused")
-    assert unused["x_RowId"].str.ends_with("-unused").all()
+    assert unused["x_RowId"].str.ends_with("~unused").all()
     assert unused["x_SourceChanges"].list.join(" ").str.contains("derived: unused commitment of RIFee").all()
     assert WORKSHOP_OCT.name in unused["x_SourceFile"][0]

@@ -363,7 +363,7 @@ def test_usage_scenario_2_unused():
     rel, conv, pairs = _usage_scenario("commitment_discount_usage_scenario_2")
     assert_same(pairs, SCENARIO_COLUMNS, SP_IDS, rel)
     unused = pairs[0][1]
-    assert unused["x_RowId"].endswith("-unused")
+    assert unused["x_RowId"].endswith("~unused")
     _assert_hour_purchase(conv, rel)
 
 

@@ -22,7 +22,8 @@ from focus_platform.resources import LandingZoneResource, WarehouseResource
 from focus_platform.sensors import delivery_sensor
 from focus_platform.sources import FORMATS
 
-RAW_TABLE = "raw_aws_cur"
+RAW_TABLE = "raw_aws_cur"  # the Delta table of the AWS format
+RAW_ASSET = "raw_exports"  # the asset writing it
 PERIOD = "2023-11"
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
@@ -86,9 +87,9 @@ def test_materialize_one_partition(env, cur, h):
     result = env.materialize()
     assert result.success
     mats = materialized(result)
-    assert set(mats) == {RAW_TABLE, FOCUS_TABLE, QUARANTINE_TABLE}
-    assert mats[RAW_TABLE]["delivery_id"] == env.first_delivery
-    assert mats[RAW_TABLE]["dagster/row_count"] == 10
+    assert set(mats) == {RAW_ASSET, FOCUS_TABLE, QUARANTINE_TABLE}
+    assert mats[RAW_ASSET]["delivery_id"] == env.first_delivery
+    assert mats[RAW_ASSET]["dagster/row_count"] == 10
     assert mats[FOCUS_TABLE]["dagster/row_count"] == 10
     assert mats[QUARANTINE_TABLE]["dagster/row_count"] == 0
 
@@ -125,7 +126,7 @@ def test_rematerialize_with_changed_delivery_replaces_the_partition(env, cur, h)
     second = env.materialize()
     assert second.success
     mats = materialized(second)
-    assert mats[RAW_TABLE]["delivery_id"] == second_id
+    assert mats[RAW_ASSET]["delivery_id"] == second_id
     v2 = mats[FOCUS_TABLE]["delta_version"]
     assert v2 > v1
 
@@ -257,7 +258,7 @@ def test_definitions_load_with_the_asset_graph_and_checks():
 
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
-    raw, focus, quarantine = dg.AssetKey(RAW_TABLE), dg.AssetKey(FOCUS_TABLE), dg.AssetKey(QUARANTINE_TABLE)
+    raw, focus, quarantine = dg.AssetKey(RAW_ASSET), dg.AssetKey(FOCUS_TABLE), dg.AssetKey(QUARANTINE_TABLE)
     assert set(graph.get_all_asset_keys()) == {raw, focus, quarantine}
     assert graph.get(focus).parent_keys == {raw}
     assert graph.get(quarantine).parent_keys == {raw}

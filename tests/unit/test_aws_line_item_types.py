@@ -369,7 +369,7 @@ def test_savings_plan_recurring_fee_with_unused_commitment(batch):
            "ResourceId": SP_ARN, "ResourceType": SP_NAME},
           money("0", effective="0.04", listed="0.04", contracted="0.04"), prices("1", "1"), tags=None,
           changes=["derived: unused commitment of SavingsPlanRecurringFee row 1 (sp_recurring_fee.csv)"])
-    assert unused["x_RowId"] == fee["x_RowId"] + "-unused"
+    assert unused["x_RowId"] == fee["x_RowId"] + "~unused"
     # R-EffectiveCost-4 for the hour: Used (0.06, on covered usage elsewhere) + Unused (0.04) = fee 0.10
 
 
@@ -410,7 +410,7 @@ def test_ri_fee_with_unused_upfront_and_recurring(batch):
            "CommitmentDiscountUnit": "Hours", "ResourceId": RI_ARN, "ResourceType": EC2},
           money("0", effective="6.00", listed="6.00", contracted="6.00"), prices("0.06", "0.06"), tags=None,
           changes=[*notes, "derived: unused commitment of RIFee row 1 (ri_fee.csv)"])
-    assert unused["x_RowId"] == fee["x_RowId"] + "-unused"
+    assert unused["x_RowId"] == fee["x_RowId"] + "~unused"
 
 
 def test_fee_with_reservation_arn_is_ri_upfront_purchase(batch):
