@@ -11,8 +11,9 @@ its entries below. What a module gives (see ``SourceFormat``):
 - ``quarantine(raw)`` → raw rows that cannot be converted: ``x_QuarantineReason``,
   ``x_BilledCost``, ``x_EffectiveCost``, ``BillingAccountId``, ``BillingCurrency``, lineage.
 - ``raw_totals(raw)`` → per ``BillingAccountId``, ``x_BillingPeriod``, ``BillingCurrency``: the
-  provider's own ``billed`` (invoice) and ``amortized`` totals, ``rows`` and ``dropped_rows`` (raw
-  rows the mapping deliberately leaves out, e.g. AWS SavingsPlanNegation), the basis of the
+  provider's own ``billed`` (invoice) and ``amortized`` totals, ``rows``, ``quarantined_rows``
+  (the rows ``quarantine`` gives; its pass is skipped when there are none) and ``dropped_rows``
+  (raw rows the mapping deliberately leaves out, e.g. AWS SavingsPlanNegation), the basis of the
   conservation checks. Rows a mapping adds carry a derived ``x_RowId`` (``common.derived_row_id``).
 """
 
@@ -48,6 +49,7 @@ def _module_format(module, name: str, description: str, raw_table: str) -> Sourc
 FORMATS: dict[str, SourceFormat] = {f.name: f for f in [
     _module_format(aws_cur, aws_cur.FORMAT_LEGACY, "AWS Cost and Usage Report (legacy CUR)", "raw_aws_cur"),
     _module_format(aws_cur, aws_cur.FORMAT_CUR2, "AWS Data Exports CUR 2.0", "raw_aws_cur"),
+    _module_format(oci_cost, oci_cost.FORMAT, "OCI cost report (proprietary CSV)", "raw_oci_cost"),
     # new provider formats: one line each, here
 ]}
 RAW_TABLES = sorted({f.raw_table for f in FORMATS.values()})

@@ -793,6 +793,7 @@ def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
                          pl.col("line_item_currency_code").alias("BillingCurrency"))
             .agg(billed_basis(schema).sum().alias("billed"), amortized_basis(schema).sum().alias("amortized"),
                  pl.len().alias("rows"),
+                 quarantine_reason(schema).is_not_null().sum().alias("quarantined_rows"),
                  (pl.col("line_item_line_item_type").is_in(DROPPED_LINE_ITEM_TYPES)
                   & quarantine_reason(schema).is_null()).sum().alias("dropped_rows")))
 

@@ -26,7 +26,8 @@ from focus_platform.spec.columns import FOCUS_COLUMN_NAMES, focus_column, focus_
 COST_TOLERANCE_ABS = 0.0001
 COST_TOLERANCE_REL = 1e-6
 RULE_SLICE_ROWS = 1_000_000
-NULL_PLACEHOLDER_PATTERN = r"^(\s*|NULL|null|N/A|Not Applicable|None)$"  # one regex: cheaper than is_in
+NULL_PLACEHOLDERS = ["", "NULL", "null", "N/A", "Not Applicable", "None"]  # is_in: 3x cheaper than a regex
+BLANK_PATTERN = r"^\s*$"
 
 
 @cache
@@ -119,10 +120,15 @@ def _allowed_value_rules() -> list[Rule]:
 
 
 def _placeholder_rules() -> list[Rule]:
+    strings = [col for col in focus_columns() if col.data_type in ("String", "JSON")]
     return [
         Rule("R-Null-1", f"{col.name} holds no null placeholder ('', 'NULL', 'N/A', ...)",
-             lambda n=col.name: pl.col(n).str.contains(NULL_PLACEHOLDER_PATTERN), (col.name,))
-        for col in focus_columns() if col.data_type in ("String", "JSON")
+             lambda n=col.name: pl.col(n).is_in(NULL_PLACEHOLDERS), (col.name,))
+        for col in strings
+    ] + [
+        Rule("R-Null-2", f"{col.name} (not nullable) holds no whitespace-only string",
+             lambda n=col.name: pl.col(n).str.contains(BLANK_PATTERN), (col.name,))
+        for col in strings if not col.allows_nulls
     ]
 
 
@@ -304,22 +310,19 @@ def check_conformance(lf: pl.LazyFrame, *, samples: int = 3,
             return pl.lit(False)
         return pl.col("x_ProviderDataGaps").list.contains(rule_id).fill_null(False)
 
-    aggs = [pl.len().alias("__rows")]
-    for i, rule in enumerate(applicable):
-        v = rule.violates().fill_null(False)
-        aggs.append(v.sum().alias(f"v{i}"))
-        aggs.append((v & is_gap(rule.id)).sum().alias(f"g{i}"))
     queries = {**dataset_queries(lf, names), **(extra or {})}
     frames = dict(zip(queries, pl.collect_all(list(queries.values()), engine="streaming")))
-    # The ~200 rule counters run over bounded slices (the engine's memory for this wide reduction
-    # grows with its input); a slice of a Parquet scan reads only its own row groups.
+    violations = {i: rule.violates().fill_null(False) for i, rule in enumerate(applicable)}
     total_rows = lf.select(pl.len()).collect(engine="streaming").item()
-    counts = (pl.concat([lf.slice(start, RULE_SLICE_ROWS).select(aggs).collect(engine="streaming")
-                         for start in range(0, max(total_rows, 1), RULE_SLICE_ROWS)])
-              .sum().row(0, named=True))
+    counts = _slice_sums(lf, total_rows, [v.sum().alias(f"v{i}") for i, v in violations.items()])
+    # Gaps are counted in a second pass over only the rules that have violations (usually a
+    # handful): a list lookup per rule and row costs more than all the rules together.
+    violated = [i for i in violations if counts[f"v{i}"]]
+    if violated:
+        counts |= _slice_sums(lf, total_rows, [(violations[i] & is_gap(applicable[i].id)).sum().alias(f"g{i}") for i in violated])
     id_col = "x_RowId" if "x_RowId" in names else None
     for i, rule in enumerate(applicable):
-        total, gaps = counts[f"v{i}"], counts[f"g{i}"]
+        total, gaps = counts[f"v{i}"], counts.get(f"g{i}", 0)
         if not total:
             continue
         result = RuleResult(rule.id, rule.description, defects=total - gaps, gaps=gaps)
@@ -328,8 +331,18 @@ def check_conformance(lf: pl.LazyFrame, *, samples: int = 3,
             result.sample_row_ids = bad.collect()[id_col].cast(pl.String).to_list()
         results.append(result)
     results.extend(dataset_results(lf, frames))
-    return ConformanceReport(rows=counts["__rows"], results=results, not_evaluated=not_evaluated,
+    return ConformanceReport(rows=total_rows, results=results, not_evaluated=not_evaluated,
                              extra={k: frames[k] for k in (extra or {})})
+
+
+def _slice_sums(lf: pl.LazyFrame, total_rows: int, aggs: list[pl.Expr]) -> dict[str, int]:
+    """Sum-aggregations of ``lf`` over bounded slices (the engine's memory for a wide reduction
+    grows with its input); a slice of a Parquet scan reads only its own row groups."""
+    if not aggs:
+        return {}
+    return (pl.concat([lf.slice(start, RULE_SLICE_ROWS).select(aggs).collect(engine="streaming")
+                       for start in range(0, max(total_rows, 1), RULE_SLICE_ROWS)])
+            .sum().row(0, named=True))
 
 
 def schema_results(schema: pl.Schema) -> list[RuleResult]:
