@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from focus_platform.sources import aws_cur
+from focus_platform.sources import oci_cost
 from focus_platform.sources.common import Lineage, SourceFormatError, file_schema, scan_file
 
 
