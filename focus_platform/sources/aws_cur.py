@@ -40,6 +40,7 @@ from focus_platform.sources.common import (
     file_schema,
     joined_strings,
     json_object,
+    map_to_json,
     parse_error,
     scan_file,
     split_list,
@@ -237,25 +238,6 @@ def detect_format(headers: list[str]) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Reading a file into typed raw rows
 # ---------------------------------------------------------------------------------------------
-def _map_to_json(name: str, dtype: pl.DataType) -> pl.Expr:
-    """A CUR 2.0 map column (Parquet map = list of key/value structs) as a JSON object string."""
-    column = pl.col(name)
-    if isinstance(dtype, pl.Map):  # polars reads Parquet maps as Map: go through key/value structs
-        column = column.cast(pl.List(pl.Struct({"key": dtype.key, "value": dtype.value})))
-    elif not isinstance(dtype, pl.List):
-        return blank_to_null(column.cast(pl.String))  # already JSON text (or a scalar)
-    entries = column.list.eval(
-        pl.concat_str([
-            pl.lit('"'), pl.element().struct.field("key").str.replace_all('"', '\\"', literal=True),
-            pl.lit('":'),
-            pl.element().struct.field("value").cast(pl.String).pipe(
-                lambda v: pl.when(v.is_null()).then(pl.lit("null"))
-                .otherwise(pl.concat_str([pl.lit('"'), v.str.replace_all('"', '\\"', literal=True), pl.lit('"')]))),
-        ])
-    ).list.join(",")
-    return pl.when(column.list.len() > 0).then(pl.concat_str([pl.lit("{"), entries, pl.lit("}")]))
-
-
 def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
              storage_options: dict | None = None) -> pl.LazyFrame:
     """One delivered file as typed raw rows with canonical names and lineage columns."""
@@ -301,7 +283,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
             if dtype == pl.String:
                 errors.append(parse_error(f"{col.header}", source, typed, "a timestamp"))
         elif col.name in CUR2_MAP_COLUMNS:
-            typed = _map_to_json(col.header, dtype)
+            typed = map_to_json(col.header, dtype)
         elif col.name in ACCOUNT_ID_COLUMNS and dtype.is_integer():
             typed = source.cast(pl.String).str.zfill(12)  # 12-digit ids lose leading zeros as integers
         else:

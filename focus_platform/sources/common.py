@@ -145,6 +145,25 @@ def json_object(pairs: list[tuple[str, pl.Expr]]) -> pl.Expr:
     return pl.when(body.is_null() | (body == "")).then(None).otherwise(pl.concat_str([pl.lit("{"), body, pl.lit("}")]))
 
 
+def map_to_json(name: str, dtype: pl.DataType) -> pl.Expr:
+    """A map column (e.g. CUR 2.0 tags; Parquet map = list of key/value structs) as a JSON object string."""
+    column = pl.col(name)
+    if isinstance(dtype, pl.Map):  # polars reads Parquet maps as Map: go through key/value structs
+        column = column.cast(pl.List(pl.Struct({"key": dtype.key, "value": dtype.value})))
+    elif not isinstance(dtype, pl.List):
+        return blank_to_null(column.cast(pl.String))  # already JSON text (or a scalar)
+    entries = column.list.eval(
+        pl.concat_str([
+            pl.lit('"'), pl.element().struct.field("key").str.replace_all('"', '\\"', literal=True),
+            pl.lit('":'),
+            pl.element().struct.field("value").cast(pl.String).pipe(
+                lambda v: pl.when(v.is_null()).then(pl.lit("null"))
+                .otherwise(pl.concat_str([pl.lit('"'), v.str.replace_all('"', '\\"', literal=True), pl.lit('"')]))),
+        ])
+    ).list.join(",")
+    return pl.when(column.list.len() > 0).then(pl.concat_str([pl.lit("{"), entries, pl.lit("}")]))
+
+
 LIST_SEPARATOR = "\x1f"
 
 

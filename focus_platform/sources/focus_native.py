@@ -1,0 +1,1145 @@
+"""Native FOCUS exports (FOCUS 1.0, 1.1, 1.2 and 1.3, any provider, CSV or Parquet) → canonical FOCUS 1.2.
+
+Detection (``detect_format`` / ``near_miss``): a file is a FOCUS cost-and-usage export when its header
+has the FOCUS core columns (BilledCost, EffectiveCost, ChargeCategory, ChargePeriodStart, ...). The
+version is read from the columns a version introduced: 1.3 (ServiceProviderName, HostProviderName,
+ContractApplied, Allocated*), 1.2 (InvoiceId, PricingCurrency*, SubAccountType), 1.1
+(CapacityReservation*, CommitmentDiscountQuantity/Unit, ServiceSubcategory, SkuMeter, SkuPriceDetails),
+else 1.0. Refused with a clear error: 1.0-preview / 0.5 files (ChargeSubcategory, UsageQuantity,
+Provider, ...), 1.4 files (InvoiceDetailId, no ProviderName), the 1.3 ContractCommitment dataset (not
+cost and usage), and a file missing a column its version makes Mandatory (the error names file and
+column). The columns of every version ship as ``focus_columns.csv`` (from the FOCUS 1.0/1.2/1.3 spec).
+
+Reading (``scan_raw`` → ``raw_focus``): every delivered column is kept. FOCUS columns get their
+canonical name (header case ignored, BOM stripped) and type: Decimal(38, 12) money and quantities,
+UTC timestamps, strings as delivered (placeholders like ``NULL`` are kept in the raw table for string
+columns; in typed columns they read as null). Timestamps are accepted in the forms exports write:
+``2024-09-01T00:00:00Z`` (FOCUS), ``2024-09-01 00:00:00`` (no ``T``/``Z``, read as UTC),
+``2024-07-01T00:00Z`` (no seconds), offsets (``+02:00``, converted to UTC) and dates. Every such read
+fix is listed per row in ``x_ReadNotes``, which starts the row's ``x_SourceChanges``; a value that does
+not parse is a ``x_ParseErrors`` entry (the row is quarantined). Columns that are not FOCUS columns of
+any version are kept with their (Delta-safe) name, as text (nested Parquet values as JSON: one raw
+table holds every provider's extras); ``x_`` columns delivered by the provider pass through, others
+become ``x_<name>`` in FOCUS.
+
+Mapping (``to_focus``): the delivered values, with the known deviations fixed and the 1.2 columns a
+1.0/1.1 export lacks derived. Every fix-up is a ``x_SourceChanges`` entry of the row (column, value
+as delivered → value written, and why); never silent. The known-deviation layer (MAPPINGS.md §5 and
+the FinOps toolkit's hub ingestion fixes), each applied where its condition holds on the row's own
+values (the condition is the evidence), for any provider unless a provider is named:
+
+- null placeholders (``NULL``, ``null``, ``N/A``, ``None``, quoted ``""``) → null;
+- timestamps without ``T``/``Z``, without seconds or with an offset → UTC timestamps;
+- enum values in another letter case (``Usage-based``) or 1.0-preview spelling (``On-Demand``) → the
+  FOCUS value; BillingCurrency in lower case → upper case;
+- resource paths as account ids (Microsoft: ``/providers/Microsoft.Billing/billingAccounts/123`` →
+  ``123``, ``/subscriptions/<guid>`` → ``<guid>``, the ids Microsoft's own cost details use);
+- commitment purchases carrying EffectiveCost (double count of amortized commitments, toolkit
+  #1092) → EffectiveCost 0; their ChargeFrequency ``Usage-Based`` → ``Recurring``;
+- commitment usage labelled PricingCategory ``Standard`` (toolkit #836) → ``Committed``;
+- zeros instead of nulls on unused savings plan rows (toolkit #834): zero PricingQuantity and unit
+  prices → null; ConsumedQuantity / Unit on unused-commitment and non-usage rows → null;
+- Microsoft: PricingQuantity divided by the pricing block size although the unit prices are per
+  unit (ListUnitPrice x ConsumedQuantity = ListCost) → ConsumedQuantity, and a ContractedCost
+  computed from it → ContractedUnitPrice x PricingQuantity; PublisherName null on reservation rows
+  with ``x_PublisherCategory`` 'Cloud Provider' → ProviderName;
+- one ServiceCategory per ServiceName (R-ServiceName-1; AWS files EC2's EBS rows under Storage,
+  Microsoft leaves some services 'Other'): the provider's service table (``focus_services.csv``:
+  Microsoft's own ``Services.csv`` of the FinOps toolkit, MIT; AWS through the AWS CUR converter's
+  product-code table) when it lists the ServiceName;
+- values the spec forbids on a row: prices, quantities, SKUs and pricing category on Tax rows,
+  negative unit prices on credits/adjustments, SubAccountName/Type or ResourceName/Type without
+  their id, SkuMeter without SkuId, SkuPriceDetails without SkuPriceId → null; an AvailabilityZone
+  that is a number → null; RegionId null beside a RegionName → the RegionName; ContractedCost null
+  → ContractedUnitPrice x PricingQuantity, else BilledCost on a row without commitment discount;
+- Tags / SkuPriceDetails that are not a flat JSON object (R-KV-1..3): members without braces are
+  wrapped, anything else → null, the text as delivered in the note; the row is kept.
+
+Upgrade 1.0/1.1 → 1.2: no FOCUS column was renamed between 1.0 and 1.2 (only 1.0-preview renamed,
+and it is refused), so the upgrade adds columns: BillingAccountType / SubAccountType (Microsoft's
+1.0 export already delivers both without ``x_``: they are the 1.2 columns; else the provider's single
+account type, AWS ``Payer Account`` / ``Linked Account``, Google ``Billing Account`` / ``Project``),
+PricingCurrency (= BillingCurrency: FOCUS 1.0 prices are in the billing currency; Microsoft's
+``x_PricingCurrency`` when it differs) and the PricingCurrency* prices (= the billing-currency
+values when both currencies are one), CommitmentDiscountQuantity / Unit (spend commitments: the
+row's EffectiveCost in the currency, BilledCost on purchases; usage commitments: PricingQuantity in
+PricingUnit), CapacityReservationId / Status (Microsoft ``x_SkuDetails.VMCapacityReservationId``),
+ServiceSubcategory (the provider's service table ``focus_services.csv``, else ``Other (<category>)``),
+SkuMeter (Microsoft ``x_SkuMeterName``), InvoiceId (Microsoft ``x_InvoiceId``, else null: not known).
+A value the spec requires that neither the export nor a derivation gives stays null and the rule id
+goes to ``x_ProviderDataGaps``. Downgrade 1.3 → 1.2: the 1.3-only columns (ServiceProviderName,
+HostProviderName, ContractApplied, Allocated*) are kept as ``x_<name>``.
+
+Conservation for native files (``raw_totals``): per BillingAccountId (normalized like the FOCUS
+rows: placeholder → null, resource path → its last segment), x_BillingPeriod and BillingCurrency
+(upper case), ``billed`` = the sum of the delivered BilledCost and ``amortized`` = the sum of the
+delivered EffectiveCost with one documented deviation fix applied, computed from the raw columns
+independently of ``to_focus``: a commitment purchase (ChargeCategory Purchase with a
+CommitmentDiscountId) counts 0, because its cost is already amortized onto the usage rows (the
+double count of Microsoft's savings plan purchases, FinOps toolkit #1092; R-EffectiveCost-2). No
+raw row is dropped and none is added: FOCUS rows + quarantined rows = raw rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import polars as pl
+
+from focus_platform.sources.aws_cur import region_names, service_table
+from focus_platform.sources.common import (
+    Lineage,
+    SourceFormatError,
+    as_decimal,
+    as_timestamp,
+    check_csv_structure,
+    file_digest,
+    file_schema,
+    joined_strings,
+    map_to_json,
+    scan_file,
+    split_list,
+)
+from focus_platform.spec.columns import (
+    LINEAGE_SCHEMA,
+    MONEY,
+    TIMESTAMP,
+    focus_column,
+    focus_schema,
+)
+from focus_platform.spec.io import (
+    ISO_DATETIME,  # the FOCUS form our own FOCUS reader checks
+)
+from focus_platform.spec.rules import (
+    iso_currency_codes,
+    json_object_problem,
+    subcategory_parents,
+)
+
+FORMAT = "focus"
+RAW_TABLE = "raw_focus"
+SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+
+
+# ---------------------------------------------------------------------------------------------
+# The FOCUS columns of every version, and what tells the versions apart
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpecColumn:
+    name: str
+    data_type: str  # String, Decimal, DateTime, JSON
+    introduced: str  # 0.5, 1.0-preview, 1.0, 1.1, 1.2, 1.3
+    mandatory_in: tuple[str, ...]  # versions whose Cost and Usage dataset makes it Mandatory
+
+
+@cache
+def spec_columns() -> dict[str, SpecColumn]:
+    text = resources.files(__package__).joinpath("focus_columns.csv").read_text("utf-8")
+    return {r["column_id"]: SpecColumn(r["column_id"], r["type"], r["introduced"], tuple(r["mandatory_in"].split()))
+            for r in csv.DictReader(text.splitlines())}
+
+
+@cache
+def _by_key() -> dict[str, str]:
+    return {n.lower(): n for n in spec_columns()}
+
+
+CORE_COLUMNS = ("BilledCost", "EffectiveCost", "ChargeCategory", "ChargePeriodStart", "BillingPeriodStart",
+                "BillingCurrency", "BillingAccountId")
+# Columns only FOCUS 1.0-preview / 0.5 have (renamed or removed in 1.0)
+PREVIEW_COLUMNS = ("ChargeSubcategory", "UsageQuantity", "UsageUnit", "Provider", "Publisher", "InvoiceIssuer",
+                   "Region", "AmortizedCost")
+V14_COLUMNS = ("InvoiceDetailId", "CommitmentProgramEligibilityDetails")
+CONTRACT_COMMITMENT_COLUMNS = ("ContractCommitmentId", "ContractCommitmentCost", "ContractCommitmentType")
+VERSION_MARKERS = {  # columns introduced by the version (present → at least this version)
+    "1.3": ("ServiceProviderName", "HostProviderName", "ContractApplied", "AllocatedMethodId",
+            "AllocatedMethodDetails", "AllocatedResourceId", "AllocatedResourceName", "AllocatedTags"),
+    "1.2": ("InvoiceId", "PricingCurrency", "PricingCurrencyContractedUnitPrice", "PricingCurrencyEffectiveCost",
+            "PricingCurrencyListUnitPrice"),
+    "1.1": ("CapacityReservationId", "CapacityReservationStatus", "CommitmentDiscountQuantity",
+            "CommitmentDiscountUnit", "ServiceSubcategory", "SkuMeter", "SkuPriceDetails"),
+}
+# Microsoft's 1.0 export carries BillingAccountType / SubAccountType (1.2 columns) without x_: they
+# do not make a file 1.2, but they are read as the 1.2 columns.
+
+
+@dataclass(frozen=True)
+class Detected:
+    version: str | None  # a supported version, or None
+    problem: str | None  # why the file cannot be read as a native FOCUS export
+    names: dict[str, str]  # delivered header -> raw column name
+
+
+def _clean_header(header: str) -> str:
+    return header.strip().lstrip("\ufeff").strip()
+
+
+def _safe_name(name: str) -> str:
+    """A Delta-safe column name (letters, digits, '_')."""
+    out = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_")
+    return out or "column"
+
+
+def _raw_names(headers: list[str]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    taken: set[str] = set()
+    reserved = set(LINEAGE_SCHEMA) | {"x_ParseErrors", "x_ReadNotes"}
+    for h in headers:
+        clean = _clean_header(h)
+        name = _by_key().get(clean.lower())
+        if name is None:
+            name = _safe_name(clean)
+            if name in reserved:  # a delivered x_SourceChanges (FinOps hubs output) is not ours
+                name = "x_Delivered" + name[2:]
+        base, i = name, 2
+        while name in taken:
+            name, i = f"{base}_{i}", i + 1
+        taken.add(name)
+        names[h] = name
+    return names
+
+
+def detect(headers: list[str]) -> Detected:
+    """The FOCUS version of a file from its header, or why it is not a readable FOCUS export."""
+    names = _raw_names(headers)
+    present = set(names.values())
+    core = [c for c in CORE_COLUMNS if c in present]
+    if set(CONTRACT_COMMITMENT_COLUMNS) & present and "BilledCost" not in present:
+        return Detected(None, "a FOCUS 1.3 ContractCommitment dataset, not a Cost and Usage dataset: "
+                              "it has no charges to convert (only Cost and Usage files are)", names)
+    if len(core) < 3:
+        return Detected(None, None, names)
+    if set(V14_COLUMNS) & present or ("ProviderName" not in present and "ServiceProviderName" in present):
+        return Detected(None, "FOCUS 1.4 (InvoiceDetailId / no ProviderName) is not supported; "
+                              f"supported versions: {', '.join(SUPPORTED_VERSIONS)}", names)
+    version = next((v for v, markers in VERSION_MARKERS.items() if set(markers) & present), None)
+    if version is None:
+        preview = [c for c in PREVIEW_COLUMNS if c in {_clean_header(h) for h in headers}]
+        if preview and not {"ContractedCost", "ChargeClass"} <= present:
+            return Detected(None, f"FOCUS 1.0-preview or older (columns {', '.join(preview)}) is not supported; "
+                                  f"supported versions: {', '.join(SUPPORTED_VERSIONS)}", names)
+        version = "1.0"
+    mandatory_version = "1.2" if version == "1.1" else version
+    missing = [c.name for c in spec_columns().values() if mandatory_version in c.mandatory_in and c.name not in present]
+    if missing:
+        return Detected(None, f"FOCUS {version} export but required column(s) missing: {', '.join(missing)}", names)
+    return Detected(version, None, names)
+
+
+def detect_format(headers: list[str]) -> str | None:
+    found = detect(headers)
+    return FORMAT if found.version else None
+
+
+def near_miss(headers: list[str]) -> str | None:
+    return detect(headers).problem
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a file into typed raw rows
+# ---------------------------------------------------------------------------------------------
+# Values exports write for "no value" (R-Null-1): read as null, listed in x_SourceChanges
+NULL_TOKENS = ("", "NULL", "null", "N/A", "Not Applicable", "None")
+
+
+def _masked_format(condition: pl.Expr, template: str, *args: pl.Expr) -> pl.Expr:
+    """``template`` filled with ``args`` where ``condition`` holds, else null. The arguments are
+    masked first, so rows without the condition (nearly all) build no string."""
+    condition = condition.fill_null(False)
+    if not args:
+        return pl.when(condition).then(pl.lit(template))
+    # mask first, then render: a Decimal → text cast of every row would cost more than the note
+    return pl.format(template, *[pl.when(condition).then(pl.when(condition).then(a).cast(pl.String).fill_null("null"))
+                                 for a in args])
+
+
+def _is_placeholder(text: pl.Expr) -> pl.Expr:
+    return text.str.strip_chars().is_in(NULL_TOKENS).fill_null(False)
+
+
+def _timestamp_text(text: pl.Expr) -> pl.Expr:
+    """Timestamp text as exports write it, as a UTC timestamp (null when it does not parse):
+    ``2024-09-01T00:00:00Z``, ``2024-09-01 00:00:00``, ``2024-07-01T00:00Z``, ``2024-09-01``,
+    fractions of a second, and UTC offsets (``+02:00``, converted to UTC)."""
+    plain = text.str.strip_chars().str.replace("T", " ", literal=True)
+    offset = plain.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%:z", strict=False, time_unit="us").dt.convert_time_zone("UTC")
+    plain = plain.str.strip_suffix("Z")
+    length = plain.str.len_bytes()
+    padded = (pl.when(length == 10).then(plain + " 00:00:00").when(length == 16).then(plain + ":00").otherwise(plain))
+    full = padded.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_zone="UTC", time_unit="us")
+    return pl.coalesce(full, offset).cast(TIMESTAMP)
+
+
+def _typed_focus_column(name: str, header: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr | None, pl.Expr | None]:
+    """(typed value, parse error, read note) of one delivered FOCUS column."""
+    spec = spec_columns()[name]
+    source = pl.col(header)
+    if spec.data_type == "Decimal":
+        if dtype == pl.String:
+            placeholder = _is_placeholder(source) & source.is_not_null()
+            typed = pl.when(placeholder).then(None).otherwise(as_decimal(header, dtype))
+            failed = source.is_not_null() & ~placeholder & typed.is_null()
+            error = _masked_format(failed, f"{name}: '{{}}' is not a number", source)
+            note = _masked_format(placeholder & (source != ""), f"{name}='{{}}'", source)
+            return typed, error, note
+        typed = as_decimal(header, dtype)
+        error = None
+        if dtype.is_float():
+            error = _masked_format(~source.is_finite(), f"{name}: '{{}}' is not a number", source)
+        return typed, error, None
+    if spec.data_type == "DateTime":
+        if dtype == pl.String:
+            placeholder = _is_placeholder(source) & source.is_not_null()
+            typed = pl.when(placeholder).then(None).otherwise(_timestamp_text(source))
+            failed = source.is_not_null() & ~placeholder & typed.is_null()
+            error = _masked_format(failed, f"{name}: '{{}}' is not a timestamp", source)
+            note = _masked_format(placeholder & (source != ""), f"{name}='{{}}'", source)
+            return typed, error, note
+        return as_timestamp(header, dtype), None, None
+    # String / JSON: a Parquet map of tags (list of key/value structs) as a JSON object, other
+    # nested values as JSON, scalars as text
+    if _is_key_value(dtype):
+        return map_to_json(header, dtype), None, None
+    return _extra_column(header, dtype), None, None
+
+
+def _is_key_value(dtype: pl.DataType) -> bool:
+    if isinstance(dtype, pl.Map):
+        return True
+    return (isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct)
+            and {f.name for f in dtype.inner.fields} == {"key", "value"})
+
+
+def _timestamp_form_note(name: str, header: str, dtype: pl.DataType) -> pl.Expr | None:
+    if dtype != pl.String:
+        return None
+    source = pl.col(header)
+    odd = source.is_not_null() & ~_is_placeholder(source) & ~source.str.contains(ISO_DATETIME)
+    return pl.when(odd).then(pl.lit(name))
+
+
+def _extra_column(header: str, dtype: pl.DataType) -> pl.Expr:
+    """A delivered non-FOCUS column as text (nested values as JSON): one raw table holds every
+    provider's extras, so a column must not be a number in one delivery and text in the next."""
+    source = pl.col(header)
+    if dtype == pl.String:
+        return source
+    if dtype.is_nested():
+        return pl.struct(source.alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}").alias(header)
+    return source.cast(pl.String)
+
+
+def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
+             storage_options: dict | None = None) -> pl.LazyFrame:
+    """One delivered FOCUS file as typed raw rows with canonical names and lineage columns."""
+    label = label or str(path)
+    lf = scan_file(path, storage_options=storage_options)
+    schema = file_schema(lf, label)
+    kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
+    if kind == "csv" and "://" not in str(path):
+        check_csv_structure(lf, str(path), label)
+    found = detect(schema.names())
+    if found.version is None:
+        raise SourceFormatError(f"{label}: {found.problem or 'not a FOCUS cost and usage export: core column(s) missing: ' + ', '.join(c for c in CORE_COLUMNS if c not in found.names.values())}")
+    exprs: list[pl.Expr] = []
+    errors: list[pl.Expr] = []
+    placeholders: list[pl.Expr] = []
+    odd_times: list[pl.Expr] = []
+    for header, name in found.names.items():
+        dtype = schema[header]
+        if name in spec_columns():
+            typed, error, note = _typed_focus_column(name, header, dtype)
+            if error is not None:
+                errors.append(error)
+            if note is not None:
+                placeholders.append(note)
+            if spec_columns()[name].data_type == "DateTime":
+                form = _timestamp_form_note(name, header, dtype)
+                if form is not None:
+                    odd_times.append(form)
+                elif isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
+                    odd_times.append(pl.when(pl.col(header).is_not_null()).then(pl.lit(name)))
+            exprs.append(typed.alias(name))
+        else:
+            exprs.append(_extra_column(header, dtype).alias(name))
+    notes = []
+    if placeholders:
+        listed = pl.concat_str(placeholders, separator=", ", ignore_nulls=True)
+        notes.append(pl.when(listed != "").then(pl.format("null placeholders read as null: {}", listed)))
+    if odd_times:
+        listed = pl.concat_str(odd_times, separator=", ", ignore_nulls=True)
+        notes.append(pl.when(listed != "").then(pl.format(
+            "{}: timestamps not in FOCUS form YYYY-MM-DDTHH:mm:ssZ (no T/Z, no seconds or an offset) read as UTC",
+            listed)))
+    file_id = file_digest(lineage.source, label)
+    row = pl.col("__row") + 1
+    present = set(found.names.values())
+    period_source = [pl.col(c) for c in ("BillingPeriodStart", "ChargePeriodStart") if c in present]
+    period = (pl.lit(lineage.billing_period) if lineage.billing_period
+              else pl.coalesce(period_source).dt.strftime("%Y-%m"))
+    provider_text = pl.col("ProviderName") if "ProviderName" in present else pl.lit(None, pl.String)
+    provider_text = pl.when(_is_placeholder(provider_text) | provider_text.is_null()).then(pl.lit("unknown")) \
+        .otherwise(provider_text)
+    errs = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
+    numbered = lf.with_row_index("__row")
+    if kind == "csv":  # blank lines are not rows
+        numbered = numbered.filter(pl.any_horizontal(pl.exclude("__row").is_not_null()))
+    return (
+        numbered
+        .select(
+            *exprs,
+            pl.when(errs != "").then(errs).alias("x_ParseErrors"),
+            joined_strings(notes).alias("x_ReadNotes"),
+            pl.lit(lineage.source).alias("x_Source"),
+            pl.lit(FORMAT).alias("x_SourceFormat"),
+            pl.format(f"FOCUS {found.version} {kind}, provider {{}}", provider_text).alias("x_SourceFormatVersion"),
+            pl.lit(label).alias("x_SourceFile"),
+            row.cast(pl.Int64).alias("x_SourceRow"),
+            pl.lit(lineage.delivery_id).alias("x_SourceDelivery"),
+            pl.lit(lineage.ingested_at).cast(LINEAGE_SCHEMA["x_IngestedAt"]).alias("x_IngestedAt"),
+            pl.lit(lineage.converter_version).alias("x_ConverterVersion"),
+            pl.concat_str([pl.lit(file_id + "-"), row.cast(pl.String).str.zfill(9)]).alias("x_RowId"),
+        )
+        .with_columns(period.alias("x_BillingPeriod"))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw → FOCUS: cleaning shared by to_focus, quarantine and raw_totals' keys
+# ---------------------------------------------------------------------------------------------
+ENUM_COLUMNS = ("ChargeCategory", "ChargeClass", "ChargeFrequency", "PricingCategory", "CommitmentDiscountStatus",
+                "CommitmentDiscountCategory", "CapacityReservationStatus", "ServiceCategory", "ServiceSubcategory")
+# Values exports write for a FOCUS value (besides a different letter case, which is fixed for all)
+ENUM_SYNONYMS = {
+    "PricingCategory": {"on-demand": "Standard", "ondemand": "Standard", "commitment-based": "Committed",
+                        "commitment discount": "Committed"},
+    "ChargeFrequency": {"usage based": "Usage-Based", "usagebased": "Usage-Based", "one time": "One-Time",
+                        "onetime": "One-Time"},
+}
+PROVIDER_KEYS = (("microsoft", r"(?i)microsoft|azure"), ("aws", r"(?i)amazon|\baws\b"),
+                 ("google", r"(?i)google|\bgcp\b"), ("oracle", r"(?i)oracle|\boci\b"))
+# A provider's single billing / sub account type (Conditional 1.2 columns, required when a provider
+# has several types; FOCUS 1.0 exports lack them): the values our raw converters and the providers'
+# own 1.2 exports use.
+ACCOUNT_TYPES = {"aws": ("Payer Account", "Linked Account"), "google": ("Billing Account", "Project"),
+                 "microsoft": (None, "Subscription")}
+MS_CAPACITY_RESERVATION_TYPE = "microsoft.compute/capacityreservationgroups/capacityreservations"
+NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+V13_ONLY = tuple(n for n, c in spec_columns().items() if c.introduced == "1.3")
+
+
+class _Cols:
+    """Column access on a raw frame whose column set varies by version and provider."""
+
+    def __init__(self, schema: pl.Schema):
+        self.schema = schema
+
+    def __call__(self, name: str) -> pl.Expr:
+        if name in self.schema:
+            return pl.col(name)
+        spec = spec_columns().get(name)
+        dtype = {"Decimal": MONEY, "DateTime": TIMESTAMP}.get(spec.data_type if spec else "", pl.String)
+        return pl.lit(None, dtype)
+
+    def has(self, name: str) -> bool:
+        return name in self.schema
+
+    def text(self, name: str) -> pl.Expr:
+        """An x_ / extra column as text (null when absent)."""
+        if name not in self.schema:
+            return pl.lit(None, pl.String)
+        expr = pl.col(name).cast(pl.String)
+        return pl.when(_is_placeholder(expr)).then(None).otherwise(expr)
+
+
+@cache
+def _enum_table(column: str) -> pl.DataFrame:
+    allowed = focus_column(column).allowed_values
+    pairs = {v.lower(): v for v in allowed}
+    pairs.update(ENUM_SYNONYMS.get(column, {}))
+    return pl.DataFrame({"__k": list(pairs), f"__canon_{column}": list(pairs.values())})
+
+
+def _canon_small(name: str) -> pl.Expr:
+    """The FOCUS spelling of a value of a small enum column (null when it is none of them)."""
+    value = pl.col(name)
+    lower = value.str.strip_chars().str.to_lowercase()
+    allowed = list(focus_column(name).allowed_values)
+    out = pl.lit(None, pl.String)
+    for key, canonical in reversed(list(zip(*_enum_table(name).to_dict(as_series=False).values()))):
+        out = pl.when(lower == key).then(pl.lit(canonical)).otherwise(out)
+    return pl.when(value.is_in(allowed)).then(value).otherwise(out)
+
+
+@cache
+def service_lookup() -> pl.DataFrame:
+    """(provider key, service name or AWS product code) → the provider's ServiceCategory/Subcategory.
+
+    Microsoft: Microsoft's own service table (FinOps toolkit ``Services.csv``, MIT), by ServiceName.
+    AWS: the AWS CUR converter's table by product code (``aws_services.csv``), reached from the
+    ServiceName AWS writes (product name) or ``x_ServiceCode``."""
+    text = resources.files(__package__).joinpath("focus_services.csv").read_text("utf-8")
+    aws = service_table()
+    rows: dict[tuple[str, str], tuple[str, str]] = {}
+    for code, (cat, sub) in aws.items():
+        rows[("aws", code)] = (cat, sub)
+    for r in csv.DictReader(text.splitlines()):
+        if r["provider"] == "aws":
+            if r["aws_product_code"] in aws:
+                rows[("aws", r["service_name"])] = aws[r["aws_product_code"]]
+        else:
+            rows[(r["provider"], r["service_name"])] = (r["service_category"], r["service_subcategory"])
+    return pl.DataFrame([(p, k, cat, sub) for (p, k), (cat, sub) in rows.items()],
+                        schema=["__prov", "__svc_key", "__tbl_category", "__tbl_subcategory"], orient="row")
+
+
+@cache
+def _subcategory_table() -> pl.DataFrame:
+    parents = subcategory_parents()
+    return pl.DataFrame({"__canon_ServiceSubcategory": list(parents), "__sub_parent": list(parents.values())})
+
+
+def _provider_key(col: _Cols) -> pl.Expr:
+    name = col("ProviderName")
+    out = pl.lit("other")
+    for key, pattern in reversed(PROVIDER_KEYS):
+        out = pl.when(name.str.contains(pattern).fill_null(False)).then(pl.lit(key)).otherwise(out)
+    if col.has("x_BillingProfileId") or col.has("x_PricingBlockSize"):  # Microsoft's x_ columns
+        out = pl.when(name.is_null() & col.text("x_BillingProfileId").is_not_null()).then(pl.lit("microsoft")).otherwise(out)
+    return out
+
+
+def account_id(expr: pl.Expr) -> pl.Expr:
+    """BillingAccountId without a resource path: '/providers/Microsoft.Billing/billingAccounts/123' → '123'
+    (an MCA billing profile path → the profile id, the billing account of Microsoft's MCA invoices)."""
+    found = expr.str.extract(r"(?i)^/providers/microsoft\.billing/billingaccounts/(?:[^/]+/billingprofiles/)?([^/]+)/?$", 1)
+    return pl.coalesce(found, expr)
+
+
+def sub_account_id(expr: pl.Expr) -> pl.Expr:
+    """SubAccountId without a resource path: '/subscriptions/<guid>' → '<guid>'."""
+    return pl.coalesce(expr.str.extract(r"(?i)^/subscriptions/([^/]+)/?$", 1), expr)
+
+
+def _cleaned_text(name: str) -> pl.Expr:
+    col = pl.col(name)
+    return pl.when(_is_placeholder(col)).then(None).otherwise(col)
+
+
+def billing_account_key(schema: pl.Schema) -> pl.Expr:
+    """The BillingAccountId of a raw row as FOCUS writes it (conservation key)."""
+    if "BillingAccountId" not in schema:
+        return pl.lit(None, pl.String)
+    return account_id(_cleaned_text("BillingAccountId"))
+
+
+def currency_key(schema: pl.Schema) -> pl.Expr:
+    """The BillingCurrency of a raw row as FOCUS writes it (upper case; conservation key)."""
+    return _cleaned_text("BillingCurrency").str.strip_chars().str.to_uppercase()
+
+
+def _prepared(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """Raw rows with FOCUS string columns cleaned (placeholders → null), enum values in FOCUS case
+    (``__canon_<col>``), the provider key, the version and the quarantine reason (``__reason``)."""
+    schema = raw.collect_schema()
+    raw = raw.with_columns(quarantine_reason(schema).alias("__reason"))
+    string_cols = [n for n in schema.names()
+                   if n in spec_columns() and spec_columns()[n].data_type in ("String", "JSON") and n not in V13_ONLY]
+    placeholder_notes = [_masked_format(_is_placeholder(pl.col(n)) & pl.col(n).is_not_null(), f"{n}='{{}}'", pl.col(n))
+                         for n in string_cols]
+    listed = pl.concat_str(placeholder_notes, separator=", ", ignore_nulls=True) if placeholder_notes else pl.lit(None, pl.String)
+    lf = raw.with_columns(
+        *[_cleaned_text(n).alias(n) for n in string_cols],
+        pl.when(listed != "").then(pl.format("null placeholders read as null: {}", listed)).alias("__placeholders"),
+        pl.col("x_SourceFormatVersion").str.extract(r"^FOCUS (\S+)", 1).alias("__version"),
+    )
+    col = _Cols(lf.collect_schema())
+    lf = lf.with_columns(_provider_key(col).alias("__prov"))
+    small = []
+    for name in ENUM_COLUMNS:
+        if not col.has(name):
+            lf = lf.with_columns(pl.lit(None, pl.String).alias(f"__canon_{name}"))
+        elif _enum_table(name).height <= 12:  # a few values: a when-chain is cheaper than a join
+            small.append(_canon_small(name).alias(f"__canon_{name}"))
+        else:
+            table = _enum_table(name)
+            if name == "ServiceSubcategory":
+                table = table.join(_subcategory_table(), on="__canon_ServiceSubcategory", how="left")
+            lf = (lf.with_columns(pl.col(name).str.strip_chars().str.to_lowercase().alias("__k"))
+                  .join(table.lazy(), on="__k", how="left", maintain_order="left").drop("__k"))
+    if "__sub_parent" not in lf.collect_schema():
+        lf = lf.with_columns(pl.lit(None, pl.String).alias("__sub_parent"))
+    lf = lf.with_columns(small)
+    svc_key = pl.when(pl.col("__prov") == "aws").then(pl.coalesce(col.text("x_ServiceCode"), col("ServiceName"))) \
+        .otherwise(col("ServiceName"))
+    lf = lf.with_columns(svc_key.alias("__svc_key")).join(service_lookup().lazy(), on=["__prov", "__svc_key"],
+                                                          how="left", maintain_order="left")
+    regions = pl.LazyFrame(list(region_names().items()), schema=["__region_key", "__aws_region_name"], orient="row")
+    return (lf.with_columns(col("RegionId").alias("__region_key"))
+            .join(regions, on="__region_key", how="left", maintain_order="left").drop("__region_key"))
+
+
+def quarantine_reason(schema: pl.Schema) -> pl.Expr:
+    """Why a prepared row cannot be converted (null for a convertible row)."""
+    col = _Cols(schema)
+    reasons = [pl.col("x_ParseErrors")]
+    for name in ("BilledCost", "EffectiveCost", "BillingAccountId", "ChargeCategory", "BillingCurrency",
+                 "ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd"):
+        value = _cleaned_text(name) if spec_columns()[name].data_type == "String" else col(name)
+        reasons.append(pl.when(value.is_null() & pl.col("x_ParseErrors").is_null()).then(pl.lit(f"{name} is empty")))
+    for name in ENUM_COLUMNS:
+        if name not in schema:
+            continue
+        value = _cleaned_text(name)
+        allowed = "; ".join(focus_column(name).allowed_values)
+        if name == "ServiceSubcategory":
+            allowed = "a FOCUS service subcategory"
+        known = value.str.strip_chars().str.to_lowercase().is_in(_enum_table(name)["__k"].to_list())
+        reasons.append(_masked_format(value.is_not_null() & ~known, f"{name} '{{}}' is not one of: {allowed}", value))
+    currency = currency_key(schema)
+    reasons.append(_masked_format(currency.is_not_null() & ~currency.is_in(sorted(iso_currency_codes())),
+                                  "BillingCurrency '{}' is not an ISO 4217 currency code", col("BillingCurrency")))
+    joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
+    return pl.when(joined != "").then(joined)
+
+
+def _commitment_purchase_raw(schema: pl.Schema) -> pl.Expr:
+    """A commitment purchase, from the raw columns: ChargeCategory Purchase (any case) with a
+    CommitmentDiscountId (not a placeholder)."""
+    if "ChargeCategory" not in schema or "CommitmentDiscountId" not in schema:
+        return pl.lit(False)
+    category = _cleaned_text("ChargeCategory").str.strip_chars().str.to_lowercase()
+    return ((category == "purchase") & _cleaned_text("CommitmentDiscountId").is_not_null()).fill_null(False)
+
+
+def amortized_basis(schema: pl.Schema) -> pl.Expr:
+    """The delivered EffectiveCost with the documented deviation fix: 0 on commitment purchases."""
+    return pl.when(_commitment_purchase_raw(schema)).then(pl.lit(0, MONEY)).otherwise(pl.col("EffectiveCost"))
+
+
+def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """Raw rows that cannot be converted, with the reason, the billed and amortized amounts and lineage."""
+    schema = raw.collect_schema()
+    lf = _prepared(raw)
+    return lf.filter(pl.col("__reason").is_not_null()).select(
+        pl.col("__reason").alias("x_QuarantineReason"),
+        pl.col("BilledCost").alias("x_BilledCost"),
+        amortized_basis(schema).alias("x_EffectiveCost"),
+        billing_account_key(schema).alias("BillingAccountId"),
+        currency_key(schema).alias("BillingCurrency"),
+        (pl.col("ChargeCategory") if "ChargeCategory" in schema else pl.lit(None, pl.String)).alias("x_ChargeType"),
+        *[pl.col(n) for n in _lineage_names()],
+    )
+
+
+def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """Delivered BilledCost and amortized EffectiveCost per billing account, period and currency."""
+    schema = raw.collect_schema()
+    return (raw.group_by(billing_account_key(schema).alias("BillingAccountId"), "x_BillingPeriod",
+                         currency_key(schema).alias("BillingCurrency"))
+            .agg(pl.col("BilledCost").sum().alias("billed"), amortized_basis(schema).sum().alias("amortized"),
+                 pl.len().alias("rows"), quarantine_reason(schema).is_not_null().sum().alias("quarantined_rows"),
+                 pl.lit(0, pl.UInt32).alias("dropped_rows")))
+
+
+def _lineage_names() -> list[str]:
+    return [n for n in LINEAGE_SCHEMA if n not in ("x_SourceChanges", "x_ProviderDataGaps")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw → FOCUS 1.2
+# ---------------------------------------------------------------------------------------------
+def _f(expr: pl.Expr) -> pl.Expr:
+    return expr.cast(pl.Float64)
+
+
+def _close(a: pl.Expr, b: pl.Expr) -> pl.Expr:
+    """a ≈ b relative to their size (float64, for recognising a deviation, never for a value)."""
+    return (_f(a) - _f(b)).abs() <= 1e-12 + 1e-6 * pl.max_horizontal(_f(a).abs(), _f(b).abs())
+
+
+def _note(condition: pl.Expr, template: str, *args: pl.Expr) -> pl.Expr:
+    return _masked_format(condition, template, *args)
+
+
+def _json_checked(expr: pl.Expr) -> pl.Expr:
+    """A JSON text column checked as a FOCUS key-value object: struct {value, problem}. A bare
+    member list (``"k": "v"`` without braces, Microsoft EA style) is wrapped; anything else that is
+    not a flat JSON object becomes null with the problem named."""
+    def check(s: pl.Series) -> pl.Series:
+        values = s.drop_nulls().unique().to_list()
+        fixed, problems = [], []
+        for v in values:
+            problem = json_object_problem(v)
+            if problem and not v.lstrip().startswith("{") and json_object_problem("{" + v + "}") is None:
+                fixed.append("{" + v + "}")
+                problems.append("no braces: wrapped in {}")
+            elif problem:
+                fixed.append(None)
+                problems.append(problem)
+            else:
+                fixed.append(v)
+                problems.append(None)
+        table = pl.DataFrame({"v": values, "value": fixed, "problem": problems},
+                             schema={"v": pl.String, "value": pl.String, "problem": pl.String})
+        out = s.rename("v").to_frame().join(table, on="v", how="left", maintain_order="left")
+        return out.select(pl.struct("value", "problem")).to_series()
+
+    return expr.map_batches(check, return_dtype=pl.Struct({"value": pl.String, "problem": pl.String}),
+                            is_elementwise=True)
+
+
+def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """Convertible raw rows as FOCUS 1.2 rows (no row added or dropped), deviations fixed and noted."""
+    prepared = _prepared(raw).filter(pl.col("__reason").is_null())
+    schema = prepared.collect_schema()
+    col = _Cols(schema)
+    zero = pl.lit(0, MONEY)
+    prov = pl.col("__prov")
+    ms = prov == "microsoft"
+    version = pl.col("__version")
+    legacy = version.is_in(["1.0", "1.1"])
+    before = pl.when(version == "1.0").then(pl.lit("not in FOCUS 1.0")).otherwise(pl.lit("not in FOCUS 1.1"))
+
+    def canon(name: str) -> pl.Expr:
+        return pl.col(f"__canon_{name}")
+
+    category = canon("ChargeCategory")
+    is_usage, is_purchase, is_tax = category == "Usage", category == "Purchase", category == "Tax"
+    correction = (canon("ChargeClass") == "Correction").fill_null(False)
+    cd_id = col("CommitmentDiscountId")
+    cd_category = canon("CommitmentDiscountCategory")
+    cd_status = canon("CommitmentDiscountStatus")
+    commitment_purchase = is_purchase & cd_id.is_not_null()
+    unused = (cd_status == "Unused").fill_null(False)
+    notes: list[pl.Expr] = [pl.col("x_ReadNotes"), pl.col("__placeholders")]
+
+    # Enum values in FOCUS case (values that match no FOCUS value were quarantined)
+    for name in ENUM_COLUMNS:
+        if col.has(name):
+            notes.append(_note(col(name).is_not_null() & (col(name) != canon(name)),
+                               f"{name}: '{{}}' → '{{}}' (FOCUS value)", col(name), canon(name)))
+
+    # --- accounts -------------------------------------------------------------------------------
+    billing_account = account_id(col("BillingAccountId"))
+    notes.append(_note(billing_account != col("BillingAccountId"),
+                       "BillingAccountId: '{}' → '{}' (resource path: the account id is its last segment)",
+                       col("BillingAccountId"), billing_account))
+    sa_raw = col("SubAccountId")
+    sub_account = sub_account_id(sa_raw)
+    notes.append(_note(sub_account != sa_raw, "SubAccountId: '{}' → '{}' (resource path: the subscription id)",
+                       sa_raw, sub_account))
+    sub_name_raw = col("SubAccountName")
+    sub_name = pl.when(sub_account.is_null()).then(None).otherwise(sub_name_raw)
+    notes.append(_note(sub_account.is_null() & sub_name_raw.is_not_null(),
+                       "SubAccountName: '{}' → null (no SubAccountId)", sub_name_raw))
+    bat_raw = col("BillingAccountType")
+    bat_default = pl.lit(None, pl.String)
+    sat_default = pl.lit(None, pl.String)
+    for key, (bat, sat) in ACCOUNT_TYPES.items():
+        if bat:
+            bat_default = pl.when(prov == key).then(pl.lit(bat)).otherwise(bat_default)
+        sat_default = pl.when(prov == key).then(pl.lit(sat)).otherwise(sat_default)
+    ms_profile = col("BillingAccountId").str.contains(r"(?i)/billingprofiles/").fill_null(False)
+    bat_default = (pl.when(ms & ms_profile).then(pl.lit("Billing Profile")).when(ms).then(pl.lit("Billing Account"))
+                   .otherwise(bat_default))
+    billing_account_type = pl.coalesce(bat_raw, bat_default)
+    notes.append(_note(bat_raw.is_null() & bat_default.is_not_null(),
+                       "BillingAccountType: {}: '{}' (the provider's billing account type)",
+                       pl.when(legacy).then(before).otherwise(pl.lit("null in the export")), bat_default))
+    ocid_type = sub_account.str.extract(r"^ocid\d+\.(tenancy|compartment)\.", 1).str.to_titlecase()
+    sat_default = pl.when(prov == "oracle").then(ocid_type).otherwise(sat_default)
+    sat_raw = col("SubAccountType")
+    sub_account_type = pl.when(sub_account.is_null()).then(None).otherwise(pl.coalesce(sat_raw, sat_default))
+    notes.append(_note(sub_account.is_not_null() & sat_raw.is_null() & sat_default.is_not_null(),
+                       "SubAccountType: {}: '{}' (the provider's sub account type)",
+                       pl.when(legacy).then(before).otherwise(pl.lit("null in the export")), sat_default))
+    notes.append(_note(sub_account.is_null() & sat_raw.is_not_null(), "SubAccountType: '{}' → null (no SubAccountId)",
+                       sat_raw))
+    currency = col("BillingCurrency").str.strip_chars().str.to_uppercase()
+    notes.append(_note(currency != col("BillingCurrency"), "BillingCurrency: '{}' → '{}' (ISO 4217 upper case)",
+                       col("BillingCurrency"), currency))
+
+    # --- costs ----------------------------------------------------------------------------------
+    effective_raw = col("EffectiveCost")
+    effective_fixed = commitment_purchase & (effective_raw != 0)
+    effective = pl.when(effective_fixed).then(zero).otherwise(effective_raw)
+    notes.append(_note(effective_fixed,
+                       "EffectiveCost: {} → 0 on a commitment purchase (its cost is amortized onto the usage it "
+                       "covers: double count, FinOps toolkit #1092)", effective_raw))
+    # Microsoft 1.0: PricingQuantity = ConsumedQuantity / pricing block size while the unit prices are
+    # per consumed unit (ListCost = ListUnitPrice x ConsumedQuantity), and ContractedCost was computed
+    # from the divided quantity. Recognised from the values themselves.
+    pq_raw, cq_raw = col("PricingQuantity"), col("ConsumedQuantity")
+    list_price, list_cost = col("ListUnitPrice"), col("ListCost")
+    contracted_price, contracted_raw = col("ContractedUnitPrice"), col("ContractedCost")
+    block_fix = (ms & pq_raw.is_not_null() & cq_raw.is_not_null() & (pq_raw != cq_raw) & (list_cost != 0)
+                 & ~_close(_f(list_price) * _f(pq_raw), list_cost) & _close(_f(list_price) * _f(cq_raw), list_cost)).fill_null(False)
+    notes.append(_note(block_fix, "PricingQuantity: {} → {} (= ConsumedQuantity: Microsoft divides it by the pricing "
+                       "block size although its unit prices are per unit; ListUnitPrice x PricingQuantity ≠ ListCost)",
+                       pq_raw, cq_raw))
+    contracted_fix = (block_fix & contracted_price.is_not_null() & _close(_f(contracted_price) * _f(pq_raw), contracted_raw)
+                      & ~_close(_f(contracted_price) * _f(cq_raw), contracted_raw)).fill_null(False)
+    contracted_cost = pl.when(contracted_fix).then(contracted_price * cq_raw).otherwise(contracted_raw)
+    notes.append(_note(contracted_fix, "ContractedCost: {} → {} (ContractedUnitPrice x the corrected PricingQuantity)",
+                       contracted_raw, contracted_price * cq_raw))
+    # Mandatory costs missing in the export: price x quantity, else (no commitment discount on the
+    # row, not a correction) the billed cost, which is then the cost at contracted rates.
+    contracted_product = contracted_price * pl.coalesce(pl.when(block_fix).then(cq_raw), pq_raw)
+    contracted_derived = (pl.when(contracted_raw.is_not_null()).then(None)
+                          .when(contracted_product.is_not_null()).then(contracted_product)
+                          .when(cd_id.is_null() & ~correction).then(col("BilledCost")))
+    contracted_cost = pl.coalesce(contracted_cost, contracted_derived)
+    notes.append(_note(contracted_derived.is_not_null(), "ContractedCost: null in the export; {} ({})",
+                       contracted_derived,
+                       pl.when(contracted_product.is_not_null()).then(pl.lit("ContractedUnitPrice x PricingQuantity"))
+                       .otherwise(pl.lit("BilledCost: no commitment discount on the row"))))
+    list_product = list_price * pl.coalesce(pl.when(block_fix).then(cq_raw), pq_raw)
+    list_derived = pl.when(list_cost.is_null()).then(list_product)
+    notes.append(_note(list_derived.is_not_null(), "ListCost: null in the export; {} (ListUnitPrice x PricingQuantity)",
+                       list_derived))
+    list_cost_out = pl.coalesce(list_cost, list_derived)
+    # Unused savings plan rows carry zeros for the quantity and prices they do not have (toolkit #834)
+    spend_unused = unused & (cd_category == "Spend").fill_null(False) & (effective != 0).fill_null(False)
+
+    def zero_placeholder(name: str, value: pl.Expr) -> pl.Expr:
+        hit = spend_unused & (value == 0).fill_null(False)
+        notes.append(_note(hit, f"{name}: 0 → null (placeholder on an unused savings plan row, FinOps toolkit #834)"))
+        return pl.when(hit).then(None).otherwise(value)
+
+    pricing_quantity = zero_placeholder("PricingQuantity", pl.when(block_fix).then(cq_raw).otherwise(pq_raw))
+    list_unit_price = zero_placeholder("ListUnitPrice", list_price)
+    contracted_unit_price = zero_placeholder("ContractedUnitPrice", contracted_price)
+
+    # Tax rows carry no prices, quantities, SKUs or pricing category (FOCUS: null for Tax)
+    def tax_null(name: str, value: pl.Expr) -> pl.Expr:
+        hit = is_tax & value.is_not_null()
+        notes.append(_note(hit, f"{name}: '{{}}' → null (FOCUS: null on Tax rows)", value))
+        return pl.when(is_tax).then(None).otherwise(value)
+
+    list_unit_price = tax_null("ListUnitPrice", list_unit_price)
+    contracted_unit_price = tax_null("ContractedUnitPrice", contracted_unit_price)
+
+    # A negative unit price (R-UnitPrice-2) on a row that needs none (credits, adjustments)
+    def negative_null(name: str, value: pl.Expr) -> pl.Expr:
+        hit = ~(is_usage | is_purchase) & (value < 0).fill_null(False)
+        notes.append(_note(hit, f"{name}: {{}} → null (unit prices are never negative; a {{}} row needs none)",
+                           value, category))
+        return pl.when(hit).then(None).otherwise(value)
+
+    list_unit_price = negative_null("ListUnitPrice", list_unit_price)
+    contracted_unit_price = negative_null("ContractedUnitPrice", contracted_unit_price)
+    pricing_quantity = tax_null("PricingQuantity", pricing_quantity)
+    pricing_unit_raw = col("PricingUnit")
+    pricing_unit = pl.when(pricing_quantity.is_null()).then(None).otherwise(pricing_unit_raw)
+    notes.append(_note(pricing_quantity.is_null() & pricing_unit_raw.is_not_null(),
+                       "PricingUnit: '{}' → null (no PricingQuantity)", pricing_unit_raw))
+    consumed_drop = (~is_usage | unused) & cq_raw.is_not_null()
+    consumed_quantity = pl.when(consumed_drop).then(None).otherwise(cq_raw)
+    notes.append(_note(consumed_drop, "ConsumedQuantity: {} → null (FOCUS: only on Usage rows that are not unused "
+                       "commitment)", cq_raw))
+    cu_raw = col("ConsumedUnit")
+    consumed_unit = pl.when(consumed_quantity.is_null()).then(None).otherwise(cu_raw)
+    notes.append(_note(consumed_quantity.is_null() & cu_raw.is_not_null(), "ConsumedUnit: '{}' → null (no ConsumedQuantity)",
+                       cu_raw))
+
+    # --- charge attributes ----------------------------------------------------------------------
+    frequency_fix = commitment_purchase & (canon("ChargeFrequency") == "Usage-Based")
+    charge_frequency = pl.when(frequency_fix).then(pl.lit("Recurring")).otherwise(canon("ChargeFrequency"))
+    notes.append(_note(frequency_fix, "ChargeFrequency: 'Usage-Based' → 'Recurring' on a commitment purchase "
+                       "(monthly commitment fee, FinOps toolkit fix)"))
+    committed_fix = is_usage & cd_status.is_not_null() & (canon("PricingCategory") == "Standard")
+    pricing_category = tax_null("PricingCategory", pl.when(committed_fix).then(pl.lit("Committed"))
+                                .otherwise(canon("PricingCategory")))
+    notes.append(_note(committed_fix, "PricingCategory: 'Standard' → 'Committed' (usage priced by a commitment "
+                       "discount, FinOps toolkit #836)"))
+    az_raw = col("AvailabilityZone")
+    az_number = az_raw.str.contains(NUMBER).fill_null(False)
+    notes.append(_note(az_number, "AvailabilityZone: '{}' → null (a number, not a zone)", az_raw))
+    region_raw, region_name_raw = col("RegionId"), col("RegionName")
+    region_id = pl.coalesce(region_raw, region_name_raw)
+    notes.append(_note(region_raw.is_null() & region_name_raw.is_not_null(),
+                       "RegionId: null in the export; RegionName '{}' used", region_name_raw))
+    aws_region_name = pl.when((prov == "aws") & region_name_raw.is_null()).then(pl.col("__aws_region_name"))
+    region_name = pl.coalesce(region_name_raw, aws_region_name)
+    notes.append(_note(aws_region_name.is_not_null(), "RegionName: null in the export; '{}' (AWS region table)",
+                       aws_region_name))
+    publisher_raw = col("PublisherName")
+    publisher_fix = ms & publisher_raw.is_null() & (col.text("x_PublisherCategory") == "Cloud Provider")
+    publisher = pl.when(publisher_fix).then(col("ProviderName")).otherwise(publisher_raw)
+    notes.append(_note(publisher_fix, "PublisherName: null in the export; ProviderName '{}' (x_PublisherCategory "
+                       "'Cloud Provider')", col("ProviderName")))
+
+    # --- service --------------------------------------------------------------------------------
+    table_category, table_sub = pl.col("__tbl_category"), pl.col("__tbl_subcategory")
+    service_category = pl.coalesce(table_category, canon("ServiceCategory"))
+    notes.append(_note(table_category.is_not_null() & (table_category != canon("ServiceCategory")),
+                       "ServiceCategory: '{}' → '{}' (one category per ServiceName: the provider's service table)",
+                       (canon("ServiceCategory")), table_category))
+    sub_delivered = canon("ServiceSubcategory")
+    sub_valid = sub_delivered.is_not_null() & (pl.col("__sub_parent") == service_category).fill_null(False)
+    sub_from_table = table_sub.is_not_null() & (table_category == service_category).fill_null(False)
+    service_subcategory = (pl.when(sub_from_table).then(table_sub).when(sub_valid).then(sub_delivered)
+                           .when(service_category.is_not_null()).then(pl.format("Other ({})", service_category)))
+    sub_changed = sub_delivered.is_null() | (sub_delivered != service_subcategory)
+    why_sub = (pl.when(sub_delivered.is_null() & (version == "1.0")).then(pl.lit("not in FOCUS 1.0;"))
+               .when(sub_delivered.is_null() & (version == "1.1")).then(pl.lit("not in FOCUS 1.1;"))
+               .when(sub_delivered.is_null()).then(pl.lit("null in the export;"))
+               .when(sub_from_table).then(pl.format("'{}' →", sub_delivered))
+               .otherwise(pl.format("'{}' is not under '{}' →", sub_delivered, service_category)))
+    notes.append(_note(sub_changed & service_subcategory.is_not_null(), "ServiceSubcategory: {} '{}' ({})", why_sub,
+                       service_subcategory,
+                       pl.when(sub_from_table).then(pl.lit("one subcategory per ServiceName: the provider's service table"))
+                       .otherwise(pl.lit("service not in the provider's service table"))))
+
+    # --- pricing currency (1.2) -----------------------------------------------------------------
+    pc_raw = col("PricingCurrency")
+    pricing_currency = pl.coalesce(pc_raw, pl.when(ms).then(col.text("x_PricingCurrency")), currency)
+    notes.append(_note(pc_raw.is_null(), "PricingCurrency: {}; '{}' ({})",
+                       pl.when(legacy).then(before).otherwise(pl.lit("null in the export")), pricing_currency,
+                       pl.when(pricing_currency == currency).then(pl.lit("FOCUS 1.0 prices are in BillingCurrency"))
+                       .otherwise(pl.lit("Microsoft x_PricingCurrency"))))
+    same_currency = (pricing_currency == currency).fill_null(False)
+    pc_effective_raw = col("PricingCurrencyEffectiveCost")
+    pc_effective_fixed = commitment_purchase & (pc_effective_raw != 0).fill_null(False)
+    notes.append(_note(pc_effective_fixed, "PricingCurrencyEffectiveCost: {} → 0 on a commitment purchase",
+                       pc_effective_raw))
+    pc_effective = (pl.when(pc_effective_fixed).then(zero)
+                    .otherwise(pl.coalesce(pc_effective_raw, pl.when(same_currency).then(effective))))
+    pc_list = tax_null("PricingCurrencyListUnitPrice",
+                       pl.coalesce(col("PricingCurrencyListUnitPrice"), pl.when(same_currency).then(list_unit_price)))
+    pc_contracted = tax_null("PricingCurrencyContractedUnitPrice",
+                             pl.coalesce(col("PricingCurrencyContractedUnitPrice"),
+                                         pl.when(same_currency).then(contracted_unit_price)))
+    pc_derived = same_currency & (pc_effective_raw.is_null() | (col("PricingCurrencyListUnitPrice").is_null() & list_unit_price.is_not_null())
+                                  | (col("PricingCurrencyContractedUnitPrice").is_null() & contracted_unit_price.is_not_null()))
+    notes.append(_note(pc_derived, "PricingCurrencyEffectiveCost/ListUnitPrice/ContractedUnitPrice: {}; the "
+                       "BillingCurrency values (PricingCurrency = BillingCurrency)",
+                       pl.when(legacy).then(before).otherwise(pl.lit("null in the export"))))
+
+    # --- commitment discounts (1.1) ---------------------------------------------------------------
+    cdq_raw, cdu_raw = col("CommitmentDiscountQuantity"), col("CommitmentDiscountUnit")
+    cd_needs = cd_id.is_not_null() & (is_usage | is_purchase) & cdq_raw.is_null()
+    spend_quantity = pl.when(~same_currency).then(None).when(is_purchase).then(col("BilledCost")).otherwise(effective)
+    derived_cdq = (pl.when(~cd_needs).then(None).when(cd_category == "Spend").then(spend_quantity)
+                   .when(cd_category == "Usage").then(pricing_quantity))
+    cd_quantity = pl.coalesce(cdq_raw, derived_cdq)
+    derived_cdu = (pl.when(derived_cdq.is_null()).then(None).when(cd_category == "Spend").then(pricing_currency)
+                   .otherwise(pricing_unit))
+    cd_unit = pl.coalesce(cdu_raw, derived_cdu)
+    notes.append(_note(derived_cdq.is_not_null(), "CommitmentDiscountQuantity/Unit: {}; {} {} ({})",
+                       pl.when(legacy).then(before).otherwise(pl.lit("null in the export")), derived_cdq,
+                       derived_cdu,
+                       pl.when(cd_category == "Usage").then(pl.lit("usage commitment: PricingQuantity in PricingUnit"))
+                       .when(is_purchase).then(pl.lit("spend commitment: the purchase's BilledCost"))
+                       .otherwise(pl.lit("spend commitment: the row's EffectiveCost"))))
+    cr_raw = col("CapacityReservationId")
+    cr_ms = pl.when(ms & cr_raw.is_null()).then(
+        col.text("x_SkuDetails").str.json_path_match("$.VMCapacityReservationId"))
+    cr_ms = pl.when(_is_placeholder(cr_ms)).then(None).otherwise(cr_ms)
+    capacity_id = pl.coalesce(cr_raw, cr_ms)
+    notes.append(_note(cr_ms.is_not_null(), "CapacityReservationId: {}; '{}' from x_SkuDetails.VMCapacityReservationId",
+                       pl.when(legacy).then(before).otherwise(pl.lit("null in the export")), cr_ms))
+    cr_status_derived = (pl.when(cr_ms.is_null() | ~is_usage).then(None)
+                         .when(col.text("x_ResourceType").str.to_lowercase() == MS_CAPACITY_RESERVATION_TYPE)
+                         .then(pl.lit("Unused")).otherwise(pl.lit("Used")))
+    capacity_status = pl.coalesce(canon("CapacityReservationStatus"), cr_status_derived)
+    notes.append(_note(cr_status_derived.is_not_null() & canon("CapacityReservationStatus").is_null(),
+                       "CapacityReservationStatus: '{}' (Unused on the capacity reservation's own row, else Used)",
+                       cr_status_derived))
+
+    # --- SKU, invoice, JSON -------------------------------------------------------------------
+    sku_id = tax_null("SkuId", col("SkuId"))
+    sku_price_id = tax_null("SkuPriceId", col("SkuPriceId"))
+    meter_raw = col("SkuMeter")
+    meter_ms = pl.when(ms & meter_raw.is_null() & sku_id.is_not_null()).then(col.text("x_SkuMeterName"))
+    sku_meter = pl.when(sku_id.is_null()).then(None).otherwise(pl.coalesce(meter_raw, meter_ms))
+    notes.append(_note(meter_ms.is_not_null(), "SkuMeter: {}; '{}' from x_SkuMeterName",
+                       pl.when(legacy).then(before).otherwise(pl.lit("null in the export")), meter_ms))
+    notes.append(_note(sku_id.is_null() & meter_raw.is_not_null(), "SkuMeter: '{}' → null (no SkuId)", meter_raw))
+    invoice_raw = col("InvoiceId")
+    invoice_ms = pl.when(ms & invoice_raw.is_null()).then(col.text("x_InvoiceId"))
+    invoice_id = pl.coalesce(invoice_raw, invoice_ms)
+    notes.append(_note(invoice_ms.is_not_null(), "InvoiceId: {}; '{}' from x_InvoiceId",
+                       pl.when(legacy).then(before).otherwise(pl.lit("null in the export")), invoice_ms))
+    json_columns = {}
+    for name in ("Tags", "SkuPriceDetails"):
+        if col.has(name):
+            checked = _json_checked(col(name))
+            problem = checked.struct.field("problem")
+            json_columns[name] = checked.struct.field("value")
+            notes.append(_note(problem.is_not_null(), f"{name}: '{{}}' is not a FOCUS key-value JSON object "
+                               f"({{}}) → {{}}", col(name), problem, (checked.struct.field("value"))))
+        else:
+            json_columns[name] = pl.lit(None, pl.String)
+    spd_raw = json_columns["SkuPriceDetails"]
+    sku_price_details = pl.when(sku_price_id.is_null()).then(None).otherwise(spd_raw)
+    notes.append(_note(sku_price_id.is_null() & spd_raw.is_not_null(), "SkuPriceDetails: '{}' → null (no SkuPriceId)",
+                       spd_raw))
+    resource_id = col("ResourceId")
+    resource_type_raw = col("ResourceType")
+    resource_type = pl.when(resource_id.is_null()).then(None).otherwise(resource_type_raw)
+    notes.append(_note(resource_id.is_null() & resource_type_raw.is_not_null(),
+                       "ResourceType: '{}' → null (no ResourceId)", resource_type_raw))
+    resource_name_raw = col("ResourceName")
+    resource_name = pl.when(resource_id.is_null()).then(None).otherwise(resource_name_raw)
+    notes.append(_note(resource_id.is_null() & resource_name_raw.is_not_null(),
+                       "ResourceName: '{}' → null (no ResourceId)", resource_name_raw))
+
+    focus = {
+        "AvailabilityZone": pl.when(az_number).then(None).otherwise(az_raw),
+        "BilledCost": col("BilledCost"),
+        "BillingAccountId": billing_account,
+        "BillingAccountName": col("BillingAccountName"),
+        "BillingAccountType": billing_account_type,
+        "BillingCurrency": currency,
+        "BillingPeriodEnd": col("BillingPeriodEnd"),
+        "BillingPeriodStart": col("BillingPeriodStart"),
+        "CapacityReservationId": capacity_id,
+        "CapacityReservationStatus": capacity_status,
+        "ChargeCategory": category,
+        "ChargeClass": canon("ChargeClass"),
+        "ChargeDescription": col("ChargeDescription"),
+        "ChargeFrequency": charge_frequency,
+        "ChargePeriodEnd": col("ChargePeriodEnd"),
+        "ChargePeriodStart": col("ChargePeriodStart"),
+        "CommitmentDiscountCategory": cd_category,
+        "CommitmentDiscountId": cd_id,
+        "CommitmentDiscountName": col("CommitmentDiscountName"),
+        "CommitmentDiscountQuantity": cd_quantity,
+        "CommitmentDiscountStatus": cd_status,
+        "CommitmentDiscountType": col("CommitmentDiscountType"),
+        "CommitmentDiscountUnit": cd_unit,
+        "ConsumedQuantity": consumed_quantity,
+        "ConsumedUnit": consumed_unit,
+        "ContractedCost": contracted_cost,
+        "ContractedUnitPrice": contracted_unit_price,
+        "EffectiveCost": effective,
+        "InvoiceId": invoice_id,
+        "InvoiceIssuerName": col("InvoiceIssuerName"),
+        "ListCost": list_cost_out,
+        "ListUnitPrice": list_unit_price,
+        "PricingCategory": pricing_category,
+        "PricingCurrency": pricing_currency,
+        "PricingCurrencyContractedUnitPrice": pc_contracted,
+        "PricingCurrencyEffectiveCost": pc_effective,
+        "PricingCurrencyListUnitPrice": pc_list,
+        "PricingQuantity": pricing_quantity,
+        "PricingUnit": pricing_unit,
+        "ProviderName": col("ProviderName"),
+        "PublisherName": publisher,
+        "RegionId": region_id,
+        "RegionName": region_name,
+        "ResourceId": resource_id,
+        "ResourceName": resource_name,
+        "ResourceType": resource_type,
+        "ServiceCategory": service_category,
+        "ServiceName": col("ServiceName"),
+        "ServiceSubcategory": service_subcategory,
+        "SkuId": sku_id,
+        "SkuMeter": sku_meter,
+        "SkuPriceDetails": sku_price_details,
+        "SkuPriceId": sku_price_id,
+        "SubAccountId": sub_account,
+        "SubAccountName": sub_name,
+        "SubAccountType": sub_account_type,
+        "Tags": json_columns["Tags"],
+        "x_ChargeType": col.text("x_ChargeType"),
+        "x_ServiceCode": col.text("x_ServiceCode"),
+        "x_UsageType": col.text("x_UsageType"),
+        "x_Operation": col.text("x_Operation"),
+        "x_CostCategories": col.text("x_CostCategories"),
+    }
+    extras = _extra_names(schema)
+    rows = prepared.select(
+        *[expr.alias(name) for name, expr in focus.items()],
+        joined_strings(notes).alias("x_SourceChanges"),
+        *[pl.col(n) for n in _lineage_names()],
+        *[pl.col(raw_name).alias(out_name) for raw_name, out_name in extras.items()],
+        canon("ChargeClass").alias("__class"),
+    )
+    rows = rows.with_columns(_gaps().alias("x_ProviderDataGaps")).drop("__class")
+    return (rows.with_columns(split_list(pl.col("x_SourceChanges")), split_list(pl.col("x_ProviderDataGaps")))
+            .select([pl.col(name).cast(dtype) for name, dtype in focus_schema().items()] + list(extras.values())))
+
+
+def _extra_names(schema: pl.Schema) -> dict[str, str]:
+    """Delivered columns that are not FOCUS 1.2 columns → their x_ name in FOCUS (kept as delivered)."""
+    taken = set(focus_schema().names())
+    out: dict[str, str] = {}
+    internal = {"x_ParseErrors", "x_ReadNotes"}
+    for name in schema.names():
+        if name.startswith("__") or name in internal or name in taken or name in LINEAGE_SCHEMA:
+            continue
+        if name in spec_columns() and name not in V13_ONLY:
+            continue  # a FOCUS 1.2 column, mapped above
+        target = name if name.lower().startswith("x_") else f"x_{name}"
+        base, i = target, 2
+        while target in taken:
+            target, i = f"{base}_{i}", i + 1
+        taken.add(target)
+        out[name] = target
+    return out
+
+
+def _gaps() -> pl.Expr:
+    """Rule ids a FOCUS row cannot satisfy because the export lacks the value (evaluated on the
+    mapped row: the mapping above never nulls a value the spec requires, so a null here is the
+    provider's; each entry names the one rule the missing value breaks)."""
+    c = pl.col
+    usage = c("ChargeCategory") == "Usage"
+    corr = (c("__class") == "Correction").fill_null(False)
+    priced = c("ChargeCategory").is_in(["Usage", "Purchase"]) & ~corr
+    missing = lambda n: c(n).is_null()
+    unused = (c("CommitmentDiscountStatus") == "Unused").fill_null(False)
+    tolerance = lambda price, cost: (
+        (_f(c(price)) * _f(c("PricingQuantity")) - _f(c(cost))).abs() > 1e-4 + 1e-6 * _f(c(cost)).abs())
+    gaps = [
+        (missing("ListCost"), "R-ListCost-1"),
+        (missing("ContractedCost"), "R-ContractedCost-1"),
+        (missing("InvoiceIssuerName"), "R-InvoiceIssuer-1"),
+        (missing("ProviderName") | missing("PublisherName"), "R-ProviderName-1"),
+        (missing("ServiceName"), "R-ServiceName-1"),
+        (missing("ServiceCategory"), "R-ServiceCategory-1"),
+        (missing("ServiceSubcategory"), "R-ServiceSubcategory-1"),
+        (missing("ChargeFrequency") | ((c("ChargeCategory") == "Purchase") & (c("ChargeFrequency") == "Usage-Based")),
+         "R-ChargeFrequency-1"),
+        (missing("BillingAccountType"), "R-BillingAccountType-1"),
+        (c("SubAccountId").is_not_null() & missing("SubAccountType"), "R-SubAccountType-1"),
+        (c("SubAccountId").is_not_null() & missing("SubAccountName"), "R-SubAccountName-1"),
+        (c("RegionId").is_not_null() & missing("RegionName"), "R-RegionName-1"),
+        (c("ResourceId").is_not_null() & missing("ResourceType"), "R-ResourceType-1"),
+        (priced & (missing("ListUnitPrice") | missing("ContractedUnitPrice")), "R-UnitPrice-1"),
+        (priced & (missing("PricingCurrencyListUnitPrice") | missing("PricingCurrencyContractedUnitPrice")),
+         "R-PCUnitPrice-1"),
+        (missing("PricingCurrencyEffectiveCost"), "R-PCEffectiveCost-1"),
+        (priced & missing("PricingQuantity"), "R-PricingQuantity-1"),
+        (c("PricingQuantity").is_not_null() & missing("PricingUnit"), "R-PricingUnit-1"),
+        (priced & missing("PricingCategory"), "R-PricingCategory-1"),
+        (priced & missing("SkuId"), "R-SkuId-1"),
+        (priced & missing("SkuPriceId"), "R-SkuPriceId-1"),
+        (usage & ~unused & ~corr & missing("ConsumedQuantity"), "R-ConsumedQuantity-1"),
+        (c("ConsumedQuantity").is_not_null() & missing("ConsumedUnit"), "R-ConsumedUnit-1"),
+        (c("CommitmentDiscountId").is_not_null() & (missing("CommitmentDiscountCategory")
+                                                    | missing("CommitmentDiscountType")), "R-CDDeps-1"),
+        (c("CommitmentDiscountId").is_not_null() & usage & missing("CommitmentDiscountStatus"), "R-CDStatus-1"),
+        (c("CommitmentDiscountId").is_not_null() & priced & missing("CommitmentDiscountQuantity"), "R-CDQuantity-1"),
+        (c("CommitmentDiscountQuantity").is_not_null() & missing("CommitmentDiscountUnit"), "R-CDUnit-1"),
+        (c("CapacityReservationId").is_not_null() & usage & missing("CapacityReservationStatus"), "R-CRStatus-1"),
+        (c("ChargePeriodEnd") <= c("ChargePeriodStart"), "R-ChargePeriod-2"),
+        (c("ListUnitPrice").is_not_null() & c("PricingQuantity").is_not_null() & ~corr
+         & tolerance("ListUnitPrice", "ListCost"), "R-ListCost-1b"),
+        (c("ContractedUnitPrice").is_not_null() & c("PricingQuantity").is_not_null() & ~corr
+         & tolerance("ContractedUnitPrice", "ContractedCost"), "R-ContractedCost-1b"),
+        ((c("ListUnitPrice") < 0) | (c("ContractedUnitPrice") < 0), "R-UnitPrice-2"),
+    ]
+    return joined_strings([pl.when(cond.fill_null(False)).then(pl.lit(rule)) for cond, rule in gaps])
+
+
+__all__ = ["FORMAT", "RAW_TABLE", "SUPPORTED_VERSIONS", "detect", "detect_format", "near_miss", "quarantine",
+           "raw_totals", "scan_raw", "to_focus"]
