@@ -1172,7 +1172,7 @@ def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
             .group_by(pl.col("__acct").alias("BillingAccountId"), "x_BillingPeriod",
                       col("BillingCurrency").alias("BillingCurrency"))
             .agg(billed_basis().sum().alias("billed"), amortized_basis().sum().alias("amortized"),
-                 pl.len().alias("rows"))
+                 pl.len().alias("rows"), quarantine_reason(schema).is_not_null().sum().alias("quarantined_rows"))
             .join(dropped.lazy(), on=keys, how="left", nulls_equal=True)
             .with_columns(pl.col("dropped_rows").fill_null(0)))
 
