@@ -1,4 +1,4 @@
-"""focus-platform: demo, convert, validate, generate.
+"""focus-platform: demo, convert, validate, generate, rollback, status.
 
 Dagster is imported only by ``demo``; the other commands stay quick to start.
 """
@@ -47,6 +47,10 @@ def ensure_dagster_home() -> Path:
 
 # ---------------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
+    if getattr(args, "landing_root", None):
+        os.environ["FOCUS_LANDING_ROOT"] = args.landing_root
+    if getattr(args, "warehouse_root", None):
+        os.environ["FOCUS_WAREHOUSE_ROOT"] = args.warehouse_root
     home = ensure_dagster_home()
     import dagster as dg
     from tqdm import tqdm
@@ -55,18 +59,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
     from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE
     from focus_platform.resources import default_resources
-    from focus_platform.sources import RAW_TABLES
+    from focus_platform.warehouse.restatements import FORCE_TAG
 
     resources = default_resources()
     landing, warehouse = resources["landing_zone"], resources["warehouse"]
     instance = dg.DagsterInstance.get()
-    sources = landing.sources()
+    sources = [s for s in landing.sources() if not getattr(args, "source", None) or s.name == args.source]
     instance.add_dynamic_partitions(EXPORT_SOURCE, [s.name for s in sources])
-    work = [(s.name, period) for s in sources for period in landing.deliveries(s)]
+    work = [(s.name, period) for s in sources for period in landing.deliveries(s)
+            if not getattr(args, "period", None) or period == args.period]
+    tags = {"focus/origin": "demo", **({FORCE_TAG: "true"} if getattr(args, "force", False) else {})}
     failures, results = [], []
     for source, period in tqdm(work, desc="materializing partitions", unit="partition", file=sys.stderr):
         result = dg.materialize(ASSETS, partition_key=partition_key(period, source), instance=instance,
-                                resources=resources, raise_on_error=False, tags={"focus/origin": "demo"},
+                                resources=resources, raise_on_error=False, tags=tags,
                                 run_config=QUIET_RUN)
         results.append((source, period, result))
         if not result.success:
@@ -80,6 +86,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _print_demo_summary(results, warehouse, home, focus_table, quarantine_table) -> None:
+    from focus_platform.sources import RAW_TABLES
+
     print(f"\n{'source':<16}{'period':<9}{'status':<8}{'FOCUS rows':>11}{'quarantined':>12}  "
           f"{'BilledCost':>22}  {'EffectiveCost':>22}  checks")
     for source, period, result in results:
@@ -170,10 +178,66 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _warehouse(args: argparse.Namespace):
+    from focus_platform.warehouse.delta import Warehouse
+
+    return Warehouse(args.warehouse_root or None)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from focus_platform.pipeline import rollback_partition
+
+    warehouse = _warehouse(args)
+    try:
+        entry = rollback_partition(warehouse, args.table, args.period, args.source, args.to_version)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        return _fail(str(exc))
+    b = entry.before
+    print(f"{args.table} {args.source} {args.period}: restored as of version "
+          f"{entry.note.rsplit(' ', 1)[-1]} in new version {entry.version_after} "
+          f"(was version {b.version if b else '-'}); recorded in restatement_log")
+    print(f"rows: {b.rows if b else 0} -> {entry.after.rows}")
+    for t in entry.totals():
+        print(f"  {t['currency']}: billed {t['billed_before']} -> {t['billed_after']} ({t['billed_delta']:+})")
+    if entry.status_after:
+        print(f"period status: {entry.status_before or '-'} -> {entry.status_after}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from focus_platform.pipeline import FOCUS_TABLE
+    from focus_platform.warehouse.restatements import PERIOD_STATUS, read_log
+
+    warehouse = _warehouse(args)
+    if not warehouse.exists(PERIOD_STATUS):
+        return _fail(f"no period status yet under {warehouse.root}: materialize focus_costs first")
+    status = warehouse.scan(PERIOD_STATUS).collect()
+    for col, value in (("x_Source", args.source), ("x_BillingPeriod", args.period)):
+        if value:
+            status = status.filter(pl.col(col) == value)
+    log = read_log(warehouse, table=FOCUS_TABLE)
+    counts = {(r[0], r[1]): r[2] for r in log.group_by("x_Source", "x_BillingPeriod")
+              .agg(pl.len()).iter_rows()} if log.height else {}
+    print(f"{'source':<18}{'period':<9}{'status':<10}{'version':>8}{'changes':>8}  reason")
+    for r in status.sort("x_Source", "x_BillingPeriod").iter_rows(named=True):
+        print(f"{r['x_Source']:<18}{r['x_BillingPeriod']:<9}{r['status']:<10}{r['focus_version']:>8}"
+              f"{counts.get((r['x_Source'], r['x_BillingPeriod']), 0):>8}  {r['reason']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="focus-platform", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="materialize the embedded sample landing zone on a local Dagster instance")
+    d = sub.add_parser("demo", help="materialize the embedded sample landing zone on a local Dagster instance")
+    d.add_argument("--landing-root", help="landing zone: a folder, s3://bucket/prefix or gs://bucket/prefix "
+                                          "(default: FOCUS_LANDING_ROOT or the embedded sample)")
+    d.add_argument("--warehouse-root", help="Delta tables: a folder, s3:// or gs:// (default: FOCUS_WAREHOUSE_ROOT)")
+    d.add_argument("--source", help="only this export source")
+    d.add_argument("--period", help="only this billing period (YYYY-MM)")
+    d.add_argument("--force", action="store_true",
+                   help="accept deliveries the re-delivery guard refuses (run tag focus/force=true)")
     c = sub.add_parser("convert", help="convert export files to a typed FOCUS Parquet file")
     c.add_argument("paths", nargs="+")
     c.add_argument("--out", required=True)
@@ -189,10 +253,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--layout", choices=["legacy", "cur2"], default="legacy")
     g.add_argument("--file-format", choices=["parquet", "csv.gz"], default="parquet")
     g.add_argument("--out", required=True)
+    r = sub.add_parser("rollback", help="restore a partition of a Delta table from its history (recorded in "
+                                        "restatement_log)")
+    r.add_argument("table", help="e.g. focus_costs, raw_aws_cur")
+    r.add_argument("--period", required=True)
+    r.add_argument("--source", required=True)
+    r.add_argument("--to-version", type=int, help="default: the version before the partition's latest change")
+    r.add_argument("--warehouse-root", help="default: FOCUS_WAREHOUSE_ROOT or ./.data/warehouse")
+    st = sub.add_parser("status", help="period status (open / final / restated) per partition")
+    st.add_argument("--period")
+    st.add_argument("--source")
+    st.add_argument("--warehouse-root", help="default: FOCUS_WAREHOUSE_ROOT or ./.data/warehouse")
     return p
 
 
-COMMANDS = {"demo": cmd_demo, "convert": cmd_convert, "validate": cmd_validate, "generate": cmd_generate}
+COMMANDS = {"demo": cmd_demo, "convert": cmd_convert, "validate": cmd_validate, "generate": cmd_generate,
+            "rollback": cmd_rollback, "status": cmd_status}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,14 +2,23 @@
 
 Each stage reads and writes through the warehouse and gates what it publishes:
 
-- ``ingest_delivery``: the newest delivery of (source, billing period) → ``raw_<format>`` partition.
+- ``ingest_delivery``: the newest delivery of (source, billing period) → ``raw_<format>`` partition,
+  read from the landing zone's store (local, S3, GCS) and gated on the re-delivery guard (not
+  empty, no drop of rows or billed total beyond the allowed share unless forced, objects unchanged
+  while read).
 - ``publish_focus``: raw partition → ``focus_costs`` (gated on conformance, exact cost
-  conservation, row conservation and x_RowId uniqueness) and ``focus_quarantine``.
+  conservation, row conservation and x_RowId uniqueness) and ``focus_quarantine``; sets the
+  period status (open / final / restated).
+- ``rollback_partition``: a partition back to an earlier Delta version.
 - ``convert_files``: export files → one typed FOCUS Parquet file, same rules and checks.
+
+Every replaced partition of a raw table and of ``focus_costs`` is recorded in ``restatement_log``.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -20,8 +29,9 @@ import polars as pl
 from focus_platform.landing.zone import Delivery, ExportSource, LocalStore
 from focus_platform.sources import FORMATS, Lineage, SourceFormatError, detect_format
 from focus_platform.sources.common import UNMAPPED_SERVICE_NOTE, is_derived_row
-from focus_platform.spec.metadata import METADATA_SUFFIX, write_metadata
+from focus_platform.spec.metadata import METADATA_SUFFIX, focus_metadata, write_metadata
 from focus_platform.spec.rules import ConformanceReport, check_conformance
+from focus_platform.warehouse import restatements as rs
 from focus_platform.warehouse.delta import GateFailed, Warehouse
 
 FOCUS_TABLE = "focus_costs"
@@ -198,34 +208,106 @@ class RawIngest:
     rows: int
     version: int
     format_versions: list[str] = field(default_factory=list)
+    restatement: rs.Restatement | None = None
+    guard: rs.GuardResult | None = None
+
+
+class DeliveryRefused(SourceFormatError):
+    """A delivery refused as a whole (empty, partial, changed while read, or failing the guard):
+    nothing committed, the published version stays."""
+
+    def __init__(self, message: str, guard: rs.GuardResult | None = None):
+        super().__init__(message)
+        self.guard = guard
+
+
+def _check_objects(store, delivery: Delivery, label: str) -> None:
+    """Every object of the delivery is still as listed (not gone, not rewritten while read)."""
+    for key in delivery.files:
+        listed = delivery.objects.get(key)
+        if listed is None:
+            continue
+        now = store.stat(key)
+        if now is None:
+            raise DeliveryRefused(f"{label}: object {key} disappeared after it was listed (deleted or being "
+                                  "replaced): refused, nothing committed; the next delivery or a rerun picks it up")
+        if (now.size, now.etag) != (listed.size, listed.etag):
+            raise DeliveryRefused(f"{label}: object {key} changed while it was read ({listed.size} → {now.size} bytes, "
+                                  f"etag {listed.etag} → {now.etag}): refused, nothing committed; rerun to read "
+                                  "the new version")
 
 
 def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSource, delivery: Delivery,
-                    *, now: datetime | None = None) -> RawIngest:
-    """Replace the raw partition (source, period) with the delivery's rows, every column kept."""
+                    *, now: datetime | None = None, policy: rs.GuardPolicy | None = None,
+                    run_id: str | None = None, log: bool = True) -> RawIngest:
+    """Replace the raw partition (source, period) with the delivery's rows, every column kept.
+
+    Refused (``DeliveryRefused``, nothing committed) when a file is a zero-byte object, the
+    delivery has no rows, an object disappears or changes while it is read, or the guard finds
+    that it would drop the published row count or billed total by more than
+    ``policy.max_drop_share`` (unless ``policy.force``)."""
     fmt = FORMATS[source.format]
+    policy = policy or rs.GuardPolicy()
+    part = partition_of(source.name, delivery.billing_period)
+    label = f"delivery {delivery.delivery_id} of {source.name} {delivery.billing_period}"
+    for key in delivery.files:
+        listed = delivery.objects.get(key)
+        if listed is not None and listed.size == 0:
+            raise DeliveryRefused(f"{label}: {key} is a zero-byte object (an empty or unfinished upload): "
+                                  "refused, the published version stays")
     lineage = Lineage(source.name, source.format, delivery.delivery_id, delivery.billing_period,
                       now or datetime.now(timezone.utc))
-    frames = [fmt.scan_raw(store.uri(key), lineage, label=key) for key in delivery.files]
+    options = getattr(store, "storage_options", None)
+    base = warehouse.snapshot(fmt.raw_table, part)
+    before = None
+    if base.files:
+        published = warehouse.scan(fmt.raw_table, part, version=base.version)
+        before = rs.raw_state(fmt.raw_totals(published).collect(engine="streaming"),
+                              published.select(pl.col("x_SourceDelivery").unique()).collect()["x_SourceDelivery"]
+                              .to_list(), base.version)
 
     def gate(staged: pl.LazyFrame):
         versions = staged.group_by("x_SourceFormatVersion").len().collect()
-        if versions["len"].sum() == 0:
-            raise GateFailed(f"delivery {delivery.delivery_id} of {source.name} {delivery.billing_period} has no rows "
-                             f"({', '.join(delivery.files)}): refused, the published version stays")
-        return versions
+        after = rs.raw_state(fmt.raw_totals(staged).collect(engine="streaming"), [delivery.delivery_id])
+        result = rs.guard(before, after, policy)
+        if after.empty:
+            raise GateFailed(f"{label} has no rows ({', '.join(delivery.files)}): refused, the published version "
+                             "stays", result)
+        if not result.passed:
+            raise GateFailed(
+                f"{label} refused: {'; '.join(result.problems)} — more than the allowed "
+                f"{policy.max_drop_share:.0%} (a partial or broken re-delivery?). The published version "
+                f"{before.version} stays. To accept it deliberately: focus-platform demo --force (CLI) or the run tag "
+                f"{rs.FORCE_TAG}=true", result)
+        _check_objects(store, delivery, label)
+        return versions, after, result
 
     try:
-        published, versions = warehouse.replace_partition(
-            fmt.raw_table, frames, partition_of(source.name, delivery.billing_period), gate=gate,
-            commit_metadata={"delivery": delivery.delivery_id, "files": delivery.files})
+        frames = [fmt.scan_raw(store.uri(key), lineage, label=key, storage_options=options) for key in delivery.files]
+        published, (versions, after, result) = warehouse.replace_partition(
+            fmt.raw_table, frames, part, gate=gate, base=base,
+            commit_metadata={"delivery": delivery.delivery_id, "files": delivery.files, "forced": policy.force,
+                             "source": source.name, "period": delivery.billing_period})
     except GateFailed as exc:
-        raise SourceFormatError(str(exc)) from exc
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise SourceFormatError(f"delivery {delivery.delivery_id} of {source.name} {delivery.billing_period} "
-                                f"({', '.join(delivery.files)}): {str(exc).splitlines()[0]}") from exc
+        raise DeliveryRefused(str(exc), exc.details if isinstance(exc.details, rs.GuardResult) else None) from exc
+    except DeliveryRefused:
+        raise
+    except (OSError, pl.exceptions.PolarsError, SourceFormatError) as exc:
+        gone = [k for k in delivery.files if k in delivery.objects and store.stat(k) is None]
+        if gone:
+            raise DeliveryRefused(f"{label}: object {gone[0]} disappeared after it was listed (deleted or being "
+                                  "replaced): refused, nothing committed") from exc
+        if isinstance(exc, SourceFormatError):
+            raise
+        raise SourceFormatError(f"{label} ({', '.join(delivery.files)}): {str(exc).splitlines()[0]}") from exc
+    after = rs.PartitionState(published.version, after.rows, after.billed, after.effective, after.deliveries)
+    entry = rs.Restatement(fmt.raw_table, delivery.billing_period, source.name, "replace" if before else "publish",
+                           before, after, published.version, forced=result.forced, run_id=run_id,
+                           note="; ".join(result.problems) if result.forced else None)
+    if log:
+        rs.append_log(warehouse, [entry])
     return RawIngest(source.name, delivery.billing_period, delivery.delivery_id, delivery.files, published.rows,
-                     published.version, sorted(versions["x_SourceFormatVersion"].to_list()))
+                     published.version, sorted(versions["x_SourceFormatVersion"].to_list()), entry, result)
 
 
 @dataclass
@@ -235,35 +317,152 @@ class FocusPublish:
     version: int
     checks: FocusChecks
     quarantine_rows: int
+    restatement: rs.Restatement | None = None
+    status: str = rs.OPEN
+    status_reason: str = ""
 
 
-def publish_focus(warehouse: Warehouse, source: ExportSource, period: str) -> FocusPublish:
-    """Convert the raw partition to FOCUS; publish it only when every gating check passes."""
+def _finality(fmt_name: str, stats: dict, period: str, has_invoice: Callable[[str, str], bool] | None) -> tuple[bool, str]:
+    rows, missing = stats["rows"], stats["no_invoice_id"]
+    accounts = sorted(a for a in stats["accounts"] if a)
+    if rs.FINALITY.get(fmt_name, "invoice_file") == "invoice_id":
+        if rows and not missing:
+            return True, f"InvoiceId present on all {rows} rows"
+        return False, f"InvoiceId missing on {missing} of {rows} rows (the month is not invoiced yet)"
+    if not accounts:
+        return False, "no billing account in the rows"
+    if has_invoice is None:
+        return False, "invoices not looked up"
+    without = [a for a in accounts if not has_invoice(a, period)]
+    if without:
+        return False, f"no invoice yet under invoices/ for billing account(s) {', '.join(without)} {period}"
+    return True, f"invoiced: invoices/<account>/{period} present for {', '.join(accounts)}"
+
+
+def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
+                  has_invoice: Callable[[str, str], bool] | None = None, run_id: str | None = None,
+                  log: bool = True) -> FocusPublish:
+    """Convert the raw partition to FOCUS; publish it only when every gating check passes; record
+    what changed (``restatement_log``) and the period status (``period_status``)."""
     fmt = FORMATS[source.format]
     part = partition_of(source.name, period)
     if not warehouse.exists(fmt.raw_table):
         raise SourceFormatError(f"{fmt.raw_table} has no data yet: materialize the raw asset first")
     raw = warehouse.scan(fmt.raw_table, part)
-    raw_totals, quarantine = raw_side(fmt, raw)
+    raw_totals = fmt.raw_totals(raw).collect(engine="streaming")
     if raw_totals.height == 0:
         raise SourceFormatError(f"{fmt.raw_table} has no rows for {source.name} {period}")
+    quarantine = fmt.quarantine(raw).collect(engine="streaming")
+    base = warehouse.snapshot(FOCUS_TABLE, part)
+    before = rs.focus_state(warehouse.scan(FOCUS_TABLE, part, version=base.version), base.version) \
+        if base.files else None
+    previous = rs.read_status(warehouse, period, source.name)
+    status_before = previous["status"] if previous else None
 
-    def gate(staged: pl.LazyFrame) -> FocusChecks:
+    def gate(staged: pl.LazyFrame):
         checks = check_focus(staged, raw_totals, quarantine)
         if checks.problems:
             raise GateFailed(f"focus_costs {source.name} {period} not published: " + "; ".join(checks.problems),
                              checks)
-        return checks
+        stats = staged.select(
+            pl.len().alias("rows"), pl.col("InvoiceId").null_count().alias("no_invoice_id"),
+            pl.col("BillingAccountId").unique().implode().alias("accounts"),
+            pl.col("x_SourceDelivery").unique().implode().alias("deliveries"),
+        ).collect().row(0, named=True)
+        after = rs.PartitionState(
+            None, checks.rows.focus, {c: Decimal(t["BilledCost"]) for c, t in checks.totals.items()},
+            {c: Decimal(t["EffectiveCost"]) for c, t in checks.totals.items()},
+            tuple(sorted(d for d in stats["deliveries"] if d is not None)))
+        final, reason = _finality(source.format, stats, period, has_invoice)
+        status = rs.next_status(status_before, final, not after.same_content(before))
+        return checks, after, status, reason
 
-    published, checks = warehouse.replace_partition(
-        FOCUS_TABLE, fmt.to_focus(raw), part, gate=gate,
-        commit_metadata=lambda checks: {"source": source.name, "period": period, "totals": checks.totals,
-                                        "rows": checks.rows.focus})
+    published, (checks, after, status, reason) = warehouse.replace_partition(
+        FOCUS_TABLE, fmt.to_focus(raw), part, gate=gate, base=base,
+        commit_metadata=lambda g: {"source": source.name, "period": period, "totals": g[0].totals,
+                                   "rows": g[0].rows.focus, "deliveries": list(g[1].deliveries), "status": g[2]})
     warehouse.replace_partition(QUARANTINE_TABLE, quarantine.lazy(), part,
                                 commit_metadata={"source": source.name, "period": period})
-    write_metadata(warehouse.uri(FOCUS_TABLE) + METADATA_SUFFIX, warehouse.scan(FOCUS_TABLE).collect_schema(),
-                   warehouse.storage_options)
-    return FocusPublish(source.name, period, published.version, checks, quarantine.height)
+    _write_focus_metadata(warehouse)
+    after = rs.PartitionState(published.version, after.rows, after.billed, after.effective, after.deliveries)
+    rs.write_status(warehouse, period, source.name, status, reason, published.version, after.deliveries)
+    entry = rs.Restatement(FOCUS_TABLE, period, source.name, "replace" if before else "publish", before, after,
+                           published.version, status_before=status_before, status_after=status, run_id=run_id)
+    if log:
+        rs.append_log(warehouse, [entry])
+    return FocusPublish(source.name, period, published.version, checks, quarantine.height, entry, status, reason)
+
+
+def _write_focus_metadata(warehouse: Warehouse) -> None:
+    schema = warehouse.scan(FOCUS_TABLE).collect_schema()
+    if "://" in warehouse.root:
+        warehouse.write_text(FOCUS_TABLE + METADATA_SUFFIX, json.dumps(focus_metadata(schema), indent=2))
+    else:
+        write_metadata(warehouse.uri(FOCUS_TABLE) + METADATA_SUFFIX, schema)
+
+
+def _state_reader(table: str) -> Callable[[pl.LazyFrame, int | None], rs.PartitionState]:
+    if table == FOCUS_TABLE:
+        return rs.focus_state
+    for fmt in FORMATS.values():
+        if fmt.raw_table == table:
+            def raw(lf: pl.LazyFrame, version: int | None, fmt=fmt) -> rs.PartitionState:
+                deliveries = lf.select(pl.col("x_SourceDelivery").unique()).collect()["x_SourceDelivery"].to_list()
+                return rs.raw_state(fmt.raw_totals(lf).collect(engine="streaming"), deliveries, version)
+            return raw
+
+    def rows_only(lf: pl.LazyFrame, version: int | None) -> rs.PartitionState:
+        names = lf.collect_schema().names()
+        deliveries = lf.select(pl.col("x_SourceDelivery").unique()).collect()["x_SourceDelivery"].to_list() \
+            if "x_SourceDelivery" in names else []
+        return rs.PartitionState(version, lf.select(pl.len()).collect().item(), {}, {},
+                                 tuple(sorted(d for d in deliveries if d is not None)))
+    return rows_only
+
+
+def previous_version(warehouse: Warehouse, table: str, partition: dict[str, str]) -> int:
+    """The latest table version in which the partition differed from now (what a rollback restores)."""
+    current = warehouse.snapshot(table, partition)
+    if current.version is None:
+        raise ValueError(f"table {table} does not exist under {warehouse.root}")
+    for v in range(current.version - 1, -1, -1):
+        if warehouse.snapshot(table, partition, version=v).files != current.files:
+            return v
+    raise ValueError(f"{table} {partition}: no earlier version of this partition to roll back to")
+
+
+def rollback_partition(warehouse: Warehouse, table: str, period: str, source: str, to_version: int | None = None,
+                       *, run_id: str | None = None) -> rs.Restatement:
+    """Restore a partition to its content at ``to_version`` (default: the version before its latest
+    change) in one new commit, and record it in ``restatement_log`` (and ``period_status`` for
+    ``focus_costs``: a final period rolled back to other content is restated)."""
+    part = partition_of(source, period)
+    base = warehouse.snapshot(table, part)
+    if base.version is None:
+        raise ValueError(f"table {table} does not exist under {warehouse.root}")
+    target = previous_version(warehouse, table, part) if to_version is None else to_version
+    if not 0 <= target <= base.version:
+        raise ValueError(f"{table}: version {target} does not exist (versions 0..{base.version})")
+    read = _state_reader(table)
+    before = read(warehouse.scan(table, part, version=base.version), base.version) if base.files else None
+    restored = read(warehouse.scan(table, part, version=target), target)
+    published = warehouse.restore_partition(table, part, target, base=base, commit_metadata={
+        "rollback_to": target, "source": source, "period": period})
+    after = rs.PartitionState(published.version, restored.rows, restored.billed, restored.effective,
+                              restored.deliveries)
+    status_before = status_after = None
+    if table == FOCUS_TABLE:
+        previous = rs.read_status(warehouse, period, source)
+        status_before = previous["status"] if previous else None
+        status_after = rs.next_status(status_before, status_before in (rs.FINAL, rs.RESTATED),
+                                      not after.same_content(before))
+        rs.write_status(warehouse, period, source, status_after, f"rolled back to version {target}",
+                        published.version, after.deliveries)
+    entry = rs.Restatement(table, period, source, "rollback", before, after, published.version,
+                           status_before=status_before, status_after=status_after, run_id=run_id,
+                           note=f"restored the partition as of version {target}")
+    rs.append_log(warehouse, [entry])
+    return entry
 
 
 @dataclass

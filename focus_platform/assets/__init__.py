@@ -1,6 +1,9 @@
 """Assets: raw_exports → focus_costs (+ focus_quarantine), partitioned by billing period × source.
 
-Thin: each asset resolves its partition, calls one pipeline stage, and reports what it published.
+Thin: each asset resolves its partition, calls one pipeline stage, and reports what it published:
+row counts, totals, the "what changed" table of the restatement log and the period status.
+``raw_exports`` carries the blocking ``delivery_accepted`` check (the re-delivery guard); the run
+tag ``focus/force=true`` accepts a refused delivery deliberately.
 """
 
 
@@ -9,24 +12,51 @@ import dagster as dg
 from focus_platform import __version__
 from focus_platform.assets.partitions import PARTITIONS, partition_keys
 from focus_platform.landing.zone import DeliveryError
-from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE, FocusChecks, ingest_delivery, publish_focus
+from focus_platform.pipeline import (
+    FOCUS_TABLE,
+    QUARANTINE_TABLE,
+    DeliveryRefused,
+    FocusChecks,
+    ingest_delivery,
+    publish_focus,
+)
 from focus_platform.resources import LandingZoneResource, WarehouseResource
 from focus_platform.sources import FORMATS, RAW_TABLES, SourceFormatError
-from focus_platform.warehouse.delta import GateFailed
+from focus_platform.warehouse.delta import ConcurrentPartitionWrite, GateFailed
+from focus_platform.warehouse.restatements import FORCE_TAG, GuardPolicy
 
 CODE_VERSION = __version__  # bump with any mapping change: the UI then marks partitions stale
 GROUP = "focus"
 
 
+RAW_ASSET = "raw_exports"
+DELIVERY_CHECK = "delivery_accepted"
+
+
+def forced(context: dg.AssetExecutionContext) -> bool:
+    return str(context.run.tags.get(FORCE_TAG, "")).strip().lower() in ("true", "1", "yes")
+
+
+def _refused(message: str, metadata: dict | None = None) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(asset_key=RAW_ASSET, check_name=DELIVERY_CHECK, passed=False,
+                               severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={"refused": dg.MetadataValue.md(message), **(metadata or {})})
+
+
 @dg.asset(
     partitions_def=PARTITIONS, code_version=CODE_VERSION, group_name=GROUP,
     kinds={"delta", "polars"},
+    check_specs=[dg.AssetCheckSpec(
+        DELIVERY_CHECK, asset=RAW_ASSET, blocking=True,
+        description="the delivery is whole (manifest files present, no zero-byte or vanished object, not empty) and "
+                    "does not drop the published rows or billed total by more than the allowed share "
+                    f"(run tag {FORCE_TAG}=true accepts it)")],
     description="Provider deliveries as delivered: every column, typed, plus lineage, in the Delta table of "
                 f"the export source's format ({', '.join(RAW_TABLES)}), one partition per "
                 "(billing period, export source).",
 )
 def raw_exports(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource,
-                warehouse: WarehouseResource) -> dg.MaterializeResult:
+                warehouse: WarehouseResource):
     period, source_name = partition_keys(context)
     source = landing_zone.source(source_name)
     try:
@@ -35,22 +65,34 @@ def raw_exports(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         if period in refused:
             raise refused[period]
     except DeliveryError as exc:
+        yield _refused(str(exc))
         raise dg.Failure(str(exc)) from exc
     if delivery is None:
         raise dg.Failure(f"no delivery of export source {source_name} for billing period {period} "
                          f"under {landing_zone.resolved_root()}/{source.location}")
+    policy = GuardPolicy(warehouse.max_drop_share, forced(context))
+    wh = warehouse.warehouse()
     try:
-        ingested = ingest_delivery(warehouse.warehouse(), landing_zone.store(), source, delivery)
-    except (SourceFormatError, DeliveryError) as exc:
+        ingested = ingest_delivery(wh, landing_zone.store(), source, delivery, policy=policy, run_id=context.run_id)
+    except DeliveryRefused as exc:
+        yield _refused(str(exc), {"guard": dg.MetadataValue.json(exc.guard.metadata())} if exc.guard else None)
         raise dg.Failure(str(exc)) from exc
-    return dg.MaterializeResult(metadata={
+    except (SourceFormatError, DeliveryError, ConcurrentPartitionWrite) as exc:
+        yield _refused(str(exc))
+        raise dg.Failure(str(exc)) from exc
+    entry, guard = ingested.restatement, ingested.guard
+    yield dg.MaterializeResult(metadata={
         "dagster/row_count": ingested.rows,
         "delivery_id": ingested.delivery_id,
         "files": dg.MetadataValue.json(ingested.files),
         "source_format_versions": ", ".join(ingested.format_versions),
         "delta_version": ingested.version,
-        "table_uri": dg.MetadataValue.path(warehouse.warehouse().uri(FORMATS[source.format].raw_table)),
-    })
+        "what_changed": dg.MetadataValue.md(entry.markdown()),
+        "table_uri": dg.MetadataValue.path(wh.uri(FORMATS[source.format].raw_table)),
+    }, check_results=[dg.AssetCheckResult(
+        asset_key=RAW_ASSET, check_name=DELIVERY_CHECK, passed=True,
+        metadata={"forced": guard.forced, "overridden_problems": dg.MetadataValue.json(guard.problems),
+                  "max_drop_share": guard.max_drop_share})])
 
 
 FOCUS_CHECKS = {
@@ -110,14 +152,16 @@ def check_results(checks: FocusChecks) -> list[dg.AssetCheckResult]:
 def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource, warehouse: WarehouseResource):
     period, source_name = partition_keys(context)
     source = landing_zone.source(source_name)
+    wh = warehouse.warehouse()
     try:
-        published = publish_focus(warehouse.warehouse(), source, period)
+        published = publish_focus(wh, source, period, has_invoice=landing_zone.invoice_lookup(),
+                                  run_id=context.run_id)
     except GateFailed as exc:
         if isinstance(exc.details, FocusChecks):
             yield from check_results(exc.details)
         raise dg.Failure(str(exc), metadata={"problems": dg.MetadataValue.json(
             exc.details.problems if isinstance(exc.details, FocusChecks) else [str(exc)])}) from exc
-    except SourceFormatError as exc:
+    except (SourceFormatError, ConcurrentPartitionWrite) as exc:
         raise dg.Failure(str(exc)) from exc
     checks = published.checks
     yield dg.MaterializeResult(asset_key=FOCUS_TABLE, metadata={
@@ -125,11 +169,14 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         "totals_by_currency": dg.MetadataValue.json(checks.totals),
         "provider_data_gaps": dg.MetadataValue.json(checks.conformance.gaps),
         "delta_version": published.version,
-        "table_uri": dg.MetadataValue.path(warehouse.warehouse().uri(FOCUS_TABLE)),
+        "period_status": published.status,
+        "period_status_reason": published.status_reason,
+        "what_changed": dg.MetadataValue.md(published.restatement.markdown()),
+        "table_uri": dg.MetadataValue.path(wh.uri(FOCUS_TABLE)),
     }, check_results=check_results(checks))
     yield dg.MaterializeResult(asset_key=QUARANTINE_TABLE, metadata={
         "dagster/row_count": published.quarantine_rows,
-        "table_uri": dg.MetadataValue.path(warehouse.warehouse().uri(QUARANTINE_TABLE)),
+        "table_uri": dg.MetadataValue.path(wh.uri(QUARANTINE_TABLE)),
     })
 
 

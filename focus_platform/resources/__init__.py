@@ -1,27 +1,60 @@
-"""Dagster resources: the landing zone and the warehouse (local by default)."""
+"""Dagster resources: the landing zone and the warehouse (local by default; ``s3://`` / ``gs://`` by
+configuration).
 
+Credentials are never part of the configuration shown in the UI: leave them empty and the
+providers' own chains apply (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / roles,
+``GOOGLE_APPLICATION_CREDENTIALS``), or set them with ``dg.EnvVar("…")``, whose value Dagster does
+not display. S3-compatible endpoints: ``endpoint_url`` or ``AWS_ENDPOINT_URL`` (+ ``AWS_ALLOW_HTTP``).
+"""
+
+import os
 
 import dagster as dg
 
 from focus_platform.landing.config import default_landing_root, load_sources
-from focus_platform.landing.zone import Delivery, ExportSource, LocalStore, discover_deliveries
+from focus_platform.landing.stores import DEFAULT_PAGE_SIZE, open_store
+from focus_platform.landing.zone import Delivery, ExportSource, discover_deliveries
 from focus_platform.warehouse.delta import DEFAULT_ROOT, Warehouse
+from focus_platform.warehouse.restatements import DEFAULT_MAX_DROP_SHARE
+from focus_platform.warehouse.storage import StorageConfig
+
+INVOICE_PREFIX = "invoices"
 
 
-class LandingZoneResource(dg.ConfigurableResource):
-    """Deliveries of the configured export sources under ``root`` (``sources.json`` beside them)."""
+class _StorageFields(dg.ConfigurableResource):
+    endpoint_url: str = ""  # S3-compatible endpoint; else AWS_ENDPOINT_URL
+    region: str = ""  # else AWS_REGION / AWS_DEFAULT_REGION
+    allow_http: bool = False  # plain-http endpoint (moto, MinIO); also AWS_ALLOW_HTTP=true
+    aws_access_key_id: str = ""  # dg.EnvVar only; empty: the AWS credential chain
+    aws_secret_access_key: str = ""  # dg.EnvVar only
+    gcs_project: str = ""
+    gcs_service_account_path: str = ""  # dg.EnvVar only; empty: GOOGLE_APPLICATION_CREDENTIALS
+
+    def storage_config(self) -> StorageConfig:
+        return StorageConfig(endpoint_url=self.endpoint_url, region=self.region,
+                             allow_http=True if self.allow_http else None,
+                             aws_access_key_id=self.aws_access_key_id,
+                             aws_secret_access_key=self.aws_secret_access_key, gcs_project=self.gcs_project,
+                             gcs_service_account_path=self.gcs_service_account_path)
+
+
+class LandingZoneResource(_StorageFields):
+    """Deliveries of the configured export sources under ``root`` (a folder, ``s3://bucket/prefix``
+    or ``gs://bucket/prefix``; ``sources.json`` beside them, or ``sources_file``)."""
 
     root: str = ""
     sources_file: str = ""
+    page_size: int = DEFAULT_PAGE_SIZE  # objects per listing request
 
     def resolved_root(self) -> str:
         return self.root or default_landing_root()
 
-    def store(self) -> LocalStore:
-        return LocalStore(self.resolved_root())
+    def store(self):
+        return open_store(self.resolved_root(), self.storage_config(), page_size=self.page_size)
 
     def sources(self) -> list[ExportSource]:
-        return load_sources(self.resolved_root(), self.sources_file or None)
+        root = self.resolved_root()
+        return load_sources(root, self.sources_file or None, None if "://" not in root else self.store())
 
     def source(self, name: str) -> ExportSource:
         for s in self.sources():
@@ -32,18 +65,36 @@ class LandingZoneResource(dg.ConfigurableResource):
     def deliveries(self, source: ExportSource, refused: dict | None = None) -> dict[str, Delivery]:
         return discover_deliveries(self.store(), source, refused)
 
+    def invoice_lookup(self):
+        """``has_invoice(billing_account, period)``: an invoice file under
+        ``invoices/<billing account>/<YYYY-MM>…`` (one listing per account, cached)."""
+        store, cache = self.store(), {}
 
-class WarehouseResource(dg.ConfigurableResource):
-    """The Delta warehouse root (``FOCUS_WAREHOUSE_ROOT``, default ./.data/warehouse)."""
+        def has_invoice(account: str, period: str) -> bool:
+            if account not in cache:
+                try:
+                    cache[account] = [o.key.rsplit("/", 1)[-1] for o in store.list(f"{INVOICE_PREFIX}/{account}")]
+                except ValueError:  # an account id that is not a safe key
+                    cache[account] = []
+            return any(name.startswith(period) for name in cache[account])
+        return has_invoice
+
+
+class WarehouseResource(_StorageFields):
+    """The Delta warehouse root (``FOCUS_WAREHOUSE_ROOT``, default ./.data/warehouse; ``s3://…`` or
+    ``gs://…``) and the re-delivery guard's allowed drop (``FOCUS_MAX_DROP_SHARE``, default 0.5)."""
 
     root: str = ""
+    max_drop_share: float = DEFAULT_MAX_DROP_SHARE
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.root or None)
+        return Warehouse(self.root or None, config=self.storage_config())
 
 
 def default_resources() -> dict[str, object]:
     return {
         "landing_zone": LandingZoneResource(root=dg.EnvVar("FOCUS_LANDING_ROOT").get_value(default_landing_root())),
-        "warehouse": WarehouseResource(root=dg.EnvVar("FOCUS_WAREHOUSE_ROOT").get_value(DEFAULT_ROOT)),
+        "warehouse": WarehouseResource(root=dg.EnvVar("FOCUS_WAREHOUSE_ROOT").get_value(DEFAULT_ROOT),
+                                       max_drop_share=float(os.environ.get("FOCUS_MAX_DROP_SHARE")
+                                                            or DEFAULT_MAX_DROP_SHARE)),
     }

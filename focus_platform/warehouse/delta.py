@@ -5,12 +5,22 @@
 one Delta transaction that also removes the partition's previous files. A reader never sees a
 partition that failed its gate, and Delta history keeps the version it replaced. Memory stays
 bounded by the part size, not the partition size (the plain deltalake writer buffers its input).
+
+Roots may be local folders, ``s3://…`` or ``gs://…`` (options from ``warehouse.storage``). Commits
+are safe with concurrent writers: Delta's optimistic concurrency (a conditional put of the next log
+entry; on S3 ``If-None-Match``) lets one writer win; a loser whose partition nobody else touched
+re-commits the same staged files on the new snapshot (writers of two partitions of one table both
+land), while a partition changed under it by another writer is an error (``ConcurrentPartitionWrite``),
+never a silent overwrite. A writer killed mid-write leaves only uncommitted files in a ``stage-…``
+folder (readers never see them); ``remove_orphans`` deletes such files once they are old enough,
+keeping every file any table version refers to (Delta history stays restorable).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import time
 import uuid
@@ -22,12 +32,16 @@ import polars as pl
 import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable
 from deltalake import Schema as DeltaSchema
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
+
+from focus_platform.warehouse.storage import StorageConfig, storage_handler
 
 PARTITION_COLUMNS = ("x_BillingPeriod", "x_Source")
 DEFAULT_ROOT = "./.data/warehouse"
 ROWS_PER_PART = 1_000_000
+COMMIT_ATTEMPTS = 20
+ORPHAN_AGE_HOURS = 24  # an uncommitted file older than this is a dead writer's leftover
 
 
 class GateFailed(RuntimeError):
@@ -36,6 +50,19 @@ class GateFailed(RuntimeError):
     def __init__(self, message: str, details: object = None):
         super().__init__(message)
         self.details = details
+
+
+class ConcurrentPartitionWrite(RuntimeError):
+    """Another writer replaced the same partition while this one was staging; nothing was committed."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A partition as of one table version: its data files (paths relative to the table root)."""
+
+    table: str
+    version: int | None  # None: the table does not exist yet
+    files: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -58,10 +85,17 @@ def _local_path(uri: str) -> str:
 class Warehouse:
     """The Delta tables of the platform under ``root`` (a directory, ``s3://…`` or ``gs://…``)."""
 
-    def __init__(self, root: str | None = None, storage_options: dict[str, str] | None = None):
+    def __init__(self, root: str | None = None, storage_options: dict[str, str] | None = None, *,
+                 config: StorageConfig | None = None):
         root = root or os.environ.get("FOCUS_WAREHOUSE_ROOT") or DEFAULT_ROOT
-        self.root = str(Path(root).resolve()) if is_local(root) else root.rstrip("/")
+        self.root = str(Path(_local_path(root)).resolve()) if is_local(root) else root.rstrip("/")
+        if storage_options is None and not is_local(self.root):
+            storage_options = (config or StorageConfig()).storage_options(self.root)
         self.storage_options = storage_options or None
+        self.commit_retries = 0  # commits re-tried after another writer won the race (observability)
+
+    def __repr__(self) -> str:  # never the storage options (they may hold credentials)
+        return f"Warehouse({self.root!r})"
 
     def uri(self, table: str) -> str:
         return f"{self.root}/{table}"
@@ -94,9 +128,34 @@ class Warehouse:
                                 storage_options=self.storage_options)
                 .with_columns(literals).select(schema.names()))
 
-    def history(self, table: str) -> list[dict]:
+    def history(self, table: str, limit: int | None = None) -> list[dict]:
         dt = self.table(table)
-        return dt.history() if dt is not None else []
+        return dt.history(limit) if dt is not None else []
+
+    def snapshot(self, table: str, partition: dict[str, str], version: int | None = None) -> Snapshot:
+        """The partition's files in the current (or given) version of the table."""
+        if version is None:
+            dt = self.table(table)
+        else:
+            dt = DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
+        if dt is None:
+            return Snapshot(table, None, frozenset())
+        return Snapshot(table, dt.version(), _partition_files(dt, partition))
+
+    def write_text(self, relative: str, text: str) -> str:
+        """A small object beside the tables (e.g. FOCUS metadata), through the same object store."""
+        uri = f"{self.root}/{relative}"
+        if is_local(self.root):
+            Path(_local_path(uri)).parent.mkdir(parents=True, exist_ok=True)
+            Path(_local_path(uri)).write_text(text, "utf-8")
+        else:
+            # deltalake's object store writer (its pyarrow wrapper hands it Buffers it rejects)
+            out = storage_handler(self.root, self.storage_options)._handler.open_output_stream(relative, None)
+            try:
+                out.write(text.encode())
+            finally:
+                out.close()
+        return uri
 
     def replace_partition(
         self,
@@ -107,16 +166,19 @@ class Warehouse:
         gate: Callable[[pl.LazyFrame], object] | None = None,
         commit_metadata: dict[str, object] | Callable[[object], dict[str, object]] | None = None,
         rows_per_part: int = ROWS_PER_PART,
+        base: Snapshot | None = None,
     ) -> tuple[Published, object]:
         """Stage ``data`` as the new content of ``partition``, gate it, publish it in one commit.
 
         ``data`` holds the partition's rows (the partition columns may be present; they are written
         as Delta partition values). Returns what was published and whatever ``gate`` returned.
+        ``base``: the snapshot the caller compared against (e.g. for a restatement log or a guard):
+        the commit is refused if the partition's files changed since (another writer).
         """
         frames = data if isinstance(data, list) else [data]
         part_dir = "/".join(f"{k}={partition[k]}" for k in PARTITION_COLUMNS)
-        stage = f"{part_dir}/stage-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-        base = f"{self.uri(table)}/{stage}"
+        stage = f"{part_dir}/stage-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+        base_dir = f"{self.uri(table)}/{stage}"
         written: list = []  # polars SinkedPath: path, num_rows, num_bytes
         try:
             schema = None
@@ -124,7 +186,7 @@ class Warehouse:
                 lf = lf.drop([c for c in PARTITION_COLUMNS if c in lf.collect_schema().names()])
                 schema = schema or lf.collect_schema()
                 lf.sink_parquet(
-                    pl.PartitionBy(f"{base}/f{i:03d}", max_rows_per_file=rows_per_part,
+                    pl.PartitionBy(f"{base_dir}/f{i:03d}", max_rows_per_file=rows_per_part,
                                    approximate_bytes_per_file="auto"),
                     storage_options=self.storage_options, mkdir=True,
                     sinked_paths_callback=lambda args: written.extend(args.paths),
@@ -135,11 +197,34 @@ class Warehouse:
             actions, rows = self._add_actions(written, partition)
             if callable(commit_metadata):
                 commit_metadata = commit_metadata(gate_result)
-            version = self._commit(table, actions, partition, schema, commit_metadata or {})
+            version = self._commit(table, actions, partition, schema, commit_metadata or {}, base)
         except BaseException:
             self._remove_stage(table, stage)
             raise
         return Published(table, version, rows, len(files), dict(partition)), gate_result
+
+    def restore_partition(self, table: str, partition: dict[str, str], version: int, *,
+                          commit_metadata: dict[str, object] | None = None,
+                          base: Snapshot | None = None) -> Published:
+        """Make ``partition`` hold exactly the files it had in ``version`` (a rollback), in one commit.
+        The files must still exist (not vacuumed)."""
+        old = DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
+        adds = pa.table(old.get_add_actions(flatten=True)).to_pylist()
+        mine = [a for a in adds if all(a.get(f"partition.{k}") == v for k, v in partition.items())]
+        now = int(time.time() * 1000)
+        actions = [AddAction(path=a["path"], size=a["size_bytes"], partition_values=dict(partition),
+                             modification_time=now, data_change=True,
+                             stats=json.dumps({"numRecords": a["num_records"]}) if a.get("num_records") is not None
+                             else None)
+                   for a in mine]
+        missing = [a["path"] for a in mine if not self._file_exists(table, a["path"])]
+        if missing:
+            raise FileNotFoundError(f"{table} version {version}: {len(missing)} data file(s) of partition "
+                                    f"{partition} are gone (vacuumed?), e.g. {missing[0]}: cannot restore it")
+        schema = pl.DataFrame(pa.schema(old.schema()).empty_table()).schema
+        data_schema = pl.Schema({k: v for k, v in schema.items() if k not in PARTITION_COLUMNS})
+        v = self._commit(table, actions, partition, data_schema, commit_metadata or {}, base)
+        return Published(table, v, sum(int(a["num_records"] or 0) for a in mine), len(mine), dict(partition))
 
     # -- internals ------------------------------------------------------------------------------
     def _scan_staged(self, files: list[str], partition: dict[str, str], schema: pl.Schema) -> pl.LazyFrame:
@@ -162,32 +247,94 @@ class Warehouse:
         return actions, sum(w.num_rows for w in written)
 
     def _commit(self, table: str, actions: list[AddAction], partition: dict[str, str],
-                data_schema: pl.Schema, metadata: dict[str, object]) -> int:
-        props = CommitProperties(custom_metadata={k: json.dumps(v, default=str) for k, v in metadata.items()})
+                data_schema: pl.Schema, metadata: dict[str, object], base: Snapshot | None = None) -> int:
+        """One commit replacing the partition; retried on a new snapshot when another writer won
+        the race for the next version (other partitions), refused when it changed this partition."""
+        marker = uuid.uuid4().hex
+        custom = {k: json.dumps(v, default=str) for k, v in metadata.items()}
+        custom["focus_commit"] = marker
+        props = CommitProperties(custom_metadata=custom)
         full = pl.Schema({**dict(data_schema), **{k: pl.String for k in PARTITION_COLUMNS}})
+        last_error: Exception | None = None
+        for attempt in range(COMMIT_ATTEMPTS):
+            if attempt:
+                self.commit_retries += 1
+                time.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + random.random()))
+            dt = self.table(table)
+            current = _partition_files(dt, partition) if dt is not None else frozenset()
+            if base is not None and current != base.files:
+                raise ConcurrentPartitionWrite(
+                    f"{table} partition {partition} was replaced by another writer (version "
+                    f"{dt.version() if dt is not None else '-'}) since version {base.version} was read: nothing "
+                    "committed; run again to apply this delivery on top of it")
+            if dt is None:
+                try:
+                    create_table_with_add_actions(
+                        self.uri(table), DeltaSchema.from_arrow(arrow_schema(full)), actions, mode="append",
+                        partition_by=list(PARTITION_COLUMNS), storage_options=self.storage_options,
+                        commit_properties=props,
+                    )
+                except Exception as exc:  # noqa: BLE001 - another writer created the table first: retry on it
+                    if self.table(table) is None:
+                        raise
+                    last_error = exc
+                    continue
+                return 0
+            merged = merge_schemas(pa.schema(dt.schema()), arrow_schema(full), table)
+            try:
+                dt.create_write_transaction(
+                    actions, mode="overwrite", schema=merged, partition_by=list(PARTITION_COLUMNS),
+                    partition_filters=[(k, "=", v) for k, v in partition.items()], commit_properties=props,
+                )
+            except CommitFailedError as exc:  # a concurrent commit won: re-read, re-check, retry
+                last_error = exc
+                continue
+            return self._version_of(table, marker)
+        raise CommitFailedError(f"{table} partition {partition}: no commit after {COMMIT_ATTEMPTS} attempts "
+                                f"(concurrent writers): {last_error}")
+
+    def remove_orphans(self, table: str, older_than_hours: int = ORPHAN_AGE_HOURS) -> list[str]:
+        """Delete files no table version refers to (stages of killed writers) older than the age;
+        files of every version in the log are kept (a full vacuum keeping all versions)."""
         dt = self.table(table)
         if dt is None:
-            create_table_with_add_actions(
-                self.uri(table), DeltaSchema.from_arrow(arrow_schema(full)), actions, mode="append",
-                partition_by=list(PARTITION_COLUMNS), storage_options=self.storage_options,
-                commit_properties=props,
-            )
-            return 0
-        merged = merge_schemas(pa.schema(dt.schema()), arrow_schema(full), table)
-        dt.create_write_transaction(
-            actions, mode="overwrite", schema=merged, partition_by=list(PARTITION_COLUMNS),
-            partition_filters=[(k, "=", v) for k, v in partition.items()], commit_properties=props,
-        )
-        return self.table(table).version()
+            return []
+        versions = sorted({int(h["version"]) for h in dt.history()})
+        return dt.vacuum(retention_hours=older_than_hours, dry_run=False, enforce_retention_duration=False,
+                         full=True, keep_versions=versions)
+
+    def _version_of(self, table: str, marker: str) -> int:
+        for limit in (20, None):
+            for entry in self.history(table, limit):
+                if entry.get("focus_commit") == marker:
+                    return int(entry["version"])
+        raise RuntimeError(f"{table}: committed, but the commit is not in the history")  # pragma: no cover
+
+    def _file_exists(self, table: str, relative: str) -> bool:
+        if is_local(self.root):
+            return Path(_local_path(self.uri(table)), relative).exists()
+        info = storage_handler(self.root, self.storage_options).get_file_info([f"{table}/{relative}"])
+        import pyarrow.fs as pafs
+
+        return info[0].type != pafs.FileType.NotFound
 
     def _remove_stage(self, table: str, stage: str) -> None:
         if is_local(self.root):
             shutil.rmtree(_local_path(f"{self.uri(table)}/{stage}"), ignore_errors=True)
-        else:  # object stores (s3://, gs://): credentials from the environment, as deltalake uses
-            import pyarrow.fs as pafs
+        else:  # object stores: deltalake's own object store, same options as the tables
+            try:
+                storage_handler(self.root, self.storage_options).delete_dir(f"{table}/{stage}")
+            except FileNotFoundError:
+                pass
 
-            fs, path = pafs.FileSystem.from_uri(f"{self.uri(table)}/{stage}")
-            fs.delete_dir_contents(path, missing_dir_ok=True)
+
+def _partition_files(dt: DeltaTable, partition: dict[str, str]) -> frozenset[str]:
+    adds = dt.get_add_actions(flatten=True)
+    cols = {k: adds.column(f"partition.{k}").to_pylist() for k in partition if f"partition.{k}" in adds.schema.names}
+    if len(cols) != len(partition):
+        return frozenset()
+    paths = adds.column("path").to_pylist()
+    return frozenset(p for i, p in enumerate(paths) if all(cols[k][i] == v for k, v in partition.items()))
 
 
 def arrow_schema(schema: pl.Schema) -> pa.Schema:
