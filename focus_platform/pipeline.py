@@ -184,8 +184,6 @@ def raw_side(fmt, raw: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     when the totals count quarantined rows (most deliveries have none)."""
     raw_totals = fmt.raw_totals(raw).collect(engine="streaming")
     quarantine = fmt.quarantine(raw)
-    if "quarantined_rows" not in raw_totals.columns:  # TODO(lead): every format gives it, then drop this
-        return raw_totals, quarantine.collect(engine="streaming")
     expected = int(raw_totals["quarantined_rows"].sum() or 0)
     if not expected:
         return raw_totals, quarantine.clear().collect()

@@ -331,4 +331,3 @@ def sku_catalog(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
 
 
 RECONCILIATION_ASSETS = [invoices_asset, exchange_rates_asset, invoice_reconciliation, sku_catalog]
-RECONCILIATION_CHECKS: list = []  # the checks are check_specs of the assets above (nothing separate to wire)

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".gz")
+DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".gz", ".jsonl", ".jsonl.gz", ".ndjson")
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 PERIOD_FOLDER = re.compile(r"^(\d{4})(\d{2})01-\d{8}$")  # legacy CUR 20180801-20180901
 CUR2_PERIOD_FOLDER = re.compile(r"^BILLING_PERIOD=(\d{4})-(\d{2})$")

@@ -301,6 +301,22 @@ def _resolve(inv: Invoice, by_id: dict[str, Invoice]) -> tuple[str, str | None, 
     return STATUS_APPLIED, None, t
 
 
+def periods_applied_to(changed: list[Invoice], known: list[Invoice]) -> tuple[set[tuple[str, str]], list[str]]:
+    """The (billing account, billing period) each changed document applies to: an invoice its own; a
+    memo the period of the invoice it is netted into, or its own while pending or rejected (noted)."""
+    by_id = {r.invoice_id: r for r in known}
+    applies, notes = set(), []
+    for doc in changed:
+        target = doc
+        if doc.is_memo:
+            _, reason, resolved = _resolve(doc, by_id)
+            if resolved is None:
+                notes.append(f"{doc.source_file}: memo {doc.invoice_id} {reason}")
+            target = resolved or doc
+        applies.add((target.billing_account_id, target.billing_period))
+    return applies, notes
+
+
 def read_invoices(files: list[tuple[str, bytes]]) -> pl.DataFrame:
     """Invoice files → one row per document (``INVOICE_SCHEMA``), memos resolved to the invoice and
     billing period they are netted into. Raises ``InvoiceError`` / ``DuplicateInvoiceError``."""

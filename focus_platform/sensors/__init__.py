@@ -7,34 +7,43 @@
   key, manifest naming a missing object, a stream missing) is reported and leaves the cursor of
   its partition as it was, so it is looked at again on every tick until fixed.
 - ``invoice_sensor``: a new or changed file under ``<landing root>/invoices/<billing account>/``
-  (invoices, credit memos landing after month close) runs the targets in ``INVOICE_TARGETS`` for
-  the periods it applies to: an invoice its own billing period, a memo the period of the invoice it
-  adjusts (an earlier month; its own period while that invoice is not there yet), for the export
-  sources whose published FOCUS partition of that period has the billing account.
-  Cursor: ``{"invoices/…": etag}``.
+  (invoices, credit memos landing after month close) rebuilds the ``invoices`` table and re-runs
+  ``focus_costs`` for the periods it applies to (period status): an invoice its own billing period,
+  a memo the period of the invoice it adjusts (an earlier month; its own period while that invoice
+  is not there yet), for the export sources whose published FOCUS partition of that period has the
+  billing account. Cursor: ``{"invoices/…": etag}``.
+- ``invoices_changed_sensor`` / ``focus_published_sensor``: a new ``invoices`` version re-runs the
+  reconciliation (``reconciliation_job``) of the periods it changed (its ``affected_periods``); a
+  re-published FOCUS partition re-runs its period's reconciliation and SKU catalog.
 
-Downstream follows by explicit selection: each RunRequest names the assets of the chain, so one
-delivery re-runs raw → FOCUS (+ quarantine) in one run; the reconciliation asset (issue 5) joins
-by adding an ``InvoiceTarget`` (monthly partitions: ``per_source=False``).
+Downstream follows by explicit selection and these asset sensors: one delivery re-runs raw → FOCUS
+(+ quarantine) in one run, then its period's reconciliation, without a person clicking.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import re
-from dataclasses import dataclass
 
 import dagster as dg
 import polars as pl
 
 from focus_platform.assets import focus_costs, raw_exports
-from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
+from focus_platform.assets.partitions import (
+    BILLING_PERIOD,
+    EXPORT_SOURCE,
+    partition_key,
+)
+from focus_platform.assets.reconciliation import invoices_asset
+from focus_platform.jobs import reconciliation_job
 from focus_platform.landing.zone import DeliveryError, unsafe_key
 from focus_platform.pipeline import FOCUS_TABLE
-from focus_platform.resources import INVOICE_PREFIX, LandingZoneResource, WarehouseResource
+from focus_platform.reconciliation import invoices
+from focus_platform.resources import (
+    INVOICE_PREFIX,
+    LandingZoneResource,
+    WarehouseResource,
+)
 
 DELIVERY_ASSETS = [raw_exports, focus_costs]
 
@@ -81,68 +90,6 @@ def delivery_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZo
 # ---------------------------------------------------------------------------------------------
 # Invoices and credit memos
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class InvoiceTarget:
-    """What a late invoice document re-runs: assets and how their partitions are keyed."""
-
-    name: str
-    assets: tuple
-    per_source: bool = True  # partitions (billing period × export source); False: monthly only
-
-
-INVOICE_TARGETS: list[InvoiceTarget] = [InvoiceTarget("focus_costs", (focus_costs,))]
-INVOICE_FILE = re.compile(r"^(\d{4}-\d{2})")
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
-
-
-@dataclass(frozen=True)
-class InvoiceDoc:
-    invoice_id: str
-    billing_account: str
-    period: str
-    adjusts: str | None
-    key: str
-
-
-def parse_invoice_docs(key: str, content: bytes) -> list[InvoiceDoc]:
-    """Invoice documents of one file (CSV with a header, or JSON lines): the fields the sensor needs."""
-    text = content.decode("utf-8-sig")
-    if key.lower().endswith((".jsonl", ".ndjson", ".json")):
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        rows = list(csv.DictReader(io.StringIO(text)))
-    out = []
-    for n, r in enumerate(rows, start=1):
-        invoice_id, account, period = (str(r.get(k) or "").strip() for k in ("invoice_id", "billing_account_id",
-                                                                               "billing_period"))
-        if not (invoice_id and account and _PERIOD.match(period)):
-            raise ValueError(f"{key} row {n}: invoice_id, billing_account_id and billing_period (YYYY-MM) are required")
-        out.append(InvoiceDoc(invoice_id, account, period, str(r.get("adjusts_invoice_id") or "").strip() or None, key))
-    return out
-
-
-def affected_periods(changed: list[InvoiceDoc],
-                     all_docs: dict[str, InvoiceDoc]) -> tuple[set[tuple[str, str]], list[str]]:
-    """(billing account, period) pairs the changed documents apply to: an invoice its own period; a
-    memo the period of the invoice it adjusts (following memo → memo chains), or its own period
-    while that invoice has not arrived."""
-    out: set[tuple[str, str]] = set()
-    pending = []
-    for doc in changed:
-        target, seen, applies = doc, {doc.invoice_id}, doc
-        while target.adjusts:
-            nxt = all_docs.get(target.adjusts)
-            if nxt is None or nxt.invoice_id in seen:
-                pending.append(f"{doc.key}: memo {doc.invoice_id} adjusts invoice {target.adjusts}, "
-                               + ("not seen yet" if nxt is None else "a loop of memos"))
-                applies = doc
-                break
-            seen.add(nxt.invoice_id)
-            target = applies = nxt
-        out.add((applies.billing_account, applies.period))
-    return out, pending
-
-
 def _sources_with_accounts(warehouse, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
     """Export sources whose published FOCUS partition of the period has the billing account."""
     wh = warehouse.warehouse()
@@ -158,11 +105,13 @@ def _sources_with_accounts(warehouse, pairs: set[tuple[str, str]]) -> dict[tuple
     return {k: sorted(v) for k, v in out.items()}
 
 
-@dg.sensor(minimum_interval_seconds=300, asset_selection=[a for t in INVOICE_TARGETS for a in t.assets],
+@dg.sensor(minimum_interval_seconds=300, asset_selection=[focus_costs, invoices_asset],
            default_status=dg.DefaultSensorStatus.STOPPED)
 def invoice_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZoneResource,
                    warehouse: WarehouseResource):
-    """Late invoices and credit memos re-run the partitions of the periods they apply to."""
+    """Late invoices and credit memos: the ``invoices`` table is rebuilt (``reconciliation_sensor``
+    then re-runs the periods it names) and the FOCUS partitions of the periods they apply to are
+    re-published (their period status turns final)."""
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     store = landing_zone.store()
     objects = [o for o in store.list(INVOICE_PREFIX) if not o.key.rsplit("/", 1)[-1].startswith(".")]
@@ -172,35 +121,29 @@ def invoice_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZon
     if not changed:
         return dg.SkipReason(f"no new or changed invoice files ({len(objects)} known)"
                              + (f"; {len(problems)} refused" if problems else ""))
-    docs: dict[str, list[InvoiceDoc]] = {}
+    docs: dict[str, list[invoices.Invoice]] = {}
     for o in objects:
         try:
-            docs[o.key] = parse_invoice_docs(o.key, store.read_bytes(o.key))
-        except (ValueError, UnicodeDecodeError, DeliveryError) as exc:  # unreadable now: looked at again next tick
+            docs[o.key] = invoices.parse_invoice_file(o.key, store.read_bytes(o.key))
+        except (invoices.InvoiceError, DeliveryError) as exc:  # unreadable now: looked at again next tick
             if o in changed:
                 problems.append(f"{o.key}: {exc}")
-    by_id = {d.invoice_id: d for ds in docs.values() for d in ds}
     done = [o for o in changed if o.key in docs]
-    pairs, pending = affected_periods([d for o in done for d in docs[o.key]], by_id)
+    pairs, pending = invoices.periods_applied_to([d for o in done for d in docs[o.key]],
+                                                 [d for ds in docs.values() for d in ds])
     sources = _sources_with_accounts(warehouse, pairs)
     partitions = sorted({(period, s) for (account, period), ss in sources.items() for s in ss})
     for account, period in sorted(pairs - set(sources)):
         context.log.info(f"invoice for billing account {account} {period}: no published FOCUS partition has this "
                          "account yet (its delivery will run it)")
     digest = hashlib.sha256("|".join(f"{o.key}={o.etag}" for o in done).encode()).hexdigest()[:12]
-    requests = []
-    for target in INVOICE_TARGETS:
-        keys = [k for a in target.assets for k in
-                (a.keys if isinstance(a, dg.AssetsDefinition) else [dg.AssetKey.from_coercible(a)])]
-        if target.per_source:
-            for period, source in partitions:
-                requests.append(dg.RunRequest(
-                    run_key=f"invoice|{target.name}|{period}|{source}|{digest}", asset_selection=keys,
-                    partition_key=partition_key(period, source), tags={"focus/trigger": "invoice"}))
-        else:
-            for period in sorted({p for p, _ in partitions} | {p for _, p in pairs}):
-                requests.append(dg.RunRequest(run_key=f"invoice|{target.name}|{period}|{digest}", asset_selection=keys,
-                                              partition_key=period, tags={"focus/trigger": "invoice"}))
+    tags = {"focus/trigger": "invoice"}
+    requests = [dg.RunRequest(run_key=f"invoice|{period}|{source}|{digest}", asset_selection=list(focus_costs.keys),
+                              partition_key=partition_key(period, source), tags=tags)
+                for period, source in partitions]
+    if done:
+        requests.append(dg.RunRequest(run_key=f"invoice|invoices|{digest}", asset_selection=[invoices_asset.key],
+                                      tags=tags))
     for p in problems + pending:
         context.log.warning(p)
     for o in done:
@@ -208,8 +151,32 @@ def invoice_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZon
     return dg.SensorResult(
         run_requests=requests, cursor=json.dumps(seen, sort_keys=True),
         skip_reason=None if requests else dg.SkipReason(
-            f"{len(done)} new or changed invoice file(s), no published partition to re-run"
+            f"{len(changed)} new or changed invoice file(s), none readable"
             + (f"; {len(problems)} unreadable" if problems else "")))
 
 
-SENSORS = [delivery_sensor, invoice_sensor]
+def _reconcile(period: str, run_key: str, trigger: str) -> dg.RunRequest:
+    return dg.RunRequest(run_key=run_key, partition_key=period, tags={"focus/trigger": trigger})
+
+
+@dg.asset_sensor(asset_key=invoices_asset.key, job=reconciliation_job, default_status=dg.DefaultSensorStatus.STOPPED)
+def invoices_changed_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    """A new version of the invoices table re-runs the reconciliation of the periods it changed
+    (a late credit memo for M−2: M−2)."""
+    materialization = asset_event.asset_materialization
+    periods = materialization.metadata.get("affected_periods") if materialization else None
+    for period in (periods.value if periods else []):
+        yield _reconcile(period, f"invoices|{asset_event.run_id}|{period}", "invoices")
+
+
+@dg.asset_sensor(asset_key=dg.AssetKey(FOCUS_TABLE), job=reconciliation_job, default_status=dg.DefaultSensorStatus.STOPPED)
+def focus_published_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
+    """A re-published FOCUS partition re-runs its billing period's reconciliation and SKU catalog."""
+    key = asset_event.dagster_event.partition if asset_event.dagster_event else None
+    if key:
+        period = dg.MultiPartitionKey.from_str(key).keys_by_dimension[BILLING_PERIOD] \
+            if "|" in key else key
+        yield _reconcile(period, f"focus|{asset_event.run_id}|{key}", "focus_costs")
+
+
+SENSORS = [delivery_sensor, invoice_sensor, invoices_changed_sensor, focus_published_sensor]

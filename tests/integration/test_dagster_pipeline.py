@@ -262,19 +262,26 @@ def test_definitions_load_with_the_asset_graph_and_checks():
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     raw, focus, quarantine = dg.AssetKey(RAW_ASSET), dg.AssetKey(FOCUS_TABLE), dg.AssetKey(QUARANTINE_TABLE)
-    assert set(graph.get_all_asset_keys()) == {raw, focus, quarantine}
+    invoices, rates, reconciliation, catalog = (dg.AssetKey(k) for k in (
+        "invoices", "exchange_rates", "invoice_reconciliation", "sku_catalog"))
+    assert set(graph.get_all_asset_keys()) == {raw, focus, quarantine, invoices, rates, reconciliation, catalog}
+    assert graph.get(reconciliation).parent_keys == {invoices, focus}
+    assert graph.get(catalog).parent_keys == {focus}
     assert graph.get(focus).parent_keys == {raw}
     assert graph.get(quarantine).parent_keys == {raw}
     assert graph.get(raw).partitions_def == PARTITIONS
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == focus}
     assert checks == set(FOCUS_CHECKS) and len(checks) == 7
-    assert {k.asset_key for k in graph.asset_check_keys} == {focus, raw}
+    assert {k.asset_key for k in graph.asset_check_keys} == {focus, raw, invoices, reconciliation, catalog}
     assert {k.name for k in graph.asset_check_keys if k.asset_key == raw} == {"delivery_accepted"}
     blocking = {s.name for s in focus_costs.check_specs if s.blocking}
     assert blocking == {"conformance", "billed_cost_conserved", "effective_cost_conserved", "rows_conserved",
                         "row_id_unique"}
     sensor = defs.resolve_sensor_def("delivery_sensor")
     assert sensor.required_resource_keys >= {"landing_zone"}
+    assert {s.name for s in defs.sensors} == {"delivery_sensor", "invoice_sensor", "invoices_changed_sensor",
+                                              "focus_published_sensor"}
+    assert defs.resolve_job_def("reconciliation").partitions_def.get_partition_keys()[0] == "2018-01"
     job = defs.resolve_job_def("focus_pipeline")
     assert job.partitions_def == PARTITIONS
     assert set(job.asset_layer.executable_asset_keys) >= {raw, focus, quarantine}

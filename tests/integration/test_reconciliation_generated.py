@@ -20,7 +20,6 @@ from focus_platform.assets.reconciliation import (
     EXCHANGE_RATES_TABLE,
     INVOICES_TABLE,
     RECONCILIATION_ASSETS,
-    RECONCILIATION_CHECKS,
     RECONCILIATION_TABLE,
     SKU_CATALOG_TABLE,
     exchange_rates_asset,
@@ -128,7 +127,7 @@ def inject(env: Env, period: str, rows: list[dict]) -> list[str]:
 def test_definitions_load_with_the_reconciliation_assets(tmp_path):
     resources = {"landing_zone": LandingZoneResource(root=str(tmp_path)),
                  "warehouse": WarehouseResource(root=str(tmp_path / "warehouse"))}
-    defs = dg.Definitions(assets=[*ASSETS, *RECONCILIATION_ASSETS], asset_checks=RECONCILIATION_CHECKS,
+    defs = dg.Definitions(assets=[*ASSETS, *RECONCILIATION_ASSETS],
                           resources=resources)
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get(dg.AssetKey(RECONCILIATION_TABLE)).parent_keys} == {
@@ -250,3 +249,51 @@ def test_exchange_rates_asset_and_reporting_columns_on_generated_data(env):
     assert set(out.filter(pl.col("BillingCurrency") == "USD")["x_ExchangeRate"]) == {1}
     sums = out.group_by("BillingCurrency").agg(pl.col("BilledCost").sum())  # billing currency untouched
     assert set(sums["BillingCurrency"]) == {"USD", "EUR"} and set(REPORTING_COLUMNS) <= set(out.columns)
+
+
+def test_late_credit_memo_re_runs_m_minus_2_through_the_sensors(env):
+    """The whole chain without a person: memo file lands → invoice_sensor rebuilds `invoices` →
+    invoices_changed_sensor requests the reconciliation of M−2 only → its check turns green."""
+    from focus_platform.assets import ASSETS as FOCUS_ASSETS
+    from focus_platform.assets.partitions import EXPORT_SOURCE
+    from focus_platform.jobs import JOBS
+    from focus_platform.sensors import invoice_sensor, invoices_changed_sensor
+
+    defs = dg.Definitions(assets=[*FOCUS_ASSETS, *RECONCILIATION_ASSETS], jobs=JOBS,
+                          sensors=[invoice_sensor, invoices_changed_sensor], resources=env.resources)
+
+    def tick(sensor, cursor=None):
+        context = dg.build_sensor_context(instance=env.instance, cursor=cursor, definitions=defs,
+                                          resources=env.resources)
+        with dg.partition_loading_context(dynamic_partitions_store=env.instance):
+            data = sensor.evaluate_tick(context)
+        return data.run_requests or [], data.cursor
+
+    env.instance.add_dynamic_partitions(EXPORT_SOURCE, [SOURCE])
+    m2 = "2024-01"
+    _, invoice_cursor = tick(invoice_sensor)  # the invoices already there
+    env.run([invoices_asset])
+    _, event_cursor = tick(invoices_changed_sensor)
+    account = min(a for (a, p) in env.invoice_totals() if p == m2)
+    invoice = env.invoice_totals()[(account, m2)]
+    refund = -(invoice["InvoiceTotal"] * Decimal("0.01")).quantize(Decimal("0.01"))
+    inject(env, m2, [{"BillingAccountId": account, "x_RowId": "refund-2", "InvoiceId": invoice["InvoiceId"],
+                      "ChargeCategory": "Credit", "ChargeClass": None, "BilledCost": refund, "EffectiveCost": refund}])
+    assert env.reconcile(m2)[0]["reconciliation_drift"] is False
+
+    memo = (f'CM-{invoice["InvoiceId"]},"{invoice["InvoiceIssuerName"]}",{account},2024-03,{invoice["BillingCurrency"]},'
+            f'{refund},,{refund},2024-03-20,{invoice["InvoiceId"]}\n')
+    (env.landing / "invoices" / account / "2024-03-credit-memo.csv").write_text(HEADER + memo)
+    requests, invoice_cursor = tick(invoice_sensor, invoice_cursor)
+    table_runs = [r for r in requests if r.partition_key is None]
+    assert [r.asset_selection for r in table_runs] == [[dg.AssetKey(INVOICES_TABLE)]]
+    env.run([invoices_asset])  # what the daemon launches for that request
+
+    requests, event_cursor = tick(invoices_changed_sensor, event_cursor)
+    assert [r.partition_key for r in requests] == [m2]  # M−2 only
+    assert invoices_changed_sensor.job_name == "reconciliation"  # the job its requests launch
+    got, table = env.reconcile(requests[0].partition_key)
+    assert got["reconciliation_drift"] is True and got["reconciliation_difference"] is True
+    row = table.filter(pl.col("InvoiceId") == invoice["InvoiceId"]).row(0, named=True)
+    assert (row["Status"], row["Difference"]) == ("match", 0)
+    assert tick(invoices_changed_sensor, event_cursor)[0] == []  # nothing new: no request
