@@ -24,12 +24,19 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from focus_platform.sources import aws_cur
-from focus_platform.sources import gcp_billing
-from focus_platform.sources import focus_native
-from focus_platform.sources import azure_cost
-from focus_platform.sources import oci_cost
-from focus_platform.sources.common import Lineage, SourceFormatError, file_schema, scan_file
+from focus_platform.sources import (
+    aws_cur,
+    azure_cost,
+    focus_native,
+    gcp_billing,
+    oci_cost,
+)
+from focus_platform.sources.common import (
+    Lineage,
+    SourceFormatError,
+    file_schema,
+    scan_file,
+)
 
 
 @dataclass(frozen=True)
@@ -50,14 +57,16 @@ def _module_format(module, name: str, description: str, raw_table: str) -> Sourc
                         module.to_focus, module.quarantine, module.raw_totals)
 
 
-FORMATS: dict[str, SourceFormat] = {f.name: f for f in [
+FORMATS: dict[str, SourceFormat] = {f.name: f for f in [  # a new provider format: one line here
     _module_format(aws_cur, aws_cur.FORMAT_LEGACY, "AWS Cost and Usage Report (legacy CUR)", "raw_aws_cur"),
     _module_format(aws_cur, aws_cur.FORMAT_CUR2, "AWS Data Exports CUR 2.0", "raw_aws_cur"),
+    _module_format(azure_cost, azure_cost.FORMAT, "Azure Cost Management cost details (EA/MCA, actual and "
+                   "amortized; older EA, PAYG and localized headers)", "raw_azure_cost_details"),
+    _module_format(gcp_billing, gcp_billing.FORMAT, "GCP Cloud Billing export (BigQuery standard / detailed)",
+                   "raw_gcp_billing"),
     _module_format(oci_cost, oci_cost.FORMAT, "OCI cost report (proprietary CSV)", "raw_oci_cost"),
-    _module_format(azure_cost, azure_cost.FORMAT, "Azure Cost Management cost details (EA/MCA, actual and amortized; older EA, PAYG and localized headers)", "raw_azure_cost_details"),
-    _module_format(focus_native, focus_native.FORMAT, "Native FOCUS export (FOCUS 1.0, 1.1, 1.2, 1.3; any provider; CSV or Parquet)", "raw_focus"),
-    _module_format(gcp_billing, gcp_billing.FORMAT, "GCP Cloud Billing export (BigQuery standard / detailed)", "raw_gcp_billing"),
-    # new provider formats: one line each, here
+    _module_format(focus_native, focus_native.FORMAT, "Native FOCUS export (FOCUS 1.0, 1.1, 1.2, 1.3; any provider; "
+                   "CSV or Parquet)", "raw_focus"),
 ]}
 RAW_TABLES = sorted({f.raw_table for f in FORMATS.values()})
 
