@@ -165,16 +165,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if report.defects else 0
 
 
+GENERATORS = {  # provider: (module, function, file formats (the first is the default))
+    "aws-cur": ("focus_platform.generate.aws_cur", "generate_aws_cur", ["parquet", "csv.gz"]),
+    "azure": ("focus_platform.generate.azure", "generate_azure", ["csv", "csv.gz"]),
+    "gcp": ("focus_platform.generate.gcp", "generate_gcp", ["parquet", "jsonl"]),
+    "oci": ("focus_platform.generate.oci", "generate_oci", ["csv.gz", "csv"]),
+}
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    import importlib
+
     from tqdm import tqdm
 
-    from focus_platform.generate.aws_cur import generate_aws_cur
-
+    module, function, file_formats = GENERATORS[args.provider]
+    file_format = args.file_format or file_formats[0]
+    if file_format not in file_formats:
+        return _fail(f"{args.provider} writes {', '.join(file_formats)}, not {file_format}")
+    options = {"layout": args.layout} if args.provider == "aws-cur" else {}
+    generate = getattr(importlib.import_module(module), function)
     bar = tqdm(total=args.rows, desc="generating rows", unit="row", unit_scale=True, file=sys.stderr)
-    summary = generate_aws_cur(args.out, rows=args.rows, months=args.months, seed=args.seed, layout=args.layout,
-                               file_format=args.file_format, progress=bar.update)
+    summary = generate(args.out, rows=args.rows, months=args.months, seed=args.seed, start_period=args.start_period,
+                       file_format=file_format, progress=bar.update, **options)
     bar.close()
-    print(summary)
+    print(f"wrote {summary.rows:,} rows in {len(summary.data_files)} files under {args.out} "
+          f"(expected totals: {summary.expected_totals_path}; invoices: {len(summary.invoice_files)} files)")
     return 0
 
 
@@ -228,6 +243,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from focus_platform.sources import FORMATS
+
     p = argparse.ArgumentParser(prog="focus-platform", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="materialize the embedded sample landing zone on a local Dagster instance")
@@ -241,17 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="convert export files to a typed FOCUS Parquet file")
     c.add_argument("paths", nargs="+")
     c.add_argument("--out", required=True)
-    c.add_argument("--format", default="auto", choices=["auto", "aws-cur", "aws-cur2"])
+    c.add_argument("--format", default="auto", choices=["auto", *FORMATS])
     c.add_argument("--focus-version", default="1.2")
     v = sub.add_parser("validate", help="check a FOCUS file (Parquet or CSV) against our FOCUS 1.2 rules")
     v.add_argument("file")
     g = sub.add_parser("generate", help="write a realistic synthetic delivery with expected totals and invoices")
-    g.add_argument("provider", choices=["aws-cur"])
+    g.add_argument("provider", choices=list(GENERATORS))
     g.add_argument("--rows", type=int, default=100_000)
     g.add_argument("--months", type=int, default=1)
+    g.add_argument("--start-period", default="2024-01", help="first billing period, YYYY-MM")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--layout", choices=["legacy", "cur2"], default="legacy")
-    g.add_argument("--file-format", choices=["parquet", "csv.gz"], default="parquet")
+    g.add_argument("--layout", choices=["legacy", "cur2"], default="legacy", help="aws-cur only")
+    g.add_argument("--file-format", choices=sorted({f for _, _, fs in GENERATORS.values() for f in fs}),
+                   help="default: the provider's usual one (first of: " + "; ".join(
+                       f"{p} {'/'.join(fs)}" for p, (_, _, fs) in GENERATORS.items()) + ")")
     g.add_argument("--out", required=True)
     r = sub.add_parser("rollback", help="restore a partition of a Delta table from its history (recorded in "
                                         "restatement_log)")

@@ -111,7 +111,7 @@ def conservation(raw_totals: pl.DataFrame, focus_sums: pl.DataFrame, quarantine:
 def totals_by_currency(focus_sums: pl.DataFrame) -> dict[str, dict[str, str]]:
     df = (focus_sums.group_by("BillingCurrency").agg(pl.col("BilledCost").sum(), pl.col("EffectiveCost").sum())
           .sort("BillingCurrency"))
-    return {str(r[0]): {"BilledCost": str(r[1]), "EffectiveCost": str(r[2])} for r in df.iter_rows()}
+    return {str(r[0]): {"BilledCost": f"{r[1]:f}", "EffectiveCost": f"{r[2]:f}"} for r in df.iter_rows()}
 
 
 def _quality_query(focus: pl.LazyFrame) -> pl.LazyFrame:

@@ -398,9 +398,12 @@ def _resolve(report_key: str, location: str, keys: set[str], manifest_key: str) 
     if not key or unsafe_key(key):
         raise DeliveryError(f"manifest {manifest_key}: file {report_key!r} escapes the landing zone")
     parts = key.split("/")
-    for i in range(len(parts)):
-        candidate = "/".join([location.strip("/")] + parts[i:]) if location.strip("/") else "/".join(parts[i:])
-        if candidate in keys:
-            return candidate
+    # the key's tail under the source location, or under the manifest's own folder (Azure exports
+    # name blobs by their full container path, or by a name relative to the run folder)
+    for base in (location.strip("/"), manifest_key.rsplit("/", 1)[0] if "/" in manifest_key else ""):
+        for i in range(len(parts)):
+            candidate = "/".join([base] + parts[i:]) if base else "/".join(parts[i:])
+            if candidate in keys:
+                return candidate
     raise DeliveryError(f"manifest {manifest_key}: data file {report_key!r} is not in the landing zone; "
                         f"the delivery is refused (the previously published version stays)")

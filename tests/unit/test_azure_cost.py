@@ -612,13 +612,14 @@ def test_output_columns_are_focus_then_lineage_then_azure(pair):
 # The demo delivery of the embedded landing zone, through discovery, raw ingest and publish
 # ---------------------------------------------------------------------------------------------
 def test_demo_delivery_ingests_and_publishes(tmp_path):
-    from focus_platform.landing.zone import ExportSource, LocalStore, discover_deliveries
+    from focus_platform.landing.config import load_sources
+    from focus_platform.landing.zone import LocalStore, discover_deliveries
     from focus_platform.pipeline import ingest_delivery, publish_focus
     from focus_platform.warehouse.delta import Warehouse
     from tests.conftest import SAMPLE_LANDING
 
     store = LocalStore(SAMPLE_LANDING)
-    source = ExportSource("azure-ea", azure_cost.FORMAT, "azure-ea")
+    source = next(s for s in load_sources(SAMPLE_LANDING) if s.name == "azure-ea")  # two export streams
     delivery = discover_deliveries(store, source)["2024-01"]
     assert sorted(azure_cost.dataset_of_label(k) for k in delivery.files) == ["actual", "amortized"]
     warehouse = Warehouse(str(tmp_path / "wh"))
