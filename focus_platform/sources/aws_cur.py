@@ -28,8 +28,8 @@ import polars as pl
 
 from focus_platform.sources.common import (
     LIST_SEPARATOR,
-    Lineage,
     UNMAPPED_SERVICE_NOTE,
+    Lineage,
     SourceFormatError,
     as_decimal,
     as_timestamp,
@@ -41,12 +41,19 @@ from focus_platform.sources.common import (
     joined_strings,
     json_object,
     map_to_json,
+    non_finite_error,
     parse_error,
     scan_file,
     split_list,
     whitespace_to_null,
 )
-from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, PROVIDER_X_SCHEMA, focus_columns, focus_schema
+from focus_platform.spec.columns import (
+    LINEAGE_SCHEMA,
+    MONEY,
+    PROVIDER_X_SCHEMA,
+    focus_columns,
+    focus_schema,
+)
 
 FORMAT_LEGACY = "aws-cur"
 FORMAT_CUR2 = "aws-cur2"
@@ -276,8 +283,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
             if dtype == pl.String:  # typed sources cannot fail to parse; only NaN/inf floats can
                 errors.append(parse_error(f"{col.header}", source, typed, "a number"))
             elif dtype.is_float():
-                errors.append(pl.when(~source.is_finite()).then(pl.format(f"{col.header}: '{{}}' is not a number",
-                                                                          source.cast(pl.String))))
+                errors.append(non_finite_error(col.header, source))
         elif col.name in TIMESTAMP_COLUMNS:
             typed = as_timestamp(col.header, dtype)
             if dtype == pl.String:
@@ -451,9 +457,10 @@ def _tags(col: _Cols) -> pl.Expr:
     """Resource tags → FOCUS Tags: user keys without the `user:`/`user_` prefix, AWS keys keep `aws:`."""
     if not col.has("resource_tags"):
         return pl.lit(None, pl.String)
-    return (pl.col("resource_tags")
-            .str.replace_all(r'([{,])"user[:_]', '$1"')
-            .str.replace_all(r'([{,])"aws_', '$1"aws:'))
+    # literal patterns at a key's start (after '{' or ','; inside a JSON string a quote is escaped)
+    return pl.col("resource_tags").str.replace_many(
+        ['{"user:', ',"user:', '{"user_', ',"user_', '{"aws_', ',"aws_'],
+        ['{"', ',"', '{"', ',"', '{"aws:', ',"aws:'])
 
 
 def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:

@@ -108,12 +108,19 @@ from focus_platform.sources.common import (
     file_digest,
     file_schema,
     joined_strings,
+    non_finite_error,
     parse_error,
     scan_file,
     split_list,
     whitespace_to_null,
 )
-from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, TIMESTAMP, focus_columns, focus_schema
+from focus_platform.spec.columns import (
+    LINEAGE_SCHEMA,
+    MONEY,
+    TIMESTAMP,
+    focus_columns,
+    focus_schema,
+)
 
 FORMAT = "azure-cost-details"
 PROVIDER = "Microsoft"
@@ -471,8 +478,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
             if dtype == pl.String:
                 errors.append(parse_error(name, source, typed, "a number"))
             elif dtype.is_float():
-                errors.append(pl.when(~source.is_finite()).then(pl.format(f"{name}: '{{}}' is not a number",
-                                                                          source.cast(pl.String))))
+                errors.append(non_finite_error(name, source))
         elif name in DATE_COLUMNS:
             typed = parse_date(header, dtype)
             if dtype == pl.String:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -120,18 +121,36 @@ def as_timestamp(name: str, dtype: pl.DataType) -> pl.Expr:
     return pl.coalesce(full, minutes, day).cast(TIMESTAMP)
 
 
+def masked_format(condition: pl.Expr, template: str, *args: pl.Expr) -> pl.Expr:
+    """``template`` filled with ``args`` where ``condition`` holds, else null. The arguments are
+    masked first, so rows without the condition (nearly all) build no string (a number → text cast
+    of every row costs more than the message)."""
+    condition = condition.fill_null(False)
+    if not args:
+        return pl.when(condition).then(pl.lit(template))
+    return pl.format(template, *[pl.when(condition).then(pl.when(condition).then(a).cast(pl.String).fill_null("null"))
+                                 for a in args])
+
+
 def parse_error(label: str, raw: pl.Expr, typed: pl.Expr, what: str) -> pl.Expr:
     """A message when a non-empty raw value did not parse, else null."""
     raw_text = raw.cast(pl.String)
     failed = raw_text.is_not_null() & (raw_text.str.strip_chars() != "") & typed.is_null()
-    return pl.when(failed).then(pl.format(f"{label}: '{{}}' is not {what}", raw_text))
+    return masked_format(failed, f"{label}: '{{}}' is not {what}", raw_text)
+
+
+def non_finite_error(label: str, source: pl.Expr) -> pl.Expr:
+    """A message where a float value is NaN or infinite, else null."""
+    return masked_format(~source.is_finite(), f"{label}: '{{}}' is not a number", source)
+
+
+_JSON_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                 **{chr(i): f"\\u{i:04x}" for i in range(32) if chr(i) not in "\n\r\t"}}
 
 
 def json_string(expr: pl.Expr) -> pl.Expr:
-    """A string expression as a JSON string literal."""
-    escaped = (expr.str.replace_all("\\", "\\\\", literal=True).str.replace_all('"', '\\"', literal=True)
-               .str.replace_all("\n", "\\n", literal=True).str.replace_all("\r", "\\r", literal=True)
-               .str.replace_all("\t", "\\t", literal=True))
+    """A string expression as a JSON string literal (one replace_many pass for every escape)."""
+    escaped = expr.str.replace_many(list(_JSON_ESCAPES), list(_JSON_ESCAPES.values()))
     return pl.concat_str([pl.lit('"'), escaped, pl.lit('"')])
 
 
@@ -139,7 +158,7 @@ def json_object(pairs: list[tuple[str, pl.Expr]]) -> pl.Expr:
     """A JSON object of the non-null pairs, or null when every value is null."""
     if not pairs:
         return pl.lit(None, pl.String)
-    members = [pl.when(v.is_not_null()).then(pl.concat_str([json_string(pl.lit(k)), pl.lit(":"), json_string(v)]))
+    members = [pl.when(v.is_not_null()).then(pl.concat_str([pl.lit(json.dumps(k) + ":"), json_string(v)]))
                for k, v in pairs]
     body = pl.concat_str(members, separator=",", ignore_nulls=True)
     return pl.when(body.is_null() | (body == "")).then(None).otherwise(pl.concat_str([pl.lit("{"), body, pl.lit("}")]))

@@ -102,6 +102,7 @@ from focus_platform.sources.common import (
     file_schema,
     joined_strings,
     map_to_json,
+    masked_format,
     scan_file,
     split_list,
 )
@@ -247,17 +248,6 @@ def near_miss(headers: list[str]) -> str | None:
 NULL_TOKENS = ("", "NULL", "null", "N/A", "Not Applicable", "None")
 
 
-def _masked_format(condition: pl.Expr, template: str, *args: pl.Expr) -> pl.Expr:
-    """``template`` filled with ``args`` where ``condition`` holds, else null. The arguments are
-    masked first, so rows without the condition (nearly all) build no string."""
-    condition = condition.fill_null(False)
-    if not args:
-        return pl.when(condition).then(pl.lit(template))
-    # mask first, then render: a Decimal → text cast of every row would cost more than the note
-    return pl.format(template, *[pl.when(condition).then(pl.when(condition).then(a).cast(pl.String).fill_null("null"))
-                                 for a in args])
-
-
 def _is_placeholder(text: pl.Expr) -> pl.Expr:
     return text.str.strip_chars().is_in(NULL_TOKENS).fill_null(False)
 
@@ -284,21 +274,21 @@ def _typed_focus_column(name: str, header: str, dtype: pl.DataType) -> tuple[pl.
             placeholder = _is_placeholder(source) & source.is_not_null()
             typed = pl.when(placeholder).then(None).otherwise(as_decimal(header, dtype))
             failed = source.is_not_null() & ~placeholder & typed.is_null()
-            error = _masked_format(failed, f"{name}: '{{}}' is not a number", source)
-            note = _masked_format(placeholder & (source != ""), f"{name}='{{}}'", source)
+            error = masked_format(failed, f"{name}: '{{}}' is not a number", source)
+            note = masked_format(placeholder & (source != ""), f"{name}='{{}}'", source)
             return typed, error, note
         typed = as_decimal(header, dtype)
         error = None
         if dtype.is_float():
-            error = _masked_format(~source.is_finite(), f"{name}: '{{}}' is not a number", source)
+            error = masked_format(~source.is_finite(), f"{name}: '{{}}' is not a number", source)
         return typed, error, None
     if spec.data_type == "DateTime":
         if dtype == pl.String:
             placeholder = _is_placeholder(source) & source.is_not_null()
             typed = pl.when(placeholder).then(None).otherwise(_timestamp_text(source))
             failed = source.is_not_null() & ~placeholder & typed.is_null()
-            error = _masked_format(failed, f"{name}: '{{}}' is not a timestamp", source)
-            note = _masked_format(placeholder & (source != ""), f"{name}='{{}}'", source)
+            error = masked_format(failed, f"{name}: '{{}}' is not a timestamp", source)
+            note = masked_format(placeholder & (source != ""), f"{name}='{{}}'", source)
             return typed, error, note
         return as_timestamp(header, dtype), None, None
     # String / JSON: a Parquet map of tags (list of key/value structs) as a JSON object, other
@@ -550,7 +540,7 @@ def _prepared(raw: pl.LazyFrame) -> pl.LazyFrame:
     raw = raw.with_columns(quarantine_reason(schema).alias("__reason"))
     string_cols = [n for n in schema.names()
                    if n in spec_columns() and spec_columns()[n].data_type in ("String", "JSON") and n not in V13_ONLY]
-    placeholder_notes = [_masked_format(_is_placeholder(pl.col(n)) & pl.col(n).is_not_null(), f"{n}='{{}}'", pl.col(n))
+    placeholder_notes = [masked_format(_is_placeholder(pl.col(n)) & pl.col(n).is_not_null(), f"{n}='{{}}'", pl.col(n))
                          for n in string_cols]
     listed = pl.concat_str(placeholder_notes, separator=", ", ignore_nulls=True) if placeholder_notes else pl.lit(None, pl.String)
     lf = raw.with_columns(
@@ -600,9 +590,9 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
         if name == "ServiceSubcategory":
             allowed = "a FOCUS service subcategory"
         known = value.str.strip_chars().str.to_lowercase().is_in(_enum_table(name)["__k"].to_list())
-        reasons.append(_masked_format(value.is_not_null() & ~known, f"{name} '{{}}' is not one of: {allowed}", value))
+        reasons.append(masked_format(value.is_not_null() & ~known, f"{name} '{{}}' is not one of: {allowed}", value))
     currency = currency_key(schema)
-    reasons.append(_masked_format(currency.is_not_null() & ~currency.is_in(sorted(iso_currency_codes())),
+    reasons.append(masked_format(currency.is_not_null() & ~currency.is_in(sorted(iso_currency_codes())),
                                   "BillingCurrency '{}' is not an ISO 4217 currency code", col("BillingCurrency")))
     joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
     return pl.when(joined != "").then(joined)
@@ -664,7 +654,7 @@ def _close(a: pl.Expr, b: pl.Expr) -> pl.Expr:
 
 
 def _note(condition: pl.Expr, template: str, *args: pl.Expr) -> pl.Expr:
-    return _masked_format(condition, template, *args)
+    return masked_format(condition, template, *args)
 
 
 def _json_checked(expr: pl.Expr) -> pl.Expr:

@@ -119,6 +119,7 @@ from focus_platform.sources.common import (
     file_schema,
     joined_strings,
     json_string,
+    non_finite_error,
     parse_error,
     scan_file,
     split_list,
@@ -480,8 +481,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
             if dtype == pl.String:
                 errors.append(parse_error(f.label, source, typed, "a number"))
             elif dtype.is_float():
-                errors.append(pl.when(~source.is_finite()).then(
-                    pl.format(f"{f.label}: '{{}}' is not a number", source.cast(pl.String))))
+                errors.append(non_finite_error(f.label, source))
         elif name in TIMESTAMP_COLUMNS:
             typed = _timestamp(source, dtype)
             if not isinstance(dtype, (pl.Datetime, pl.Date)):

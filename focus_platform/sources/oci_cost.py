@@ -87,11 +87,18 @@ from focus_platform.sources.common import (
     file_schema,
     joined_strings,
     json_object,
+    parse_error,
     scan_file,
     split_list,
     whitespace_to_null,
 )
-from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, TIMESTAMP, focus_columns, focus_schema
+from focus_platform.spec.columns import (
+    LINEAGE_SCHEMA,
+    MONEY,
+    TIMESTAMP,
+    focus_columns,
+    focus_schema,
+)
 
 FORMAT = "oci-cost"
 PROVIDER = "Oracle"
@@ -259,12 +266,6 @@ def _boolean(source: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     return pl.when(text.is_in(TRUE_TEXT)).then(True).when(text.is_in(FALSE_TEXT)).then(False).otherwise(None)
 
 
-def _error(header: str, source: pl.Expr, typed: pl.Expr, what: str) -> pl.Expr:
-    raw = source.cast(pl.String)
-    failed = raw.is_not_null() & (raw.str.strip_chars() != "") & typed.is_null()
-    return pl.when(failed).then(pl.format(f"{header}: '{{}}' is not {what}", raw))
-
-
 # A flat JSON object: string keys; string, number, true, false or null values (R-KV-1..3 shapes)
 _JSON_STRING = r'"(?:[^"\\]|\\.)*"'
 _JSON_SCALAR = rf'(?:{_JSON_STRING}|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|true|false|null)'
@@ -312,15 +313,15 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         if kind == "d":
             value = as_decimal(col.header, dtype)
             if dtype == pl.String:
-                errors.append(_error(col.header, source, value, "a number"))
+                errors.append(parse_error(col.header, source, value, "a number"))
         elif kind == "t":
             value = _timestamp(source, dtype)
             if not isinstance(dtype, pl.Datetime):
-                errors.append(_error(col.header, source, value, f"a timestamp (expected {TIMESTAMP_FORMS})"))
+                errors.append(parse_error(col.header, source, value, f"a timestamp (expected {TIMESTAMP_FORMS})"))
         elif kind == "b":
             value = _boolean(source, dtype)
             if dtype != pl.Boolean:
-                errors.append(_error(col.header, source, value, "true or false"))
+                errors.append(parse_error(col.header, source, value, "true or false"))
         else:
             value = _text(source, dtype)
         if col.known:
