@@ -41,6 +41,7 @@ from focus_platform.sources.common import (
     joined_strings,
     json_object,
     map_to_json,
+    masked_format,
     non_finite_error,
     parse_error,
     scan_file,
@@ -393,9 +394,9 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
     reasons = [
         pl.col("x_ParseErrors"),
         pl.when(col("line_item_line_item_type").is_null()).then(pl.lit("lineItem/LineItemType is empty")),
-        pl.when(col("line_item_line_item_type").is_not_null()
-                & ~col("line_item_line_item_type").is_in(KNOWN_LINE_ITEM_TYPES))
-        .then(pl.format("unknown lineItem/LineItemType '{}'", col("line_item_line_item_type"))),
+        masked_format(col("line_item_line_item_type").is_not_null()
+                      & ~col("line_item_line_item_type").is_in(KNOWN_LINE_ITEM_TYPES),
+                      "unknown lineItem/LineItemType '{}'", col("line_item_line_item_type")),
         pl.when(col("line_item_usage_start_date", pl.Datetime("us", "UTC")).is_null()
                 & pl.col("x_ParseErrors").is_null()).then(pl.lit("lineItem/UsageStartDate is empty")),
         pl.when(col("line_item_currency_code").is_null()).then(pl.lit("lineItem/CurrencyCode is empty")),
@@ -647,8 +648,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(is_usage & (t != "DiscountedUsage") & public_cost.is_null()).then(
             pl.lit("ListCost: pricing/publicOnDemandCost empty; unblended cost used")),
         pl.when(service_unmapped & (is_usage | is_purchase)).then(pl.lit(UNMAPPED_SERVICE_NOTE)),
-        pl.when(unit_renamed.fill_null(False)).then(
-            pl.format("PricingUnit/ConsumedUnit: AWS unit '{}' in FOCUS unit format", pricing_unit_aws)),
+        masked_format(unit_renamed, "PricingUnit/ConsumedUnit: AWS unit '{}' in FOCUS unit format", pricing_unit_aws),
     ]
     gaps = [
         pl.when(col("line_item_usage_account_name").is_null()).then(pl.lit("R-SubAccountName-1")),
@@ -725,8 +725,8 @@ def _as_unused_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
     pricing_unit = pl.when(spend).then(pl.col("BillingCurrency")).otherwise(pl.lit("Hours"))
     cd_unit = pl.when(spend).then(pl.col("BillingCurrency")).otherwise(
         pl.coalesce(pl.col("CommitmentDiscountUnit"), pl.lit("Hours")))
-    note = pl.format("derived: unused commitment of {} row {} ({})", pl.col("x_ChargeType"),
-                     pl.col("x_SourceRow"), pl.col("x_SourceFile"))
+    note = masked_format(unused, "derived: unused commitment of {} row {} ({})", pl.col("x_ChargeType"),
+                         pl.col("x_SourceRow"), pl.col("x_SourceFile"))
     overrides = {
         "ChargeCategory": pl.lit("Usage"),
         "ChargeFrequency": pl.lit("Usage-Based"),
