@@ -36,13 +36,14 @@ from focus_platform.sources.common import (
     blank_to_null,
     check_csv_structure,
     derived_row_id,
-    file_digest,
     file_schema,
     joined_strings,
     json_object,
+    lineage_columns,
     map_to_json,
     masked_format,
     non_finite_error,
+    numbered,
     parse_error,
     scan_file,
     split_list,
@@ -300,8 +301,6 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         exprs.append(json_object(tags).alias("resource_tags"))
     if cost_categories:
         exprs.append(json_object(cost_categories).alias("cost_category"))
-    file_id = file_digest(lineage.source, label)
-    row = pl.col("__row") + 1
     period = (pl.lit(lineage.billing_period) if lineage.billing_period
               else pl.col("bill_billing_period_start_date").dt.strftime("%Y-%m")
               if "bill_billing_period_start_date" in seen
@@ -309,23 +308,13 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     errs = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
     version = {FORMAT_LEGACY: "CUR 1 (legacy)", FORMAT_CUR2: "CUR 2.0"}[fmt]
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
-    numbered = lf.with_row_index("__row")
-    if kind == "csv":  # blank lines (e.g. at the end of a file) are not rows
-        numbered = numbered.filter(pl.any_horizontal(pl.exclude("__row").is_not_null()))
+    rows = numbered(lf, kind == "csv")
     return (
-        numbered
+        rows
         .select(
             *exprs,
             pl.when(errs != "").then(errs).alias("x_ParseErrors"),
-            pl.lit(lineage.source).alias("x_Source"),
-            pl.lit(fmt).alias("x_SourceFormat"),
-            pl.lit(f"{version} {kind}").alias("x_SourceFormatVersion"),
-            pl.lit(label).alias("x_SourceFile"),
-            row.cast(pl.Int64).alias("x_SourceRow"),
-            pl.lit(lineage.delivery_id).alias("x_SourceDelivery"),
-            pl.lit(lineage.ingested_at).cast(LINEAGE_SCHEMA["x_IngestedAt"]).alias("x_IngestedAt"),
-            pl.lit(lineage.converter_version).alias("x_ConverterVersion"),
-            pl.concat_str([pl.lit(file_id + "-"), row.cast(pl.String).str.zfill(9)]).alias("x_RowId"),
+            *lineage_columns(lineage, fmt, f"{version} {kind}", label),
         )
         .with_columns(period.alias("x_BillingPeriod"))
     )

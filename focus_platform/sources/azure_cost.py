@@ -105,10 +105,11 @@ from focus_platform.sources.common import (
     as_timestamp,
     blank_to_null,
     check_csv_structure,
-    file_digest,
     file_schema,
     joined_strings,
+    lineage_columns,
     non_finite_error,
+    numbered,
     parse_error,
     scan_file,
     split_list,
@@ -486,8 +487,6 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         else:
             typed = blank_to_null(source.cast(pl.String)) if dtype != pl.String else blank_to_null(source)
         exprs.append(typed.alias(name))
-    file_id = file_digest(lineage.source, label)
-    row = pl.col("__row") + 1
     if lineage.billing_period:
         period = pl.lit(lineage.billing_period)
     elif "BillingPeriodStartDate" in names:
@@ -496,24 +495,14 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         period = pl.col("Date").dt.strftime("%Y-%m")
     errs = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
     kind = "parquet" if not is_csv else "csv"
-    numbered = lf.with_row_index("__row")
-    if is_csv:  # blank lines (e.g. at the end of a file) are not rows
-        numbered = numbered.filter(pl.any_horizontal(pl.exclude("__row").is_not_null()))
+    rows = numbered(lf, is_csv)
     return (
-        numbered
+        rows
         .select(
             *exprs,
             pl.when(errs != "").then(errs).alias("x_ParseErrors"),
             pl.lit(dataset).alias("x_CostDataset"),
-            pl.lit(lineage.source).alias("x_Source"),
-            pl.lit(FORMAT).alias("x_SourceFormat"),
-            pl.lit(f"{dialect(headers)}, {dataset} cost, {kind}").alias("x_SourceFormatVersion"),
-            pl.lit(label).alias("x_SourceFile"),
-            row.cast(pl.Int64).alias("x_SourceRow"),
-            pl.lit(lineage.delivery_id).alias("x_SourceDelivery"),
-            pl.lit(lineage.ingested_at).cast(LINEAGE_SCHEMA["x_IngestedAt"]).alias("x_IngestedAt"),
-            pl.lit(lineage.converter_version).alias("x_ConverterVersion"),
-            pl.concat_str([pl.lit(file_id + "-"), row.cast(pl.String).str.zfill(9)]).alias("x_RowId"),
+            *lineage_columns(lineage, FORMAT, f"{dialect(headers)}, {dataset} cost, {kind}", label),
         )
         .with_columns(period.alias("x_BillingPeriod"))
     )

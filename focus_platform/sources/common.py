@@ -11,7 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform import __version__
-from focus_platform.spec.columns import MONEY, TIMESTAMP
+from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, TIMESTAMP
 
 
 class SourceFormatError(ValueError):
@@ -79,6 +79,32 @@ def file_schema(lf: pl.LazyFrame, label: str) -> pl.Schema:
     if not schema.names():
         raise SourceFormatError(f"{label}: the file is empty (no header)")
     return schema
+
+
+def numbered(lf: pl.LazyFrame, is_csv: bool) -> pl.LazyFrame:
+    """The file's rows with ``__row`` (0-based, in file order); blank CSV lines (e.g. at the end
+    of a file) are not rows."""
+    rows = lf.with_row_index("__row")
+    return rows.filter(pl.any_horizontal(pl.exclude("__row").is_not_null())) if is_csv else rows
+
+
+def lineage_columns(lineage: Lineage, source_format: str, format_version: str | pl.Expr, label: str) -> list[pl.Expr]:
+    """The lineage columns of one file's raw rows (over ``numbered`` rows): x_RowId is the file's
+    digest and its 1-based row number, stable across re-reads of the same file."""
+    row = pl.col("__row") + 1
+    file_id = file_digest(lineage.source, label)
+    version = format_version if isinstance(format_version, pl.Expr) else pl.lit(format_version)
+    return [
+        pl.lit(lineage.source).alias("x_Source"),
+        pl.lit(source_format).alias("x_SourceFormat"),
+        version.alias("x_SourceFormatVersion"),
+        pl.lit(label).alias("x_SourceFile"),
+        row.cast(pl.Int64).alias("x_SourceRow"),
+        pl.lit(lineage.delivery_id).alias("x_SourceDelivery"),
+        pl.lit(lineage.ingested_at).cast(LINEAGE_SCHEMA["x_IngestedAt"]).alias("x_IngestedAt"),
+        pl.lit(lineage.converter_version).alias("x_ConverterVersion"),
+        pl.concat_str([pl.lit(file_id + "-"), row.cast(pl.String).str.zfill(9)]).alias("x_RowId"),
+    ]
 
 
 def file_digest(*parts: str) -> str:

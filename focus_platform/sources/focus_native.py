@@ -98,11 +98,12 @@ from focus_platform.sources.common import (
     as_decimal,
     as_timestamp,
     check_csv_structure,
-    file_digest,
     file_schema,
     joined_strings,
+    lineage_columns,
     map_to_json,
     masked_format,
+    numbered,
     scan_file,
     split_list,
 )
@@ -366,8 +367,6 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         notes.append(pl.when(listed != "").then(pl.format(
             "{}: timestamps not in FOCUS form YYYY-MM-DDTHH:mm:ssZ (no T/Z, no seconds or an offset) read as UTC",
             listed)))
-    file_id = file_digest(lineage.source, label)
-    row = pl.col("__row") + 1
     present = set(found.names.values())
     period_source = [pl.col(c) for c in ("BillingPeriodStart", "ChargePeriodStart") if c in present]
     period = (pl.lit(lineage.billing_period) if lineage.billing_period
@@ -376,24 +375,14 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     provider_text = pl.when(_is_placeholder(provider_text) | provider_text.is_null()).then(pl.lit("unknown")) \
         .otherwise(provider_text)
     errs = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
-    numbered = lf.with_row_index("__row")
-    if kind == "csv":  # blank lines are not rows
-        numbered = numbered.filter(pl.any_horizontal(pl.exclude("__row").is_not_null()))
+    rows = numbered(lf, kind == "csv")
     return (
-        numbered
+        rows
         .select(
             *exprs,
             pl.when(errs != "").then(errs).alias("x_ParseErrors"),
             joined_strings(notes).alias("x_ReadNotes"),
-            pl.lit(lineage.source).alias("x_Source"),
-            pl.lit(FORMAT).alias("x_SourceFormat"),
-            pl.format(f"FOCUS {found.version} {kind}, provider {{}}", provider_text).alias("x_SourceFormatVersion"),
-            pl.lit(label).alias("x_SourceFile"),
-            row.cast(pl.Int64).alias("x_SourceRow"),
-            pl.lit(lineage.delivery_id).alias("x_SourceDelivery"),
-            pl.lit(lineage.ingested_at).cast(LINEAGE_SCHEMA["x_IngestedAt"]).alias("x_IngestedAt"),
-            pl.lit(lineage.converter_version).alias("x_ConverterVersion"),
-            pl.concat_str([pl.lit(file_id + "-"), row.cast(pl.String).str.zfill(9)]).alias("x_RowId"),
+            *lineage_columns(lineage, FORMAT, pl.format(f"FOCUS {found.version} {kind}, provider {{}}", provider_text), label),
         )
         .with_columns(period.alias("x_BillingPeriod"))
     )

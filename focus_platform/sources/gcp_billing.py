@@ -115,11 +115,12 @@ from focus_platform.sources.common import (
     blank_to_null,
     check_csv_structure,
     derived_row_id,
-    file_digest,
     file_schema,
     joined_strings,
     json_string,
+    lineage_columns,
     non_finite_error,
+    numbered,
     parse_error,
     scan_file,
     split_list,
@@ -454,13 +455,11 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     if missing:
         raise SourceFormatError(f"{label}: required column(s) missing: {', '.join(missing)}")
 
-    numbered = lf.with_row_index("__row")
-    if kind == "csv":  # blank lines (e.g. at the end of a file) are not rows
-        numbered = numbered.filter(pl.any_horizontal(pl.exclude("__row").is_not_null()))
+    rows = numbered(lf, kind == "csv")
     # Repeated fields delivered as text are parsed first (one Python pass per distinct value).
     text_repeated = [n for n in REPEATED_COLUMNS if n in by_name and by_name[n].dtype == pl.String]
     if text_repeated:
-        numbered = numbered.with_columns(
+        rows = rows.with_columns(
             by_name[n].expr.map_batches(_parse_repeated_text(n, by_name[n].label),
                                         return_dtype=pl.Struct({"value": RAW_TYPES[n], "error": pl.String}),
                                         is_elementwise=True).alias(f"__parsed_{n}")
@@ -508,8 +507,6 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     for f in extras:
         exprs.append(_text(f.expr, f.dtype).alias(f.name))
 
-    file_id = file_digest(lineage.source, label)
-    row = pl.col("__row") + 1
     errs = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
     warns = pl.concat_str(warnings, separator="; ", ignore_nulls=True) if warnings else pl.lit(None, pl.String)
     detailed = any(m in by_name for m in DETAILED_MARKERS)
@@ -520,20 +517,12 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     period = (pl.lit(lineage.billing_period) if lineage.billing_period
               else pl.coalesce(invoice_period, pacific_month))
     return (
-        numbered
+        rows
         .select(
             *exprs,
             pl.when(errs != "").then(errs).alias("x_ParseErrors"),
             pl.when(warns != "").then(warns).alias("x_ParseWarnings"),
-            pl.lit(lineage.source).alias("x_Source"),
-            pl.lit(FORMAT).alias("x_SourceFormat"),
-            pl.lit(version).alias("x_SourceFormatVersion"),
-            pl.lit(label).alias("x_SourceFile"),
-            row.cast(pl.Int64).alias("x_SourceRow"),
-            pl.lit(lineage.delivery_id).alias("x_SourceDelivery"),
-            pl.lit(lineage.ingested_at).cast(LINEAGE_SCHEMA["x_IngestedAt"]).alias("x_IngestedAt"),
-            pl.lit(lineage.converter_version).alias("x_ConverterVersion"),
-            pl.concat_str([pl.lit(file_id + "-"), row.cast(pl.String).str.zfill(9)]).alias("x_RowId"),
+            *lineage_columns(lineage, FORMAT, version, label),
         )
         .with_columns(period.cast(pl.String).alias("x_BillingPeriod"))
     )

@@ -83,10 +83,11 @@ from focus_platform.sources.common import (
     as_decimal,
     blank_to_null,
     check_csv_structure,
-    file_digest,
     file_schema,
     joined_strings,
     json_object,
+    lineage_columns,
+    numbered,
     parse_error,
     scan_file,
     split_list,
@@ -334,30 +335,18 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     exprs = [typed.get(name, pl.lit(None, RAW_DTYPE[kind])).cast(RAW_DTYPE[kind]).alias(name)
              for _, name, kind in KNOWN_COLUMNS]
     exprs.append(typed.get(TAGS, pl.lit(None, pl.String)).alias(TAGS))
-    file_id = file_digest(lineage.source, label)
-    row = pl.col("__row") + 1
     period = (pl.lit(lineage.billing_period) if lineage.billing_period
               else pl.col("line_item_interval_usage_start").dt.strftime("%Y-%m"))
     errs = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
-    numbered = lf.with_row_index("__row")
-    if kind == "csv":  # blank lines (e.g. at the end of a file) are not rows
-        numbered = numbered.filter(pl.any_horizontal(pl.exclude("__row").is_not_null()))
+    rows = numbered(lf, kind == "csv")
     return (
-        numbered
+        rows
         .select(
             *exprs,
             *extras,
             pl.when(errs != "").then(errs).alias("x_ParseErrors"),
-            pl.lit(lineage.source).alias("x_Source"),
-            pl.lit(FORMAT).alias("x_SourceFormat"),
-            pl.lit(f"{VERSION} {kind}").alias("x_SourceFormatVersion"),
-            pl.lit(label).alias("x_SourceFile"),
-            row.cast(pl.Int64).alias("x_SourceRow"),
-            pl.lit(lineage.delivery_id).alias("x_SourceDelivery"),
-            pl.lit(lineage.ingested_at).cast(LINEAGE_SCHEMA["x_IngestedAt"]).alias("x_IngestedAt"),
-            pl.lit(lineage.converter_version).alias("x_ConverterVersion"),
-            pl.concat_str([pl.lit(file_id + "-"), row.cast(pl.String).str.zfill(9)]).alias("x_RowId"),
+            *lineage_columns(lineage, FORMAT, f"{VERSION} {kind}", label),
         )
         .with_columns(period.alias("x_BillingPeriod"))
     )
