@@ -11,7 +11,12 @@ are safe with concurrent writers: Delta's optimistic concurrency (a conditional 
 entry; on S3 ``If-None-Match``) lets one writer win; a loser whose partition nobody else touched
 re-commits the same staged files on the new snapshot (writers of two partitions of one table both
 land), while a partition changed under it by another writer is an error (``ConcurrentPartitionWrite``),
-never a silent overwrite. A writer killed mid-write leaves only uncommitted files in a ``stage-…``
+never a silent overwrite. Every retry is ours, never delta-rs's (``max_commit_retries=0``): a commit
+is always derived from the snapshot it lands on (version = snapshot + 1), so a lost race to create
+a table is re-read and committed as an ordinary partition overwrite (delta-rs 1.x would re-commit
+the loser's creation — protocol, metaData, adds — as a second ``CREATE TABLE`` at a later version,
+unchecked). After each commit the log entry is checked: this writer's files, removes of this
+partition's files only, every other partition unchanged (``CommitVerificationFailed`` otherwise). A writer killed mid-write leaves only uncommitted files in a ``stage-…``
 folder (readers never see them); ``remove_orphans`` deletes such files once they are old enough,
 keeping every file any table version refers to (Delta history stays restorable).
 """
@@ -54,6 +59,11 @@ class GateFailed(RuntimeError):
 
 class ConcurrentPartitionWrite(RuntimeError):
     """Another writer replaced the same partition while this one was staging; nothing was committed."""
+
+
+class CommitVerificationFailed(RuntimeError):
+    """A commit landed but is not what this writer meant (another partition's files removed, its own
+    files missing): never expected; raised loudly rather than reporting a successful write."""
 
 
 @dataclass(frozen=True)
@@ -249,11 +259,16 @@ class Warehouse:
     def _commit(self, table: str, actions: list[AddAction], partition: dict[str, str],
                 data_schema: pl.Schema, metadata: dict[str, object], base: Snapshot | None = None) -> int:
         """One commit replacing the partition; retried on a new snapshot when another writer won
-        the race for the next version (other partitions), refused when it changed this partition."""
+        the race for the next version (other partitions), refused when it changed this partition.
+
+        delta-rs does not retry on its own (``max_commit_retries=0``): each attempt re-reads the
+        table, re-derives the removes from the partition's files in that version and commits exactly
+        on top of it, or fails and comes back here. A lost race to create the table therefore ends
+        as an ordinary partition overwrite of the winner's table."""
         marker = uuid.uuid4().hex
         custom = {k: json.dumps(v, default=str) for k, v in metadata.items()}
         custom["focus_commit"] = marker
-        props = CommitProperties(custom_metadata=custom)
+        props = CommitProperties(custom_metadata=custom, max_commit_retries=0)
         full = pl.Schema({**dict(data_schema), **{k: pl.String for k in PARTITION_COLUMNS}})
         last_error: Exception | None = None
         for attempt in range(COMMIT_ATTEMPTS):
@@ -261,7 +276,8 @@ class Warehouse:
                 self.commit_retries += 1
                 time.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + random.random()))
             dt = self.table(table)
-            current = _partition_files(dt, partition) if dt is not None else frozenset()
+            before = _files_by_partition(dt) if dt is not None else {}
+            current = before.get(tuple(partition[k] for k in PARTITION_COLUMNS), frozenset())
             if base is not None and current != base.files:
                 raise ConcurrentPartitionWrite(
                     f"{table} partition {partition} was replaced by another writer (version "
@@ -279,7 +295,9 @@ class Warehouse:
                         raise
                     last_error = exc
                     continue
+                self._verify_commit(table, 0, marker, actions, partition, None)
                 return 0
+            version = dt.version() + 1  # no delta-rs retries: exactly on top of the version read
             merged = merge_schemas(pa.schema(dt.schema()), arrow_schema(full), table)
             try:
                 dt.create_write_transaction(
@@ -289,9 +307,92 @@ class Warehouse:
             except CommitFailedError as exc:  # a concurrent commit won: re-read, re-check, retry
                 last_error = exc
                 continue
-            return self._version_of(table, marker)
+            self._verify_commit(table, version, marker, actions, partition, before)
+            return version
         raise CommitFailedError(f"{table} partition {partition}: no commit after {COMMIT_ATTEMPTS} attempts "
                                 f"(concurrent writers): {last_error}")
+
+    def _verify_commit(self, table: str, version: int, marker: str, actions: list[AddAction],
+                       partition: dict[str, str], before: dict[tuple, frozenset[str]] | None) -> None:
+        """The log entry ``version`` is this writer's commit (its marker), adds exactly its files,
+        removes only files of its partition, and leaves every other partition as in ``before`` (the
+        files per partition of the version it was derived from; None: it created the table); the
+        partition then holds exactly the new files."""
+        entry = self.commit_actions(table, version)
+        info = next((a["commitInfo"] for a in entry if "commitInfo" in a), {})
+        problems = []
+        if info.get("focus_commit") != marker:
+            problems.append(f"version {version} is not this writer's commit ({info.get('operation')}, "
+                            f"marker {info.get('focus_commit')!r}, expected {marker!r})")
+        else:
+            ours = {a.path for a in actions}
+            adds = [a["add"] for a in entry if "add" in a]
+            removes = [a["remove"] for a in entry if "remove" in a]
+            if {a["path"] for a in adds} != ours:
+                problems.append(f"adds {len(adds)} file(s), not this writer's {len(ours)}")
+            foreign = [r["path"] for r in removes if not _in_partition(r, partition)]
+            if foreign:
+                problems.append(f"removes {len(foreign)} file(s) of other partitions, e.g. {foreign[0]}")
+            if before is None and (removes or version != 0):
+                problems.append("a table creation that is not a plain version 0")
+            if not problems:
+                after = DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
+                now, before = _files_by_partition(after), before or {}
+                key = tuple(partition[k] for k in PARTITION_COLUMNS)
+                if now.get(key, frozenset()) != ours:
+                    problems.append(f"partition holds {len(now.get(key, ()))} file(s) after the commit, not this "
+                                    f"writer's {len(ours)}")
+                lost = sorted(k for k in set(before) | set(now) if k != key and before.get(k) != now.get(k))
+                if lost:
+                    problems.append(f"other partitions changed: {lost}")
+        if problems:
+            raise CommitVerificationFailed(
+                f"{table} partition {partition}: commit verification failed: {'; '.join(problems)}\n"
+                + self.describe_log(table))
+
+    def commit_actions(self, table: str, version: int) -> list[dict]:
+        """The actions of one log entry (``_delta_log/<version>.json``), as written."""
+        relative = f"{table}/_delta_log/{version:020d}.json"
+        if is_local(self.root):
+            text = Path(_local_path(f"{self.root}/{relative}")).read_text("utf-8")
+        else:
+            stream = storage_handler(self.root, self.storage_options).open_input_stream(relative)
+            try:
+                text = stream.read().decode()
+            finally:
+                stream.close()
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def describe_log(self, table: str, partition: dict[str, str] | None = None) -> str:
+        """One line per log entry: operation, writer metadata, protocol/metaData actions and the
+        files added / removed per partition (only entries touching ``partition`` if given):
+        what to look at when a partition lost data."""
+        dt = self.table(table)
+        if dt is None:
+            return f"{table}: no table"
+        lines = [f"{table} log (versions 0..{dt.version()}):"]
+        key = tuple(partition[k] for k in PARTITION_COLUMNS) if partition else None
+        for v in range(dt.version() + 1):
+            try:
+                entry = self.commit_actions(table, v)
+            except (OSError, ValueError) as exc:
+                lines.append(f"  v{v}: unreadable ({exc})")
+                continue
+            info = next((a["commitInfo"] for a in entry if "commitInfo" in a), {})
+            counts: dict[str, int] = {}
+            for a in entry:
+                kind = next(iter(a))
+                if kind in ("add", "remove"):
+                    pv = a[kind].get("partitionValues") or {}
+                    name = f"{kind} {'/'.join(str(pv.get(k)) for k in PARTITION_COLUMNS)}"
+                    counts[name] = counts.get(name, 0) + 1
+                elif kind != "commitInfo":
+                    counts[kind] = counts.get(kind, 0) + 1
+            if key and not any("/".join(key) in name for name in counts):
+                continue
+            meta = {k: _plain_json(info[k]) for k in ("period", "source", "delivery", "status") if k in info}
+            lines.append(f"  v{v}: {info.get('operation')} {meta} {counts}")
+        return "\n".join(lines)
 
     def remove_orphans(self, table: str, older_than_hours: int = ORPHAN_AGE_HOURS) -> list[str]:
         """Delete files no table version refers to (stages of killed writers) older than the age;
@@ -302,13 +403,6 @@ class Warehouse:
         versions = sorted({int(h["version"]) for h in dt.history()})
         return dt.vacuum(retention_hours=older_than_hours, dry_run=False, enforce_retention_duration=False,
                          full=True, keep_versions=versions)
-
-    def _version_of(self, table: str, marker: str) -> int:
-        for limit in (20, None):
-            for entry in self.history(table, limit):
-                if entry.get("focus_commit") == marker:
-                    return int(entry["version"])
-        raise RuntimeError(f"{table}: committed, but the commit is not in the history")  # pragma: no cover
 
     def _file_exists(self, table: str, relative: str) -> bool:
         if is_local(self.root):
@@ -335,6 +429,35 @@ def _partition_files(dt: DeltaTable, partition: dict[str, str]) -> frozenset[str
         return frozenset()
     paths = adds.column("path").to_pylist()
     return frozenset(p for i, p in enumerate(paths) if all(cols[k][i] == v for k, v in partition.items()))
+
+
+def _files_by_partition(dt: DeltaTable) -> dict[tuple, frozenset[str]]:
+    adds = dt.get_add_actions(flatten=True)
+    names = adds.schema.names
+    if not all(f"partition.{k}" in names for k in PARTITION_COLUMNS):
+        return {}
+    cols = [adds.column(f"partition.{k}").to_pylist() for k in PARTITION_COLUMNS]
+    out: dict[tuple, set[str]] = {}
+    for i, path in enumerate(adds.column("path").to_pylist()):
+        out.setdefault(tuple(c[i] for c in cols), set()).add(path)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def _plain_json(value: object) -> object:
+    """Commit metadata as written by ``_commit`` (values JSON-encoded), decoded where possible."""
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
+
+
+def _in_partition(action: dict, partition: dict[str, str]) -> bool:
+    """A remove action of a file of ``partition`` (by its partition values, else its path)."""
+    values = action.get("partitionValues")
+    if values:
+        return all(values.get(k) == v for k, v in partition.items())
+    prefix = "/".join(f"{k}={partition[k]}" for k in PARTITION_COLUMNS) + "/"
+    return action["path"].startswith(prefix)
 
 
 def arrow_schema(schema: pl.Schema) -> pa.Schema:
