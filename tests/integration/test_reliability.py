@@ -26,7 +26,13 @@ from deltalake import DeltaTable
 from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
 from focus_platform.landing.stores import open_store
 from focus_platform.landing.zone import DeliveryError, discover_deliveries
-from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE, DeliveryRefused, ingest_delivery, publish_focus
+from focus_platform.pipeline import (
+    FOCUS_TABLE,
+    QUARANTINE_TABLE,
+    DeliveryRefused,
+    ingest_delivery,
+    publish_focus,
+)
 from focus_platform.resources import LandingZoneResource
 from focus_platform.sensors import delivery_sensor
 from focus_platform.warehouse.delta import Warehouse
