@@ -17,11 +17,9 @@ plan becomes its own Usage row with CommitmentDiscountStatus Unused.
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -40,11 +38,13 @@ from focus_platform.sources.common import (
     joined_strings,
     json_object,
     lineage_columns,
+    lookup_rows,
     map_to_json,
     masked_format,
     non_finite_error,
     numbered,
     parse_error,
+    parse_errors_column,
     scan_file,
     split_list,
     whitespace_to_null,
@@ -147,22 +147,19 @@ COMMITMENT_TYPE = {"ri": ("Usage", "Reserved Instance"), "sp": ("Spend", "Saving
 
 @cache
 def service_table() -> dict[str, tuple[str, str]]:
-    text = resources.files(__package__).joinpath("aws_services.csv").read_text("utf-8")
     return {r["product_code"]: (r["service_category"], r["service_subcategory"])
-            for r in csv.DictReader(text.splitlines())}
+            for r in lookup_rows("aws_services.csv")}
 
 
 @cache
 def unit_names() -> dict[str, str]:
     """AWS pricing units → FOCUS unit format (Hrs → Hours, GB-Mo → GB-Months); others as delivered."""
-    text = resources.files(__package__).joinpath("aws_units.csv").read_text("utf-8")
-    return {r["aws_unit"]: r["focus_unit"] for r in csv.DictReader(text.splitlines())}
+    return {r["aws_unit"]: r["focus_unit"] for r in lookup_rows("aws_units.csv")}
 
 
 @cache
 def region_names() -> dict[str, str]:
-    text = resources.files(__package__).joinpath("aws_regions.csv").read_text("utf-8")
-    return {r["region_code"]: r["region_name"] for r in csv.DictReader(text.splitlines())}
+    return {r["region_code"]: r["region_name"] for r in lookup_rows("aws_regions.csv")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,7 +302,6 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
               else pl.col("bill_billing_period_start_date").dt.strftime("%Y-%m")
               if "bill_billing_period_start_date" in seen
               else pl.col("line_item_usage_start_date").dt.strftime("%Y-%m"))
-    errs = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
     version = {FORMAT_LEGACY: "CUR 1 (legacy)", FORMAT_CUR2: "CUR 2.0"}[fmt]
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
     rows = numbered(lf, kind == "csv")
@@ -313,7 +309,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         rows
         .select(
             *exprs,
-            pl.when(errs != "").then(errs).alias("x_ParseErrors"),
+            parse_errors_column(errors),
             *lineage_columns(lineage, fmt, f"{version} {kind}", label),
         )
         .with_columns(period.alias("x_BillingPeriod"))

@@ -88,11 +88,9 @@ Other decisions (MAPPINGS.md section 2, the ftk mapping):
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -108,9 +106,11 @@ from focus_platform.sources.common import (
     file_schema,
     joined_strings,
     lineage_columns,
+    lookup_rows,
     non_finite_error,
     numbered,
     parse_error,
+    parse_errors_column,
     scan_file,
     split_list,
     whitespace_to_null,
@@ -203,16 +203,11 @@ RAW_X_COLUMNS = ("x_ParseErrors", "x_CostDataset")
 # ---------------------------------------------------------------------------------------------
 # Lookups (FinOps toolkit open data, MIT; see tests/fixtures/azure/README.md)
 # ---------------------------------------------------------------------------------------------
-def _read_lookup(name: str) -> list[dict[str, str]]:
-    text = resources.files(__package__).joinpath(name).read_text("utf-8")
-    return list(csv.DictReader(text.splitlines()))
-
-
 @cache
 def pricing_units() -> dict[str, tuple[int, str]]:
     """UnitOfMeasure as delivered -> (pricing block size, distinct unit)."""
     return {r["unit_of_measure"]: (int(r["pricing_block_size"]), r["distinct_units"])
-            for r in _read_lookup("azure_pricing_units.csv")}
+            for r in lookup_rows("azure_pricing_units.csv")}
 
 
 def pricing_unit_name(block: int, distinct: str) -> str:
@@ -235,12 +230,12 @@ def _unit_table() -> pl.DataFrame:
 
 @cache
 def region_table() -> dict[str, tuple[str, str]]:
-    return {r["original_value"]: (r["region_id"], r["region_name"]) for r in _read_lookup("azure_regions.csv")}
+    return {r["original_value"]: (r["region_id"], r["region_name"]) for r in lookup_rows("azure_regions.csv")}
 
 
 @cache
 def service_rows() -> list[dict[str, str]]:
-    return _read_lookup("azure_services.csv")
+    return lookup_rows("azure_services.csv")
 
 
 @cache
@@ -274,7 +269,7 @@ def _service_tables() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.Data
 
 @cache
 def resource_type_names() -> dict[str, str]:
-    return {r["resource_type"]: r["display_name"] for r in _read_lookup("azure_resource_types.csv")}
+    return {r["resource_type"]: r["display_name"] for r in lookup_rows("azure_resource_types.csv")}
 
 
 @cache
@@ -493,14 +488,13 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         period = pl.coalesce(pl.col("BillingPeriodStartDate"), pl.col("Date")).dt.strftime("%Y-%m")
     else:
         period = pl.col("Date").dt.strftime("%Y-%m")
-    errs = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
     kind = "parquet" if not is_csv else "csv"
     rows = numbered(lf, is_csv)
     return (
         rows
         .select(
             *exprs,
-            pl.when(errs != "").then(errs).alias("x_ParseErrors"),
+            parse_errors_column(errors),
             pl.lit(dataset).alias("x_CostDataset"),
             *lineage_columns(lineage, FORMAT, f"{dialect(headers)}, {dataset} cost, {kind}", label),
         )

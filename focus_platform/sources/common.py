@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -79,6 +81,20 @@ def file_schema(lf: pl.LazyFrame, label: str) -> pl.Schema:
     if not schema.names():
         raise SourceFormatError(f"{label}: the file is empty (no header)")
     return schema
+
+
+def lookup_rows(name: str) -> list[dict[str, str]]:
+    """The rows of a lookup CSV shipped beside the source modules (services, regions, units, ...)."""
+    text = resources.files(__package__).joinpath(name).read_text("utf-8")
+    return list(csv.DictReader(text.splitlines()))
+
+
+def parse_errors_column(errors: list[pl.Expr]) -> pl.Expr:
+    """``x_ParseErrors``: a row's parse error messages joined by '; ', null when it has none."""
+    if not errors:
+        return pl.lit(None, pl.String).alias("x_ParseErrors")
+    joined = pl.concat_str(errors, separator="; ", ignore_nulls=True)
+    return pl.when(joined != "").then(joined).alias("x_ParseErrors")
 
 
 def numbered(lf: pl.LazyFrame, is_csv: bool) -> pl.LazyFrame:

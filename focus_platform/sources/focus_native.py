@@ -82,11 +82,9 @@ raw row is dropped and none is added: FOCUS rows + quarantined rows = raw rows.
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -101,9 +99,11 @@ from focus_platform.sources.common import (
     file_schema,
     joined_strings,
     lineage_columns,
+    lookup_rows,
     map_to_json,
     masked_format,
     numbered,
+    parse_errors_column,
     scan_file,
     split_list,
 )
@@ -141,9 +141,8 @@ class SpecColumn:
 
 @cache
 def spec_columns() -> dict[str, SpecColumn]:
-    text = resources.files(__package__).joinpath("focus_columns.csv").read_text("utf-8")
     return {r["column_id"]: SpecColumn(r["column_id"], r["type"], r["introduced"], tuple(r["mandatory_in"].split()))
-            for r in csv.DictReader(text.splitlines())}
+            for r in lookup_rows("focus_columns.csv")}
 
 
 @cache
@@ -374,13 +373,12 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     provider_text = pl.col("ProviderName") if "ProviderName" in present else pl.lit(None, pl.String)
     provider_text = pl.when(_is_placeholder(provider_text) | provider_text.is_null()).then(pl.lit("unknown")) \
         .otherwise(provider_text)
-    errs = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
     rows = numbered(lf, kind == "csv")
     return (
         rows
         .select(
             *exprs,
-            pl.when(errs != "").then(errs).alias("x_ParseErrors"),
+            parse_errors_column(errors),
             joined_strings(notes).alias("x_ReadNotes"),
             *lineage_columns(lineage, FORMAT, pl.format(f"FOCUS {found.version} {kind}, provider {{}}", provider_text), label),
         )
@@ -462,12 +460,11 @@ def service_lookup() -> pl.DataFrame:
     Microsoft: Microsoft's own service table (FinOps toolkit ``Services.csv``, MIT), by ServiceName.
     AWS: the AWS CUR converter's table by product code (``aws_services.csv``), reached from the
     ServiceName AWS writes (product name) or ``x_ServiceCode``."""
-    text = resources.files(__package__).joinpath("focus_services.csv").read_text("utf-8")
     aws = service_table()
     rows: dict[tuple[str, str], tuple[str, str]] = {}
     for code, (cat, sub) in aws.items():
         rows[("aws", code)] = (cat, sub)
-    for r in csv.DictReader(text.splitlines()):
+    for r in lookup_rows("focus_services.csv"):
         if r["provider"] == "aws":
             if r["aws_product_code"] in aws:
                 rows[("aws", r["service_name"])] = aws[r["aws_product_code"]]

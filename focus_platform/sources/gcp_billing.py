@@ -94,14 +94,12 @@ x_SubscriptionInstanceId, then x_<name> for each unknown column.
 from __future__ import annotations
 
 import ast
-import csv
 import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -119,9 +117,11 @@ from focus_platform.sources.common import (
     joined_strings,
     json_string,
     lineage_columns,
+    lookup_rows,
     non_finite_error,
     numbered,
     parse_error,
+    parse_errors_column,
     scan_file,
     split_list,
     whitespace_to_null,
@@ -218,21 +218,18 @@ INVOICE_MONTH_PATTERN = r"^\d{4}(0[1-9]|1[0-2])$"
 
 @cache
 def service_table() -> dict[str, tuple[str, str]]:
-    text = resources.files(__package__).joinpath("gcp_services.csv").read_text("utf-8")
     return {r["service_description"]: (r["service_category"], r["service_subcategory"])
-            for r in csv.DictReader(text.splitlines())}
+            for r in lookup_rows("gcp_services.csv")}
 
 
 @cache
 def region_names() -> dict[str, str]:
-    text = resources.files(__package__).joinpath("gcp_regions.csv").read_text("utf-8")
-    return {r["region_id"]: r["region_name"] for r in csv.DictReader(text.splitlines())}
+    return {r["region_id"]: r["region_name"] for r in lookup_rows("gcp_regions.csv")}
 
 
 @cache
 def unit_names() -> dict[str, str]:
-    text = resources.files(__package__).joinpath("gcp_units.csv").read_text("utf-8")
-    return {r["gcp_unit"]: r["focus_unit"] for r in csv.DictReader(text.splitlines())}
+    return {r["gcp_unit"]: r["focus_unit"] for r in lookup_rows("gcp_units.csv")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -507,7 +504,6 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     for f in extras:
         exprs.append(_text(f.expr, f.dtype).alias(f.name))
 
-    errs = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
     warns = pl.concat_str(warnings, separator="; ", ignore_nulls=True) if warnings else pl.lit(None, pl.String)
     detailed = any(m in by_name for m in DETAILED_MARKERS)
     version = f"{'detailed' if detailed else 'standard'} {'csv (flattened)' if kind == 'csv' else kind}"
@@ -520,7 +516,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         rows
         .select(
             *exprs,
-            pl.when(errs != "").then(errs).alias("x_ParseErrors"),
+            parse_errors_column(errors),
             pl.when(warns != "").then(warns).alias("x_ParseWarnings"),
             *lineage_columns(lineage, FORMAT, version, label),
         )

@@ -67,11 +67,9 @@ Mapping (``to_focus``), with the reasons:
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -87,8 +85,10 @@ from focus_platform.sources.common import (
     joined_strings,
     json_object,
     lineage_columns,
+    lookup_rows,
     numbered,
     parse_error,
+    parse_errors_column,
     scan_file,
     split_list,
     whitespace_to_null,
@@ -222,24 +222,19 @@ def near_miss(headers: list[str]) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Lookups (CSV tables beside this module)
 # ---------------------------------------------------------------------------------------------
-def _table(name: str) -> list[dict[str, str]]:
-    text = resources.files(__package__).joinpath(name).read_text("utf-8")
-    return list(csv.DictReader(text.splitlines()))
-
-
 @cache
 def service_table() -> dict[str, tuple[str, str]]:
-    return {r["service"]: (r["service_category"], r["service_subcategory"]) for r in _table("oci_services.csv")}
+    return {r["service"]: (r["service_category"], r["service_subcategory"]) for r in lookup_rows("oci_services.csv")}
 
 
 @cache
 def region_names() -> dict[str, str]:
-    return {r["region_id"]: r["region_name"] for r in _table("oci_regions.csv")}
+    return {r["region_id"]: r["region_name"] for r in lookup_rows("oci_regions.csv")}
 
 
 @cache
 def unit_names() -> dict[str, str]:
-    return {r["oci_unit"]: r["focus_unit"] for r in _table("oci_units.csv")}
+    return {r["oci_unit"]: r["focus_unit"] for r in lookup_rows("oci_units.csv")}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +332,6 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     exprs.append(typed.get(TAGS, pl.lit(None, pl.String)).alias(TAGS))
     period = (pl.lit(lineage.billing_period) if lineage.billing_period
               else pl.col("line_item_interval_usage_start").dt.strftime("%Y-%m"))
-    errs = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
     rows = numbered(lf, kind == "csv")
     return (
@@ -345,7 +339,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         .select(
             *exprs,
             *extras,
-            pl.when(errs != "").then(errs).alias("x_ParseErrors"),
+            parse_errors_column(errors),
             *lineage_columns(lineage, FORMAT, f"{VERSION} {kind}", label),
         )
         .with_columns(period.alias("x_BillingPeriod"))
