@@ -32,7 +32,7 @@ from focus_platform.sources.common import UNMAPPED_SERVICE_NOTE, is_derived_row
 from focus_platform.spec.metadata import METADATA_SUFFIX, focus_metadata, write_metadata
 from focus_platform.spec.rules import ConformanceReport, check_conformance
 from focus_platform.warehouse import restatements as rs
-from focus_platform.warehouse.delta import GateFailed, Warehouse
+from focus_platform.warehouse.delta import PARQUET_COMPRESSION, GateFailed, Warehouse
 
 FOCUS_TABLE = "focus_costs"
 QUARANTINE_TABLE = "focus_quarantine"
@@ -491,7 +491,7 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
     family = FORMATS[formats[0]]
     try:
         # Three streaming passes, not one collect_all: sharing the scan would cache it in memory.
-        family.to_focus(raw).sink_parquet(out)
+        family.to_focus(raw).sink_parquet(out, compression=PARQUET_COMPRESSION)
         raw_totals, quarantine = raw_side(family, raw)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceFormatError(f"{', '.join(paths)}: cannot be converted: {str(exc).splitlines()[0]}") from exc
@@ -499,7 +499,7 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
     q_out = None
     if quarantine.height:
         q_out = stem + ".quarantine.parquet"
-        quarantine.write_parquet(q_out)
+        quarantine.write_parquet(q_out, compression=PARQUET_COMPRESSION)
     focus = pl.scan_parquet(out)
     checks = check_focus(focus, raw_totals, quarantine)
     write_metadata(stem + METADATA_SUFFIX, focus.collect_schema())

@@ -197,13 +197,14 @@ def json_string(expr: pl.Expr) -> pl.Expr:
 
 
 def json_object(pairs: list[tuple[str, pl.Expr]]) -> pl.Expr:
-    """A JSON object of the non-null pairs, or null when every value is null."""
+    """A JSON object of the non-null pairs, or null when every value is null. A member of a null
+    value is null and is skipped (concat_str), so there is no branch per member, and the object is
+    made null through its opening brace: a fraction of the cost of when/then over the strings."""
     if not pairs:
         return pl.lit(None, pl.String)
-    members = [pl.when(v.is_not_null()).then(pl.concat_str([pl.lit(json.dumps(k) + ":"), json_string(v)]))
-               for k, v in pairs]
-    body = pl.concat_str(members, separator=",", ignore_nulls=True)
-    return pl.when(body.is_null() | (body == "")).then(None).otherwise(pl.concat_str([pl.lit("{"), body, pl.lit("}")]))
+    members = [pl.concat_str([pl.lit(json.dumps(k) + ":"), json_string(v)]) for k, v in pairs]
+    opening = pl.when(pl.any_horizontal([v.is_not_null() for _, v in pairs])).then(pl.lit("{"))
+    return pl.concat_str([opening, pl.concat_str(members, separator=",", ignore_nulls=True), pl.lit("}")])
 
 
 def map_to_json(name: str, dtype: pl.DataType) -> pl.Expr:

@@ -47,6 +47,10 @@ DEFAULT_ROOT = "./.data/warehouse"
 ROWS_PER_PART = 1_000_000
 COMMIT_ATTEMPTS = 20
 ORPHAN_AGE_HOURS = 24  # an uncommitted file older than this is a dead writer's leftover
+# Delta's default codec (Spark, delta-rs, DuckDB, BI readers all read it): about 15 % less CPU to
+# write than Polars' default zstd, for files about 1.7x larger. Parquet statistics stay on (readers
+# prune row groups with them, e.g. by ChargePeriodStart or an x_RowId lookup).
+PARQUET_COMPRESSION = "snappy"
 
 
 class GateFailed(RuntimeError):
@@ -198,7 +202,7 @@ class Warehouse:
                 lf.sink_parquet(
                     pl.PartitionBy(f"{base_dir}/f{i:03d}", max_rows_per_file=rows_per_part,
                                    approximate_bytes_per_file="auto"),
-                    storage_options=self.storage_options, mkdir=True,
+                    compression=PARQUET_COMPRESSION, storage_options=self.storage_options, mkdir=True,
                     sinked_paths_callback=lambda args: written.extend(args.paths),
                 )
             files = [w.path for w in written]
