@@ -347,10 +347,9 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
     if not warehouse.exists(fmt.raw_table):
         raise SourceFormatError(f"{fmt.raw_table} has no data yet: materialize the raw asset first")
     raw = warehouse.scan(fmt.raw_table, part)
-    raw_totals = fmt.raw_totals(raw).collect(engine="streaming")
+    raw_totals, quarantine = raw_side(fmt, raw)
     if raw_totals.height == 0:
         raise SourceFormatError(f"{fmt.raw_table} has no rows for {source.name} {period}")
-    quarantine = fmt.quarantine(raw).collect(engine="streaming")
     base = warehouse.snapshot(FOCUS_TABLE, part)
     before = rs.focus_state(warehouse.scan(FOCUS_TABLE, part, version=base.version), base.version) \
         if base.files else None

@@ -257,7 +257,9 @@ def sku_mapping(focus: pl.LazyFrame, *, examples: int = 10) -> SkuMappingReport:
                      .alias("reason"))
            .agg(pl.len().alias("rows"), pl.col("x_RowId").first().alias("example_x_RowId"))
            .sort(["rows", "ServiceName"], descending=[True, False], nulls_last=True).head(examples))
-    c, t = pl.collect_all([counts, top], engine="streaming")
+    # each query its own scan: a shared scan would be cached in memory
+    c, t = pl.collect_all([counts, top], engine="streaming",
+                          optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
     row = c.row(0, named=True)
     return SkuMappingReport(int(row["priced"]), int(row["unmapped"] or 0), int(row["no_sku"] or 0),
                             int(row["fallback"] or 0), t.to_dicts())

@@ -287,7 +287,9 @@ def reconcile_period(period: str, invoices: pl.DataFrame | None, focus: pl.LazyF
                    .agg(pl.col("InvoiceId").first().alias("__account_invoice"), pl.len().alias("__n"))
                    .filter(pl.col("__n") == 1).drop("__n"))
     groups_q, candidates_q = _focus_queries(focus, period, doc_ids, account_map, top_n)
-    groups_df, candidates = pl.collect_all([groups_q, candidates_q], engine="streaming")
+    # each query its own scan: a shared scan would be cached in memory
+    groups_df, candidates = pl.collect_all([groups_q, candidates_q], engine="streaming",
+                                           optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
     groups = {(g["BillingAccountId"], g["BillingCurrency"], g["__key"]): g for g in groups_df.iter_rows(named=True)}
     invoiced_accounts = {a for (a, _, _), g in groups.items() if g["__has_invoice_id"]}
     later_doc_accounts = set(docs_all.filter((pl.col("x_InvoiceKind") == KIND_INVOICE)

@@ -295,8 +295,8 @@ def check_conformance(lf: pl.LazyFrame, *, samples: int = 3,
                       extra: dict[str, pl.LazyFrame] | None = None) -> ConformanceReport:
     """Run every FOCUS rule on every row of ``lf`` (a FOCUS 1.2 frame) and classify violations.
 
-    All rules, the dataset-level queries and any ``extra`` queries of the caller run together in
-    one ``collect_all``; their frames are in ``report.extra``.
+    The dataset-level queries and any ``extra`` queries of the caller run together in one
+    ``collect_all`` (each its own scan); their frames are in ``report.extra``.
     """
     schema = lf.collect_schema()
     names = set(schema.names())
@@ -311,7 +311,10 @@ def check_conformance(lf: pl.LazyFrame, *, samples: int = 3,
         return pl.col("x_ProviderDataGaps").list.contains(rule_id).fill_null(False)
 
     queries = {**dataset_queries(lf, names), **(extra or {})}
-    frames = dict(zip(queries, pl.collect_all(list(queries.values()), engine="streaming")))
+    # No shared subplan: sharing the scan caches it in memory (5 M rows: 1.8 GB instead of 0.6 GB),
+    # while each query reads only its own few columns.
+    frames = dict(zip(queries, pl.collect_all(list(queries.values()), engine="streaming",
+                                              optimizations=pl.QueryOptFlags(comm_subplan_elim=False))))
     violations = {i: rule.violates().fill_null(False) for i, rule in enumerate(applicable)}
     total_rows = lf.select(pl.len()).collect(engine="streaming").item()
     counts = _slice_sums(lf, total_rows, [v.sum().alias(f"v{i}") for i, v in violations.items()])
