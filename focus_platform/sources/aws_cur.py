@@ -39,6 +39,7 @@ from focus_platform.sources.common import (
     json_object,
     lineage_columns,
     lookup_rows,
+    mapped,
     map_to_json,
     masked_format,
     non_finite_error,
@@ -347,30 +348,26 @@ def _line_item_lookup(field: str) -> pl.Expr:
 
 
 def _with_lookups(raw: pl.LazyFrame, col: _Cols) -> pl.LazyFrame:
-    """The mapping tables joined in as __ columns: small left joins stream with bounded memory,
-    where replace/replace_strict over the data would materialize every column they touch."""
-    line_items = pl.LazyFrame(
-        [(t, m.charge_category, m.charge_frequency, m.pricing_category, m.commitment, m.commitment_status)
-         for t, m in LINE_ITEM_TYPES.items()],
-        schema=["__type", "__li_charge_category", "__li_charge_frequency", "__li_pricing_category",
-                "__li_commitment", "__li_commitment_status"], orient="row")
-    services = pl.LazyFrame([(k, *v) for k, v in service_table().items()],
-                            schema=["__product_code", "__svc_category", "__svc_subcategory"], orient="row")
-    regions = pl.LazyFrame(list(region_names().items()), schema=["__region_id", "__region_lookup"], orient="row")
-    units = pl.LazyFrame(list(unit_names().items()), schema=["__unit_aws", "__unit_focus"], orient="row")
+    """The mapping tables looked up into __ columns (line item type, service, region, unit)."""
+    t = pl.col("line_item_line_item_type")
     pricing_unit_raw = col("pricing_unit")
-    keys = raw.with_columns(
-        pl.col("line_item_line_item_type").alias("__type"),
+    product_code = pl.col("__product_code")
+    services = service_table()
+    return raw.with_columns(
+        t.alias("__type"),
         col("line_item_product_code").alias("__product_code"),
         pl.coalesce(col.product("region_code", "product_region_code"),
                     col.product("region", "product_region")).alias("__region_id"),
-        pl.when(pricing_unit_raw.is_null() & (pl.col("line_item_line_item_type") == "RIFee")).then(pl.lit("Hrs"))
+        pl.when(pricing_unit_raw.is_null() & (t == "RIFee")).then(pl.lit("Hrs"))
         .otherwise(pricing_unit_raw).alias("__unit_aws"),
+    ).with_columns(
+        *[mapped(pl.col("__type"), {k: getattr(m, field) for k, m in LINE_ITEM_TYPES.items()}).alias(f"__li_{field}")
+          for field in ("charge_category", "charge_frequency", "pricing_category", "commitment", "commitment_status")],
+        mapped(product_code, {k: v[0] for k, v in services.items()}).alias("__svc_category"),
+        mapped(product_code, {k: v[1] for k, v in services.items()}).alias("__svc_subcategory"),
+        mapped(pl.col("__region_id"), region_names()).alias("__region_lookup"),
+        mapped(pl.col("__unit_aws"), unit_names()).alias("__unit_focus"),
     )
-    for table, key in ((line_items, "__type"), (services, "__product_code"), (regions, "__region_id"),
-                       (units, "__unit_aws")):
-        keys = keys.join(table, on=key, how="left", maintain_order="left")
-    return keys
 
 
 def quarantine_reason(schema: pl.Schema) -> pl.Expr:

@@ -163,6 +163,19 @@ def as_timestamp(name: str, dtype: pl.DataType) -> pl.Expr:
     return pl.coalesce(full, minutes, day).cast(TIMESTAMP)
 
 
+def mapped(key: pl.Expr, mapping: dict[str, object], dtype: pl.DataType = pl.String) -> pl.Expr:
+    """``mapping[key]`` per row, null for a null key or one the mapping lacks (exact match).
+
+    The keys become an Enum and the values are gathered by a key's position: this streams in
+    constant memory and costs a fraction of a left join, which copies every column of the frame
+    (four lookup joins were about a fifth of the AWS mapping's CPU); replace_strict would
+    materialize the whole column."""
+    if not mapping:
+        return pl.lit(None, dtype)
+    position = key.cast(pl.String).cast(pl.Enum(list(mapping)), strict=False).to_physical()
+    return pl.lit(pl.Series(list(mapping.values()), dtype=dtype)).gather(position)
+
+
 def masked_format(condition: pl.Expr, template: str, *args: pl.Expr) -> pl.Expr:
     """``template`` filled with ``args`` where ``condition`` holds, else null. The arguments are
     masked first, so rows without the condition (nearly all) build no string (a number → text cast

@@ -48,8 +48,7 @@ ROWS_PER_PART = 1_000_000
 COMMIT_ATTEMPTS = 20
 ORPHAN_AGE_HOURS = 24  # an uncommitted file older than this is a dead writer's leftover
 # Delta's default codec (Spark, delta-rs, DuckDB, BI readers all read it): about 15 % less CPU to
-# write than Polars' default zstd, for files about 1.7x larger. Parquet statistics stay on (readers
-# prune row groups with them, e.g. by ChargePeriodStart or an x_RowId lookup).
+# write than Polars' default zstd, for files about 1.7x larger.
 PARQUET_COMPRESSION = "snappy"
 
 
@@ -181,6 +180,7 @@ class Warehouse:
         commit_metadata: dict[str, object] | Callable[[object], dict[str, object]] | None = None,
         rows_per_part: int = ROWS_PER_PART,
         base: Snapshot | None = None,
+        statistics: bool = True,
     ) -> tuple[Published, object]:
         """Stage ``data`` as the new content of ``partition``, gate it, publish it in one commit.
 
@@ -188,6 +188,8 @@ class Warehouse:
         as Delta partition values). Returns what was published and whatever ``gate`` returned.
         ``base``: the snapshot the caller compared against (e.g. for a restatement log or a guard):
         the commit is refused if the partition's files changed since (another writer).
+        ``statistics``: Parquet min/max/null-count statistics in the files (readers prune row groups
+        with them); off for a table only ever read a whole partition at a time.
         """
         frames = data if isinstance(data, list) else [data]
         part_dir = "/".join(f"{k}={partition[k]}" for k in PARTITION_COLUMNS)
@@ -202,7 +204,8 @@ class Warehouse:
                 lf.sink_parquet(
                     pl.PartitionBy(f"{base_dir}/f{i:03d}", max_rows_per_file=rows_per_part,
                                    approximate_bytes_per_file="auto"),
-                    compression=PARQUET_COMPRESSION, storage_options=self.storage_options, mkdir=True,
+                    compression=PARQUET_COMPRESSION, statistics=statistics, storage_options=self.storage_options,
+                    mkdir=True,
                     sinked_paths_callback=lambda args: written.extend(args.paths),
                 )
             files = [w.path for w in written]
