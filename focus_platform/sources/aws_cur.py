@@ -39,8 +39,8 @@ from focus_platform.sources.common import (
     json_object,
     lineage_columns,
     lookup_rows,
-    mapped,
     map_to_json,
+    mapped,
     masked_format,
     non_finite_error,
     numbered,
@@ -57,6 +57,7 @@ from focus_platform.spec.columns import (
     focus_columns,
     focus_schema,
 )
+from focus_platform.spec.rules import row_rules
 
 FORMAT_LEGACY = "aws-cur"
 FORMAT_CUR2 = "aws-cur2"
@@ -647,16 +648,19 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(sku_price.is_null()).then(pl.lit("R-SkuPriceId-1")),
         pl.when(usage_amount.is_null()).then(pl.lit("R-PricingQuantity-1")),
         pl.when(usage_amount.is_null()).then(pl.lit("R-ConsumedQuantity-1")),
-        pl.when(cd_quantity.is_null()).then(pl.lit("R-CDQuantity-1")),
         pl.when(region_id.is_not_null() & region_name.is_null()).then(pl.lit("R-RegionName-1")),
         pl.when(usage_end <= usage_start).then(pl.lit("R-ChargePeriod-2")),
         pl.when(usage_end.is_null()).then(pl.lit("R-ChargePeriod-1")),
-        pl.when(~is_usage & (public_cost.is_null() | unblended_rate.is_null())).then(pl.lit("R-ListCost-1b")),
-        pl.when(~is_usage & unblended_rate.is_null()).then(pl.lit("R-ContractedCost-1b")),
-        # AWS rounds each cost on its own; public cost and rate x amount differ on some rows
-        pl.when(public_cost.is_not_null() & public_rate.is_not_null()).then(pl.lit("R-ListCost-1b")),
-        pl.when(unblended_rate.is_not_null()).then(pl.lit("R-ContractedCost-1b")),
     ]
+    # Rules whose failure on these rows is the provider's (AWS rounds each cost on its own, so public
+    # cost and rate x amount differ on some rows; fees lack a public price): marked only on the rows
+    # that do fail them (after the Unused rows are made, on each row's own values).
+    gap_if_violated = {
+        "R-ListCost-1b": (~is_usage & (public_cost.is_null() | unblended_rate.is_null()))
+        | (public_cost.is_not_null() & public_rate.is_not_null()),
+        "R-ContractedCost-1b": ~is_usage | unblended_rate.is_not_null(),
+        "R-CDQuantity-1": cd_quantity.is_null(),
+    }
     unused_cost = (pl.when(is_ri_fee).then(_ri_unused(col)).when(t == "SavingsPlanRecurringFee")
                    .then(_sp_unused(col)).otherwise(zero))
     unused_quantity = (pl.when(is_ri_fee).then(col("reservation_unused_quantity"))
@@ -669,6 +673,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         joined_strings(changes).alias("x_SourceChanges"),
         joined_strings(gaps).alias("x_ProviderDataGaps"),
         *[pl.col(n) for n in _lineage_names()],
+        *[flag.fill_null(False).alias(f"__gap {rule}") for rule, flag in gap_if_violated.items()],
         unused_cost.alias("__unused_cost"),
         unused_quantity.alias("__unused_quantity"),
         unused_cd_quantity.alias("__unused_cd_quantity"),
@@ -678,8 +683,11 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         pl.when((pl.col("__unused_cost") != 0) & pl.col("CommitmentDiscountId").is_not_null())
         .then(pl.lit([False, True])).otherwise(pl.lit([False])).alias("__unused")
     ).explode("__unused")
+    violates = {r.id: r.violates for r in row_rules() if r.id in gap_if_violated}
+    gaps_found = joined_strings([pl.col("x_ProviderDataGaps"), *[
+        pl.when(pl.col(f"__gap {rule}") & violates[rule]().fill_null(False)).then(pl.lit(rule)) for rule in gap_if_violated]])
     return (_as_unused_rows(expanded)
-            .with_columns(split_list(pl.col("x_SourceChanges")), split_list(pl.col("x_ProviderDataGaps")))
+            .with_columns(split_list(pl.col("x_SourceChanges")), split_list(gaps_found).alias("x_ProviderDataGaps"))
             .select([whitespace_to_null(pl.col(name)).alias(name) if name in FOCUS_STRING_COLUMNS
                      else pl.col(name).cast(dtype)
                      for name, dtype in focus_schema().items()]))
