@@ -471,7 +471,9 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     is_ri_fee = t == "RIFee"
     pricing_unit_aws = pl.col("__unit_aws")
     pricing_unit = pl.coalesce(pl.col("__unit_focus"), pricing_unit_aws)
-    unit_renamed = pl.col("__unit_focus").is_not_null() & (pl.col("__unit_focus") != pricing_unit_aws)
+    # the note of a renamed unit, looked up per unit rather than formatted per row (most rows have one)
+    unit_note = mapped(pricing_unit_aws, {aws: f"PricingUnit/ConsumedUnit: AWS unit '{aws}' in FOCUS unit format"
+                                          for aws, focus in unit_names().items() if focus != aws})
 
     service_name_raw = col.product("product_name", "product_product_name")
     service_name = pl.coalesce(service_name_raw, product_code)
@@ -631,7 +633,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(is_usage & (t != "DiscountedUsage") & public_cost.is_null()).then(
             pl.lit("ListCost: pricing/publicOnDemandCost empty; unblended cost used")),
         pl.when(service_unmapped & (is_usage | is_purchase)).then(pl.lit(UNMAPPED_SERVICE_NOTE)),
-        masked_format(unit_renamed, "PricingUnit/ConsumedUnit: AWS unit '{}' in FOCUS unit format", pricing_unit_aws),
+        unit_note,
     ]
     gaps = [
         pl.when(col("line_item_usage_account_name").is_null()).then(pl.lit("R-SubAccountName-1")),

@@ -96,6 +96,7 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform.sources.common import (
+    KEY_SEPARATOR,
     UNMAPPED_SERVICE_NOTE,
     Lineage,
     SourceFormatError,
@@ -107,6 +108,7 @@ from focus_platform.sources.common import (
     joined_strings,
     lineage_columns,
     lookup_rows,
+    mapped,
     non_finite_error,
     numbered,
     parse_error,
@@ -215,17 +217,15 @@ def pricing_unit_name(block: int, distinct: str) -> str:
 
 
 @cache
-def _unit_table() -> pl.DataFrame:
-    """Exact spellings first, then the trimmed lower-case spelling (first row wins)."""
-    rows, seen = [], set()
-    for unit, (block, distinct) in pricing_units().items():
-        rows.append((unit, block, pricing_unit_name(block, distinct), distinct))
-    for unit, (block, distinct) in pricing_units().items():
-        key = "~" + unit.strip().lower()
-        if key not in seen:
-            seen.add(key)
-            rows.append((key, block, pricing_unit_name(block, distinct), distinct))
-    return pl.DataFrame(rows, schema=["__uom", "__block", "__pricing_unit", "__distinct_unit"], orient="row")
+def _unit_tables() -> tuple[dict[str, dict], dict[str, dict]]:
+    """UnitOfMeasure -> {block, pricing_unit, distinct_unit}: by the exact spelling, and by the
+    trimmed lower-case spelling (the first unit of that spelling wins)."""
+    exact = {unit: {"block": block, "pricing_unit": pricing_unit_name(block, distinct), "distinct_unit": distinct}
+             for unit, (block, distinct) in pricing_units().items()}
+    folded: dict[str, dict] = {}
+    for unit, row in exact.items():
+        folded.setdefault(unit.strip().lower(), row)
+    return exact, folded
 
 
 @cache
@@ -238,12 +238,15 @@ def service_rows() -> list[dict[str, str]]:
     return lookup_rows("azure_services.csv")
 
 
+
+
 @cache
-def _service_tables() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(consumed service, type) -> service; type -> service; consumed service -> its most common
-    service; service name -> category (names are unique to one category in the table)."""
+def _service_tables() -> tuple[dict[str, dict], dict[str, dict], dict[str, dict], dict[str, dict]]:
+    """Service rows by: (consumed service, type) as one key joined by KEY_SEPARATOR; type; consumed
+    service (its most common service); service name (names are unique to one category in the table)."""
     rows = service_rows()
-    by_pair = {(r["consumed_service"], r["resource_type"]): r for r in rows if r["consumed_service"]}
+    by_pair = {KEY_SEPARATOR.join((r["consumed_service"], r["resource_type"])): r
+               for r in rows if r["consumed_service"]}
     by_type: dict[str, dict] = {}
     for r in rows:
         by_type.setdefault(r["resource_type"], r)
@@ -255,16 +258,8 @@ def _service_tables() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.Data
             counts[r["consumed_service"]][r["service_name"]] += 1
             first.setdefault((r["consumed_service"], r["service_name"]), r)
     by_cs = {cs: first[(cs, max(sorted(names), key=lambda n: names[n]))] for cs, names in counts.items()}
-    names = {r["service_name"]: r for r in rows}
-    fields = ["service_name", "service_category", "service_subcategory"]
-
-    def frame(items, key_names, prefix):
-        return pl.DataFrame([(*k, *(r[f] for f in fields)) for k, r in items], orient="row",
-                            schema=[*key_names, *(f"{prefix}{f}" for f in fields)])
-    return (frame(by_pair.items(), ["__cs", "__arm_type"], "__p_"),
-            frame([((k,), r) for k, r in by_type.items()], ["__arm_type"], "__t_"),
-            frame([((k,), r) for k, r in by_cs.items()], ["__cs"], "__c_"),
-            frame([((k,), r) for k, r in names.items()], ["__fallback_name"], "__n_"))
+    by_name = {r["service_name"]: r for r in rows}
+    return by_pair, by_type, by_cs, by_name
 
 
 @cache
@@ -710,44 +705,50 @@ def amortized_basis() -> pl.Expr:
 # ---------------------------------------------------------------------------------------------
 # Raw → FOCUS
 # ---------------------------------------------------------------------------------------------
+SERVICE_FIELDS = ("service_name", "service_category", "service_subcategory")
+UNIT_FIELDS = ("block", "pricing_unit", "distinct_unit")
+_FIELD_TYPES = {"block": pl.Int64}  # the other fields are text
+
+
+def _looked_up(key: pl.Expr, table: dict[str, dict], prefix: str, fields: tuple[str, ...]) -> list[pl.Expr]:
+    """The fields of the table's row for ``key`` (null without one) as ``<prefix><field>`` columns."""
+    return [mapped(key, {k: row[f] for k, row in table.items()}, _FIELD_TYPES.get(f, pl.String)).alias(prefix + f)
+            for f in fields]
+
+
 def _with_lookups(frame: pl.LazyFrame, col: _Cols) -> pl.LazyFrame:
-    """The lookup tables joined in as __ columns (small left joins stream with bounded memory)."""
+    """The lookup tables looked up into __ columns (service, region, resource type, unit)."""
     by_pair, by_type, by_cs, by_name = _service_tables()
-    regions = pl.DataFrame([(k, *v) for k, v in region_table().items()],
-                           schema=["__location", "__region_id", "__region_name"], orient="row")
-    types = pl.DataFrame(list(resource_type_names().items()), schema=["__arm_type", "__type_name"], orient="row")
-    units = _unit_table()
-    exact_units = units.filter(~pl.col("__uom").str.starts_with("~"))
-    folded_units = units.filter(pl.col("__uom").str.starts_with("~")).rename(
-        {c: c.replace("__", "__f_", 1) for c in units.columns if c != "__uom"})
+    regions = region_table()
+    exact_units, folded_units = _unit_tables()
     resource_id = col("ResourceId")
     provider_path = resource_id.str.extract(r"(?i)/providers/(.+)$", 1)
     segments = provider_path.str.split("/")
     arm_type = pl.when(segments.list.len() >= 2).then(
         pl.concat_str([segments.list.first(), segments.list.slice(1).list.gather_every(2).list.join("/")],
                       separator="/")).str.to_lowercase().str.strip_chars("/")
-    uom = col("UnitOfMeasure")
     keyed = frame.with_columns(
         col("ConsumedService").str.to_lowercase().alias("__cs"),
         arm_type.alias("__arm_type"),
         col("ResourceLocation").str.strip_chars().str.to_lowercase().alias("__location"),
-        uom.alias("__uom"),
-        pl.concat_str([pl.lit("~"), uom.str.strip_chars().str.to_lowercase()]).alias("__uom_folded"),
+        col("UnitOfMeasure").alias("__uom"),
     )
-    keyed = (keyed
-             .join(by_pair.lazy(), on=["__cs", "__arm_type"], how="left", maintain_order="left")
-             .join(by_type.lazy(), on="__arm_type", how="left", maintain_order="left")
-             .join(by_cs.lazy(), on="__cs", how="left", maintain_order="left")
-             .join(regions.lazy(), on="__location", how="left", maintain_order="left")
-             .join(types.lazy(), on="__arm_type", how="left", maintain_order="left")
-             .join(exact_units.lazy(), on="__uom", how="left", maintain_order="left")
-             .join(folded_units.lazy(), left_on="__uom_folded", right_on="__uom", how="left",
-                   maintain_order="left"))
+    cs, arm_type, location, uom = pl.col("__cs"), pl.col("__arm_type"), pl.col("__location"), pl.col("__uom")
+    keyed = keyed.with_columns(
+        *_looked_up(pl.concat_str([cs, arm_type], separator=KEY_SEPARATOR), by_pair, "__p_", SERVICE_FIELDS),
+        *_looked_up(arm_type, by_type, "__t_", SERVICE_FIELDS),
+        *_looked_up(cs, by_cs, "__c_", SERVICE_FIELDS),
+        mapped(location, {k: v[0] for k, v in regions.items()}).alias("__region_id"),
+        mapped(location, {k: v[1] for k, v in regions.items()}).alias("__region_name"),
+        mapped(arm_type, resource_type_names()).alias("__type_name"),
+        *_looked_up(uom, exact_units, "__", UNIT_FIELDS),
+        *_looked_up(uom.str.strip_chars().str.to_lowercase(), folded_units, "__f_", UNIT_FIELDS),
+    )
     fallback_name = pl.coalesce(pl.col("__p_service_name"), pl.col("__t_service_name"), pl.col("__c_service_name"),
                                 _placeholder_to_null(col("MeterCategory")), col("ServiceName"),
                                 col("ConsumedService"), _placeholder_to_null(col("ProductName")), col("PublisherName"))
-    return keyed.with_columns(fallback_name.alias("__fallback_name")).join(
-        by_name.lazy(), on="__fallback_name", how="left", maintain_order="left")
+    return keyed.with_columns(fallback_name.alias("__fallback_name")).with_columns(
+        _looked_up(pl.col("__fallback_name"), by_name, "__n_", ("service_category", "service_subcategory")))
 
 
 _UNIT_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([KkMm]?)\s*(.*?)\s*$"

@@ -163,6 +163,9 @@ def as_timestamp(name: str, dtype: pl.DataType) -> pl.Expr:
     return pl.coalesce(full, minutes, day).cast(TIMESTAMP)
 
 
+KEY_SEPARATOR = "\x1f"  # between the parts of a two-column key of a ``mapped`` table
+
+
 def mapped(key: pl.Expr, mapping: dict[str, object], dtype: pl.DataType = pl.String) -> pl.Expr:
     """``mapping[key]`` per row, null for a null key or one the mapping lacks (exact match).
 

@@ -91,6 +91,7 @@ import polars as pl
 
 from focus_platform.sources.aws_cur import region_names, service_table
 from focus_platform.sources.common import (
+    KEY_SEPARATOR,
     Lineage,
     SourceFormatError,
     as_decimal,
@@ -101,6 +102,7 @@ from focus_platform.sources.common import (
     lineage_columns,
     lookup_rows,
     map_to_json,
+    mapped,
     masked_format,
     numbered,
     parse_errors_column,
@@ -435,11 +437,12 @@ class _Cols:
 
 
 @cache
-def _enum_table(column: str) -> pl.DataFrame:
+def _enum_table(column: str) -> dict[str, str]:
+    """The trimmed lower-case spellings of an enum column's values (and synonyms) → the FOCUS value."""
     allowed = focus_column(column).allowed_values
     pairs = {v.lower(): v for v in allowed}
     pairs.update(ENUM_SYNONYMS.get(column, {}))
-    return pl.DataFrame({"__k": list(pairs), f"__canon_{column}": list(pairs.values())})
+    return pairs
 
 
 def _canon_small(name: str) -> pl.Expr:
@@ -448,14 +451,17 @@ def _canon_small(name: str) -> pl.Expr:
     lower = value.str.strip_chars().str.to_lowercase()
     allowed = list(focus_column(name).allowed_values)
     out = pl.lit(None, pl.String)
-    for key, canonical in reversed(list(zip(*_enum_table(name).to_dict(as_series=False).values()))):
+    for key, canonical in reversed(list(_enum_table(name).items())):
         out = pl.when(lower == key).then(pl.lit(canonical)).otherwise(out)
     return pl.when(value.is_in(allowed)).then(value).otherwise(out)
 
 
+
+
 @cache
-def service_lookup() -> pl.DataFrame:
-    """(provider key, service name or AWS product code) → the provider's ServiceCategory/Subcategory.
+def service_lookup() -> dict[str, tuple[str, str]]:
+    """provider key + KEY_SEPARATOR + service name or AWS product code → the provider's
+    (ServiceCategory, ServiceSubcategory).
 
     Microsoft: Microsoft's own service table (FinOps toolkit ``Services.csv``, MIT), by ServiceName.
     AWS: the AWS CUR converter's table by product code (``aws_services.csv``), reached from the
@@ -470,14 +476,7 @@ def service_lookup() -> pl.DataFrame:
                 rows[("aws", r["service_name"])] = aws[r["aws_product_code"]]
         else:
             rows[(r["provider"], r["service_name"])] = (r["service_category"], r["service_subcategory"])
-    return pl.DataFrame([(p, k, cat, sub) for (p, k), (cat, sub) in rows.items()],
-                        schema=["__prov", "__svc_key", "__tbl_category", "__tbl_subcategory"], orient="row")
-
-
-@cache
-def _subcategory_table() -> pl.DataFrame:
-    parents = subcategory_parents()
-    return pl.DataFrame({"__canon_ServiceSubcategory": list(parents), "__sub_parent": list(parents.values())})
+    return {KEY_SEPARATOR.join(key): value for key, value in rows.items()}
 
 
 def _provider_key(col: _Cols) -> pl.Expr:
@@ -536,28 +535,25 @@ def _prepared(raw: pl.LazyFrame) -> pl.LazyFrame:
     )
     col = _Cols(lf.collect_schema())
     lf = lf.with_columns(_provider_key(col).alias("__prov"))
-    small = []
+    canon = []
     for name in ENUM_COLUMNS:
+        table = _enum_table(name)
         if not col.has(name):
-            lf = lf.with_columns(pl.lit(None, pl.String).alias(f"__canon_{name}"))
-        elif _enum_table(name).height <= 12:  # a few values: a when-chain is cheaper than a join
-            small.append(_canon_small(name).alias(f"__canon_{name}"))
+            canon.append(pl.lit(None, pl.String).alias(f"__canon_{name}"))
+        elif len(table) <= 12:  # a few values: a when-chain
+            canon.append(_canon_small(name).alias(f"__canon_{name}"))
         else:
-            table = _enum_table(name)
-            if name == "ServiceSubcategory":
-                table = table.join(_subcategory_table(), on="__canon_ServiceSubcategory", how="left")
-            lf = (lf.with_columns(pl.col(name).str.strip_chars().str.to_lowercase().alias("__k"))
-                  .join(table.lazy(), on="__k", how="left", maintain_order="left").drop("__k"))
-    if "__sub_parent" not in lf.collect_schema():
-        lf = lf.with_columns(pl.lit(None, pl.String).alias("__sub_parent"))
-    lf = lf.with_columns(small)
+            canon.append(mapped(pl.col(name).str.strip_chars().str.to_lowercase(), table).alias(f"__canon_{name}"))
     svc_key = pl.when(pl.col("__prov") == "aws").then(pl.coalesce(col.text("x_ServiceCode"), col("ServiceName"))) \
         .otherwise(col("ServiceName"))
-    lf = lf.with_columns(svc_key.alias("__svc_key")).join(service_lookup().lazy(), on=["__prov", "__svc_key"],
-                                                          how="left", maintain_order="left")
-    regions = pl.LazyFrame(list(region_names().items()), schema=["__region_key", "__aws_region_name"], orient="row")
-    return (lf.with_columns(col("RegionId").alias("__region_key"))
-            .join(regions, on="__region_key", how="left", maintain_order="left").drop("__region_key"))
+    services = service_lookup()
+    prov_svc = pl.concat_str([pl.col("__prov"), pl.col("__svc_key")], separator=KEY_SEPARATOR)
+    return lf.with_columns(*canon, svc_key.alias("__svc_key")).with_columns(
+        mapped(pl.col("__canon_ServiceSubcategory"), subcategory_parents()).alias("__sub_parent"),
+        mapped(prov_svc, {k: v[0] for k, v in services.items()}).alias("__tbl_category"),
+        mapped(prov_svc, {k: v[1] for k, v in services.items()}).alias("__tbl_subcategory"),
+        mapped(col("RegionId"), region_names()).alias("__aws_region_name"),
+    )
 
 
 def quarantine_reason(schema: pl.Schema) -> pl.Expr:
@@ -575,7 +571,7 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
         allowed = "; ".join(focus_column(name).allowed_values)
         if name == "ServiceSubcategory":
             allowed = "a FOCUS service subcategory"
-        known = value.str.strip_chars().str.to_lowercase().is_in(_enum_table(name)["__k"].to_list())
+        known = value.str.strip_chars().str.to_lowercase().is_in(list(_enum_table(name)))
         reasons.append(masked_format(value.is_not_null() & ~known, f"{name} '{{}}' is not one of: {allowed}", value))
     currency = currency_key(schema)
     reasons.append(masked_format(currency.is_not_null() & ~currency.is_in(sorted(iso_currency_codes())),

@@ -118,6 +118,7 @@ from focus_platform.sources.common import (
     json_string,
     lineage_columns,
     lookup_rows,
+    mapped,
     non_finite_error,
     numbered,
     parse_error,
@@ -598,24 +599,21 @@ def billed_basis(schema: pl.Schema) -> pl.Expr:
 
 
 def _with_lookups(raw: pl.LazyFrame, col: _Cols) -> pl.LazyFrame:
-    """Lookup tables joined in as __ columns (small streaming left joins, never replace_strict)."""
-    services = pl.LazyFrame([(k, *v) for k, v in service_table().items()],
-                            schema=["__svc_key", "__svc_category", "__svc_subcategory"], orient="row")
-    regions = pl.LazyFrame(list(region_names().items()), schema=["__region_id", "__region_lookup"], orient="row")
-    units = list(unit_names().items())
-    pricing_units = pl.LazyFrame(units, schema=["__pricing_unit_gcp", "__pricing_unit_focus"], orient="row")
-    consumed_units = pl.LazyFrame(units, schema=["__usage_unit_gcp", "__usage_unit_focus"], orient="row")
+    """The lookup tables looked up into __ columns (service, region, pricing and usage unit)."""
+    services, units = service_table(), unit_names()
     location = col("location_location")
-    keys = raw.with_columns(
+    return raw.with_columns(
         col("service_description").alias("__svc_key"),
         pl.coalesce(col("location_region"), pl.when(location != "global").then(location)).alias("__region_id"),
         col("usage_pricing_unit").alias("__pricing_unit_gcp"),
         col("usage_unit").alias("__usage_unit_gcp"),
+    ).with_columns(
+        mapped(pl.col("__svc_key"), {k: v[0] for k, v in services.items()}).alias("__svc_category"),
+        mapped(pl.col("__svc_key"), {k: v[1] for k, v in services.items()}).alias("__svc_subcategory"),
+        mapped(pl.col("__region_id"), region_names()).alias("__region_lookup"),
+        mapped(pl.col("__pricing_unit_gcp"), units).alias("__pricing_unit_focus"),
+        mapped(pl.col("__usage_unit_gcp"), units).alias("__usage_unit_focus"),
     )
-    for table, key in ((services, "__svc_key"), (regions, "__region_id"), (pricing_units, "__pricing_unit_gcp"),
-                       (consumed_units, "__usage_unit_gcp")):
-        keys = keys.join(table, on=key, how="left", maintain_order="left")
-    return keys
 
 
 TAG_SOURCES = ("labels", "project_labels", "tags", "system_labels")  # precedence order
@@ -658,33 +656,30 @@ def _tags(col: _Cols) -> pl.Expr:
 
 
 @cache
-def _period_bounds() -> pl.DataFrame:
-    """BillingPeriodStart/End of every month 2000-2099: the Pacific-time month as UTC (a small table
-    joined on x_BillingPeriod, instead of time-zone arithmetic on every row)."""
-    pacific, rows = ZoneInfo(PACIFIC), []
+def _period_bounds() -> tuple[dict[str, datetime], dict[str, datetime]]:
+    """BillingPeriodStart and BillingPeriodEnd (UTC) of every month 2000-2099 by ``YYYY-MM``: the
+    Pacific-time month (a lookup on x_BillingPeriod, instead of time-zone arithmetic on every row)."""
+    pacific, utc = ZoneInfo(PACIFIC), ZoneInfo("UTC")
+    starts, ends = {}, {}
     for year in range(2000, 2100):
         for month in range(1, 13):
             nxt = (year + 1, 1) if month == 12 else (year, month + 1)
-            rows.append((f"{year:04d}-{month:02d}", datetime(year, month, 1, tzinfo=pacific),
-                         datetime(*nxt, 1, tzinfo=pacific)))
-    return pl.DataFrame(rows, schema=["x_BillingPeriod", "__bp_start", "__bp_end"], orient="row").with_columns(
-        pl.col("__bp_start", "__bp_end").dt.convert_time_zone("UTC").dt.cast_time_unit("us"))
-
-
-def _mapped(key: pl.Expr, table: dict[str, str], chain=None) -> pl.Expr:
-    """A small fixed mapping as a when/then chain (no replace: it would materialize the column)."""
-    for k, v in table.items():
-        chain = (pl.when(key == k) if chain is None else chain.when(key == k)).then(pl.lit(v))
-    return chain.otherwise(pl.lit(None, pl.String))
+            period = f"{year:04d}-{month:02d}"
+            starts[period] = datetime(year, month, 1, tzinfo=pacific).astimezone(utc)
+            ends[period] = datetime(*nxt, 1, tzinfo=pacific).astimezone(utc)
+    return starts, ends
 
 
 def _staged(raw: pl.LazyFrame, col: _Cols) -> pl.LazyFrame:
-    """Convertible rows with the lookups joined in and every intermediate value computed once, as
+    """Convertible rows with the lookups and every intermediate value computed once, as
     __ columns (an expression used by several FOCUS columns would otherwise be evaluated each time)."""
     convertible = raw.filter(_convertible(raw.collect_schema()))
-    rows = (_with_lookups(convertible, col)
-            .with_columns(_tags(col).alias("__tags"))
-            .join(_period_bounds().lazy(), on="x_BillingPeriod", how="left", maintain_order="left"))
+    bp_starts, bp_ends = _period_bounds()
+    rows = _with_lookups(convertible, col).with_columns(
+        _tags(col).alias("__tags"),
+        mapped(pl.col("x_BillingPeriod"), bp_starts, pl.Datetime("us", "UTC")).alias("__bp_start"),
+        mapped(pl.col("x_BillingPeriod"), bp_ends, pl.Datetime("us", "UTC")).alias("__bp_end"),
+    )
     credits, cost = col("credits"), col("cost")
     sku_description = col("sku_description")
     resource_parts = col("resource_global_name").str.split("/")
@@ -702,10 +697,10 @@ def _staged(raw: pl.LazyFrame, col: _Cols) -> pl.LazyFrame:
     )
     fee = (pl.col("__ct") == "regular") & pl.col("__commitment_sku")
     rows = rows.with_columns(
-        _mapped(pl.col("__ct"), {k: v[0] for k, v in COST_TYPES.items()}, pl.when(fee).then(pl.lit("Purchase")))
-        .alias("__cat"),
-        _mapped(pl.col("__ct"), {k: v[1] for k, v in COST_TYPES.items()}, pl.when(fee).then(pl.lit("Recurring")))
-        .alias("__freq"),
+        pl.when(fee).then(pl.lit("Purchase"))
+        .otherwise(mapped(pl.col("__ct"), {k: v[0] for k, v in COST_TYPES.items()})).alias("__cat"),
+        pl.when(fee).then(pl.lit("Recurring"))
+        .otherwise(mapped(pl.col("__ct"), {k: v[1] for k, v in COST_TYPES.items()})).alias("__freq"),
         fee.alias("__fee"),
         (cost + pl.col("__netted")).cast(MONEY).alias("__billed"),
         pl.col("__first_cud").is_not_null().alias("__has_cud"),
@@ -737,7 +732,7 @@ def _staged(raw: pl.LazyFrame, col: _Cols) -> pl.LazyFrame:
     cd = pl.col("__cd_id").is_not_null()
     category = pl.when(cd).then(pl.when(pl.col("__fee")).then(
         pl.when(sku_description.str.contains(SPEND_CUD_FEE_SKU).fill_null(False)).then(pl.lit("Spend"))
-        .otherwise(pl.lit("Usage"))).otherwise(_mapped(pl.col("__first_cud"), CUD_CREDIT_TYPES)))
+        .otherwise(pl.lit("Usage"))).otherwise(mapped(pl.col("__first_cud"), CUD_CREDIT_TYPES)))
     service = col("service_description")
     rows = rows.with_columns(
         pl.when(pl.col("__cat") == "Tax").then(pl.concat_str([pl.lit("Tax"), pl.lit(" on ") + service],

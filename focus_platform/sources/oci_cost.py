@@ -86,6 +86,7 @@ from focus_platform.sources.common import (
     json_object,
     lineage_columns,
     lookup_rows,
+    mapped,
     numbered,
     parse_error,
     parse_errors_column,
@@ -384,20 +385,19 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
 
 
 def _with_lookups(rows: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
-    """The lookup tables joined in as __ columns (small streaming left joins)."""
-    services = pl.LazyFrame([(k, *v) for k, v in service_table().items()],
-                            schema=["__service", "__svc_category", "__svc_subcategory"], orient="row")
-    regions = pl.LazyFrame(list(region_names().items()), schema=["__region", "__region_name"], orient="row")
-    units = pl.LazyFrame(list(unit_names().items()), schema=["__unit_oci", "__unit_focus"], orient="row")
-    keyed = rows.with_columns(
+    """The lookup tables looked up into __ columns (service, region, unit)."""
+    services = service_table()
+    return rows.with_columns(
         _col(schema, "product_service").alias("__service"),
         _col(schema, "product_region").alias("__region"),
         pl.coalesce(_col(schema, "cost_sku_unit_description"), _col(schema, "cost_billing_unit_readable"))
         .alias("__unit_oci"),
+    ).with_columns(
+        mapped(pl.col("__service"), {k: v[0] for k, v in services.items()}).alias("__svc_category"),
+        mapped(pl.col("__service"), {k: v[1] for k, v in services.items()}).alias("__svc_subcategory"),
+        mapped(pl.col("__region"), region_names()).alias("__region_name"),
+        mapped(pl.col("__unit_oci"), unit_names()).alias("__unit_focus"),
     )
-    for table, key in ((services, "__service"), (regions, "__region"), (units, "__unit_oci")):
-        keyed = keyed.join(table, on=key, how="left", maintain_order="left")
-    return keyed
 
 
 def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
