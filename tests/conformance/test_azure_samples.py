@@ -152,16 +152,6 @@ def test_output_is_typed_focus(converted):
     assert not [c for c in schema if not c.startswith("x_") and c[0].islower()]
 
 
-@pytest.fixture(scope="module")
-def validator():
-    import os
-
-    if ov.find_validator() is None:
-        if os.environ.get("FOCUS_VALIDATOR_REQUIRED"):
-            pytest.fail("official validator venv missing but FOCUS_VALIDATOR_REQUIRED is set")
-        pytest.skip(f"official FOCUS validator needs Python 3.12: {ov.SETUP_HINT}")
-
-
 @pytest.mark.validator
 @pytest.mark.parametrize("name", VALIDATED)
 def test_official_validator_passes_outside_allowlist(validator, converted, name, tmp_path):
