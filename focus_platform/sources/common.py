@@ -146,14 +146,22 @@ def as_decimal(name: str, dtype: pl.DataType) -> pl.Expr:
     return col.cast(MONEY, strict=False)
 
 
+def typed_timestamp(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
+    """A Datetime or Date column as a UTC microsecond timestamp (no zone means UTC); None when
+    ``dtype`` is not a temporal type (text is parsed by each format's own rules)."""
+    if isinstance(dtype, pl.Datetime):
+        zoned = expr.dt.replace_time_zone("UTC") if dtype.time_zone is None else expr.dt.convert_time_zone("UTC")
+        return zoned.dt.cast_time_unit("us")
+    if dtype == pl.Date:
+        return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    return None
+
+
 def as_timestamp(name: str, dtype: pl.DataType) -> pl.Expr:
     col = pl.col(name)
-    if isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is None:
-            return col.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
-        return col.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
-    if dtype == pl.Date:
-        return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    typed = typed_timestamp(col, dtype)
+    if typed is not None:
+        return typed
     text = blank_to_null(col.cast(pl.String)).str.strip_chars()
     # 2023-11-01T00:00:00.000Z, 2023-06-01 01:00:00, 2023-06-01T00:00:00Z, 2023-06-01
     text = text.str.replace("T", " ", literal=True).str.strip_suffix("Z")

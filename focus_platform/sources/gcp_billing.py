@@ -125,6 +125,7 @@ from focus_platform.sources.common import (
     parse_errors_column,
     scan_file,
     split_list,
+    typed_timestamp,
     whitespace_to_null,
 )
 from focus_platform.spec.columns import (
@@ -311,12 +312,9 @@ def _json_of(expr: pl.Expr) -> pl.Expr:
 
 def _timestamp(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """BigQuery timestamps as UTC: Parquet timestamps, '2024-01-01 00:00:00 UTC', '...+00:00', '...Z'."""
-    if isinstance(dtype, pl.Datetime):
-        if dtype.time_zone is None:
-            return expr.dt.replace_time_zone("UTC").dt.cast_time_unit("us")
-        return expr.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
-    if dtype == pl.Date:
-        return expr.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    typed = typed_timestamp(expr, dtype)
+    if typed is not None:
+        return typed
     text = blank_to_null(expr.cast(pl.String)).str.strip_chars()
     text = (text.str.replace(r"\s*UTC$", "+00:00").str.replace("T", " ", literal=True)
             .str.replace(r"Z$", "+00:00"))

@@ -92,6 +92,7 @@ from focus_platform.sources.common import (
     parse_errors_column,
     scan_file,
     split_list,
+    typed_timestamp,
     whitespace_to_null,
 )
 from focus_platform.spec.columns import (
@@ -247,9 +248,9 @@ def _text(source: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 def _timestamp(source: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """Both OCI forms (with and without seconds; 'T' or ' ', 'Z' optional); nothing else."""
-    if isinstance(dtype, pl.Datetime):
-        zoned = source.dt.replace_time_zone("UTC") if dtype.time_zone is None else source.dt.convert_time_zone("UTC")
-        return zoned.dt.cast_time_unit("us")
+    typed = typed_timestamp(source, dtype)
+    if typed is not None:
+        return typed
     text = _text(source, dtype).str.strip_chars().str.replace("T", " ", literal=True).str.strip_suffix("Z")
     seconds = text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_zone="UTC", time_unit="us")
     minutes = text.str.to_datetime("%Y-%m-%d %H:%M", strict=False, time_zone="UTC", time_unit="us")
