@@ -45,9 +45,9 @@ from focus_platform.sources.common import (
     non_finite_error,
     numbered,
     parse_error,
-    parse_errors_column,
     scan_file,
     split_list,
+    typed_raw_rows,
     whitespace_to_null,
 )
 from focus_platform.spec.columns import (
@@ -306,16 +306,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
               else pl.col("line_item_usage_start_date").dt.strftime("%Y-%m"))
     version = {FORMAT_LEGACY: "CUR 1 (legacy)", FORMAT_CUR2: "CUR 2.0"}[fmt]
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
-    rows = numbered(lf, kind == "csv")
-    return (
-        rows
-        .select(
-            *exprs,
-            parse_errors_column(errors),
-            *lineage_columns(lineage, fmt, f"{version} {kind}", label),
-        )
-        .with_columns(period.alias("x_BillingPeriod"))
-    )
+    return typed_raw_rows(numbered(lf, kind == "csv"), exprs, errors,
+                          lineage_columns(lineage, fmt, f"{version} {kind}", label), period)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -112,9 +112,9 @@ from focus_platform.sources.common import (
     non_finite_error,
     numbered,
     parse_error,
-    parse_errors_column,
     scan_file,
     split_list,
+    typed_raw_rows,
     whitespace_to_null,
 )
 from focus_platform.spec.columns import (
@@ -484,17 +484,10 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     else:
         period = pl.col("Date").dt.strftime("%Y-%m")
     kind = "parquet" if not is_csv else "csv"
-    rows = numbered(lf, is_csv)
-    return (
-        rows
-        .select(
-            *exprs,
-            parse_errors_column(errors),
-            pl.lit(dataset).alias("x_CostDataset"),
-            *lineage_columns(lineage, FORMAT, f"{dialect(headers)}, {dataset} cost, {kind}", label),
-        )
-        .with_columns(period.alias("x_BillingPeriod"))
-    )
+    return typed_raw_rows(numbered(lf, is_csv), exprs, errors, [
+        pl.lit(dataset).alias("x_CostDataset"),
+        *lineage_columns(lineage, FORMAT, f"{dialect(headers)}, {dataset} cost, {kind}", label),
+    ], period)
 
 
 def _dataset(label: str, stats: dict) -> str:

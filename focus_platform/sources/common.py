@@ -89,12 +89,15 @@ def lookup_rows(name: str) -> list[dict[str, str]]:
     return list(csv.DictReader(text.splitlines()))
 
 
-def parse_errors_column(errors: list[pl.Expr]) -> pl.Expr:
-    """``x_ParseErrors``: a row's parse error messages joined by '; ', null when it has none."""
-    if not errors:
-        return pl.lit(None, pl.String).alias("x_ParseErrors")
-    joined = pl.concat_str(errors, separator="; ", ignore_nulls=True)
-    return pl.when(joined != "").then(joined).alias("x_ParseErrors")
+def typed_raw_rows(rows: pl.LazyFrame, columns: list[pl.Expr], errors: list[pl.Expr], after: list[pl.Expr],
+                   period: pl.Expr) -> pl.LazyFrame:
+    """The end of every format's ``scan_raw``: over the ``numbered`` rows of one file, its typed
+    ``columns``, ``x_ParseErrors`` (the row's ``errors`` joined by '; ', null when it has none), the
+    format's columns that follow it (``after``: its own and the lineage columns) and
+    ``x_BillingPeriod``."""
+    joined = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
+    parse_errors = pl.when(joined != "").then(joined).alias("x_ParseErrors")
+    return rows.select(*columns, parse_errors, *after).with_columns(period.alias("x_BillingPeriod"))
 
 
 def numbered(lf: pl.LazyFrame, is_csv: bool) -> pl.LazyFrame:

@@ -105,9 +105,9 @@ from focus_platform.sources.common import (
     mapped,
     masked_format,
     numbered,
-    parse_errors_column,
     scan_file,
     split_list,
+    typed_raw_rows,
 )
 from focus_platform.spec.columns import (
     LINEAGE_SCHEMA,
@@ -375,17 +375,10 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     provider_text = pl.col("ProviderName") if "ProviderName" in present else pl.lit(None, pl.String)
     provider_text = pl.when(_is_placeholder(provider_text) | provider_text.is_null()).then(pl.lit("unknown")) \
         .otherwise(provider_text)
-    rows = numbered(lf, kind == "csv")
-    return (
-        rows
-        .select(
-            *exprs,
-            parse_errors_column(errors),
-            joined_strings(notes).alias("x_ReadNotes"),
-            *lineage_columns(lineage, FORMAT, pl.format(f"FOCUS {found.version} {kind}, provider {{}}", provider_text), label),
-        )
-        .with_columns(period.alias("x_BillingPeriod"))
-    )
+    return typed_raw_rows(numbered(lf, kind == "csv"), exprs, errors, [
+        joined_strings(notes).alias("x_ReadNotes"),
+        *lineage_columns(lineage, FORMAT, pl.format(f"FOCUS {found.version} {kind}, provider {{}}", provider_text), label),
+    ], period)
 
 
 # ---------------------------------------------------------------------------------------------

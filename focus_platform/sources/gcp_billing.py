@@ -122,9 +122,9 @@ from focus_platform.sources.common import (
     non_finite_error,
     numbered,
     parse_error,
-    parse_errors_column,
     scan_file,
     split_list,
+    typed_raw_rows,
     typed_timestamp,
     whitespace_to_null,
 )
@@ -511,16 +511,10 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     pacific_month = pl.col("usage_start_time").dt.convert_time_zone(PACIFIC).dt.strftime("%Y-%m")
     period = (pl.lit(lineage.billing_period) if lineage.billing_period
               else pl.coalesce(invoice_period, pacific_month))
-    return (
-        rows
-        .select(
-            *exprs,
-            parse_errors_column(errors),
-            pl.when(warns != "").then(warns).alias("x_ParseWarnings"),
-            *lineage_columns(lineage, FORMAT, version, label),
-        )
-        .with_columns(period.cast(pl.String).alias("x_BillingPeriod"))
-    )
+    return typed_raw_rows(rows, exprs, errors, [
+        pl.when(warns != "").then(warns).alias("x_ParseWarnings"),
+        *lineage_columns(lineage, FORMAT, version, label),
+    ], period.cast(pl.String))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -89,9 +89,9 @@ from focus_platform.sources.common import (
     mapped,
     numbered,
     parse_error,
-    parse_errors_column,
     scan_file,
     split_list,
+    typed_raw_rows,
     typed_timestamp,
     whitespace_to_null,
 )
@@ -335,17 +335,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     period = (pl.lit(lineage.billing_period) if lineage.billing_period
               else pl.col("line_item_interval_usage_start").dt.strftime("%Y-%m"))
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
-    rows = numbered(lf, kind == "csv")
-    return (
-        rows
-        .select(
-            *exprs,
-            *extras,
-            parse_errors_column(errors),
-            *lineage_columns(lineage, FORMAT, f"{VERSION} {kind}", label),
-        )
-        .with_columns(period.alias("x_BillingPeriod"))
-    )
+    return typed_raw_rows(numbered(lf, kind == "csv"), [*exprs, *extras], errors,
+                          lineage_columns(lineage, FORMAT, f"{VERSION} {kind}", label), period)
 
 
 # ---------------------------------------------------------------------------------------------
