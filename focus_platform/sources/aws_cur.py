@@ -29,6 +29,7 @@ from focus_platform.sources.common import (
     UNMAPPED_SERVICE_NOTE,
     Lineage,
     SourceFormatError,
+    amount_error,
     as_decimal,
     as_timestamp,
     blank_to_null,
@@ -42,7 +43,6 @@ from focus_platform.sources.common import (
     map_to_json,
     mapped,
     masked_format,
-    non_finite_error,
     numbered,
     parse_error,
     scan_file,
@@ -252,8 +252,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     label = label or str(path)
     lf = scan_file(path, storage_options=storage_options)
     schema = file_schema(lf, label)
-    if not str(path).lower().endswith(".parquet") and "://" not in str(path):
-        check_csv_structure(lf, str(path), label)
+    if not str(path).lower().endswith(".parquet"):
+        check_csv_structure(str(path), label, storage_options)
     columns = [classify_header(h) for h in schema.names()]
     fmt = detect_format(schema.names())
     missing = missing_required({c.name for c in columns})
@@ -264,6 +264,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     seen: dict[str, str] = {}
     exprs: list[pl.Expr] = []
     errors: list[pl.Expr] = []
+    amounts: list[pl.Expr] = []
     tags: list[tuple[str, pl.Expr]] = []
     cost_categories: list[tuple[str, pl.Expr]] = []
     for col in columns:
@@ -281,10 +282,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         seen[col.name] = col.header
         if col.name in DECIMAL_COLUMNS:
             typed = as_decimal(col.header, dtype)
-            if dtype == pl.String:  # typed sources cannot fail to parse; only NaN/inf floats can
-                errors.append(parse_error(f"{col.header}", source, typed, "a number"))
-            elif dtype.is_float():
-                errors.append(non_finite_error(col.header, source))
+            amounts.append(amount_error(col.header, source, dtype, typed))
         elif col.name in TIMESTAMP_COLUMNS:
             typed = as_timestamp(col.header, dtype)
             if dtype == pl.String:
@@ -307,7 +305,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     version = {FORMAT_LEGACY: "CUR 1 (legacy)", FORMAT_CUR2: "CUR 2.0"}[fmt]
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
     return typed_raw_rows(numbered(lf, kind == "csv"), exprs, errors,
-                          lineage_columns(lineage, fmt, f"{version} {kind}", label), period)
+                          lineage_columns(lineage, fmt, f"{version} {kind}", label), period, amounts)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -100,6 +100,7 @@ from focus_platform.sources.common import (
     UNMAPPED_SERVICE_NOTE,
     Lineage,
     SourceFormatError,
+    amount_error,
     as_decimal,
     as_timestamp,
     blank_to_null,
@@ -109,7 +110,6 @@ from focus_platform.sources.common import (
     lineage_columns,
     lookup_rows,
     mapped,
-    non_finite_error,
     numbered,
     parse_error,
     scan_file,
@@ -199,7 +199,7 @@ _X_SOURCES = {
     "x_ResourceLocation": "ResourceLocation", "x_AdditionalInfo": "AdditionalInfo",
 }
 # raw columns added by scan_raw (besides the lineage columns)
-RAW_X_COLUMNS = ("x_ParseErrors", "x_CostDataset")
+RAW_X_COLUMNS = ("x_ParseErrors", "x_UnreadableAmounts", "x_CostDataset")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -454,22 +454,20 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         else:
             stats = lf.select(*stats_exprs).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
-        if is_csv and "://" not in str(path):
-            check_csv_structure(lf, str(path), label)
+        if is_csv:
+            check_csv_structure(str(path), label, storage_options)
         raise SourceFormatError(f"{label}: cannot be read: {str(exc).splitlines()[0]}") from exc
     dataset = _dataset(label, stats.row(0, named=True))
 
     exprs: list[pl.Expr] = []
     errors: list[pl.Expr] = []
+    amounts: list[pl.Expr] = []
     for header in headers:
         name, dtype = names_of[header], schema[header]
         source = pl.col(header)
         if name in DECIMAL_COLUMNS:
             typed = as_decimal(header, dtype)
-            if dtype == pl.String:
-                errors.append(parse_error(name, source, typed, "a number"))
-            elif dtype.is_float():
-                errors.append(non_finite_error(name, source))
+            amounts.append(amount_error(name, source, dtype, typed))
         elif name in DATE_COLUMNS:
             typed = parse_date(header, dtype)
             if dtype == pl.String:
@@ -487,7 +485,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     return typed_raw_rows(numbered(lf, is_csv), exprs, errors, [
         pl.lit(dataset).alias("x_CostDataset"),
         *lineage_columns(lineage, FORMAT, f"{dialect(headers)}, {dataset} cost, {kind}", label),
-    ], period)
+    ], period, amounts)
 
 
 def _dataset(label: str, stats: dict) -> str:

@@ -29,32 +29,72 @@ class Lineage:
     delivery_id: str  # assembly id / export run / content digest
     billing_period: str | None  # 'YYYY-MM' of the delivery; None: taken from each row
     ingested_at: datetime
+    # the source's declared billing currency (sources.json billing_currency, convert --billing-currency):
+    # used only where an export has no currency column, recorded per row in x_SourceChanges
+    billing_currency: str | None = None
     converter_version: str = __version__
 
 
-def check_csv_structure(lf: pl.LazyFrame, path: str, label: str) -> None:
-    """Fail on a CSV whose rows do not match its header (column projection would hide it)."""
+def check_csv_structure(path: str, label: str, storage_options: dict | None = None) -> None:
+    """Refuse a CSV whose rows do not all have the header's number of fields.
+
+    A row with fewer fields is a file cut at a field boundary (an interrupted upload or copy):
+    Polars would read it with null trailing columns and the rest of the file would be silently
+    gone, so the whole file is refused, naming it and the row. A row with more fields is
+    malformed. Fields are counted per line in one streaming pass (quoted text taken out first);
+    a file with a quoted line break falls back to Python's csv reader."""
+    lines = pl.scan_csv(path, has_header=False, separator="\x1f", quote_char=None, infer_schema=False,
+                        new_columns=["line"], storage_options=storage_options, truncate_ragged_lines=True)
+    line = pl.col("line")
     try:
-        lf.select(pl.all().null_count()).collect()
-    except pl.exceptions.PolarsError as exc:
-        raise SourceFormatError(f"{label}: malformed CSV{_first_ragged_row(path)}: {str(exc).splitlines()[0]}") from exc
+        counted = (lines.with_row_index("number", offset=1)
+                   .filter(line.is_not_null() & (line.str.strip_chars() != ""))
+                   .select("number", line.str.count_matches('"', literal=True).alias("quotes"),
+                           line.str.replace_all('"[^"]*"', "").str.count_matches(",", literal=True).alias("commas"))
+                   .collect(engine="streaming"))
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise SourceFormatError(f"{label}: cannot be read: {str(exc).splitlines()[0]}") from exc
+    if counted.height == 0:
+        return
+    if (counted["quotes"] % 2 != 0).any():
+        bad = _ragged_row_by_csv_reader(path, lines)
+    else:
+        width = counted["commas"][0] + 1
+        ragged = counted.slice(1).filter(pl.col("commas") + 1 != width).head(1)
+        bad = None if ragged.height == 0 else (int(ragged["number"][0]) - 1, int(ragged["commas"][0]) + 1, width)
+    if bad is None:
+        return
+    row, fields, width = bad
+    if fields < width:
+        raise SourceFormatError(
+            f"{label}: truncated file (data row {row} has {fields} fields, the header {width}: a file cut short "
+            "or a row missing fields): refused as a whole, nothing converted")
+    raise SourceFormatError(f"{label}: malformed CSV (data row {row} has {fields} fields, the header {width})")
 
 
-def _first_ragged_row(path: str) -> str:
-    import csv
+def _ragged_row_by_csv_reader(path: str, lines: pl.LazyFrame) -> tuple[int, int, int] | None:
+    """(data row, fields, header fields) of the first row whose width differs from the header's,
+    read with Python's csv reader (a local file streamed; an object's lines from ``lines``)."""
     import gzip
 
-    try:
-        opener = gzip.open if path.lower().endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
+    def first_ragged(rows) -> tuple[int, int, int] | None:
+        reader = csv.reader(rows)
+        try:
             width = len(next(reader))
-            for i, row in enumerate(reader, start=1):
-                if len(row) != width:
-                    return f" (data row {i} has {len(row)} fields, the header {width})"
-    except (OSError, StopIteration, csv.Error, UnicodeDecodeError):
-        pass
-    return ""
+        except StopIteration:
+            return None
+        for i, row in enumerate(reader, start=1):
+            if row and len(row) != width:
+                return i, len(row), width
+        return None
+
+    if "://" in path:
+        return first_ragged(line + "\n" for line in lines.collect()["line"].fill_null(""))
+    with open(path, "rb") as probe:
+        zipped = probe.read(2) == b"\x1f\x8b"
+    opener = gzip.open if zipped else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:
+        return first_ragged(f)
 
 
 def scan_file(path: str | Path, *, storage_options: dict | None = None) -> pl.LazyFrame:
@@ -89,15 +129,32 @@ def lookup_rows(name: str) -> list[dict[str, str]]:
     return list(csv.DictReader(text.splitlines()))
 
 
+def _joined_messages(messages: list[pl.Expr]) -> pl.Expr:
+    joined = pl.concat_str(messages, separator="; ", ignore_nulls=True) if messages else pl.lit(None, pl.String)
+    return pl.when(joined != "").then(joined)
+
+
 def typed_raw_rows(rows: pl.LazyFrame, columns: list[pl.Expr], errors: list[pl.Expr], after: list[pl.Expr],
-                   period: pl.Expr) -> pl.LazyFrame:
+                   period: pl.Expr, amounts: list[pl.Expr] = ()) -> pl.LazyFrame:
     """The end of every format's ``scan_raw``: over the ``numbered`` rows of one file, its typed
-    ``columns``, ``x_ParseErrors`` (the row's ``errors`` joined by '; ', null when it has none), the
-    format's columns that follow it (``after``: its own and the lineage columns) and
-    ``x_BillingPeriod``."""
-    joined = pl.concat_str(errors, separator="; ", ignore_nulls=True) if errors else pl.lit(None, pl.String)
-    parse_errors = pl.when(joined != "").then(joined).alias("x_ParseErrors")
-    return rows.select(*columns, parse_errors, *after).with_columns(period.alias("x_BillingPeriod"))
+    ``columns``, ``x_ParseErrors`` (the row's ``errors`` and ``amounts`` errors joined by '; ', null
+    when it has none), ``x_UnreadableAmounts`` (the ``amount_error`` messages alone: amounts whose
+    value is unknown, with their raw text), the format's columns that follow them (``after``: its
+    own and the lineage columns) and ``x_BillingPeriod``."""
+    return rows.select(
+        *columns, _joined_messages([*errors, *amounts]).alias("x_ParseErrors"),
+        _joined_messages(list(amounts)).alias(UNREADABLE_AMOUNTS), *after,
+    ).with_columns(period.alias("x_BillingPeriod"))
+
+
+UNREADABLE_AMOUNTS = "x_UnreadableAmounts"
+
+
+def unreadable_amounts(schema: pl.Schema) -> pl.Expr:
+    """The ``x_UnreadableAmounts`` column of raw rows (null in raw tables written before it existed):
+    every format's quarantine carries it, and the billed conservation check fails on it."""
+    return (pl.col(UNREADABLE_AMOUNTS) if UNREADABLE_AMOUNTS in schema else pl.lit(None, pl.String)).alias(
+        UNREADABLE_AMOUNTS)
 
 
 def numbered(lf: pl.LazyFrame, is_csv: bool) -> pl.LazyFrame:
@@ -142,11 +199,45 @@ def whitespace_to_null(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr.str.contains(r"^\s*$")).then(None).otherwise(expr)
 
 
-def as_decimal(name: str, dtype: pl.DataType) -> pl.Expr:
-    col = pl.col(name)
+MONEY_LIMIT = 10 ** (MONEY.precision - MONEY.scale)  # the first whole number Decimal(38,12) cannot hold
+NUMBER_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+
+
+def as_decimal(name: str | pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """An amount column as Decimal(38,12): text parsed exactly, numbers cast; null where the value
+    cannot be read (see ``amount_error``). Floats beyond the range are nulled before the cast, which
+    would otherwise fail the whole file."""
+    col = pl.col(name) if isinstance(name, str) else name
     if dtype == pl.String:
         return blank_to_null(col).str.strip_chars().cast(MONEY, strict=False)
+    if dtype.is_float():
+        col = pl.when(col.is_finite() & (col.abs() < MONEY_LIMIT)).then(col)
+    elif dtype.is_integer():
+        col = pl.when(col.cast(pl.Float64).abs() < MONEY_LIMIT).then(col)
     return col.cast(MONEY, strict=False)
+
+
+def amount_error(label: str, source: pl.Expr, dtype: pl.DataType, typed: pl.Expr | None = None) -> pl.Expr:
+    """Why a delivered amount could not be read, else null: '<column>: '<value>' is not a number'
+    (``1,234.56``, ``$12``, ``NaN``, ``inf``), or '... overflows Decimal(38,12)' (more than 26 whole
+    digits). The raw text is in the message; ``typed_raw_rows`` also keeps these messages apart as
+    ``x_UnreadableAmounts`` (money that is unknown must not pass the billed conservation check)."""
+    typed = as_decimal(source, dtype) if typed is None else typed
+    if dtype == pl.String:
+        text = source.str.strip_chars()
+        failed = text.is_not_null() & (text != "") & typed.is_null()
+        numeric = text.str.contains(NUMBER_TEXT)
+    elif dtype.is_float() or dtype.is_integer():
+        text = source.cast(pl.String)
+        failed = source.is_not_null() & typed.is_null()
+        numeric = source.cast(pl.Float64).is_finite()
+    else:
+        return pl.lit(None, pl.String)
+    failed = failed.fill_null(False)
+    overflow = masked_format(failed & numeric, f"{label}: '{{}}' overflows Decimal(38,12) (more than "
+                             f"{MONEY.precision - MONEY.scale} digits before the decimal point)", text)
+    not_number = masked_format(failed & ~numeric.fill_null(False), f"{label}: '{{}}' is not a number", text)
+    return pl.coalesce(overflow, not_number)
 
 
 def typed_timestamp(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
@@ -206,11 +297,6 @@ def parse_error(label: str, raw: pl.Expr, typed: pl.Expr, what: str) -> pl.Expr:
     raw_text = raw.cast(pl.String)
     failed = raw_text.is_not_null() & (raw_text.str.strip_chars() != "") & typed.is_null()
     return masked_format(failed, f"{label}: '{{}}' is not {what}", raw_text)
-
-
-def non_finite_error(label: str, source: pl.Expr) -> pl.Expr:
-    """A message where a float value is NaN or infinite, else null."""
-    return masked_format(~source.is_finite(), f"{label}: '{{}}' is not a number", source)
 
 
 _JSON_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t",

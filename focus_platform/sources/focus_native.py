@@ -94,6 +94,7 @@ from focus_platform.sources.common import (
     KEY_SEPARATOR,
     Lineage,
     SourceFormatError,
+    amount_error,
     as_decimal,
     as_timestamp,
     check_csv_structure,
@@ -191,7 +192,7 @@ def _safe_name(name: str) -> str:
 def _raw_names(headers: list[str]) -> dict[str, str]:
     names: dict[str, str] = {}
     taken: set[str] = set()
-    reserved = set(LINEAGE_SCHEMA) | {"x_ParseErrors", "x_ReadNotes"}
+    reserved = set(LINEAGE_SCHEMA) | {"x_ParseErrors", "x_UnreadableAmounts", "x_ReadNotes"}
     for h in headers:
         clean = _clean_header(h)
         name = _by_key().get(clean.lower())
@@ -275,15 +276,11 @@ def _typed_focus_column(name: str, header: str, dtype: pl.DataType) -> tuple[pl.
         if dtype == pl.String:
             placeholder = _is_placeholder(source) & source.is_not_null()
             typed = pl.when(placeholder).then(None).otherwise(as_decimal(header, dtype))
-            failed = source.is_not_null() & ~placeholder & typed.is_null()
-            error = masked_format(failed, f"{name}: '{{}}' is not a number", source)
+            error = amount_error(name, pl.when(~placeholder).then(source), dtype, typed)
             note = masked_format(placeholder & (source != ""), f"{name}='{{}}'", source)
             return typed, error, note
         typed = as_decimal(header, dtype)
-        error = None
-        if dtype.is_float():
-            error = masked_format(~source.is_finite(), f"{name}: '{{}}' is not a number", source)
-        return typed, error, None
+        return typed, amount_error(name, source, dtype, typed), None
     if spec.data_type == "DateTime":
         if dtype == pl.String:
             placeholder = _is_placeholder(source) & source.is_not_null()
@@ -333,13 +330,14 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     lf = scan_file(path, storage_options=storage_options)
     schema = file_schema(lf, label)
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
-    if kind == "csv" and "://" not in str(path):
-        check_csv_structure(lf, str(path), label)
+    if kind == "csv":
+        check_csv_structure(str(path), label, storage_options)
     found = detect(schema.names())
     if found.version is None:
         raise SourceFormatError(f"{label}: {found.problem or 'not a FOCUS cost and usage export: core column(s) missing: ' + ', '.join(c for c in CORE_COLUMNS if c not in found.names.values())}")
     exprs: list[pl.Expr] = []
     errors: list[pl.Expr] = []
+    amounts: list[pl.Expr] = []
     placeholders: list[pl.Expr] = []
     odd_times: list[pl.Expr] = []
     for header, name in found.names.items():
@@ -347,7 +345,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         if name in spec_columns():
             typed, error, note = _typed_focus_column(name, header, dtype)
             if error is not None:
-                errors.append(error)
+                (amounts if spec_columns()[name].data_type == "Decimal" else errors).append(error)
             if note is not None:
                 placeholders.append(note)
             if spec_columns()[name].data_type == "DateTime":
@@ -378,7 +376,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     return typed_raw_rows(numbered(lf, kind == "csv"), exprs, errors, [
         joined_strings(notes).alias("x_ReadNotes"),
         *lineage_columns(lineage, FORMAT, pl.format(f"FOCUS {found.version} {kind}, provider {{}}", provider_text), label),
-    ], period)
+    ], period, amounts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1037,7 +1035,7 @@ def _extra_names(schema: pl.Schema) -> dict[str, str]:
     """Delivered columns that are not FOCUS 1.2 columns → their x_ name in FOCUS (kept as delivered)."""
     taken = set(focus_schema().names())
     out: dict[str, str] = {}
-    internal = {"x_ParseErrors", "x_ReadNotes"}
+    internal = {"x_ParseErrors", "x_UnreadableAmounts", "x_ReadNotes"}
     for name in schema.names():
         if name.startswith("__") or name in internal or name in taken or name in LINEAGE_SCHEMA:
             continue

@@ -110,6 +110,8 @@ from focus_platform.sources.common import (
     UNMAPPED_SERVICE_NOTE,
     Lineage,
     SourceFormatError,
+    amount_error,
+    as_decimal,
     blank_to_null,
     check_csv_structure,
     derived_row_id,
@@ -119,7 +121,6 @@ from focus_platform.sources.common import (
     lineage_columns,
     lookup_rows,
     mapped,
-    non_finite_error,
     numbered,
     parse_error,
     scan_file,
@@ -436,8 +437,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     schema = file_schema(lf, label)
     kind = ("parquet" if lower.endswith(".parquet")
             else "jsonl" if lower.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json")) else "csv")
-    if kind == "csv" and "://" not in str(path):
-        check_csv_structure(lf, str(path), label)
+    if kind == "csv":
+        check_csv_structure(str(path), label, storage_options)
     if detect_format(schema.names()) is None:
         why = near_miss(schema.names()) or "not a GCP billing export (no billing_account_id, cost, sku/invoice)"
         raise SourceFormatError(f"{label}: {why}")
@@ -463,6 +464,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
 
     exprs: list[pl.Expr] = []
     errors: list[pl.Expr] = []
+    amounts: list[pl.Expr] = []
     warnings: list[pl.Expr] = []
     for name in KNOWN_COLUMNS:
         f = by_name.get(name)
@@ -471,12 +473,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
             continue
         source, dtype = f.expr, f.dtype
         if name in DECIMAL_COLUMNS:
-            typed = (blank_to_null(source).str.strip_chars().cast(MONEY, strict=False) if dtype == pl.String
-                     else source.cast(MONEY, strict=False))
-            if dtype == pl.String:
-                errors.append(parse_error(f.label, source, typed, "a number"))
-            elif dtype.is_float():
-                errors.append(non_finite_error(f.label, source))
+            typed = as_decimal(source, dtype)
+            amounts.append(amount_error(f.label, source, dtype, typed))
         elif name in TIMESTAMP_COLUMNS:
             typed = _timestamp(source, dtype)
             if not isinstance(dtype, (pl.Datetime, pl.Date)):
@@ -514,7 +512,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     return typed_raw_rows(rows, exprs, errors, [
         pl.when(warns != "").then(warns).alias("x_ParseWarnings"),
         *lineage_columns(lineage, FORMAT, version, label),
-    ], period.cast(pl.String))
+    ], period.cast(pl.String), amounts)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -78,6 +78,7 @@ from focus_platform.sources.common import (
     UNMAPPED_SERVICE_NOTE,
     Lineage,
     SourceFormatError,
+    amount_error,
     as_decimal,
     blank_to_null,
     check_csv_structure,
@@ -277,8 +278,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     label = label or str(path)
     lf = scan_file(path, storage_options=storage_options)
     schema = file_schema(lf, label)
-    if not str(path).lower().endswith(".parquet") and "://" not in str(path):
-        check_csv_structure(lf, str(path), label)
+    if not str(path).lower().endswith(".parquet"):
+        check_csv_structure(str(path), label, storage_options)
     columns = [classify_header(h) for h in schema.names()]
     names = {c.name for c in columns}
     missing = missing_required(names)
@@ -292,6 +293,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     seen: dict[str, str] = {}
     typed: dict[str, pl.Expr] = {}
     errors: list[pl.Expr] = []
+    amounts: list[pl.Expr] = []
     extras: list[pl.Expr] = []
     tag_pairs: dict[str, list[pl.Expr]] = {}
     for col in columns:
@@ -310,8 +312,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         kind = KIND_OF.get(col.name, "s")
         if kind == "d":
             value = as_decimal(col.header, dtype)
-            if dtype == pl.String:
-                errors.append(parse_error(col.header, source, value, "a number"))
+            amounts.append(amount_error(col.header, source, dtype, value))
         elif kind == "t":
             value = _timestamp(source, dtype)
             if not isinstance(dtype, pl.Datetime):
@@ -336,7 +337,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
               else pl.col("line_item_interval_usage_start").dt.strftime("%Y-%m"))
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
     return typed_raw_rows(numbered(lf, kind == "csv"), [*exprs, *extras], errors,
-                          lineage_columns(lineage, FORMAT, f"{VERSION} {kind}", label), period)
+                          lineage_columns(lineage, FORMAT, f"{VERSION} {kind}", label), period, amounts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,7 +350,7 @@ def _col(schema: pl.Schema, name: str) -> pl.Expr:
     return pl.lit(None, RAW_DTYPE[KIND_OF[name]] if name in KIND_OF else pl.String)
 
 
-RAW_SYSTEM_COLUMNS = frozenset({TAGS, "x_ParseErrors", *LINEAGE_SCHEMA})
+RAW_SYSTEM_COLUMNS = frozenset({TAGS, "x_ParseErrors", "x_UnreadableAmounts", *LINEAGE_SCHEMA})
 
 
 def extra_columns(schema: pl.Schema) -> list[str]:
