@@ -370,3 +370,37 @@ def is_derived_row(row_id: pl.Expr) -> pl.Expr:
 
 # x_SourceChanges note of a row whose service is not in the provider's service table (SLO M5)
 UNMAPPED_SERVICE_NOTE = "ServiceCategory: service not in the provider's service table, fallback Other"
+
+
+def duplicate_line_item(keys: list[pl.Expr], what: str) -> pl.Expr:
+    """A quarantine reason for every copy of a provider line item but one, else null.
+
+    ``keys`` are the columns the provider documents as unique per line item (e.g. AWS
+    identity/LineItemId + identity/TimeInterval); ``what`` names them in the reason. The copy kept
+    is the one with the smallest ``x_RowId`` (first file, first row), whatever order the partition
+    is read in, so the same copies are quarantined by ``to_focus``, ``quarantine`` and the raw
+    totals. Rows with a null key part are not compared (they are not line items the provider
+    identifies)."""
+    complete = pl.all_horizontal([k.is_not_null() for k in keys])
+    first = pl.col("x_RowId").min().over(keys)
+    copy = complete & (pl.col("x_RowId") != first)
+    return masked_format(copy, f"duplicate line item: {what} '{{}}' delivered more than once; this copy is "
+                         "quarantined with its amount, the first (x_RowId {}) is kept",
+                         pl.concat_str([k.cast(pl.String) for k in keys], separator=" / "), first)
+
+
+# The x_SourceChanges note of a row whose EffectiveCost could not be known (the export lacks every
+# column that carries it): EffectiveCost is 0 there, a recorded provider-data gap, counted per
+# partition (rows and their usage) and reported by the effective-cost check as a WARN.
+EFFECTIVE_COST_UNKNOWN = "EffectiveCost unknown"
+
+
+def effective_cost_unknown_note(condition: pl.Expr, missing: str) -> pl.Expr:
+    """The note for rows where ``condition`` holds: ``missing`` names the empty column(s)."""
+    return masked_format(condition, f"{EFFECTIVE_COST_UNKNOWN}: {missing} empty and no other column carries "
+                         "the amortized cost; EffectiveCost kept 0 (provider-data gap)")
+
+
+# The x_SourceChanges note of a row whose BillingCurrency is the source's declared billing currency
+# (the export has no currency column).
+DECLARED_CURRENCY_NOTE = "BillingCurrency: the export has no currency column; the source's declared billing currency"
