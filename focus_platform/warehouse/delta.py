@@ -145,6 +145,21 @@ class Warehouse:
         dt = self.table(table)
         return dt.history(limit) if dt is not None else []
 
+    def last_partition_commit(self, table: str, partition: dict[str, str], limit: int = 1000) -> dict | None:
+        """The custom metadata (JSON values decoded) of the newest commit of ``table`` written for
+        ``partition`` (its ``source`` and ``period`` metadata), None when none is in the last ``limit``."""
+        want = {"source": partition.get("x_Source"), "period": partition.get("x_BillingPeriod")}
+        for info in self.history(table, limit):
+            meta = {}
+            for key, value in info.items():
+                try:
+                    meta[key] = json.loads(value) if isinstance(value, str) else value
+                except ValueError:
+                    meta[key] = value
+            if all(meta.get(k) == v for k, v in want.items()):
+                return meta
+        return None
+
     def snapshot(self, table: str, partition: dict[str, str], version: int | None = None) -> Snapshot:
         """The partition's files in the current (or given) version of the table."""
         if version is None:

@@ -31,6 +31,8 @@ PERIOD_STATUS = "period_status"
 OPEN, FINAL, RESTATED = "open", "final", "restated"
 DEFAULT_MAX_DROP_SHARE = 0.5
 FORCE_TAG = "focus/force"  # run tag accepting a refused delivery deliberately
+# run tag publishing a partition whose quarantine holds amounts that cannot be read (recorded)
+ACCEPT_UNKNOWN_MONEY_TAG = "focus/accept-unknown-money"
 # How a format's period becomes final: "invoice_id" (InvoiceId on every FOCUS row, e.g. AWS CUR's
 # bill/InvoiceId), else "invoice_file" (an invoice for every billing account of the period under
 # <landing root>/invoices/<billing account>/<YYYY-MM>*). Provider modules may add their formats.
@@ -230,6 +232,15 @@ class Restatement:
             "totals": self.totals(), "status_before": self.status_before, "status_after": self.status_after,
             "run_id": self.run_id, "note": self.note,
         }
+
+    def change(self) -> dict:
+        """What changed, as plain JSON (the CLI's summary; ``action`` "unchanged" for a no-op)."""
+        b = self.before
+        return {"action": self.action, "rows_before": b.rows if b else None, "rows_after": self.after.rows,
+                "billed_before": {c: f"{v:f}" for c, v in b.billed.items()} if b else {},
+                "billed_after": {c: f"{v:f}" for c, v in self.after.billed.items()},
+                "version_before": b.version if b else None, "version_after": self.version_after,
+                "forced": self.forced, "note": self.note}
 
     def markdown(self) -> str:
         """The "what changed" table of the materialization."""
