@@ -17,6 +17,7 @@ Every replaced partition of a raw table and of ``focus_costs`` is recorded in ``
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,11 +27,21 @@ from pathlib import Path
 
 import polars as pl
 
+from focus_platform import __version__
 from focus_platform.landing.zone import Delivery, ExportSource, LocalStore
 from focus_platform.sources import FORMATS, Lineage, SourceFormatError, detect_format
-from focus_platform.sources.common import UNMAPPED_SERVICE_NOTE, is_derived_row
+from focus_platform.sources.common import (
+    EFFECTIVE_COST_UNKNOWN,
+    UNMAPPED_SERVICE_NOTE,
+    UNREADABLE_AMOUNTS,
+    is_derived_row,
+)
 from focus_platform.spec.metadata import METADATA_SUFFIX, focus_metadata, write_metadata
-from focus_platform.spec.rules import ConformanceReport, check_conformance
+from focus_platform.spec.rules import (
+    ConformanceReport,
+    check_conformance,
+    iso_currency_codes,
+)
 from focus_platform.warehouse import restatements as rs
 from focus_platform.warehouse.delta import PARQUET_COMPRESSION, GateFailed, Warehouse
 
@@ -122,7 +133,29 @@ def _quality_query(focus: pl.LazyFrame) -> pl.LazyFrame:
         pl.len().alias("rows"), pl.col("x_RowId").hash().n_unique().alias("unique"),
         is_derived_row(pl.col("x_RowId")).sum().alias("derived"),
         priced.sum().alias("priced"), (priced & unmapped).sum().alias("unmapped"),
+        _effective_cost_unknown().sum().alias("effective_unknown"),
     )
+
+
+def _effective_cost_unknown() -> pl.Expr:
+    """Rows whose EffectiveCost is 0 only because the export lacks every column carrying it."""
+    return (pl.col("x_SourceChanges").list.eval(pl.element().str.starts_with(EFFECTIVE_COST_UNKNOWN))
+            .list.any().fill_null(False))
+
+
+def effective_cost_unknown_summary(focus: pl.LazyFrame) -> dict:
+    """The rows whose EffectiveCost is unknown (a provider-data gap): how many, their usage per
+    consumed unit and why (the notes naming the missing columns)."""
+    rows = focus.filter(_effective_cost_unknown())
+    usage = (rows.group_by(pl.col("ConsumedUnit").fill_null("(no unit)"))
+             .agg(pl.col("ConsumedQuantity").sum(), pl.len().alias("rows")).sort("ConsumedUnit")
+             .collect(engine="streaming"))
+    notes = (rows.select(pl.col("x_SourceChanges").list.eval(
+        pl.element().filter(pl.element().str.starts_with(EFFECTIVE_COST_UNKNOWN))).explode().unique())
+        .collect(engine="streaming"))
+    return {"rows": int(usage["rows"].sum() or 0),
+            "usage": {r[0]: f"{r[1] or 0:f}" for r in usage.iter_rows()},
+            "why": sorted(n for n in notes["x_SourceChanges"].to_list() if n)}
 
 
 @dataclass
@@ -133,10 +166,45 @@ class FocusChecks:
     duplicate_row_ids: int
     totals: dict[str, dict[str, str]]
     rates: dict[str, float]
+    unknown_amounts: list[str] = field(default_factory=list)  # quarantined rows whose amounts cannot be read
+    unknown_amount_rows: int = 0
+    accept_unknown_money: bool = False  # published anyway, deliberately (recorded)
+    effective_unknown: dict = field(default_factory=lambda: {"rows": 0, "usage": {}, "why": []})
+
+    @property
+    def money_unknown(self) -> bool:
+        """Quarantined rows hold amounts that cannot be read, and nobody accepted that."""
+        return self.unknown_amount_rows > 0 and not self.accept_unknown_money
+
+    @property
+    def billed_ok(self) -> bool:
+        return all(c.billed_ok for c in self.conservation) and not self.money_unknown
+
+    def unknown_money_message(self) -> str:
+        shown = "; ".join(self.unknown_amounts)
+        more = self.unknown_amount_rows - len(self.unknown_amounts)
+        return (f"{self.unknown_amount_rows} quarantined row(s) hold amounts that cannot be read, so the billed "
+                f"total is unknown: {shown}{f' (and {more} more)' if more > 0 else ''}")
+
+    @property
+    def warnings(self) -> list[str]:
+        """What is published but must not pass silently."""
+        out = []
+        if self.unknown_amount_rows and self.accept_unknown_money:
+            out.append("accepted deliberately (unknown money override): " + self.unknown_money_message())
+        e = self.effective_unknown
+        if e["rows"]:
+            out.append(f"EffectiveCost unknown on {e['rows']} row(s), kept 0 as a provider-data gap: "
+                       + "; ".join(e["why"]))
+        return out
 
     @property
     def problems(self) -> list[str]:
         out = []
+        if self.money_unknown:
+            out.append("billed cost not conserved: " + self.unknown_money_message() + ". Fix the data and "
+                       "re-deliver, or accept it deliberately (convert --accept-unknown-money, demo "
+                       "--accept-unknown-money, run tag focus/accept-unknown-money=true); it is recorded")
         if not self.conformance.ok:
             out.append("conformance: " + ", ".join(f"{k}={v}" for k, v in self.conformance.defects.items()))
         for c in self.conservation:
@@ -155,9 +223,25 @@ class FocusChecks:
         return out
 
 
-def check_focus(focus: pl.LazyFrame, raw_totals: pl.DataFrame, quarantine: pl.DataFrame) -> FocusChecks:
+UNKNOWN_EXAMPLES = 10
+
+
+def unknown_amounts(quarantine: pl.DataFrame) -> tuple[int, list[str]]:
+    """Quarantined rows whose amounts cannot be read: how many, and the first few as
+    '<file> row <n>: <column>: '<value>' is not a number'."""
+    if UNREADABLE_AMOUNTS not in quarantine.columns:
+        return 0, []
+    rows = quarantine.filter(pl.col(UNREADABLE_AMOUNTS).is_not_null())
+    shown = rows.sort("x_SourceFile", "x_SourceRow").head(UNKNOWN_EXAMPLES)
+    return rows.height, [f"{r['x_SourceFile']} row {r['x_SourceRow']}: {r[UNREADABLE_AMOUNTS]}"
+                         for r in shown.iter_rows(named=True)]
+
+
+def check_focus(focus: pl.LazyFrame, raw_totals: pl.DataFrame, quarantine: pl.DataFrame, *,
+                accept_unknown_money: bool = False) -> FocusChecks:
     """Every gating check of a FOCUS partition (or converted file) against its raw rows: the
-    conformance rules, with the sums, counts and rates riding along in the rules' collect_all."""
+    conformance rules, with the sums, counts and rates riding along in the rules' collect_all.
+    Amounts that cannot be read fail the billed conservation check unless ``accept_unknown_money``."""
     conformance = check_conformance(focus, extra={
         "sums": _sums_query(focus, "BilledCost", "EffectiveCost"), "quality": _quality_query(focus)})
     sums, q = conformance.extra["sums"], conformance.extra["quality"].row(0, named=True)
@@ -166,6 +250,7 @@ def check_focus(focus: pl.LazyFrame, raw_totals: pl.DataFrame, quarantine: pl.Da
     rows = RowCounts(
         raw=int(raw_totals["rows"].sum() or 0), focus=q["rows"], quarantined=quarantine.height,
         derived=q["derived"], dropped=int(raw_totals["dropped_rows"].sum() or 0))
+    unknown_rows, unknown_shown = unknown_amounts(quarantine)
     return FocusChecks(
         conformance=conformance,
         conservation=conservation(raw_totals, sums, quarantine),
@@ -176,13 +261,28 @@ def check_focus(focus: pl.LazyFrame, raw_totals: pl.DataFrame, quarantine: pl.Da
             "M5_sku_mapping_failure_rate": (q["unmapped"] / q["priced"]) if q["priced"] else 0.0,
             "M8_ingest_error_rate": (rows.quarantined / rows.raw) if rows.raw else 0.0,
         },
+        unknown_amounts=unknown_shown, unknown_amount_rows=unknown_rows, accept_unknown_money=accept_unknown_money,
+        effective_unknown=effective_cost_unknown_summary(focus) if q["effective_unknown"] else
+        {"rows": 0, "usage": {}, "why": []},
     )
+
+
+def raw_problems(raw_totals: pl.DataFrame) -> list[str]:
+    """What a format's ``raw_totals`` says makes the raw rows unusable as a whole (its optional
+    ``problem`` column, e.g. Azure actual and amortized files of different periods)."""
+    if "problem" not in raw_totals.columns:
+        return []
+    return sorted(set(raw_totals["problem"].drop_nulls().to_list()))
 
 
 def raw_side(fmt, raw: pl.LazyFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The raw totals and the quarantined rows of a raw partition. The quarantine pass runs only
-    when the totals count quarantined rows (most deliveries have none)."""
+    when the totals count quarantined rows (most deliveries have none). Refused (SourceFormatError)
+    when the totals name a problem of the rows as a whole."""
     raw_totals = fmt.raw_totals(raw).collect(engine="streaming")
+    problems = raw_problems(raw_totals)
+    if problems:
+        raise SourceFormatError("; ".join(problems))
     quarantine = fmt.quarantine(raw)
     expected = int(raw_totals["quarantined_rows"].sum() or 0)
     if not expected:
@@ -208,6 +308,7 @@ class RawIngest:
     format_versions: list[str] = field(default_factory=list)
     restatement: rs.Restatement | None = None
     guard: rs.GuardResult | None = None
+    unchanged: bool = False  # the same delivery was already published: nothing written (recorded)
 
 
 class DeliveryRefused(SourceFormatError):
@@ -235,6 +336,19 @@ def _check_objects(store, delivery: Delivery, label: str) -> None:
                                   "the new version")
 
 
+def fingerprint(*parts: object) -> str:
+    """A digest of what a partition was built from; equal digests mean re-building it changes nothing."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def delivery_fingerprint(source: ExportSource, delivery: Delivery) -> str:
+    """The delivery as listed (id, every object's size and version tag), the source's settings and
+    the converter version."""
+    objects = sorted((k, o.size, o.etag) for k, o in delivery.objects.items() if k in delivery.files)
+    return fingerprint(source.format, getattr(source, "billing_currency", None), delivery.delivery_id,
+                       sorted(delivery.files), objects, __version__)
+
+
 def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSource, delivery: Delivery,
                     *, now: datetime | None = None, policy: rs.GuardPolicy | None = None,
                     run_id: str | None = None, log: bool = True) -> RawIngest:
@@ -243,7 +357,11 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
     Refused (``DeliveryRefused``, nothing committed) when a file is a zero-byte object, the
     delivery has no rows, an object disappears or changes while it is read, or the guard finds
     that it would drop the published row count or billed total by more than
-    ``policy.max_drop_share`` (unless ``policy.force``)."""
+    ``policy.max_drop_share`` (unless ``policy.force``).
+
+    A delivery already published as it is now (same id, objects, settings and converter version:
+    ``delivery_fingerprint``) is a recorded no-op: no new table version, a restatement-log entry
+    with action ``unchanged``."""
     fmt = FORMATS[source.format]
     policy = policy or rs.GuardPolicy()
     part = partition_of(source.name, delivery.billing_period)
@@ -254,19 +372,37 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
             raise DeliveryRefused(f"{label}: {key} is a zero-byte object (an empty or unfinished upload): "
                                   "refused, the published version stays")
     lineage = Lineage(source.name, source.format, delivery.delivery_id, delivery.billing_period,
-                      now or datetime.now(timezone.utc))
+                      now or datetime.now(timezone.utc), getattr(source, "billing_currency", None))
     options = getattr(store, "storage_options", None)
     base = warehouse.snapshot(fmt.raw_table, part)
+    digest = delivery_fingerprint(source, delivery)
     before = None
     if base.files:
         published = warehouse.scan(fmt.raw_table, part, version=base.version)
         before = rs.raw_state(fmt.raw_totals(published).collect(engine="streaming"),
                               published.select(pl.col("x_SourceDelivery").unique()).collect()["x_SourceDelivery"]
                               .to_list(), base.version)
+        last = warehouse.last_partition_commit(fmt.raw_table, part) or {}
+        if last.get("fingerprint") == digest:
+            _check_objects(store, delivery, label)
+            result = rs.guard(before, before, policy)
+            entry = rs.Restatement(fmt.raw_table, delivery.billing_period, source.name, "unchanged", before, before,
+                                   base.version, run_id=run_id,
+                                   note=f"delivery {delivery.delivery_id} already published as it is: nothing written")
+            if log:
+                rs.append_log(warehouse, [entry])
+            versions = published.select(pl.col("x_SourceFormatVersion").unique().sort()).collect()
+            return RawIngest(source.name, delivery.billing_period, delivery.delivery_id, delivery.files, before.rows,
+                             base.version, versions["x_SourceFormatVersion"].to_list(), entry, result, unchanged=True)
 
     def gate(staged: pl.LazyFrame):
         versions = staged.group_by("x_SourceFormatVersion").len().collect()
-        after = rs.raw_state(fmt.raw_totals(staged).collect(engine="streaming"), [delivery.delivery_id])
+        staged_totals = fmt.raw_totals(staged).collect(engine="streaming")
+        problems = raw_problems(staged_totals)
+        if problems:
+            raise GateFailed(f"{label} refused: " + "; ".join(problems) + ": nothing committed, the published "
+                             "version stays")
+        after = rs.raw_state(staged_totals, [delivery.delivery_id])
         result = rs.guard(before, after, policy)
         if after.empty:
             raise GateFailed(f"{label} has no rows ({', '.join(delivery.files)}): refused, the published version "
@@ -287,7 +423,7 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
         published, (versions, after, result) = warehouse.replace_partition(
             fmt.raw_table, frames, part, gate=gate, base=base, statistics=False,
             commit_metadata={"delivery": delivery.delivery_id, "files": delivery.files, "forced": policy.force,
-                             "source": source.name, "period": delivery.billing_period})
+                             "source": source.name, "period": delivery.billing_period, "fingerprint": digest})
     except GateFailed as exc:
         raise DeliveryRefused(str(exc), exc.details if isinstance(exc.details, rs.GuardResult) else None) from exc
     except DeliveryRefused:
@@ -320,6 +456,7 @@ class FocusPublish:
     restatement: rs.Restatement | None = None
     status: str = rs.OPEN
     status_reason: str = ""
+    unchanged: bool = False  # built from the same raw partition by the same converter: nothing written
 
 
 def _finality(fmt_name: str, stats: dict, period: str, has_invoice: Callable[[str, str], bool] | None) -> tuple[bool, str]:
@@ -339,11 +476,24 @@ def _finality(fmt_name: str, stats: dict, period: str, has_invoice: Callable[[st
     return True, f"invoiced: invoices/<account>/{period} present for {', '.join(accounts)}"
 
 
+def _partition_stats(focus: pl.LazyFrame) -> dict:
+    return focus.select(
+            pl.len().alias("rows"), pl.col("InvoiceId").null_count().alias("no_invoice_id"),
+            pl.col("BillingAccountId").unique().implode().alias("accounts"),
+            pl.col("x_SourceDelivery").unique().implode().alias("deliveries"),
+        ).collect().row(0, named=True)
+
+
 def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
                   has_invoice: Callable[[str, str], bool] | None = None, run_id: str | None = None,
-                  log: bool = True) -> FocusPublish:
+                  log: bool = True, accept_unknown_money: bool = False) -> FocusPublish:
     """Convert the raw partition to FOCUS; publish it only when every gating check passes; record
-    what changed (``restatement_log``) and the period status (``period_status``)."""
+    what changed (``restatement_log``) and the period status (``period_status``).
+
+    ``accept_unknown_money``: publish although quarantined rows hold amounts that cannot be read
+    (recorded in the restatement log). A partition already built from the same raw partition by the
+    same converter with the same settings is a recorded no-op: its checks run again on the published
+    rows, its period status is brought up to date, no new table version is written."""
     fmt = FORMATS[source.format]
     part = partition_of(source.name, period)
     if not warehouse.exists(fmt.raw_table):
@@ -357,17 +507,17 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
         if base.files else None
     previous = rs.read_status(warehouse, period, source.name)
     status_before = previous["status"] if previous else None
+    digest = fingerprint(sorted(warehouse.snapshot(fmt.raw_table, part).files), __version__, accept_unknown_money)
+    if base.files and (warehouse.last_partition_commit(FOCUS_TABLE, part) or {}).get("fingerprint") == digest:
+        return _unchanged_focus(warehouse, source, period, base, before, raw_totals, quarantine, status_before,
+                                has_invoice, run_id, log, accept_unknown_money)
 
     def gate(staged: pl.LazyFrame):
-        checks = check_focus(staged, raw_totals, quarantine)
+        checks = check_focus(staged, raw_totals, quarantine, accept_unknown_money=accept_unknown_money)
         if checks.problems:
             raise GateFailed(f"focus_costs {source.name} {period} not published: " + "; ".join(checks.problems),
                              checks)
-        stats = staged.select(
-            pl.len().alias("rows"), pl.col("InvoiceId").null_count().alias("no_invoice_id"),
-            pl.col("BillingAccountId").unique().implode().alias("accounts"),
-            pl.col("x_SourceDelivery").unique().implode().alias("deliveries"),
-        ).collect().row(0, named=True)
+        stats = _partition_stats(staged)
         after = rs.PartitionState(
             None, checks.rows.focus, {c: Decimal(t["BilledCost"]) for c, t in checks.totals.items()},
             {c: Decimal(t["EffectiveCost"]) for c, t in checks.totals.items()},
@@ -379,17 +529,39 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
     published, (checks, after, status, reason) = warehouse.replace_partition(
         FOCUS_TABLE, fmt.to_focus(raw), part, gate=gate, base=base,
         commit_metadata=lambda g: {"source": source.name, "period": period, "totals": g[0].totals,
-                                   "rows": g[0].rows.focus, "deliveries": list(g[1].deliveries), "status": g[2]})
+                                   "rows": g[0].rows.focus, "deliveries": list(g[1].deliveries), "status": g[2],
+                                   "fingerprint": digest, "warnings": g[0].warnings})
     warehouse.replace_partition(QUARANTINE_TABLE, quarantine.lazy(), part,
                                 commit_metadata={"source": source.name, "period": period})
     _write_focus_metadata(warehouse)
     after = rs.PartitionState(published.version, after.rows, after.billed, after.effective, after.deliveries)
     rs.write_status(warehouse, period, source.name, status, reason, published.version, after.deliveries)
     entry = rs.Restatement(FOCUS_TABLE, period, source.name, "replace" if before else "publish", before, after,
-                           published.version, status_before=status_before, status_after=status, run_id=run_id)
+                           published.version, status_before=status_before, status_after=status, run_id=run_id,
+                           note="; ".join(checks.warnings) or None)
     if log:
         rs.append_log(warehouse, [entry])
     return FocusPublish(source.name, period, published.version, checks, quarantine.height, entry, status, reason)
+
+
+def _unchanged_focus(warehouse: Warehouse, source: ExportSource, period: str, base, before: rs.PartitionState,
+                     raw_totals: pl.DataFrame, quarantine: pl.DataFrame, status_before: str | None,
+                     has_invoice, run_id: str | None, log: bool, accept_unknown_money: bool) -> FocusPublish:
+    """The no-op of ``publish_focus``: the published rows checked again, the period status brought
+    up to date (an invoice may have arrived), an ``unchanged`` entry in the restatement log."""
+    published = warehouse.scan(FOCUS_TABLE, partition_of(source.name, period), version=base.version)
+    checks = check_focus(published, raw_totals, quarantine, accept_unknown_money=accept_unknown_money)
+    final, reason = _finality(source.format, _partition_stats(published), period, has_invoice)
+    status = rs.next_status(status_before, final, False)
+    if status != status_before:
+        rs.write_status(warehouse, period, source.name, status, reason, base.version, before.deliveries)
+    entry = rs.Restatement(FOCUS_TABLE, period, source.name, "unchanged", before, before, base.version,
+                           status_before=status_before, status_after=status, run_id=run_id,
+                           note="built from the same raw partition by the same converter: nothing written")
+    if log:
+        rs.append_log(warehouse, [entry])
+    return FocusPublish(source.name, period, base.version, checks, quarantine.height, entry, status, reason,
+                        unchanged=True)
 
 
 def _write_focus_metadata(warehouse: Warehouse) -> None:
@@ -475,10 +647,19 @@ class ConvertResult:
     quarantine_out: str | None
 
 
-def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str = "cli") -> ConvertResult:
-    """Export files → one FOCUS 1.2 Parquet file (and ``<out>.quarantine.parquet`` when needed)."""
+def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str = "cli",
+                  billing_currency: str | None = None, accept_unknown_money: bool = False) -> ConvertResult:
+    """Export files → one FOCUS 1.2 Parquet file (and ``<out>.quarantine.parquet`` when needed).
+
+    Each file is read and mapped by its own format (an AWS CUR and an OCI report in one call are
+    each converted as what they are); the checks run over the whole output against every format's
+    raw totals. ``billing_currency``: the currency of exports without a currency column (recorded
+    per row). ``accept_unknown_money``: write the output although amounts could not be read."""
+    if billing_currency is not None and billing_currency not in iso_currency_codes():
+        raise SourceFormatError(f"--billing-currency {billing_currency!r} is not an ISO 4217 currency code")
     now = datetime.now(timezone.utc)
-    frames, formats = [], []
+    families: dict[str, list[pl.LazyFrame]] = {}  # raw table -> the raw rows of its files
+    formats = []
     for path in paths:
         if not Path(path).exists():
             raise SourceFormatError(f"{path}: no such file")
@@ -486,23 +667,35 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
         if fmt != "auto" and FORMATS[found].raw_table != FORMATS[fmt].raw_table:
             raise SourceFormatError(f"{path}: is {found}, not {fmt}")
         formats.append(found)
-        lineage = Lineage(source, found, f"file:{Path(path).name}", None, now)
-        frames.append(FORMATS[found].scan_raw(path, lineage, label=str(path)))
-    raw = pl.concat(frames, how="diagonal_relaxed")
-    family = FORMATS[formats[0]]
+        lineage = Lineage(source, found, f"file:{Path(path).name}", None, now, billing_currency)
+        raw = FORMATS[found].scan_raw(path, lineage, label=str(path))
+        families.setdefault(FORMATS[found].raw_table, []).append(raw)
+    mappers = {FORMATS[f].raw_table: FORMATS[f] for f in reversed(formats)}  # raw table -> its format module
+    raws = {table: pl.concat(frames, how="diagonal_relaxed") for table, frames in families.items()}
     try:
-        # Three streaming passes, not one collect_all: sharing the scan would cache it in memory.
-        family.to_focus(raw).sink_parquet(out, compression=PARQUET_COMPRESSION)
-        raw_totals, quarantine = raw_side(family, raw)
+        # Separate streaming passes, not one collect_all: sharing the scan would cache it in memory.
+        pl.concat([mappers[t].to_focus(raw) for t, raw in raws.items()], how="diagonal_relaxed").sink_parquet(
+            out, compression=PARQUET_COMPRESSION)
+        sides = [raw_side(mappers[t], raw) for t, raw in raws.items()]
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceFormatError(f"{', '.join(paths)}: cannot be converted: {str(exc).splitlines()[0]}") from exc
+    raw_totals = _summed_totals([totals for totals, _ in sides])
+    quarantine = pl.concat([q for _, q in sides], how="diagonal_relaxed")
     stem = str(Path(out).with_suffix(""))
     q_out = None
     if quarantine.height:
         q_out = stem + ".quarantine.parquet"
         quarantine.write_parquet(q_out, compression=PARQUET_COMPRESSION)
     focus = pl.scan_parquet(out)
-    checks = check_focus(focus, raw_totals, quarantine)
+    checks = check_focus(focus, raw_totals, quarantine, accept_unknown_money=accept_unknown_money)
     write_metadata(stem + METADATA_SUFFIX, focus.collect_schema())
     return ConvertResult(checks.rows.raw, checks.rows.focus, quarantine.height, checks, sorted(set(formats)), out,
                          q_out)
+
+
+def _summed_totals(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Several formats' raw totals as one frame, one row per (billing account, period, currency)."""
+    totals = pl.concat(frames, how="diagonal_relaxed")
+    counts = [c for c in ("rows", "quarantined_rows", "dropped_rows") if c in totals.columns]
+    return totals.group_by(_KEYS).agg(pl.col("billed").sum(), pl.col("amortized").sum(),
+                                      *[pl.col(c).fill_null(0).sum() for c in counts])
