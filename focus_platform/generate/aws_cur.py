@@ -65,6 +65,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from focus_platform.generate.landing import export_source, write_sources
+
 AWS_INC = "Amazon Web Services, Inc."
 AWS_EMEA = "Amazon Web Services EMEA SARL"
 BUCKET = "focus-landing"  # bucket name used in manifests; keys after it are paths under out_dir
@@ -551,6 +553,7 @@ def generate_aws_cur(out_dir: str | Path, *, rows: int, months: int = 1, seed: i
     report_dir.mkdir(parents=True, exist_ok=True)
     expected_path = report_dir / "expected_totals.json"
     expected_path.write_text(json.dumps(expected, indent=2) + "\n", encoding="utf-8")
+    write_sources(out, [export_source(report_name, "aws-cur", report_name)])
     return GenerationSummary(
         out_dir=out, report_dir=report_dir, layout=layout, file_format=file_format, rows=rows,
         rows_per_period={m.period: m.rows for m in plan.months}, data_files=data_files,

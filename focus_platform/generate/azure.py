@@ -49,6 +49,8 @@ from typing import IO, Literal
 import numpy as np
 import polars as pl
 
+from focus_platform.generate.landing import export_source, write_sources
+
 UNITS = 10**10  # money: integers of 1e-10 currency units
 QTY_UNITS = 10**6  # quantities: integers of 1e-6
 CHUNK = 65_536
@@ -413,6 +415,8 @@ def generate_azure(out_dir: str | Path, *, rows: int, months: int = 1, seed: int
     out.mkdir(parents=True, exist_ok=True)
     expected_path = out / "expected_totals.json"
     expected_path.write_text(json.dumps(expected, indent=2) + "\n", encoding="utf-8")
+    write_sources(out, [export_source(name, "azure-cost-details", name, ("actual", "amortized"))
+                        for name in sorted({a.source for a in plan_accounts})])
     return AzureGenerationSummary(out, sum(rows_per_period.values()), rows_per_period, data_files, manifests,
                                   invoices, expected_path, expected, time.perf_counter() - started)
 

@@ -58,6 +58,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from focus_platform.generate.aws_cur import GenerationSummary
+from focus_platform.generate.landing import export_source, write_sources
 
 PACIFIC = ZoneInfo("America/Los_Angeles")
 BLOCK_ROWS = 100_000  # usage rows generated at once (one Parquet row group)
@@ -932,6 +933,7 @@ def generate_gcp(out_dir: str | Path, *, rows: int, months: int = 1, seed: int =
     report_dir.mkdir(parents=True, exist_ok=True)
     expected_path = report_dir / "expected_totals.json"
     expected_path.write_text(json.dumps(expected, indent=2) + "\n", encoding="utf-8")
+    write_sources(out, [export_source(export_name, "gcp-billing", export_name)])
     return GenerationSummary(
         out_dir=out, report_dir=report_dir, layout=export, file_format=file_format, rows=rows,
         rows_per_period={m.period: sum(totals[(m.idx, a.idx)].rows for a in account_list) for m in month_list},

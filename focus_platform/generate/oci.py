@@ -65,6 +65,7 @@ import numpy as np
 import polars as pl
 
 from focus_platform.generate.aws_cur import GenerationSummary
+from focus_platform.generate.landing import export_source, write_sources
 
 MONEY_SCALE = 10**12  # costs and quantities: integers of 1e-12
 PRICE_SCALE = 10**8  # prices: integers of 1e-8
@@ -653,6 +654,7 @@ def generate_oci(out_dir: str | Path, *, rows: int, months: int = 1, seed: int =
     report_dir.mkdir(parents=True, exist_ok=True)
     expected_path = report_dir / "expected_totals.json"
     expected_path.write_text(json.dumps(expected, indent=2) + "\n", encoding="utf-8")
+    write_sources(out, [export_source(report_name, "oci-cost", report_name)])
     return GenerationSummary(
         out_dir=out, report_dir=report_dir, layout="oci-cost", file_format=file_format, rows=rows,
         rows_per_period=rows_per_period, data_files=data_files, manifest_files=[], invoice_files=invoice_files,
