@@ -23,7 +23,7 @@ from focus_platform.pipeline import (
 from focus_platform.resources import LandingZoneResource, WarehouseResource
 from focus_platform.sources import FORMATS, RAW_TABLES, SourceFormatError
 from focus_platform.warehouse.delta import ConcurrentPartitionWrite, GateFailed
-from focus_platform.warehouse.restatements import FORCE_TAG, GuardPolicy
+from focus_platform.warehouse.restatements import ACCEPT_UNKNOWN_MONEY_TAG, FORCE_TAG, GuardPolicy
 
 CODE_VERSION = __version__  # bump with any mapping change: the UI then marks partitions stale
 GROUP = "focus"
@@ -33,8 +33,12 @@ RAW_ASSET = "raw_exports"
 DELIVERY_CHECK = "delivery_accepted"
 
 
+def _tag_set(context: dg.AssetExecutionContext, tag: str) -> bool:
+    return str(context.run.tags.get(tag, "")).strip().lower() in ("true", "1", "yes")
+
+
 def forced(context: dg.AssetExecutionContext) -> bool:
-    return str(context.run.tags.get(FORCE_TAG, "")).strip().lower() in ("true", "1", "yes")
+    return _tag_set(context, FORCE_TAG)
 
 
 def _refused(message: str, metadata: dict | None = None) -> dg.AssetCheckResult:
@@ -88,6 +92,7 @@ def raw_exports(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         "source_format_versions": ", ".join(ingested.format_versions),
         "delta_version": ingested.version,
         "what_changed": dg.MetadataValue.md(entry.markdown()),
+        "change": dg.MetadataValue.json(entry.change()),
         "table_uri": dg.MetadataValue.path(wh.uri(FORMATS[source.format].raw_table)),
     }, check_results=[dg.AssetCheckResult(
         asset_key=RAW_ASSET, check_name=DELIVERY_CHECK, passed=True,
@@ -97,8 +102,11 @@ def raw_exports(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
 
 FOCUS_CHECKS = {
     "conformance": ("FOCUS 1.2 rules: no converter defect (provider-data gaps reported)", True),
-    "billed_cost_conserved": ("sum(BilledCost) + quarantined = raw invoice basis, exact Decimal", True),
-    "effective_cost_conserved": ("sum(EffectiveCost) + quarantined = provider amortized total, exact Decimal", True),
+    "billed_cost_conserved": ("sum(BilledCost) + quarantined = raw invoice basis, exact Decimal; fails on "
+                              f"amounts that cannot be read unless the run tag {ACCEPT_UNKNOWN_MONEY_TAG}=true "
+                              "accepts them (recorded)", True),
+    "effective_cost_conserved": ("sum(EffectiveCost) + quarantined = provider amortized total, exact Decimal; WARN "
+                                 "when EffectiveCost is unknown on rows (kept 0 as a provider-data gap)", True),
     "rows_conserved": ("raw rows = FOCUS rows - derived rows + dropped rows + quarantined", True),
     "row_id_unique": ("x_RowId is unique", True),
     "sku_mapping_failure_rate": ("M5: Usage/Purchase rows without SKU or mapped service < 0.1 %", False),
@@ -110,6 +118,8 @@ M5_TARGET, M8_TARGET = 0.001, 0.005
 def check_results(checks: FocusChecks) -> list[dg.AssetCheckResult]:
     conservation = checks.conservation
     rows = checks.rows
+    effective_ok = all(c.amortized_ok for c in conservation)
+    unknown_effective = checks.effective_unknown
     table = "| account | period | currency | raw billed | FOCUS billed | quarantined | raw amortized | FOCUS effective |\n" \
             "|---|---|---|---|---|---|---|---|\n" + "\n".join(
                 f"| {c.billing_account} | {c.billing_period} | {c.currency} | {c.raw_billed} | {c.focus_billed} | "
@@ -118,8 +128,14 @@ def check_results(checks: FocusChecks) -> list[dg.AssetCheckResult]:
         "conformance": (checks.conformance.ok, {
             "defects": dg.MetadataValue.json(checks.conformance.defects),
             "provider_data_gaps": dg.MetadataValue.json(checks.conformance.gaps)}),
-        "billed_cost_conserved": (all(c.billed_ok for c in conservation), {"totals": dg.MetadataValue.md(table)}),
-        "effective_cost_conserved": (all(c.amortized_ok for c in conservation), {"totals": dg.MetadataValue.md(table)}),
+        "billed_cost_conserved": (checks.billed_ok, {
+            "totals": dg.MetadataValue.md(table), "unknown_amount_rows": checks.unknown_amount_rows,
+            "unknown_amounts": dg.MetadataValue.json(checks.unknown_amounts),
+            "accepted_unknown_money": checks.accept_unknown_money and checks.unknown_amount_rows > 0}),
+        "effective_cost_conserved": (effective_ok and not unknown_effective["rows"], {
+            "totals": dg.MetadataValue.md(table), "effective_cost_unknown_rows": unknown_effective["rows"],
+            "effective_cost_unknown_usage": dg.MetadataValue.json(unknown_effective["usage"]),
+            "effective_cost_unknown_why": dg.MetadataValue.json(unknown_effective["why"])}),
         "rows_conserved": (rows.ok, {"raw": rows.raw, "focus": rows.focus, "quarantined": rows.quarantined,
                                      "derived": rows.derived, "dropped": rows.dropped}),
         "row_id_unique": (checks.duplicate_row_ids == 0, {"duplicates": checks.duplicate_row_ids}),
@@ -128,10 +144,13 @@ def check_results(checks: FocusChecks) -> list[dg.AssetCheckResult]:
         "ingest_error_rate": (checks.rates["M8_ingest_error_rate"] < M8_TARGET,
                               {"rate": checks.rates["M8_ingest_error_rate"], "target": M8_TARGET}),
     }
+    warn_only = {name for name, (_, blocking) in FOCUS_CHECKS.items() if not blocking}
+    if effective_ok:  # conserved, but rows whose EffectiveCost is unknown: a WARN that does not block
+        warn_only.add("effective_cost_conserved")
     return [
         dg.AssetCheckResult(
             asset_key=FOCUS_TABLE, check_name=name, passed=bool(passed), metadata=meta,
-            severity=dg.AssetCheckSeverity.WARN if name == "sku_mapping_failure_rate" else dg.AssetCheckSeverity.ERROR)
+            severity=dg.AssetCheckSeverity.WARN if name in warn_only else dg.AssetCheckSeverity.ERROR)
         for name, (passed, meta) in results.items()
     ]
 
@@ -155,7 +174,8 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
     wh = warehouse.warehouse()
     try:
         published = publish_focus(wh, source, period, has_invoice=landing_zone.invoice_lookup(),
-                                  run_id=context.run_id)
+                                  run_id=context.run_id,
+                                  accept_unknown_money=_tag_set(context, ACCEPT_UNKNOWN_MONEY_TAG))
     except GateFailed as exc:
         if isinstance(exc.details, FocusChecks):
             yield from check_results(exc.details)
@@ -172,6 +192,8 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         "period_status": published.status,
         "period_status_reason": published.status_reason,
         "what_changed": dg.MetadataValue.md(published.restatement.markdown()),
+        "change": dg.MetadataValue.json(published.restatement.change()),
+        "warnings": dg.MetadataValue.json(checks.warnings),
         "table_uri": dg.MetadataValue.path(wh.uri(FOCUS_TABLE)),
     }, check_results=check_results(checks))
     yield dg.MaterializeResult(asset_key=QUARANTINE_TABLE, metadata={
