@@ -79,13 +79,14 @@ def write_csv(path: Path, rows: list[dict[str, str]], header: list[str] | None =
 class Converted:
     """One partition (several files) through scan_raw → to_focus / raw_totals / quarantine."""
 
-    def __init__(self, paths: list[Path]):
-        frames = [azure_cost.scan_raw(str(p), LINEAGE, label=str(p)) for p in paths]
+    def __init__(self, paths: list[Path], lineage: Lineage = LINEAGE, accept_unknown_money: bool = False):
+        frames = [azure_cost.scan_raw(str(p), lineage, label=str(p)) for p in paths]
         self.raw_lf = pl.concat(frames, how="diagonal_relaxed")
         self.focus = azure_cost.to_focus(self.raw_lf).collect()
         self.totals = azure_cost.raw_totals(self.raw_lf).collect()
         self.quarantine = azure_cost.quarantine(self.raw_lf).collect()
-        self.checks: FocusChecks = check_focus(self.focus.lazy(), self.totals, self.quarantine)
+        self.checks: FocusChecks = check_focus(self.focus.lazy(), self.totals, self.quarantine,
+                                               accept_unknown_money=accept_unknown_money)
 
     def one(self, **where: str) -> dict:
         df = self.focus
@@ -567,8 +568,9 @@ def test_bad_values_go_to_quarantine_with_the_reason(tmp_path):
     rows = [row(), row(CostInBillingCurrency="abc", Quantity="2"), row(Date="31/12/2023", Quantity="3"),
             row(BillingCurrencyCode="MC", Quantity="4"), row(BillingAccountId="", BillingProfileId="",
                                                              SubscriptionId="", Quantity="5")]
-    c = Converted([write_csv(tmp_path / "bad.csv", rows)])
-    assert_gates(c)
+    c = Converted([write_csv(tmp_path / "bad.csv", rows)], accept_unknown_money=True)
+    assert_gates(c)  # 'abc' is unknown money, accepted deliberately here
+    assert not Converted([tmp_path / "bad.csv"]).checks.billed_ok
     assert c.focus.height == 1
     reasons = c.quarantine.sort("x_SourceRow")["x_QuarantineReason"].to_list()
     assert "CostInBillingCurrency: 'abc' is not a number" in reasons[0]

@@ -1,34 +1,4 @@
-"""Azure Cost Management cost details (EA and MCA, actual and amortized) → typed raw rows → FOCUS 1.2.
-
-One format, ``azure-cost-details``, reads every header dialect of the "Cost and usage details"
-dataset: current EA PascalCase (``CostInBillingCurrency``), the older EA portal names (``Cost``,
-``BillingCurrency``, ``Product``), MCA camelCase (``costInBillingCurrency``, ``billingProfileId``),
-the legacy pay-as-you-go "usage details" (``UsageDateTime``, ``PreTaxCost``, ``SubscriptionGuid``),
-localized portal headers (``Abonnement-GUID (SubscriptionGuid)``: the name in parentheses counts) and
-a UTF-8 BOM. The dialect is recorded per file in ``x_SourceFormatVersion``; the agreement (EA, MCA,
-or a subscription-scoped export) is decided per row from the billing ids, because header style does
-not tell it (CSP/MCA files come in PascalCase and EA files in camelCase).
-
-Reading (``scan_raw``)
-----------------------
-Every delivered column is kept under one canonical name (the current EA/MCA name, PascalCase):
-synonyms of older dialects are renamed (``Cost``/``PreTaxCost`` → ``CostInBillingCurrency``,
-``BillingCurrencyCode``/``Currency`` → ``BillingCurrency``, ``Product`` → ``ProductName``,
-``UsageDateTime`` → ``Date``, ``SubscriptionGuid`` → ``SubscriptionId``, ``UsageQuantity`` →
-``Quantity``, ``InstanceId``/``InstanceName`` → ``ResourceId``, ``ResourceRate`` →
-``EffectivePrice``, ``InvoiceSection`` → ``InvoiceSectionName``, ``ResourceGroupName`` →
-``ResourceGroup``). Costs, prices and quantities become Decimal(38, 12), dates UTC timestamps
-(``MM/DD/YYYY``, ``M/D/YYYY``, ``M/D/YY``, ISO dates and ISO timestamps), everything else a string
-with '' as null. Unknown columns are kept as delivered. A value that does not parse is kept in
-``x_ParseErrors`` (the row goes to quarantine; the raw table keeps it).
-
-``x_CostDataset`` says which dataset a file is: ``actual`` (what is invoiced: commitment purchases as
-Purchase rows, covered usage at 0) or ``amortized`` (purchases spread onto covered usage, unused
-commitment rows, no purchase rows). It comes from the path or file name (a segment containing
-``amortized``/``amortised`` or ``actual``), else from the content: a file with UnusedReservation /
-UnusedSavingsPlan rows or commitment-covered usage at a non-zero cost is amortized; any other file is
-read as actual (a file without commitment rows is the same in both datasets). A labelled file whose
-content contradicts its label, or an unlabelled file mixing purchases and unused rows, is refused.
+"""Azure cost details → FOCUS 1.2 (``to_focus``): the mapping, apart from the raw side of conservation.
 
 Mapping (``to_focus``): actual + amortized
 ------------------------------------------
@@ -37,25 +7,29 @@ actual rows that have no amortized counterpart (commitment purchases and refunds
 always read from the actual dataset and EffectiveCost from the amortized one, so the totals equal the
 two files' totals exactly, also when the two files do not cover the same rows:
 
-* an amortized row is paired with the actual row of the same charge (billing account, period,
-  subscription, day, meter, product, resource, charge type, pricing model, commitment, quantity,
-  unit, location, currency; the n-th duplicate with the n-th duplicate). Its BilledCost is the
-  actual row's cost (0 for commitment-covered usage), its EffectiveCost its own cost. The paired
-  actual row is left out (counted as a dropped row in ``raw_totals``; ``x_PairedRowId`` names it).
+* an amortized row is paired with the actual row of the same charge (``raw.charge_identity``; the
+  n-th duplicate with the n-th duplicate). Its BilledCost is the actual row's cost (0 for
+  commitment-covered usage), its EffectiveCost its own cost. The paired actual row is left out
+  (counted as a dropped row in ``raw_totals``; ``x_PairedRowId`` names it).
 * an unpaired amortized row has BilledCost 0 (unused commitment and covered usage are billed
   through the purchase; anything else is noted as missing from the actual file).
-* an unpaired actual row keeps its cost as BilledCost; its EffectiveCost is 0 (a commitment
-  purchase is amortized onto usage; anything else is noted as missing from the amortized file).
+* an unpaired actual row keeps its cost as BilledCost. A commitment purchase's EffectiveCost is 0
+  (amortized onto usage); any other unpaired actual row's amortized cost is not in the data: its
+  EffectiveCost is 0, recorded as ``EFFECTIVE_COST_UNKNOWN`` (a provider-data gap).
 
 Partial deliveries (``x_CostMode`` on every row, notes in ``x_SourceChanges`` on every affected row):
 
 * ``actual-only`` (no amortized file for the billing account and period): BilledCost = cost;
   EffectiveCost = cost, except commitment purchases/refunds, whose EffectiveCost is 0 (FOCUS) and
-  whose amortized share is missing from the data; covered usage keeps its actual cost (0). The
-  conservation basis ``amortized`` follows the same definition.
+  whose amortized share is missing from the data; covered usage keeps its actual cost (0), recorded
+  as ``EFFECTIVE_COST_UNKNOWN`` (its amortized cost is only in the amortized file).
 * ``amortized-only`` (no actual file): EffectiveCost = cost; BilledCost = cost except covered usage
   and unused commitment (0); the commitment purchases are not in the data, so the billed total is
   short by them (noted on the commitment rows).
+
+An amortized row whose cost is empty never becomes EffectiveCost 0: it is quarantined
+(``raw.quarantine_reason``). A row whose BillingCurrency is the source's declared currency (the
+file has no currency column) carries ``DECLARED_CURRENCY_NOTE``.
 
 Other decisions (MAPPINGS.md section 2, the ftk mapping):
 
@@ -91,87 +65,50 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import polars as pl
 
+from focus_platform.sources.azure_cost.raw import (
+    ACTUAL,
+    ACTUAL_ONLY,
+    AMORTIZED,
+    AMORTIZED_ONLY,
+    COMMITMENT_MODELS,
+    DECLARED_CURRENCY,
+    KNOWN_COLUMNS,
+    PAIRED,
+    PROVIDER,
+    RAW_X_COLUMNS,
+    UNUSED_TYPES,
+    Cols,
+    billing_account,
+    charge_identity,
+    charge_type,
+    commitment_id,
+    lineage_names,
+    placeholder_to_null,
+    pricing_model,
+    quarantine_reason,
+)
 from focus_platform.sources.common import (
+    DECLARED_CURRENCY_NOTE,
     KEY_SEPARATOR,
     UNMAPPED_SERVICE_NOTE,
-    Lineage,
-    SourceFormatError,
-    amount_error,
-    as_decimal,
-    as_timestamp,
     blank_to_null,
-    check_csv_structure,
-    file_schema,
+    effective_cost_unknown_note,
     joined_strings,
-    lineage_columns,
     lookup_rows,
     mapped,
-    numbered,
-    parse_error,
-    scan_file,
     split_list,
-    typed_raw_rows,
     whitespace_to_null,
 )
 from focus_platform.spec.columns import (
     LINEAGE_SCHEMA,
     MONEY,
-    TIMESTAMP,
     focus_columns,
     focus_schema,
 )
 
-FORMAT = "azure-cost-details"
-PROVIDER = "Microsoft"
-ACTUAL, AMORTIZED = "actual", "amortized"
-PAIRED, ACTUAL_ONLY, AMORTIZED_ONLY = "paired", "actual-only", "amortized-only"
-
-# ---------------------------------------------------------------------------------------------
-# Canonical raw column names and types
-# ---------------------------------------------------------------------------------------------
-DECIMAL_COLUMNS = (
-    "Quantity", "EffectivePrice", "UnitPrice", "PayGPrice", "CostInBillingCurrency", "CostInPricingCurrency",
-    "CostInUsd", "PaygCostInBillingCurrency", "PaygCostInUsd", "ExchangeRatePricingToBilling",
-)
-DATE_COLUMNS = ("Date", "BillingPeriodStartDate", "BillingPeriodEndDate", "ServicePeriodStartDate",
-                "ServicePeriodEndDate")
-STRING_COLUMNS = (
-    "BillingAccountId", "BillingAccountName", "BillingProfileId", "BillingProfileName", "InvoiceSectionId",
-    "InvoiceSectionName", "AccountOwnerId", "AccountName", "SubscriptionId", "SubscriptionName", "ResourceGroup",
-    "ResourceLocation", "Location", "ProductName", "ProductId", "PartNumber", "MeterId", "MeterName",
-    "MeterCategory", "MeterSubCategory", "MeterRegion", "ServiceFamily", "UnitOfMeasure", "BillingCurrency",
-    "PricingCurrency", "ExchangeRateDate", "ConsumedService", "ResourceId", "ResourceName", "ResourceType",
-    "Tags", "AdditionalInfo", "ServiceInfo1", "ServiceInfo2", "OfferId", "CostCenter", "ReservationId",
-    "ReservationName", "ProductOrderId", "ProductOrderName", "Term", "PublisherType", "PublisherId",
-    "PublisherName", "PlanName", "ChargeType", "Frequency", "PricingModel", "AvailabilityZone",
-    "IsAzureCreditEligible", "CostAllocationRuleName", "BenefitId", "BenefitName", "InvoiceId",
-    "PreviousInvoiceId", "PartnerName", "PartnerTenantId", "ResellerName", "ResellerMpnId", "CustomerTenantId",
-    "CustomerName", "ServiceName", "ServiceTier",
-)
-KNOWN_COLUMNS = DECIMAL_COLUMNS + DATE_COLUMNS + STRING_COLUMNS
-# delivered spelling (key: lower case, letters and digits only) -> canonical name, used when the
-# file does not also deliver the canonical column itself
-SYNONYMS = {
-    "cost": "CostInBillingCurrency", "pretaxcost": "CostInBillingCurrency",
-    "billingcurrencycode": "BillingCurrency", "currency": "BillingCurrency",
-    "product": "ProductName", "usagedatetime": "Date", "subscriptionguid": "SubscriptionId",
-    "usagequantity": "Quantity", "instanceid": "ResourceId", "instancename": "ResourceId",
-    "resourcerate": "EffectivePrice", "invoicesection": "InvoiceSectionName",
-    "resourcegroupname": "ResourceGroup", "meterregionname": "MeterRegion",
-}
-REQUIRED = {  # canonical: the delivered spellings accepted
-    "CostInBillingCurrency": "CostInBillingCurrency / Cost / PreTaxCost",
-    "Date": "Date / UsageDateTime",
-    "BillingCurrency": "BillingCurrency / BillingCurrencyCode / Currency",
-}
-COMMITMENT_MODELS = ("reservation", "savingsplan")
-UNUSED_TYPES = ("UnusedReservation", "UnusedSavingsPlan")
-ZERO_GUID = "00000000-0000-0000-0000-000000000000"
-PLACEHOLDERS = ("Unassigned", "unassigned", ZERO_GUID)
 CHARGE_CATEGORY = {"Usage": "Usage", "UnusedReservation": "Usage", "UnusedSavingsPlan": "Usage",
                    "Purchase": "Purchase", "Refund": "Purchase", "Tax": "Tax", "Credit": "Credit"}
 
@@ -199,7 +136,7 @@ _X_SOURCES = {
     "x_ResourceLocation": "ResourceLocation", "x_AdditionalInfo": "AdditionalInfo",
 }
 # raw columns added by scan_raw (besides the lineage columns)
-RAW_X_COLUMNS = ("x_ParseErrors", "x_UnreadableAmounts", "x_CostDataset")
+
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,345 +204,30 @@ def resource_type_names() -> dict[str, str]:
     return {r["resource_type"]: r["display_name"] for r in lookup_rows("azure_resource_types.csv")}
 
 
-@cache
-def _iso_currencies() -> list[str]:
-    from focus_platform.spec.rules import iso_currency_codes
-    return sorted(iso_currency_codes())
-
-
 # ---------------------------------------------------------------------------------------------
-# Header names
+# Pairing actual and amortized rows
 # ---------------------------------------------------------------------------------------------
-def _key(name: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", name.lower())
-
-
-@cache
-def _known_by_key() -> dict[str, str]:
-    return {_key(n): n for n in KNOWN_COLUMNS}
-
-
-def clean_header(header: str) -> str:
-    """The header without BOM and surrounding blanks; a localized header ``Deutsch (English)``
-    becomes its English name."""
-    h = header.replace("\ufeff", "").strip()
-    m = re.search(r"\(([^()]+)\)\s*$", h)
-    if m and m.start() > 0:
-        h = m.group(1).strip()
-    return h
-
-
-def canonical_names(headers: list[str]) -> dict[str, str]:
-    """Delivered header -> canonical raw name (known names first, then synonyms of absent ones,
-    then the cleaned delivered name)."""
-    cleaned = {h: clean_header(h) for h in headers}
-    out: dict[str, str] = {}
-    taken: dict[str, str] = {}
-    known = _known_by_key()
-    for h, c in cleaned.items():
-        name = known.get(_key(c))
-        if name is not None:
-            if name in taken:
-                raise SourceFormatError(f"columns {taken[name]!r} and {h!r} both mean {name}")
-            out[h], taken[name] = name, h
-    for h, c in cleaned.items():
-        if h in out:
-            continue
-        target = SYNONYMS.get(_key(c))
-        if target is not None and target not in taken:
-            out[h], taken[target] = target, h
-        else:
-            name = c if c else h
-            if name in taken or name in RAW_X_COLUMNS or name in LINEAGE_SCHEMA:
-                raise SourceFormatError(f"columns {taken.get(name, name)!r} and {h!r} both mean {name}")
-            out[h], taken[name] = name, h
-    return out
-
-
-def _markers(names: set[str]) -> dict[str, bool]:
-    return {"cost": "CostInBillingCurrency" in names, "date": "Date" in names,
-            "meter": bool({"MeterId", "MeterCategory", "MeterName"} & names),
-            "currency": "BillingCurrency" in names, "subscription": "SubscriptionId" in names}
-
-
-def _canonical_set(headers: list[str]) -> set[str] | None:
-    try:
-        return set(canonical_names(headers).values())
-    except SourceFormatError:
-        return None
-
-
-def detect_format(headers: list[str]) -> str | None:
-    """azure-cost-details when the headers are a cost-details (or legacy usage-details) file."""
-    names = _canonical_set(headers)
-    if names is None:
-        return None
-    m = _markers(names)
-    return FORMAT if m["cost"] and m["date"] and m["meter"] and m["currency"] else None
-
-
-def near_miss(headers: list[str]) -> str | None:
-    names = _canonical_set(headers)
-    if names is None:
-        return None
-    m = _markers(names)
-    if m["meter"] and (m["subscription"] or m["cost"] or m["date"]) and not detect_format(headers):
-        missing = [spelled for name, spelled in REQUIRED.items() if name not in names]
-        return f"looks like Azure cost details but required column(s) missing: {', '.join(missing)}"
-    return None
-
-
-def dialect(headers: list[str]) -> str:
-    cleaned = [clean_header(h) for h in headers]
-    keys = {_key(c) for c in cleaned}
-    if "usagedatetime" in keys or "pretaxcost" in keys or "subscriptionguid" in keys:
-        style = "legacy usage details"
-    elif sum(c[:1].islower() for c in cleaned) * 2 > len(cleaned):
-        style = "cost details camelCase"
-    elif {"cost", "product"} & keys or ("billingcurrency" in keys and "billingcurrencycode" not in keys):
-        style = "cost details PascalCase (older EA names)"
-    else:
-        style = "cost details PascalCase"
-    if any(clean_header(h) != h.replace("\ufeff", "").strip() for h in headers):
-        style += ", localized headers"
-    return style
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading a file into typed raw rows
-# ---------------------------------------------------------------------------------------------
-def parse_date(name: str, dtype: pl.DataType) -> pl.Expr:
-    """A date column as a UTC timestamp: MM/DD/YYYY (also M/D/YYYY), M/D/YY, ISO date or timestamp."""
-    if dtype != pl.String:
-        return as_timestamp(name, dtype)
-    text = blank_to_null(pl.col(name)).str.strip_chars()
-    us4 = text.str.contains(r"^\d{1,2}/\d{1,2}/\d{4}$")
-    us2 = text.str.contains(r"^\d{1,2}/\d{1,2}/\d{2}$")
-    iso = text.str.contains(r"^\d{4}-\d{2}-\d{2}")
-    iso_text = text.str.replace("T", " ", literal=True).str.strip_suffix("Z")
-    iso_full = pl.coalesce(
-        iso_text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_zone="UTC", time_unit="us"),
-        iso_text.str.to_datetime("%Y-%m-%d %H:%M", strict=False, time_zone="UTC", time_unit="us"),
-        iso_text.str.to_datetime("%Y-%m-%d", strict=False, time_zone="UTC", time_unit="us"))
-    return (pl.when(us4).then(text.str.to_datetime("%m/%d/%Y", strict=False, time_zone="UTC", time_unit="us"))
-            .when(us2).then(text.str.to_datetime("%m/%d/%y", strict=False, time_zone="UTC", time_unit="us"))
-            .when(iso).then(iso_full)
-            .otherwise(None).cast(TIMESTAMP))
-
-
-def dataset_of_label(label: str) -> str | None:
-    """'actual' / 'amortized' from the path (file name first, then folders from the nearest), else None."""
-    for part in reversed(re.split(r"[\\/]", label)):
-        lowered = part.lower()
-        if "amortized" in lowered or "amortised" in lowered:
-            return AMORTIZED
-        if "actual" in lowered:
-            return ACTUAL
-    return None
-
-
-def _pricing_model(col: pl.Expr) -> pl.Expr:
-    """PricingModel normalized: ondemand, spot, reservation, savingsplan ('Savings Plan(s)')."""
-    key = col.str.to_lowercase().str.replace_all(r"[^a-z]", "")
-    return pl.when(key == "savingsplans").then(pl.lit("savingsplan")).otherwise(blank_to_null(key))
-
-
-def _content_stats(names: set[str], header_of: dict[str, str], dtypes: dict[str, pl.DataType]) -> list[pl.Expr]:
-    """Counts that tell an actual file from an amortized one."""
-    def text(name: str) -> pl.Expr:
-        if name not in names:
-            return pl.lit(None, pl.String)
-        return blank_to_null(pl.col(header_of[name]).cast(pl.String))
-    ct = text("ChargeType")
-    pm = _pricing_model(text("PricingModel"))
-    commitment = pm.is_in(COMMITMENT_MODELS) | text("BenefitId").is_not_null()
-    cost = (as_decimal(header_of["CostInBillingCurrency"], dtypes["CostInBillingCurrency"])
-            if "CostInBillingCurrency" in names else pl.lit(None, MONEY))
-    return [
-        ct.is_in(UNUSED_TYPES).sum().alias("__unused"),
-        (ct.is_in(["Purchase", "Refund"]) & commitment).sum().alias("__commit_purchases"),
-        ((ct == "Usage") & pm.is_in(COMMITMENT_MODELS) & (cost != 0)).sum().alias("__covered_cost"),
-    ]
-
-
-def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
-             storage_options: dict | None = None) -> pl.LazyFrame:
-    """One delivered file as typed raw rows with canonical names, x_CostDataset and lineage columns."""
-    label = label or str(path)
-    lf = scan_file(path, storage_options=storage_options)
-    schema = file_schema(lf, label)
-    headers = schema.names()
-    try:
-        names_of = canonical_names(headers)
-    except SourceFormatError as exc:
-        raise SourceFormatError(f"{label}: {exc}") from exc
-    names = set(names_of.values())
-    missing = [spelled for name, spelled in REQUIRED.items() if name not in names]
-    if missing:
-        kind = "not Azure cost details" if not _markers(names)["meter"] else "required column(s) missing"
-        raise SourceFormatError(f"{label}: {kind}: required column(s) missing: {', '.join(missing)}")
-    header_of = {v: k for k, v in names_of.items()}
-    dtypes = {names_of[h]: schema[h] for h in headers}
-    is_csv = not str(path).lower().endswith(".parquet")
-    stats_exprs = _content_stats(names, header_of, dtypes)
-    try:
-        if is_csv:  # the structure check (every column) and the content counts in one pass
-            stats = lf.select(pl.all().null_count(), *stats_exprs).collect()
-        else:
-            stats = lf.select(*stats_exprs).collect()
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        if is_csv:
-            check_csv_structure(str(path), label, storage_options)
-        raise SourceFormatError(f"{label}: cannot be read: {str(exc).splitlines()[0]}") from exc
-    dataset = _dataset(label, stats.row(0, named=True))
-
-    exprs: list[pl.Expr] = []
-    errors: list[pl.Expr] = []
-    amounts: list[pl.Expr] = []
-    for header in headers:
-        name, dtype = names_of[header], schema[header]
-        source = pl.col(header)
-        if name in DECIMAL_COLUMNS:
-            typed = as_decimal(header, dtype)
-            amounts.append(amount_error(name, source, dtype, typed))
-        elif name in DATE_COLUMNS:
-            typed = parse_date(header, dtype)
-            if dtype == pl.String:
-                errors.append(parse_error(name, source, typed, "a date"))
-        else:
-            typed = blank_to_null(source.cast(pl.String)) if dtype != pl.String else blank_to_null(source)
-        exprs.append(typed.alias(name))
-    if lineage.billing_period:
-        period = pl.lit(lineage.billing_period)
-    elif "BillingPeriodStartDate" in names:
-        period = pl.coalesce(pl.col("BillingPeriodStartDate"), pl.col("Date")).dt.strftime("%Y-%m")
-    else:
-        period = pl.col("Date").dt.strftime("%Y-%m")
-    kind = "parquet" if not is_csv else "csv"
-    return typed_raw_rows(numbered(lf, is_csv), exprs, errors, [
-        pl.lit(dataset).alias("x_CostDataset"),
-        *lineage_columns(lineage, FORMAT, f"{dialect(headers)}, {dataset} cost, {kind}", label),
-    ], period, amounts)
-
-
-def _dataset(label: str, stats: dict) -> str:
-    """The file's dataset from its label, checked against its content; else from the content."""
-    labelled = dataset_of_label(label)
-    unused, purchases, covered = stats["__unused"], stats["__commit_purchases"], stats["__covered_cost"]
-    if labelled == ACTUAL and unused:
-        raise SourceFormatError(
-            f"{label}: the path says actual cost, but the file has {unused} UnusedReservation/UnusedSavingsPlan "
-            "rows, which only the amortized-cost dataset has")
-    if labelled == AMORTIZED and purchases:
-        raise SourceFormatError(
-            f"{label}: the path says amortized cost, but the file has {purchases} commitment Purchase/Refund "
-            "rows, which only the actual-cost dataset has")
-    if labelled:
-        return labelled
-    if (unused or covered) and purchases:
-        raise SourceFormatError(
-            f"{label}: the file mixes actual-cost commitment purchases ({purchases} rows) with amortized-cost "
-            f"rows ({unused} unused, {covered} covered usage at a cost): deliver the actual and amortized "
-            "exports as separate files (with 'actual' / 'amortized' in their path)")
-    return AMORTIZED if unused or covered else ACTUAL
-
-
-# ---------------------------------------------------------------------------------------------
-# Raw → FOCUS: the prepared columns every stage shares
-# ---------------------------------------------------------------------------------------------
-class _Cols:
-    """Column access on a raw frame whose column set varies by dialect."""
-
-    def __init__(self, schema: pl.Schema):
-        self.schema = schema
-
-    def __call__(self, name: str) -> pl.Expr:
-        if name in self.schema:
-            return pl.col(name)
-        if name in DECIMAL_COLUMNS:
-            return pl.lit(None, MONEY)
-        if name in DATE_COLUMNS:
-            return pl.lit(None, TIMESTAMP)
-        return pl.lit(None, pl.String)
-
-    def has(self, name: str) -> bool:
-        return name in self.schema
-
-
-def _placeholder_to_null(expr: pl.Expr) -> pl.Expr:
-    return pl.when(expr.is_in(PLACEHOLDERS)).then(None).otherwise(expr)
-
-
-def _account(col: _Cols) -> tuple[pl.Expr, pl.Expr, pl.Expr, pl.Expr]:
-    """FOCUS billing account (id, name, type, agreement): EA enrollment, MCA billing profile, else
-    the subscription (exports scoped to a subscription or a CSP customer carry no billing ids)."""
-    ea_id, profile = col("BillingAccountId"), _placeholder_to_null(col("BillingProfileId"))
-    subscription = col("SubscriptionId")
-    is_ea = ea_id.str.contains(r"^\d+$").fill_null(False)
-    is_mca = ~is_ea & profile.is_not_null()
-    agreement = (pl.when(is_ea).then(pl.lit("EA")).when(is_mca).then(pl.lit("MCA"))
-                 .when(ea_id.is_not_null()).then(pl.lit("MCA"))
-                 .when(subscription.is_not_null()).then(pl.lit("Subscription")))
-    acct = (pl.when(is_ea).then(ea_id).when(is_mca).then(profile)
-            .when(ea_id.is_not_null()).then(ea_id).otherwise(subscription))
-    name = (pl.when(is_ea).then(col("BillingAccountName")).when(is_mca).then(col("BillingProfileName"))
-            .when(ea_id.is_not_null()).then(col("BillingAccountName")).otherwise(col("SubscriptionName")))
-    kind = (pl.when(is_ea).then(pl.lit("Enrollment")).when(is_mca).then(pl.lit("Billing Profile"))
-            .when(ea_id.is_not_null()).then(pl.lit("Billing Account"))
-            .when(subscription.is_not_null()).then(pl.lit("Subscription")))
-    return acct, name, kind, agreement
-
-
-def _commitment_id(col: _Cols) -> pl.Expr:
-    ct = col("ChargeType")
-    pm = _pricing_model(col("PricingModel"))
-    commitment_row = pm.is_in(COMMITMENT_MODELS).fill_null(False) | ct.is_in(UNUSED_TYPES).fill_null(False)
-    return pl.coalesce(
-        _placeholder_to_null(col("BenefitId")),
-        pl.when(commitment_row).then(pl.coalesce(_placeholder_to_null(col("ReservationId")),
-                                                 _placeholder_to_null(col("ProductOrderId")))))
-
-
 def _prepare(raw: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
     """The raw rows with the __ columns that decide accounts, modes and costs."""
-    col = _Cols(schema)
-    acct, acct_name, acct_type, agreement = _account(col)
-    ct = pl.coalesce(col("ChargeType"), pl.lit("Usage")) if col.has("ChargeType") else pl.lit("Usage")
-    pm = _pricing_model(col("PricingModel"))
-    cd_id = _commitment_id(col)
+    col = Cols(schema)
+    acct, acct_name, acct_type, agreement = billing_account(col)
+    ct = charge_type(col)
+    pm = pricing_model(col("PricingModel"))
+    cd_id = commitment_id(col)
     return raw.with_columns(
         acct.alias("__acct"), acct_name.alias("__acct_name"), acct_type.alias("__acct_type"),
         agreement.alias("__agreement"), ct.alias("__ct"), pm.alias("__pm"), cd_id.alias("__cd_id"),
         col("CostInBillingCurrency").alias("__cost"),
     ).with_columns(
-        (pl.col("__ct").is_in(["Purchase", "Refund"]) & pl.col("__cd_id").is_not_null()).alias("__commit_purchase"),
+        (pl.col("__ct").is_in(["Purchase", "Refund"])
+         & (pl.col("__cd_id").is_not_null() | pl.col("__pm").is_in(COMMITMENT_MODELS)).fill_null(False))
+        .alias("__commit_purchase"),
         ((pl.col("__ct") == "Usage") & pl.col("__pm").is_in(COMMITMENT_MODELS).fill_null(False)).alias("__covered"),
         pl.col("__ct").is_in(UNUSED_TYPES).alias("__unused"),
     )
 
 
-def quarantine_reason(schema: pl.Schema) -> pl.Expr:
-    """Why a prepared raw row cannot be converted (null for a convertible row)."""
-    col = _Cols(schema)
-    currency = col("BillingCurrency")
-    reasons = [
-        pl.col("x_ParseErrors") if "x_ParseErrors" in schema else pl.lit(None, pl.String),
-        pl.when(col("Date").is_null() & pl.col("x_ParseErrors").is_null()).then(pl.lit("Date is empty")),
-        pl.when(col("CostInBillingCurrency").is_null() & pl.col("x_ParseErrors").is_null())
-        .then(pl.lit("CostInBillingCurrency (cost) is empty")),
-        pl.when(currency.is_null()).then(pl.lit("BillingCurrency is empty")),
-        pl.when(currency.is_not_null() & ~currency.is_in(_iso_currencies()))
-        .then(pl.format("BillingCurrency '{}' is not an ISO 4217 currency code", currency)),
-        pl.when(pl.col("__acct").is_null())
-        .then(pl.lit("no billing account: BillingAccountId, BillingProfileId and SubscriptionId are empty")),
-    ]
-    joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
-    return pl.when(joined != "").then(joined)
-
-
 _MODE_KEYS = ["__acct", "x_BillingPeriod"]
-_MATCH_KEY = ("__acct", "x_BillingPeriod", "BillingCurrency", "SubscriptionId", "Date", "MeterId", "ProductName",
-              "ResourceId", "__ct", "__pm", "__cd_id", "Quantity", "UnitOfMeasure", "ResourceLocation")
 _MATCH_SCHEMA = {"x_RowId": pl.String, "__role": pl.String, "__pair_row": pl.String, "__pair_cost": MONEY,
                  "__acct": pl.String, "x_BillingPeriod": pl.String, "__currency": pl.String}
 
@@ -620,16 +242,16 @@ class _Pairing:
 
 
 def _pairing(raw: pl.LazyFrame, schema: pl.Schema) -> _Pairing:
-    """Computed once per raw frame (to_focus, raw_totals and quarantine of one partition share it).
+    """Computed once per raw frame (kept on it for the next to_focus of the same frame).
 
     The n-th duplicate key of one dataset pairs with the n-th of the other, in file order. Keys
-    are two independent 64-bit hashes of the charge identity (``_MATCH_KEY``)."""
+    are two independent 64-bit hashes of the charge identity (``raw.charge_identity``)."""
     cached = getattr(raw, "_azure_pairing", None)
     if cached is not None:
         return cached
-    col = _Cols(schema)
+    col = Cols(schema)
     prepared = _prepare(raw, schema)
-    key = pl.struct([col(k).alias(k) if not k.startswith("__") else pl.col(k) for k in _MATCH_KEY])
+    key = charge_identity(col)
     narrow = (prepared.select("x_RowId", "x_CostDataset", "__cost", "__acct", "x_BillingPeriod",
                               col("BillingCurrency").alias("__currency"),
                               quarantine_reason(schema).is_null().alias("__ok"),
@@ -675,23 +297,6 @@ def _with_modes(raw: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.Schema, _Pairing]:
     return with_mode, schema, pairing
 
 
-def billed_basis() -> pl.Expr:
-    """The invoice basis of a prepared raw row: the actual dataset's cost; in an amortized-only
-    delivery the amortized cost except covered usage and unused commitment (billed by the purchase)."""
-    zero = pl.lit(0, MONEY)
-    return (pl.when(pl.col("__mode") == AMORTIZED_ONLY)
-            .then(pl.when(pl.col("__covered") | pl.col("__unused")).then(zero).otherwise(pl.col("__cost")))
-            .when(pl.col("x_CostDataset") == ACTUAL).then(pl.col("__cost")).otherwise(zero))
-
-
-def amortized_basis() -> pl.Expr:
-    """The amortized basis: the amortized dataset's cost (actual cost in an actual-only delivery);
-    commitment purchases and refunds count 0 (their cost is spread onto usage)."""
-    zero = pl.lit(0, MONEY)
-    return (pl.when(pl.col("__commit_purchase")).then(zero)
-            .when(pl.col("__mode") == ACTUAL_ONLY).then(pl.col("__cost"))
-            .when(pl.col("x_CostDataset") == AMORTIZED).then(pl.col("__cost")).otherwise(zero))
-
 
 # ---------------------------------------------------------------------------------------------
 # Raw → FOCUS
@@ -707,7 +312,7 @@ def _looked_up(key: pl.Expr, table: dict[str, dict], prefix: str, fields: tuple[
             for f in fields]
 
 
-def _with_lookups(frame: pl.LazyFrame, col: _Cols) -> pl.LazyFrame:
+def _with_lookups(frame: pl.LazyFrame, col: Cols) -> pl.LazyFrame:
     """The lookup tables looked up into __ columns (service, region, resource type, unit)."""
     by_pair, by_type, by_cs, by_name = _service_tables()
     regions = region_table()
@@ -736,8 +341,8 @@ def _with_lookups(frame: pl.LazyFrame, col: _Cols) -> pl.LazyFrame:
         *_looked_up(uom.str.strip_chars().str.to_lowercase(), folded_units, "__f_", UNIT_FIELDS),
     )
     fallback_name = pl.coalesce(pl.col("__p_service_name"), pl.col("__t_service_name"), pl.col("__c_service_name"),
-                                _placeholder_to_null(col("MeterCategory")), col("ServiceName"),
-                                col("ConsumedService"), _placeholder_to_null(col("ProductName")), col("PublisherName"))
+                                placeholder_to_null(col("MeterCategory")), col("ServiceName"),
+                                col("ConsumedService"), placeholder_to_null(col("ProductName")), col("PublisherName"))
     return keyed.with_columns(fallback_name.alias("__fallback_name")).with_columns(
         _looked_up(pl.col("__fallback_name"), by_name, "__n_", ("service_category", "service_subcategory")))
 
@@ -781,7 +386,7 @@ _JSON_PAIR = rf'\s*{_JSON_STR}\s*:\s*{_JSON_VAL}\s*'
 FLAT_JSON_OBJECT = rf'^\{{(?:{_JSON_PAIR}(?:,{_JSON_PAIR})*|\s*)\}}$'
 
 
-def _tags(col: _Cols) -> tuple[pl.Expr, pl.Expr]:
+def _tags(col: Cols) -> tuple[pl.Expr, pl.Expr]:
     """(FOCUS Tags, note): EA JSON without braces wrapped; empty objects null; invalid left null."""
     text = blank_to_null(col("Tags").str.strip_chars())
     wrapped = pl.when(text.str.starts_with("{")).then(text).otherwise(pl.concat_str([pl.lit("{"), text, pl.lit("}")]))
@@ -798,7 +403,7 @@ def _tags(col: _Cols) -> tuple[pl.Expr, pl.Expr]:
 def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Convertible raw rows (actual and amortized files of a partition) as FOCUS 1.2 rows."""
     with_mode, schema, pairing = _with_modes(raw)
-    col = _Cols(schema)
+    col = Cols(schema)
     matches = pairing.matches.select("x_RowId", "__role", "__pair_row", "__pair_cost")
     rows = (with_mode.filter(quarantine_reason(schema).is_null())
             .join(matches.lazy(), on="x_RowId", how="left", maintain_order="left")
@@ -832,18 +437,22 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         .then(pl.lit("BilledCost: 0, commitment-covered or unused commitment; amortized-cost file without its "
                      "actual file: the commitment purchase billed for it is not in this data"))
     )
-    effective_note = (
+    effective_note = pl.coalesce(
         pl.when(commit_purchase & (mode == ACTUAL_ONLY) & (cost != 0))
         .then(pl.lit("EffectiveCost: 0, commitment purchase; actual-cost file without its amortized file: "
                      "the amortized cost of this commitment is not in this data"))
         .when(commit_purchase & (cost != 0))
         .then(pl.lit("EffectiveCost: 0, commitment purchase (amortized onto usage in the amortized-cost file)"))
-        .when((mode == PAIRED) & (ds == ACTUAL) & (cost != 0))
-        .then(pl.lit("EffectiveCost: 0, no matching row in the amortized-cost file of this billing account "
-                     "and period"))
-        .when((mode == ACTUAL_ONLY) & covered)
+        .when((mode == ACTUAL_ONLY) & covered & (cost != 0))
         .then(pl.lit("EffectiveCost: actual cost of commitment-covered usage; actual-cost file without its "
-                     "amortized file: the amortized share is not in this data"))
+                     "amortized file: the amortized share is not in this data")),
+        effective_cost_unknown_note(~commit_purchase & (mode == PAIRED) & (ds == ACTUAL),
+                                    "CostInBillingCurrency of the amortized-cost row (no matching row in the "
+                                    "amortized-cost file of this billing account and period)"),
+        effective_cost_unknown_note(covered & (mode == ACTUAL_ONLY) & (cost == 0),
+                                    "CostInBillingCurrency of the amortized-cost file (commitment-covered "
+                                    "usage; the actual-cost file came without it, so the amortized share is "
+                                    "not in this data)"),
     )
 
     # --- classification ------------------------------------------------------------------------
@@ -930,9 +539,9 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     resource_type = pl.when(resource_id.is_not_null()).then(
         pl.coalesce(pl.col("__type_name"), pl.col("__arm_type"), col("ResourceType"), service_name,
                     col("ConsumedService")))
-    meter_id = _placeholder_to_null(col("MeterId"))
-    sku = pl.when(is_tax).then(None).otherwise(pl.coalesce(_placeholder_to_null(col("ProductId")),
-                                                           _placeholder_to_null(col("PartNumber")), meter_id))
+    meter_id = placeholder_to_null(col("MeterId"))
+    sku = pl.when(is_tax).then(None).otherwise(pl.coalesce(placeholder_to_null(col("ProductId")),
+                                                           placeholder_to_null(col("PartNumber")), meter_id))
     sku_price = pl.when(sku.is_null()).then(None).otherwise(pl.concat_str(
         [sku, pl.when(meter_id != sku).then(meter_id), col("PricingModel"), col("Term")],
         separator="_", ignore_nulls=True))
@@ -963,7 +572,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         "CapacityReservationStatus": capacity_status,
         "ChargeCategory": charge_category,
         "ChargeClass": pl.when(correction).then(pl.lit("Correction")),
-        "ChargeDescription": pl.coalesce(_placeholder_to_null(col("ProductName")), col("MeterName")),
+        "ChargeDescription": pl.coalesce(placeholder_to_null(col("ProductName")), col("MeterName")),
         "ChargeFrequency": frequency,
         "ChargePeriodEnd": date.dt.offset_by("1d"),
         "ChargePeriodStart": date,
@@ -1021,6 +630,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     changes = [
         billed_note,
         effective_note,
+        pl.when(col(DECLARED_CURRENCY).is_not_null()).then(pl.lit(DECLARED_CURRENCY_NOTE)),
         tags_note,
         pl.when(pl.col("__agreement") == "Subscription").then(pl.lit(
             "BillingAccountId: the export carries no billing account or billing profile; the subscription "
@@ -1051,7 +661,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
             "PricingUnit: UnitOfMeasure '{}' not in the pricing-units table; block size and unit read from it",
             pl.col("__uom"))),
         pl.when(service_unmapped & priced).then(pl.lit(UNMAPPED_SERVICE_NOTE)),
-        pl.when(service_unmapped & _placeholder_to_null(col("MeterCategory")).is_null()
+        pl.when(service_unmapped & placeholder_to_null(col("MeterCategory")).is_null()
                 & col("ConsumedService").is_null() & service_name.is_not_null()).then(pl.format(
             "ServiceName: no meter category or consumed service; '{}' (product or publisher name) used",
             service_name)),
@@ -1085,7 +695,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         *[expr.alias(name) for name, expr in focus.items()],
         joined_strings(changes).alias("x_SourceChanges"),
         joined_strings(gaps).alias("x_ProviderDataGaps"),
-        *[pl.col(n) for n in _lineage_names()],
+        *[pl.col(n) for n in lineage_names()],
         *[x_columns[name].alias(name) for name in AZURE_X_COLUMNS],
         *[pl.col(name).cast(pl.String).alias(_x_name(name)) for name in extras],
     )
@@ -1100,16 +710,12 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
 
 def _charge_category(ct: pl.Expr) -> pl.Expr:
     expr = pl.when(ct.is_null()).then(pl.lit("Usage"))
-    for charge_type, category in CHARGE_CATEGORY.items():
-        expr = expr.when(ct == charge_type).then(pl.lit(category))
+    for delivered, category in CHARGE_CATEGORY.items():
+        expr = expr.when(ct == delivered).then(pl.lit(category))
     return expr.otherwise(pl.lit("Adjustment"))
 
 
 FOCUS_STRING_COLUMNS = frozenset(c.name for c in focus_columns() if c.data_type in ("String", "JSON"))
-
-
-def _lineage_names() -> list[str]:
-    return [n for n in LINEAGE_SCHEMA if n not in ("x_SourceChanges", "x_ProviderDataGaps")]
 
 
 def unknown_columns(schema: pl.Schema) -> list[str]:
@@ -1121,44 +727,3 @@ def unknown_columns(schema: pl.Schema) -> list[str]:
 def _x_name(name: str) -> str:
     return name if name.startswith("x_") else "x_" + re.sub(r"[^0-9A-Za-z_]", "_", name)
 
-
-def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
-    """Raw rows that cannot be converted, with the reason, both cost bases and lineage."""
-    with_mode, schema, _ = _with_modes(raw)
-    reason = quarantine_reason(schema)
-    col = _Cols(schema)
-    return with_mode.filter(reason.is_not_null()).select(
-        reason.alias("x_QuarantineReason"),
-        billed_basis().alias("x_BilledCost"),
-        amortized_basis().alias("x_EffectiveCost"),
-        pl.col("__acct").alias("BillingAccountId"),
-        col("BillingCurrency").alias("BillingCurrency"),
-        col("ChargeType").alias("x_ChargeType"),
-        *[pl.col(n) for n in _lineage_names()],
-    )
-
-
-def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
-    """Per billing account, period and currency: billed = the actual files' cost, amortized = the
-    amortized files' cost (partial deliveries: see the module doc), rows, and dropped_rows = the
-    actual rows replaced by their paired amortized rows."""
-    with_mode, schema, pairing = _with_modes(raw)
-    col = _Cols(schema)
-    dropped = (pairing.matches.filter(pl.col("__role") == "dropped")
-               .group_by(pl.col("__acct").alias("BillingAccountId"), "x_BillingPeriod",
-                         pl.col("__currency").alias("BillingCurrency"))
-               .agg(pl.len().cast(pl.UInt32).alias("dropped_rows")))
-    keys = ["BillingAccountId", "x_BillingPeriod", "BillingCurrency"]
-    return (with_mode
-            .group_by(pl.col("__acct").alias("BillingAccountId"), "x_BillingPeriod",
-                      col("BillingCurrency").alias("BillingCurrency"))
-            .agg(billed_basis().sum().alias("billed"), amortized_basis().sum().alias("amortized"),
-                 pl.len().alias("rows"), quarantine_reason(schema).is_not_null().sum().alias("quarantined_rows"))
-            .join(dropped.lazy(), on=keys, how="left", nulls_equal=True)
-            .with_columns(pl.col("dropped_rows").fill_null(0)))
-
-
-__all__ = [
-    "FORMAT", "canonical_names", "clean_header", "dataset_of_label", "detect_format", "near_miss", "quarantine",
-    "raw_totals", "scan_raw", "to_focus",
-]

@@ -1,0 +1,200 @@
+"""Azure cost details: the raw side of conservation (``raw_totals``, ``quarantine``), written from
+Microsoft's documented datasets and never from the mapping (this module imports only ``raw`` and
+``common``).
+
+Microsoft documents two datasets of the same charges ("Understand cost details fields",
+learn.microsoft.com/azure/cost-management-billing/automate/understand-usage-details-fields, and
+"Get Enterprise Agreement and Microsoft Customer Agreement reservation costs and usage",
+learn.microsoft.com/azure/cost-management-billing/reservations/understand-reserved-instance-usage-ea):
+
+* **actual cost** is what is invoiced: reservation and savings-plan purchases and refunds are
+  Purchase / Refund rows (PricingModel Reservation / SavingsPlan, a BenefitId), and the usage they
+  cover costs 0;
+* **amortized cost** spreads each purchase over its term onto the usage it covers (PricingModel
+  Reservation / SavingsPlan at its share), shows the unused share as UnusedReservation /
+  UnusedSavingsPlan rows, and has no commitment purchase rows.
+
+Per billing account, billing period and currency (``CostInBillingCurrency``):
+
+* **billed** (the invoice basis) = the actual-cost file's cost;
+* **amortized** = the amortized-cost file's cost.
+
+When a raw set holds only one kind of file, the documented partial modes apply per billing account
+and period: *actual-only* — billed = the actual cost, amortized = the actual cost without commitment
+purchases and refunds (their amortized share is not delivered); *amortized-only* — amortized = the
+amortized cost, billed = the amortized cost without covered usage and unused commitment (billed
+through a purchase that is not delivered). A raw set holding both kinds where a billing account and
+period has only one of them (e.g. the actual export of October beside the amortized export of
+September) would silently fall into those modes and change the billed total: ``raw_totals`` names the
+periods and files in its ``problem`` column and the pipeline refuses the set.
+
+``dropped_rows``: in a billing account and period with both files, an actual row is represented by
+the amortized row of the same charge (``raw.charge_identity``): per charge, as many actual rows are
+dropped as there are valid rows in the smaller of the two files. Microsoft documents no line-item
+identity, so no row is a duplicate here (see ``raw``).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from focus_platform.sources.azure_cost.raw import (
+    ACTUAL,
+    ACTUAL_ONLY,
+    AMORTIZED,
+    AMORTIZED_ONLY,
+    COMMITMENT_MODELS,
+    PAIRED,
+    UNUSED_TYPES,
+    Cols,
+    billing_account,
+    charge_identity,
+    charge_type,
+    lineage_names,
+    placeholder_to_null,
+    pricing_model,
+    quarantine_reason,
+)
+from focus_platform.sources.common import unreadable_amounts
+from focus_platform.spec.columns import MONEY
+
+ACCOUNT, MODE = "__account", "__mode"
+_PERIOD_KEYS = [ACCOUNT, "x_BillingPeriod"]
+_TOTALS_KEYS = ["BillingAccountId", "x_BillingPeriod", "BillingCurrency"]
+_DATASET_NAMES = {ACTUAL: "actual-cost", AMORTIZED: "amortized-cost"}
+
+
+def billed_basis(col: Cols) -> pl.Expr:
+    """A raw row's share of the invoice basis (over rows carrying their period's ``MODE``)."""
+    cost, zero = col("CostInBillingCurrency"), pl.lit(0, MONEY)
+    ct, pm = charge_type(col), pricing_model(col("PricingModel"))
+    billed_through_purchase = (((ct == "Usage") & pm.is_in(COMMITMENT_MODELS)) | ct.is_in(UNUSED_TYPES)).fill_null(False)
+    return (pl.when(pl.col(MODE) == AMORTIZED_ONLY).then(pl.when(billed_through_purchase).then(zero).otherwise(cost))
+            .when(pl.col("x_CostDataset") == ACTUAL).then(cost).otherwise(zero))
+
+
+def amortized_basis(col: Cols) -> pl.Expr:
+    """A raw row's share of the amortized basis (over rows carrying their period's ``MODE``)."""
+    cost, zero = col("CostInBillingCurrency"), pl.lit(0, MONEY)
+    ct, pm = charge_type(col), pricing_model(col("PricingModel"))
+    commitment_purchase = (ct.is_in(["Purchase", "Refund"])
+                           & (pm.is_in(COMMITMENT_MODELS) | placeholder_to_null(col("BenefitId")).is_not_null())
+                           ).fill_null(False)
+    return (pl.when(pl.col(MODE) == ACTUAL_ONLY).then(pl.when(commitment_purchase).then(zero).otherwise(cost))
+            .when(pl.col("x_CostDataset") == AMORTIZED).then(cost).otherwise(zero))
+
+
+def _streams(raw: pl.LazyFrame, col: Cols) -> pl.LazyFrame:
+    """Per billing account, period and dataset (actual / amortized): the files that deliver it."""
+    return (raw.group_by(billing_account(col)[0].alias(ACCOUNT), "x_BillingPeriod", "x_CostDataset")
+            .agg(pl.col("x_SourceFile").unique().sort().alias("files")))
+
+
+def _modes(streams: pl.LazyFrame) -> pl.LazyFrame:
+    """Per billing account and period: paired (both files), actual-only or amortized-only."""
+    return (streams.group_by(_PERIOD_KEYS)
+            .agg((pl.col("x_CostDataset") == ACTUAL).any().alias("__actual"),
+                 (pl.col("x_CostDataset") == AMORTIZED).any().alias("__amortized"))
+            .select(*_PERIOD_KEYS, pl.when(pl.col("__actual") & pl.col("__amortized")).then(pl.lit(PAIRED))
+                    .when(pl.col("__actual")).then(pl.lit(ACTUAL_ONLY)).otherwise(pl.lit(AMORTIZED_ONLY))
+                    .alias(MODE)))
+
+
+def _with_modes(raw: pl.LazyFrame, col: Cols, modes: pl.LazyFrame) -> pl.LazyFrame:
+    return (raw.with_columns(billing_account(col)[0].alias(ACCOUNT))
+            .join(modes, on=_PERIOD_KEYS, how="left", nulls_equal=True, maintain_order="left"))
+
+
+def _named_files(files: list[str]) -> str:
+    shown = ", ".join(files[:5])
+    return shown + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+
+
+def _stream_problems(streams: pl.DataFrame) -> pl.DataFrame:
+    """Per billing account and period delivered by one dataset while the set also holds the other:
+    the message naming the periods and files of each (none when the set holds one kind of file)."""
+    if streams["x_CostDataset"].n_unique() < 2:
+        return pl.DataFrame(schema={ACCOUNT: pl.String, "x_BillingPeriod": pl.String, "problem": pl.String})
+    by_key: dict[tuple, dict[str, list[str]]] = {}
+    for account, period, dataset, files in streams.iter_rows():
+        by_key.setdefault((account, period), {})[dataset] = files
+    rows = []
+    for (account, period), datasets in sorted(by_key.items(), key=lambda kv: tuple(map(str, kv[0]))):
+        if len(datasets) == 2:
+            continue
+        (dataset, files), = datasets.items()
+        other = AMORTIZED if dataset == ACTUAL else ACTUAL
+        elsewhere = sorted((p, f) for (a, p), ds in by_key.items() if other in ds and a == account
+                           for f in ds[other]) or sorted((p, f) for (_, p), ds in by_key.items() if other in ds
+                                                         for f in ds[other])
+        other_periods = sorted({p for p, _ in elsewhere})
+        other_files = sorted({f for _, f in elsewhere})
+        rows.append((account, period, (
+            f"Azure cost details: billing account {account}, period {period}: only {_DATASET_NAMES[dataset]} rows "
+            f"({_named_files(files)}), while this set's {_DATASET_NAMES[other]} rows are for period(s) "
+            f"{', '.join(other_periods)} ({_named_files(other_files)}): actual-cost and amortized-cost exports of "
+            "different periods (or one missing for this account) would fall into the actual-only / amortized-only "
+            "modes and change BilledCost; deliver both exports of the same period")))
+    return pl.DataFrame(rows, schema={ACCOUNT: pl.String, "x_BillingPeriod": pl.String, "problem": pl.String},
+                        orient="row")
+
+
+def _dropped_rows(keyed: pl.LazyFrame, col: Cols, schema: pl.Schema, paired: pl.DataFrame) -> pl.DataFrame:
+    """Per billing account, period and currency: the actual rows represented by their amortized
+    twin (valid rows of paired periods; per charge, the smaller of its actual and amortized counts)."""
+    out_schema = {"BillingAccountId": pl.String, "x_BillingPeriod": pl.String, "BillingCurrency": pl.String,
+                  "dropped_rows": pl.UInt32}
+    if paired.is_empty():
+        return pl.DataFrame(schema=out_schema)
+    identity = charge_identity(col)
+    dataset = pl.col("x_CostDataset")
+    return (keyed.join(paired.lazy(), on=_PERIOD_KEYS, how="semi", nulls_equal=True)
+            .filter(quarantine_reason(schema).is_null())
+            .group_by(identity.hash(7).alias("__h1"), identity.hash(13).alias("__h2"))
+            .agg(pl.col(ACCOUNT).first().alias("BillingAccountId"), pl.col("x_BillingPeriod").first(),
+                 col("BillingCurrency").first().alias("BillingCurrency"),
+                 (dataset == ACTUAL).sum().alias("__actual"), (dataset == AMORTIZED).sum().alias("__amortized"))
+            .group_by(_TOTALS_KEYS)
+            .agg(pl.min_horizontal("__actual", "__amortized").sum().alias("dropped_rows"))
+            .collect(engine="streaming").cast(out_schema))
+
+
+def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """Per billing account, period and currency: ``billed``, ``amortized`` (see the module doc),
+    ``rows``, ``quarantined_rows``, ``dropped_rows`` and ``problem`` (null, or why the raw set is
+    refused: actual and amortized files of different periods)."""
+    schema = raw.collect_schema()
+    col = Cols(schema)
+    streams = _streams(raw, col).collect(engine="streaming")
+    modes = _modes(streams.lazy()).collect()
+    keyed = _with_modes(raw, col, modes.lazy())
+    dropped = _dropped_rows(keyed, col, schema, modes.filter(pl.col(MODE) == PAIRED).select(_PERIOD_KEYS))
+    problems = _stream_problems(streams).rename({ACCOUNT: "BillingAccountId"})
+    return (keyed
+            .group_by(pl.col(ACCOUNT).alias("BillingAccountId"), "x_BillingPeriod",
+                      col("BillingCurrency").alias("BillingCurrency"))
+            .agg(billed_basis(col).sum().alias("billed"), amortized_basis(col).sum().alias("amortized"),
+                 pl.len().alias("rows"), quarantine_reason(schema).is_not_null().sum().alias("quarantined_rows"))
+            .join(dropped.lazy(), on=_TOTALS_KEYS, how="left", nulls_equal=True)
+            .with_columns(pl.col("dropped_rows").fill_null(0))
+            .join(problems.lazy(), on=["BillingAccountId", "x_BillingPeriod"], how="left", nulls_equal=True))
+
+
+def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
+    """Raw rows that cannot be converted: the reason, both cost bases, the unreadable amounts and lineage."""
+    schema = raw.collect_schema()
+    col = Cols(schema)
+    # the reason is computed once, then filtered on (as the other formats do: filtering on the
+    # expression and selecting it again can make polars 2.1 panic)
+    with_reason = (_with_modes(raw, col, _modes(_streams(raw, col)))
+                   .with_columns(quarantine_reason(schema).alias("x_QuarantineReason")))
+    return with_reason.filter(pl.col("x_QuarantineReason").is_not_null()).select(
+        "x_QuarantineReason",
+        billed_basis(col).alias("x_BilledCost"),
+        amortized_basis(col).alias("x_EffectiveCost"),
+        pl.col(ACCOUNT).alias("BillingAccountId"),
+        col("BillingCurrency").alias("BillingCurrency"),
+        col("ChargeType").alias("x_ChargeType"),
+        unreadable_amounts(schema),
+        *[pl.col(n) for n in lineage_names()],
+    )
