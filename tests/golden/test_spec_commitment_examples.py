@@ -197,14 +197,11 @@ def example(rel: str) -> list[dict]:
 
 
 @functools.cache
-def _all_converted() -> Converted:
-    """Every AWS fixture, converted in one to_focus call (each file keeps its own x_SourceFile)."""
-    return convert([FIXTURES / rel.replace(".csv", ".aws-cur.csv") for rel in EXAMPLES], labels=EXAMPLES)
-
-
 def converted(rel: str) -> Converted:
-    """The FOCUS rows (and raw rows, quarantine, raw totals) of one example's AWS fixture."""
-    conv = _all_converted().for_file(rel)
+    """The FOCUS rows (and raw rows, quarantine, raw totals) of one example's AWS fixture, converted
+    alone: the fixtures number their line items from li0001 each, so together they would be copies
+    of one another's line items (quarantined)."""
+    conv = convert(FIXTURES / rel.replace(".csv", ".aws-cur.csv"), labels=[rel])
     assert conv.raw.height > 0 and conv.quarantine.height == 0
     return conv
 

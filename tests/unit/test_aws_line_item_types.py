@@ -25,7 +25,15 @@ from focus_platform.sources.aws_cur import (
     UNMAPPED_SERVICE_NOTE,
     classify_header,
 )
-from tests.helpers_aws import D, Converted, assert_gates, assert_row, convert, ts, write_cur
+from tests.helpers_aws import (
+    Converted,
+    D,
+    assert_gates,
+    assert_row,
+    convert,
+    ts,
+    write_cur,
+)
 
 AWS_INC = "Amazon Web Services, Inc."
 PAYER = "012345678901"  # 12 digits with a leading zero: must stay a string
@@ -211,6 +219,11 @@ CASES: dict[str, list[dict[str, str]]] = {
                                  pricing__publicOnDemandRate="", pricing__publicOnDemandCost="",
                                  lineItem__LineItemDescription="Distributor discount")],
 }
+
+# One line item per row: AWS identifies a line item by identity/LineItemId + identity/TimeInterval and a
+# line item delivered twice is quarantined, so every case row gets its own id (case name + position).
+CASES = {name: [cur_row(r, {"identity/LineItemId": f"{name}-{i}"}) for i, r in enumerate(rows, start=1)]
+         for name, rows in CASES.items()}
 
 
 @pytest.fixture(scope="module")
@@ -572,10 +585,13 @@ IGNORED = ["x_SourceFile", "x_RowId", "x_SourceChanges"]
 def test_athena_snake_case_and_mixed_case_headers_map_identically(tmp_path):
     headers = list(dict.fromkeys(h for r in HEADER_ROWS for h in r))
     assert set(headers) <= set(ATHENA)
-    legacy = write_cur(tmp_path / "legacy.csv", HEADER_ROWS, headers)
-    athena = write_cur(tmp_path / "athena.csv", [{ATHENA[k]: v for k, v in r.items()} for r in HEADER_ROWS],
+    def rows(file: str) -> list[dict[str, str]]:  # the same rows, other line items (one file each)
+        return [cur_row(r, {"identity/LineItemId": f"{file}-{r['identity/LineItemId']}"}) for r in HEADER_ROWS]
+
+    legacy = write_cur(tmp_path / "legacy.csv", rows("legacy"), headers)
+    athena = write_cur(tmp_path / "athena.csv", [{ATHENA[k]: v for k, v in r.items()} for r in rows("athena")],
                        [ATHENA[h] for h in headers])
-    mixed = write_cur(tmp_path / "mixed.csv", [{MIXED.get(k, k): v for k, v in r.items()} for r in HEADER_ROWS],
+    mixed = write_cur(tmp_path / "mixed.csv", [{MIXED.get(k, k): v for k, v in r.items()} for r in rows("mixed")],
                       [MIXED.get(h, h) for h in headers])
     conv = convert([legacy, athena, mixed])
     assert conv.quarantine.height == 0
@@ -602,7 +618,7 @@ def edges(tmp_path_factory) -> Converted:
                "lineItem/UsageAccountId": "001234567890"})
     # Parquet with integer account ids (a generator that typed them): zero-padded back to 12 digits
     pq_path = folder / "int_ids.parquet"
-    pl.DataFrame([ids]).with_columns(pl.col("bill/PayerAccountId", "lineItem/UsageAccountId").cast(pl.Int64)) \
+    pl.DataFrame([cur_row(ids, {"identity/LineItemId": "li-ids-parquet"})]).with_columns(pl.col("bill/PayerAccountId", "lineItem/UsageAccountId").cast(pl.Int64)) \
         .write_parquet(pq_path)
     tax = CASES["tax"][0]
     eod = [cur_row(tax, {"identity/LineItemId": "a", "lineItem/UsageEndDate": "2023-01-31T23:59:59Z"}),

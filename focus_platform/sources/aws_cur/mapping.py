@@ -1,112 +1,60 @@
-"""AWS Cost and Usage Reports (legacy CUR and CUR 2.0) → typed raw rows → FOCUS 1.2.
+"""AWS CUR typed raw rows → FOCUS 1.2 rows (``to_focus``).
 
-Reading (``scan_raw``): every delivered column is kept. Header spellings (`lineItem/UnblendedCost`,
-Athena `line_item_unblended_cost`, any case) become the Athena snake_case name; cost and quantity
-columns become Decimal(38, 12) (floats are cast on read), timestamps UTC, everything else a string
-with '' as null. Tag columns (`resourceTags/user:Team`, `resource_tags_user_team`, CUR 2.0's
-`resource_tags` map) are folded into one JSON object column `resource_tags` with the keys as
-delivered; cost categories likewise into `cost_category`; CUR 2.0 `product` / `discount` maps
-become JSON objects. A value that does not parse is kept in `x_ParseErrors` (the row goes to
-quarantine, the raw table keeps it).
+The decisions per line item type are the table ``LINE_ITEM_TYPES`` below, documented in the README.
+BilledCost is the unblended cost (what the invoice charges), EffectiveCost the amortized cost (the AWS /
+CID amortized formula), and the unused part of each RI and savings plan becomes its own Usage row with
+CommitmentDiscountStatus Unused. Money stays Decimal(38, 12) throughout (unit prices of the unused rows
+are exact Decimal quotients, rounded to 12 decimals).
 
-Mapping (``to_focus``): the decisions per line item type are the table ``LINE_ITEM_TYPES`` below,
-documented in the README. BilledCost is the unblended cost (what the invoice charges), EffectiveCost
-the amortized cost (the AWS / CID amortized formula), and the unused part of each RI and savings
-plan becomes its own Usage row with CommitmentDiscountStatus Unused.
+EffectiveCost when an amortization column is empty (a CUR 2.0 export with those columns deselected):
+a DiscountedUsage row takes ``reservation/AmortizedUpfrontCostForUsage`` + ``reservation/RecurringFeeForUsage``
+(AWS documents reservation/EffectiveCost as their sum), a SavingsPlanCoveredUsage row
+``savingsPlan/SavingsPlanRate`` x ``lineItem/UsageAmount``, recorded per row in x_SourceChanges. Where no
+column carries the amount (also an RIFee or SavingsPlanRecurringFee whose unused-commitment columns are all
+empty), EffectiveCost keeps 0 and the row records ``EffectiveCost unknown`` (a provider-data gap).
+A row whose currency is the source's declared billing currency (the file has no currency column) records
+``DECLARED_CURRENCY_NOTE``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import polars as pl
 
+from focus_platform.sources.aws_cur.raw import (
+    CURRENCY_COLUMN,
+    DECLARED_CURRENCY,
+    DROPPED_LINE_ITEM_TYPES,
+    LINEAGE_NAMES,
+    QUARANTINE_REASON,
+    RawColumns,
+    with_quarantine_reason,
+)
 from focus_platform.sources.common import (
+    DECLARED_CURRENCY_NOTE,
     LIST_SEPARATOR,
     UNMAPPED_SERVICE_NOTE,
-    Lineage,
-    SourceFormatError,
-    amount_error,
-    as_decimal,
-    as_timestamp,
-    blank_to_null,
-    check_csv_structure,
     derived_row_id,
-    file_schema,
+    effective_cost_unknown_note,
     joined_strings,
-    json_object,
-    lineage_columns,
     lookup_rows,
-    map_to_json,
     mapped,
     masked_format,
-    numbered,
-    parse_error,
-    scan_file,
     split_list,
-    typed_raw_rows,
     whitespace_to_null,
 )
 from focus_platform.spec.columns import (
-    LINEAGE_SCHEMA,
     MONEY,
-    PROVIDER_X_SCHEMA,
     focus_columns,
     focus_schema,
 )
 from focus_platform.spec.rules import row_rules
 
-FORMAT_LEGACY = "aws-cur"
-FORMAT_CUR2 = "aws-cur2"
 PROVIDER = "AWS"
 AWS_INC = "Amazon Web Services, Inc."
 
-# ---------------------------------------------------------------------------------------------
-# Raw columns the mapping reads, with their type. Everything not listed stays a string.
-# ---------------------------------------------------------------------------------------------
-DECIMAL_COLUMNS = (
-    "line_item_usage_amount", "line_item_normalization_factor", "line_item_normalized_usage_amount",
-    "line_item_unblended_rate", "line_item_unblended_cost", "line_item_blended_rate", "line_item_blended_cost",
-    "line_item_net_unblended_rate", "line_item_net_unblended_cost",
-    "pricing_public_on_demand_rate", "pricing_public_on_demand_cost",
-    "reservation_effective_cost", "reservation_amortized_upfront_cost_for_usage",
-    "reservation_recurring_fee_for_usage", "reservation_amortized_upfront_fee_for_billing_period",
-    "reservation_unused_amortized_upfront_fee_for_billing_period", "reservation_unused_recurring_fee",
-    "reservation_unused_quantity", "reservation_unused_normalized_unit_quantity", "reservation_upfront_value",
-    "reservation_total_reserved_units",
-    "savings_plan_savings_plan_rate", "savings_plan_savings_plan_effective_cost",
-    "savings_plan_total_commitment_to_date", "savings_plan_used_commitment",
-    "savings_plan_amortized_upfront_commitment_for_billing_period",
-    "savings_plan_recurring_commitment_for_billing_period",
-)
-TIMESTAMP_COLUMNS = (
-    "bill_billing_period_start_date", "bill_billing_period_end_date",
-    "line_item_usage_start_date", "line_item_usage_end_date",
-)
-ACCOUNT_ID_COLUMNS = ("bill_payer_account_id", "line_item_usage_account_id")
-REQUIRED_COLUMNS = {  # Athena / CUR 2.0 name: legacy CSV header
-    "line_item_line_item_type": "lineItem/LineItemType",
-    "line_item_unblended_cost": "lineItem/UnblendedCost",
-    "line_item_usage_start_date": "lineItem/UsageStartDate",
-    "line_item_currency_code": "lineItem/CurrencyCode",
-    "bill_payer_account_id": "bill/PayerAccountId",
-}
-
-
-def missing_required(names: set[str]) -> list[str]:
-    """The required columns absent from a file, in both spellings."""
-    return [f"{legacy} ({name})" for name, legacy in REQUIRED_COLUMNS.items() if name not in names]
-CUR2_MAP_COLUMNS = ("product", "resource_tags", "cost_category", "discount")
-# Legacy CSV header category -> Athena snake_case prefix
-CATEGORIES = {
-    "identity": "identity", "bill": "bill", "lineitem": "line_item", "product": "product",
-    "pricing": "pricing", "reservation": "reservation", "savingsplan": "savings_plan",
-    "discount": "discount", "splitlineitem": "split_line_item", "resourcetags": "resource_tags",
-    "costcategory": "cost_category", "capacityreservation": "capacity_reservation",
-}
 
 # ---------------------------------------------------------------------------------------------
 # The mapping decisions, one row per line item type.
@@ -139,11 +87,10 @@ LINE_ITEM_TYPES: dict[str, LineItemMapping] = {
     "Discount": LineItemMapping("Credit", "Usage-Based", None),
     "DistributorDiscount": LineItemMapping("Credit", "Usage-Based", None),
 }
-# SavingsPlanNegation nets out SavingsPlanCoveredUsage's on-demand cost on the invoice. The covered
-# row already has BilledCost 0, so the negation row is dropped from FOCUS (kept in raw_aws_cur): a
-# documented row contraction.
-DROPPED_LINE_ITEM_TYPES = ("SavingsPlanNegation",)
-KNOWN_LINE_ITEM_TYPES = tuple(LINE_ITEM_TYPES) + DROPPED_LINE_ITEM_TYPES
+# SavingsPlanNegation (raw.DROPPED_LINE_ITEM_TYPES) nets out SavingsPlanCoveredUsage's on-demand cost on
+# the invoice. The covered row already has BilledCost 0, so the negation row is dropped from FOCUS (kept
+# in raw_aws_cur): a documented row contraction.
+
 COMMITMENT_TYPE = {"ri": ("Usage", "Reserved Instance"), "sp": ("Spend", "Savings Plan")}
 
 
@@ -164,181 +111,11 @@ def region_names() -> dict[str, str]:
     return {r["region_code"]: r["region_name"] for r in lookup_rows("aws_regions.csv")}
 
 
-# ---------------------------------------------------------------------------------------------
-# Header names
-# ---------------------------------------------------------------------------------------------
-def _snake(name: str) -> str:
-    """Athena's rule: every capital becomes '_' + lower case (ReservationARN -> reservation_a_r_n)."""
-    out = re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), name)
-    out = re.sub(r"[^0-9a-z_]+", "_", out.lower())
-    return re.sub(r"_+", "_", out).strip("_")
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[^0-9a-z]", "", name.lower())
-
-
-@cache
-def _known_by_key() -> dict[str, str]:
-    names = DECIMAL_COLUMNS + TIMESTAMP_COLUMNS + tuple(REQUIRED_COLUMNS) + (
-        "reservation_reservation_a_r_n", "savings_plan_savings_plan_a_r_n", "bill_invoice_id",
-        "bill_invoicing_entity", "bill_billing_entity", "bill_bill_type", "bill_payer_account_name",
-        "line_item_usage_account_name", "line_item_usage_account_id", "line_item_product_code",
-        "line_item_usage_type", "line_item_operation", "line_item_availability_zone", "line_item_resource_id",
-        "line_item_line_item_description", "line_item_legal_entity", "line_item_tax_type",
-        "line_item_usage_end_date", "product_product_name", "product_region", "product_region_code",
-        "product_location", "product_location_type", "product_sku", "product_product_family",
-        "product_servicecode", "pricing_rate_code", "pricing_rate_id", "pricing_unit", "pricing_term",
-        "pricing_currency", "pricing_purchase_option", "identity_line_item_id", "identity_time_interval",
-        "capacity_reservation_capacity_reservation_a_r_n", "capacity_reservation_capacity_reservation_status",
-    )
-    return {_key(n): n for n in names}
-
-
-@dataclass(frozen=True)
-class RawColumn:
-    header: str  # as delivered
-    name: str  # Athena snake_case name in raw_aws_cur
-    tag_key: str | None = None  # resource tag key as delivered (user:Team / user_team)
-    cost_category: str | None = None
-
-
-def classify_header(header: str) -> RawColumn:
-    """Canonical raw name for a delivered header, or the tag / cost category it carries."""
-    h = header.strip().lstrip("\ufeff")
-    if "/" in h:
-        category, _, field = h.partition("/")
-        if category.lower() == "resourcetags":
-            return RawColumn(header, "resource_tags", tag_key=field)
-        if category.lower() == "costcategory":
-            return RawColumn(header, "cost_category", cost_category=field)
-        prefix = CATEGORIES.get(category.lower(), _snake(category))
-        name = f"{prefix}_{_snake(field)}"
-    else:
-        lowered = h.lower()
-        if lowered.startswith("resource_tags_"):
-            return RawColumn(header, "resource_tags", tag_key=h[len("resource_tags_"):])
-        if lowered.startswith("cost_category_"):
-            return RawColumn(header, "cost_category", cost_category=h[len("cost_category_"):])
-        name = _snake(h) if any(ch.isupper() for ch in h) else re.sub(r"[^0-9a-z_]+", "_", lowered)
-    return RawColumn(header, _known_by_key().get(_key(name), name))
-
-
-def near_miss(headers: list[str]) -> str | None:
-    """Why a file with some CUR columns is not a CUR: the required columns it lacks."""
-    missing = missing_required({classify_header(h).name for h in headers})
-    if missing and len(missing) < len(REQUIRED_COLUMNS):
-        return f"looks like an AWS CUR but required column(s) missing: {', '.join(missing)}"
-    return None
-
-
-def detect_format(headers: list[str]) -> str | None:
-    """aws-cur2, aws-cur, or None when the headers are not a CUR."""
-    names = {classify_header(h).name for h in headers}
-    if "line_item_line_item_type" not in names or "line_item_unblended_cost" not in names:
-        return None
-    lowered = {h.lower() for h in headers}
-    if "product" in lowered or "bill_payer_account_name" in lowered or "line_item_usage_account_name" in lowered:
-        return FORMAT_CUR2
-    return FORMAT_LEGACY
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading a file into typed raw rows
-# ---------------------------------------------------------------------------------------------
-def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
-             storage_options: dict | None = None) -> pl.LazyFrame:
-    """One delivered file as typed raw rows with canonical names and lineage columns."""
-    label = label or str(path)
-    lf = scan_file(path, storage_options=storage_options)
-    schema = file_schema(lf, label)
-    if not str(path).lower().endswith(".parquet"):
-        check_csv_structure(str(path), label, storage_options)
-    columns = [classify_header(h) for h in schema.names()]
-    fmt = detect_format(schema.names())
-    missing = missing_required({c.name for c in columns})
-    if fmt is None:
-        raise SourceFormatError(f"{label}: not an AWS CUR: required column(s) missing: {', '.join(missing)}")
-    if missing:
-        raise SourceFormatError(f"{label}: required column(s) missing: {', '.join(missing)}")
-    seen: dict[str, str] = {}
-    exprs: list[pl.Expr] = []
-    errors: list[pl.Expr] = []
-    amounts: list[pl.Expr] = []
-    tags: list[tuple[str, pl.Expr]] = []
-    cost_categories: list[tuple[str, pl.Expr]] = []
-    for col in columns:
-        dtype = schema[col.header]
-        source = pl.col(col.header)
-        text = blank_to_null(source.cast(pl.String)) if dtype != pl.String else blank_to_null(source)
-        if col.tag_key is not None:
-            tags.append((col.tag_key, text))
-            continue
-        if col.cost_category is not None:
-            cost_categories.append((col.cost_category, text))
-            continue
-        if col.name in seen:
-            raise SourceFormatError(f"{label}: columns {seen[col.name]!r} and {col.header!r} both mean {col.name}")
-        seen[col.name] = col.header
-        if col.name in DECIMAL_COLUMNS:
-            typed = as_decimal(col.header, dtype)
-            amounts.append(amount_error(col.header, source, dtype, typed))
-        elif col.name in TIMESTAMP_COLUMNS:
-            typed = as_timestamp(col.header, dtype)
-            if dtype == pl.String:
-                errors.append(parse_error(f"{col.header}", source, typed, "a timestamp"))
-        elif col.name in CUR2_MAP_COLUMNS:
-            typed = map_to_json(col.header, dtype)
-        elif col.name in ACCOUNT_ID_COLUMNS and dtype.is_integer():
-            typed = source.cast(pl.String).str.zfill(12)  # 12-digit ids lose leading zeros as integers
-        else:
-            typed = text
-        exprs.append(typed.alias(col.name))
-    if tags:
-        exprs.append(json_object(tags).alias("resource_tags"))
-    if cost_categories:
-        exprs.append(json_object(cost_categories).alias("cost_category"))
-    period = (pl.lit(lineage.billing_period) if lineage.billing_period
-              else pl.col("bill_billing_period_start_date").dt.strftime("%Y-%m")
-              if "bill_billing_period_start_date" in seen
-              else pl.col("line_item_usage_start_date").dt.strftime("%Y-%m"))
-    version = {FORMAT_LEGACY: "CUR 1 (legacy)", FORMAT_CUR2: "CUR 2.0"}[fmt]
-    kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
-    return typed_raw_rows(numbered(lf, kind == "csv"), exprs, errors,
-                          lineage_columns(lineage, fmt, f"{version} {kind}", label), period, amounts)
-
-
-# ---------------------------------------------------------------------------------------------
-# Raw → FOCUS
-# ---------------------------------------------------------------------------------------------
-class _Cols:
-    """Column access on a raw frame whose column set varies (CUR columns come and go)."""
-
-    def __init__(self, schema: pl.Schema):
-        self.schema = schema
-
-    def __call__(self, name: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-        if name in self.schema:
-            return pl.col(name)
-        return pl.lit(None, MONEY if name in DECIMAL_COLUMNS else dtype)
-
-    def has(self, name: str) -> bool:
-        return name in self.schema
-
-    def product(self, key: str, legacy: str) -> pl.Expr:
-        """A product attribute: the legacy/Athena top-level column, else the CUR 2.0 product map."""
-        if legacy in self.schema:
-            return pl.col(legacy)
-        if "product" in self.schema:
-            return blank_to_null(pl.col("product").str.json_path_match(f"$.{key}"))
-        return pl.lit(None, pl.String)
-
-
 def _line_item_lookup(field: str) -> pl.Expr:
     return pl.col(f"__li_{field}")
 
 
-def _with_lookups(raw: pl.LazyFrame, col: _Cols) -> pl.LazyFrame:
+def _with_lookups(raw: pl.LazyFrame, col: RawColumns) -> pl.LazyFrame:
     """The mapping tables looked up into __ columns (line item type, service, region, unit)."""
     t = pl.col("line_item_line_item_type")
     pricing_unit_raw = col("pricing_unit")
@@ -361,73 +138,12 @@ def _with_lookups(raw: pl.LazyFrame, col: _Cols) -> pl.LazyFrame:
     )
 
 
-def quarantine_reason(schema: pl.Schema) -> pl.Expr:
-    """Why a raw row cannot be converted (null for a convertible row)."""
-    col = _Cols(schema)
-    reasons = [
-        pl.col("x_ParseErrors"),
-        pl.when(col("line_item_line_item_type").is_null()).then(pl.lit("lineItem/LineItemType is empty")),
-        masked_format(col("line_item_line_item_type").is_not_null()
-                      & ~col("line_item_line_item_type").is_in(KNOWN_LINE_ITEM_TYPES),
-                      "unknown lineItem/LineItemType '{}'", col("line_item_line_item_type")),
-        pl.when(col("line_item_usage_start_date", pl.Datetime("us", "UTC")).is_null()
-                & pl.col("x_ParseErrors").is_null()).then(pl.lit("lineItem/UsageStartDate is empty")),
-        pl.when(col("line_item_currency_code").is_null()).then(pl.lit("lineItem/CurrencyCode is empty")),
-        pl.when(col("bill_payer_account_id").is_null()).then(pl.lit("bill/PayerAccountId is empty")),
-        pl.when((col("line_item_line_item_type") == "RIFee") & (_ri_unused(col) != 0)
-                & col("reservation_reservation_a_r_n").is_null())
-        .then(pl.lit("RIFee with unused reservation but empty reservation/ReservationARN")),
-        pl.when((col("line_item_line_item_type") == "SavingsPlanRecurringFee") & (_sp_unused(col) != 0)
-                & col("savings_plan_savings_plan_a_r_n").is_null())
-        .then(pl.lit("SavingsPlanRecurringFee with unused commitment but empty savingsPlan/SavingsPlanARN")),
-    ]
-    joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
-    return pl.when(joined != "").then(joined)
-
-
-def billed_basis(schema: pl.Schema) -> pl.Expr:
-    """The invoice basis of a raw row: unblended cost; covered usage and its negation count 0."""
-    t = pl.col("line_item_line_item_type")
-    return (pl.when(t.is_in(["SavingsPlanCoveredUsage", "SavingsPlanNegation"])).then(pl.lit(0, MONEY))
-            .otherwise(pl.col("line_item_unblended_cost")))
-
-
-def amortized_basis(schema: pl.Schema) -> pl.Expr:
-    """AWS's amortized cost of a raw row (the CID formula)."""
-    col = _Cols(schema)
-    t = pl.col("line_item_line_item_type")
-    zero = pl.lit(0, MONEY)
-    ri_arn = col("reservation_reservation_a_r_n")
-    return (
-        pl.when(t == "SavingsPlanCoveredUsage").then(col("savings_plan_savings_plan_effective_cost").fill_null(zero))
-        .when(t == "SavingsPlanRecurringFee").then(_sp_unused(col))
-        .when(t.is_in(["SavingsPlanNegation", "SavingsPlanUpfrontFee"])).then(zero)
-        .when(t == "DiscountedUsage").then(col("reservation_effective_cost").fill_null(zero))
-        .when(t == "RIFee").then(_ri_unused(col))
-        .when((t == "Fee") & ri_arn.is_not_null()).then(zero)
-        .otherwise(pl.col("line_item_unblended_cost"))
-    )
-
-
-def _ri_unused(col: _Cols) -> pl.Expr:
-    zero = pl.lit(0, MONEY)
-    return (col("reservation_unused_amortized_upfront_fee_for_billing_period").fill_null(zero)
-            + col("reservation_unused_recurring_fee").fill_null(zero))
-
-
-def _sp_unused(col: _Cols) -> pl.Expr:
-    zero = pl.lit(0, MONEY)
-    return (col("savings_plan_amortized_upfront_commitment_for_billing_period").fill_null(zero)
-            + col("savings_plan_recurring_commitment_for_billing_period").fill_null(zero)
-            - col("savings_plan_used_commitment").fill_null(zero))
-
-
 def _end_of_day_fix(end: pl.Expr) -> pl.Expr:
     """AWS writes some exclusive ends as 23:59:59 of the last day: move them to the next midnight."""
     return (end.dt.hour() == 23) & (end.dt.minute() == 59) & (end.dt.second() == 59)
 
 
-def _tags(col: _Cols) -> pl.Expr:
+def _tags(col: RawColumns) -> pl.Expr:
     """Resource tags → FOCUS Tags: user keys without the `user:`/`user_` prefix, AWS keys keep `aws:`."""
     if not col.has("resource_tags"):
         return pl.lit(None, pl.String)
@@ -437,13 +153,84 @@ def _tags(col: _Cols) -> pl.Expr:
         ['{"', ',"', '{"', ',"', '{"aws:', ',"aws:'])
 
 
+ZERO = pl.lit(0, MONEY)
+
+
+def _billed_cost(col: RawColumns) -> pl.Expr:
+    """BilledCost: the unblended cost; 0 on savings-plan-covered usage (paid through the plan's fee)."""
+    t = pl.col("line_item_line_item_type")
+    return pl.when(t == "SavingsPlanCoveredUsage").then(ZERO).otherwise(col("line_item_unblended_cost"))
+
+
+def _unused_reservation(col: RawColumns) -> pl.Expr:
+    """The unused part of an RI in the period (on its RIFee row): unused amortized upfront + unused recurring fee."""
+    return (col("reservation_unused_amortized_upfront_fee_for_billing_period").fill_null(ZERO)
+            + col("reservation_unused_recurring_fee").fill_null(ZERO))
+
+
+def _unused_commitment(col: RawColumns) -> pl.Expr:
+    """The unused part of a savings plan (on its recurring fee row): amortized upfront + recurring
+    commitment - used commitment."""
+    return (col("savings_plan_amortized_upfront_commitment_for_billing_period").fill_null(ZERO)
+            + col("savings_plan_recurring_commitment_for_billing_period").fill_null(ZERO)
+            - col("savings_plan_used_commitment").fill_null(ZERO))
+
+
+RI_PARTS = "reservation/AmortizedUpfrontCostForUsage + reservation/RecurringFeeForUsage"
+SP_PARTS = "savingsPlan/SavingsPlanRate x lineItem/UsageAmount"
+
+
+def _effective_cost(col: RawColumns) -> tuple[pl.Expr, list[pl.Expr]]:
+    """EffectiveCost of a row and its x_SourceChanges notes: covered usage at its commitment's effective
+    cost (from the columns AWS documents as carrying it when the effective cost column is empty),
+    commitment fees 0 (their unused part becomes its own row), everything else its unblended cost."""
+    t = pl.col("line_item_line_item_type")
+    discounted, covered = t == "DiscountedUsage", t == "SavingsPlanCoveredUsage"
+    ri_effective = col("reservation_effective_cost")
+    ri_parts = col("reservation_amortized_upfront_cost_for_usage") + col("reservation_recurring_fee_for_usage")
+    sp_effective = col("savings_plan_savings_plan_effective_cost")
+    sp_parts = (col("savings_plan_savings_plan_rate") * col("line_item_usage_amount")).cast(MONEY)
+    effective = (
+        pl.when(discounted).then(pl.coalesce(ri_effective, ri_parts, ZERO))
+        .when(covered).then(pl.coalesce(sp_effective, sp_parts, ZERO))
+        .when(t.is_in(["RIFee", "SavingsPlanRecurringFee", "SavingsPlanUpfrontFee"])).then(ZERO)
+        .when((t == "Fee") & col("reservation_reservation_a_r_n").is_not_null()).then(ZERO)
+        .otherwise(col("line_item_unblended_cost"))
+    )
+    unused_columns = {  # fee type: its unused-commitment columns (raw name: as AWS names it)
+        "RIFee": {"reservation_unused_amortized_upfront_fee_for_billing_period":
+                  "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod",
+                  "reservation_unused_recurring_fee": "reservation/UnusedRecurringFee"},
+        "SavingsPlanRecurringFee": {
+            "savings_plan_amortized_upfront_commitment_for_billing_period":
+                "savingsPlan/AmortizedUpfrontCommitmentForBillingPeriod",
+            "savings_plan_recurring_commitment_for_billing_period": "savingsPlan/RecurringCommitmentForBillingPeriod",
+            "savings_plan_used_commitment": "savingsPlan/UsedCommitment"},
+    }
+    notes = [
+        pl.when(discounted & ri_effective.is_null() & ri_parts.is_not_null()).then(
+            pl.lit(f"EffectiveCost: reservation/EffectiveCost empty; {RI_PARTS}")),
+        pl.when(covered & sp_effective.is_null() & sp_parts.is_not_null()).then(
+            pl.lit(f"EffectiveCost: savingsPlan/SavingsPlanEffectiveCost empty; {SP_PARTS}")),
+        effective_cost_unknown_note(discounted & ri_effective.is_null() & ri_parts.is_null(),
+                                    f"reservation/EffectiveCost and {RI_PARTS}"),
+        effective_cost_unknown_note(covered & sp_effective.is_null() & sp_parts.is_null(),
+                                    f"savingsPlan/SavingsPlanEffectiveCost and {SP_PARTS}"),
+        *[effective_cost_unknown_note((t == fee) & pl.all_horizontal([col(c).is_null() for c in columns]),
+                                      " and ".join(columns.values()) + " (the unused commitment)")
+          for fee, columns in unused_columns.items()],
+    ]
+    return effective, notes
+
+
 def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Convertible raw rows as FOCUS 1.2 rows (plus one Unused row per under-used commitment)."""
     schema = raw.collect_schema()
-    col = _Cols(schema)
-    zero = pl.lit(0, MONEY)
+    col = RawColumns(schema)
+    zero = ZERO
     t = pl.col("line_item_line_item_type")
-    converted = _with_lookups(raw.filter(quarantine_reason(schema).is_null() & ~t.is_in(DROPPED_LINE_ITEM_TYPES)), col)
+    valid = with_quarantine_reason(raw).filter(pl.col(QUARANTINE_REASON).is_null()).drop(QUARANTINE_REASON)
+    converted = _with_lookups(valid.filter(~t.is_in(DROPPED_LINE_ITEM_TYPES)), col)
     charge_category = _line_item_lookup("charge_category")
     is_usage, is_purchase = charge_category == "Usage", charge_category == "Purchase"
     is_tax = charge_category == "Tax"
@@ -490,14 +277,8 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     bp_end = pl.coalesce(col("bill_billing_period_end_date", pl.Datetime("us", "UTC")),
                          usage_start.dt.truncate("1mo").dt.offset_by("1mo"))
 
-    billed = pl.when(t == "SavingsPlanCoveredUsage").then(zero).otherwise(unblended)
-    effective = (
-        pl.when(t == "DiscountedUsage").then(col("reservation_effective_cost").fill_null(zero))
-        .when(t == "SavingsPlanCoveredUsage").then(col("savings_plan_savings_plan_effective_cost").fill_null(zero))
-        .when(t.is_in(["RIFee", "SavingsPlanRecurringFee", "SavingsPlanUpfrontFee"])).then(zero)
-        .when((t == "Fee") & ri_arn.is_not_null()).then(zero)
-        .otherwise(unblended)
-    )
+    billed = _billed_cost(col)
+    effective, effective_notes = _effective_cost(col)
     # Purchases (fees) have no public on-demand price: their list and contracted price is the fee.
     list_unit_price = (pl.when(is_tax | is_credit).then(None).when(is_purchase).then(unblended_rate)
                        .otherwise(public_rate))
@@ -513,7 +294,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     pricing_category = pl.when((t == "Usage") & spot).then(pl.lit("Dynamic")).otherwise(
         _line_item_lookup("pricing_category"))
     correction = (usage_start < bp_start).fill_null(False)
-    currency = col("line_item_currency_code")
+    currency = col(CURRENCY_COLUMN)
     pricing_currency = pl.coalesce(col("pricing_currency"), currency)
     same_currency = pricing_currency == currency
     # Commitment quantities: savings plans in money (the recurring commitment on the fee row, the
@@ -523,7 +304,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     ri_normalized = normalized.is_not_null() & (normalized != 0)
     cd_quantity = (
         pl.when(cd_id.is_null() | ~(is_usage | is_purchase)).then(None)
-        .when(t == "SavingsPlanCoveredUsage").then(col("savings_plan_savings_plan_effective_cost"))
+        .when(t == "SavingsPlanCoveredUsage").then(effective)
         .when(t == "SavingsPlanRecurringFee").then(col("savings_plan_recurring_commitment_for_billing_period"))
         .when(t == "SavingsPlanUpfrontFee").then(unblended)
         .when(ri_normalized).then(normalized)
@@ -624,6 +405,8 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
             pl.lit("ListCost: pricing/publicOnDemandCost empty; unblended cost used")),
         pl.when(service_unmapped & (is_usage | is_purchase)).then(pl.lit(UNMAPPED_SERVICE_NOTE)),
         unit_note,
+        *effective_notes,
+        pl.when(col(DECLARED_CURRENCY).is_not_null()).then(pl.lit(DECLARED_CURRENCY_NOTE)),
     ]
     gaps = [
         pl.when(col("line_item_usage_account_name").is_null()).then(pl.lit("R-SubAccountName-1")),
@@ -653,10 +436,10 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         "R-ContractedCost-1b": ~is_usage | unblended_rate.is_not_null(),
         "R-CDQuantity-1": cd_quantity.is_null(),
     }
-    unused_cost = (pl.when(is_ri_fee).then(_ri_unused(col)).when(t == "SavingsPlanRecurringFee")
-                   .then(_sp_unused(col)).otherwise(zero))
+    unused_cost = (pl.when(is_ri_fee).then(_unused_reservation(col)).when(t == "SavingsPlanRecurringFee")
+                   .then(_unused_commitment(col)).otherwise(zero))
     unused_quantity = (pl.when(is_ri_fee).then(col("reservation_unused_quantity"))
-                       .when(t == "SavingsPlanRecurringFee").then(_sp_unused(col)))
+                       .when(t == "SavingsPlanRecurringFee").then(_unused_commitment(col)))
     unused_cd_quantity = (pl.when(is_ri_fee & ri_normalized)
                           .then(col("reservation_unused_normalized_unit_quantity"))
                           .otherwise(unused_quantity))
@@ -664,7 +447,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         *[expr.alias(name) for name, expr in focus.items()],
         joined_strings(changes).alias("x_SourceChanges"),
         joined_strings(gaps).alias("x_ProviderDataGaps"),
-        *[pl.col(n) for n in _lineage_names()],
+        *[pl.col(n) for n in LINEAGE_NAMES],
         *[flag.fill_null(False).alias(f"__gap {rule}") for rule, flag in gap_if_violated.items()],
         unused_cost.alias("__unused_cost"),
         unused_quantity.alias("__unused_quantity"),
@@ -687,11 +470,6 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
 
 FOCUS_STRING_COLUMNS = frozenset(c.name for c in focus_columns() if c.data_type in ("String", "JSON"))
 
-
-def _lineage_names() -> list[str]:
-    return [n for n in LINEAGE_SCHEMA if n not in ("x_SourceChanges", "x_ProviderDataGaps")]
-
-
 UNUSED_QUANTITY_GAPS = ["R-UnitPrice-1", "R-PCUnitPrice-1", "R-PricingQuantity-1", "R-CDQuantity-1"]
 
 
@@ -699,10 +477,9 @@ def _as_unused_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
     """Rows flagged ``__unused`` become the idle part of their RI / savings plan: a Usage row with
     CommitmentDiscountStatus Unused, BilledCost 0 and the unused amount as EffectiveCost."""
     unused = pl.col("__unused")
-    zero = pl.lit(0, MONEY)
     cost, qty = pl.col("__unused_cost"), pl.col("__unused_quantity")
-    nonzero_qty = pl.when(qty != 0).then(qty.cast(pl.Float64))
-    unit_price = (cost.cast(pl.Float64) / nonzero_qty).cast(MONEY, strict=False)
+    # an exact Decimal quotient rounded to 12 decimals (a zero quantity is no divisor: null price)
+    unit_price = (cost / pl.when(qty != 0).then(qty)).cast(MONEY)
     spend = pl.col("CommitmentDiscountCategory") == "Spend"
     pricing_unit = pl.when(spend).then(pl.col("BillingCurrency")).otherwise(pl.lit("Hours"))
     cd_unit = pl.when(spend).then(pl.col("BillingCurrency")).otherwise(
@@ -714,7 +491,7 @@ def _as_unused_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
         "ChargeFrequency": pl.lit("Usage-Based"),
         "PricingCategory": pl.lit("Committed"),
         "CommitmentDiscountStatus": pl.lit("Unused"),
-        "BilledCost": zero,
+        "BilledCost": ZERO,
         "EffectiveCost": cost,
         "ListCost": cost,
         "ContractedCost": cost,
@@ -740,36 +517,3 @@ def _as_unused_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
     return rows.with_columns(
         [pl.when(unused).then(value).otherwise(pl.col(name)).alias(name) for name, value in overrides.items()]
     ).drop("__unused", "__unused_cost", "__unused_quantity", "__unused_cd_quantity")
-
-
-def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
-    """Raw rows that cannot be converted, with the reason, the billed amount and lineage."""
-    schema = raw.collect_schema()
-    col = _Cols(schema)
-    return raw.filter(quarantine_reason(schema).is_not_null()).select(
-        quarantine_reason(schema).alias("x_QuarantineReason"),
-        billed_basis(schema).alias("x_BilledCost"),
-        amortized_basis(schema).alias("x_EffectiveCost"),
-        col("bill_payer_account_id").alias("BillingAccountId"),
-        col("line_item_currency_code").alias("BillingCurrency"),
-        col("line_item_line_item_type").alias("x_ChargeType"),
-        *[pl.col(n) for n in _lineage_names()],
-    )
-
-
-def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
-    """Invoice basis and amortized basis per billing account, period and currency (conservation)."""
-    schema = raw.collect_schema()
-    return (raw.group_by(pl.col("bill_payer_account_id").alias("BillingAccountId"), "x_BillingPeriod",
-                         pl.col("line_item_currency_code").alias("BillingCurrency"))
-            .agg(billed_basis(schema).sum().alias("billed"), amortized_basis(schema).sum().alias("amortized"),
-                 pl.len().alias("rows"),
-                 quarantine_reason(schema).is_not_null().sum().alias("quarantined_rows"),
-                 (pl.col("line_item_line_item_type").is_in(DROPPED_LINE_ITEM_TYPES)
-                  & quarantine_reason(schema).is_null()).sum().alias("dropped_rows")))
-
-
-__all__ = [
-    "FORMAT_CUR2", "FORMAT_LEGACY", "LINE_ITEM_TYPES", "PROVIDER_X_SCHEMA", "classify_header", "detect_format",
-    "quarantine", "raw_totals", "scan_raw", "to_focus",
-]
