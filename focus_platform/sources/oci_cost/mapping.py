@@ -45,6 +45,7 @@ from functools import cache
 import polars as pl
 
 from focus_platform.sources.common import (
+    DECLARED_CURRENCY_NOTE,
     UNMAPPED_SERVICE_NOTE,
     joined_strings,
     lookup_rows,
@@ -53,6 +54,7 @@ from focus_platform.sources.common import (
     whitespace_to_null,
 )
 from focus_platform.sources.oci_cost.raw import (
+    DECLARED_CURRENCY,
     KIND_OF,
     LINEAGE_NAMES,
     PROVIDER,
@@ -99,7 +101,7 @@ _JSON_MEMBER = rf'\s*{_JSON_STRING}\s*:\s*{_JSON_SCALAR}\s*'
 FLAT_JSON_OBJECT = rf'^\s*\{{(?:{_JSON_MEMBER}(?:,{_JSON_MEMBER})*|\s*)\}}\s*$'
 
 
-RAW_SYSTEM_COLUMNS = frozenset({TAGS, "x_ParseErrors", "x_UnreadableAmounts", *LINEAGE_SCHEMA})
+RAW_SYSTEM_COLUMNS = frozenset({TAGS, "x_ParseErrors", "x_UnreadableAmounts", DECLARED_CURRENCY, *LINEAGE_SCHEMA})
 
 
 def extra_columns(schema: pl.Schema) -> list[str]:
@@ -232,6 +234,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(service_unmapped & service.is_not_null()).then(pl.lit(UNMAPPED_SERVICE_NOTE)),
         pl.when(service.is_null()).then(pl.lit("ServiceCategory: product/service empty, fallback Other")),
         pl.when(bad_tags.fill_null(False)).then(pl.lit(BAD_TAGS_NOTE)),
+        pl.when(raw_column(schema, DECLARED_CURRENCY).is_not_null()).then(pl.lit(DECLARED_CURRENCY_NOTE)),
         pl.when(usage_period != pl.col("x_BillingPeriod")).then(pl.format(
             "x_BillingPeriod: usage month {} delivered in the {} delivery; kept in the delivery's period",
             usage_period, pl.col("x_BillingPeriod"))),

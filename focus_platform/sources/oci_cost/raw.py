@@ -22,7 +22,19 @@ column ``tags`` instead is accepted; a value there that is not a flat JSON objec
 and the FOCUS row gets Tags null and an ``x_SourceChanges`` note (the row is not lost). Unknown
 columns are kept (snake_case name in raw, ``x_<name>`` in FOCUS). A value that does not parse is
 recorded in ``x_ParseErrors``: the raw table keeps the row, the row goes to quarantine with a
-reason naming file, row and column.
+reason naming file, row and column; an amount that cannot be read (``1,234.56``, ``$12``, ``NaN``,
+more than 26 whole digits) is also kept apart with its raw text in ``x_UnreadableAmounts``.
+A file without ``cost/currencyCode`` is refused, unless the source declares its billing currency
+(``Lineage.billing_currency``): then the currency column is that currency and
+``x_DeclaredCurrency`` holds it on the file's rows (the FOCUS rows say so in x_SourceChanges).
+
+Duplicated line items: OCI gives every line a reference number (``lineItem/referenceNo``, the one
+corrections name in ``lineItem/backreferenceNo``), for one usage interval. A row with the
+reference number and ``lineItem/intervalUsageStart`` of another row of the partition (in the same
+file or another, e.g. a report delivered twice) is a copy: every copy but the one with the smallest
+``x_RowId`` is quarantined with its amount (``common.duplicate_line_item``), so it is neither
+converted nor counted twice, and conservation still balances. Rows without a reference number are
+not compared.
 
 Billing period: OCI reports are incremental files, not monthly deliveries, and carry no billing
 period column. A row's billing period is the UTC calendar month of ``lineItem/intervalUsageStart``
@@ -47,6 +59,7 @@ from focus_platform.sources.common import (
     as_decimal,
     blank_to_null,
     check_csv_structure,
+    duplicate_line_item,
     file_schema,
     json_object,
     lineage_columns,
@@ -98,7 +111,15 @@ HEADER_OF = {name: header for header, name, _ in KNOWN_COLUMNS}
 KIND_OF = {name: kind for _, name, kind in KNOWN_COLUMNS}
 RAW_DTYPE = {"s": pl.String, "d": MONEY, "t": TIMESTAMP, "b": pl.Boolean}
 TAGS = "tags"  # raw column: the tag columns folded into one JSON object
-REQUIRED = ("line_item_tenant_id", "line_item_interval_usage_start", "cost_my_cost", "cost_currency_code")
+CURRENCY = "cost_currency_code"
+REQUIRED = ("line_item_tenant_id", "line_item_interval_usage_start", "cost_my_cost", CURRENCY)
+# Raw column: the source's declared billing currency, on the rows of a file without cost/currencyCode
+DECLARED_CURRENCY = "x_DeclaredCurrency"
+DECLARE_CURRENCY_HINT = ("a file without it needs the source's declared billing currency: billing_currency in "
+                         "sources.json, or convert --billing-currency")
+# What identifies a line item: OCI gives each line its reference number (corrections name it in
+# lineItem/backreferenceNo), per usage interval; a second row with both is a copy (a file delivered twice)
+LINE_ITEM_KEY = ("line_item_reference_no", "line_item_interval_usage_start")
 # OCI-only names: a file with two of these (and not all required) is an OCI report missing columns
 SIGNATURE = ("line_item_reference_no", "line_item_tenant_id", "line_item_interval_usage_start",
              "line_item_interval_usage_end", "product_compartment_id", "cost_my_cost", "line_item_is_correction")
@@ -156,8 +177,9 @@ def missing_required(names: set[str]) -> list[str]:
 
 
 def detect_format(headers: list[str]) -> str | None:
-    """oci-cost when the headers are an OCI cost report (proprietary format), else None."""
-    names = _names(headers)
+    """oci-cost when the headers are an OCI cost report (proprietary format), else None. A report
+    without cost/currencyCode is one too (``scan_raw`` refuses it unless a currency is declared)."""
+    names = _names(headers) | {CURRENCY}
     return FORMAT if not missing_required(names) else None
 
 
@@ -207,9 +229,12 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         check_csv_structure(str(path), label, storage_options)
     columns = [classify_header(h) for h in schema.names()]
     names = {c.name for c in columns}
-    missing = missing_required(names)
+    declared = lineage.billing_currency if CURRENCY not in names else None
+    missing = missing_required(names | ({CURRENCY} if declared else set()))
     if missing:
-        raise SourceFormatError(f"{label}: not an OCI cost report: required column(s) missing: {', '.join(missing)}")
+        hint = f" ({DECLARE_CURRENCY_HINT})" if HEADER_OF[CURRENCY] in missing else ""
+        raise SourceFormatError(f"{label}: not an OCI cost report: required column(s) missing: "
+                                f"{', '.join(missing)}{hint}")
     tag_columns = [c for c in columns if c.tag_key is not None]
     json_tags = [c for c in columns if c.name == TAGS and c.tag_key is None]
     if len(json_tags) > 1 or (json_tags and tag_columns):
@@ -255,6 +280,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     if tag_pairs:
         typed[TAGS] = json_object([(k, pl.coalesce(v) if len(v) > 1 else v[0]) for k, v in tag_pairs.items()])
     # every known column, in the documented order (typed nulls for the ones this file lacks)
+    if declared:
+        typed[CURRENCY] = pl.lit(declared)
     exprs = [typed.get(name, pl.lit(None, RAW_DTYPE[kind])).cast(RAW_DTYPE[kind]).alias(name)
              for _, name, kind in KNOWN_COLUMNS]
     exprs.append(typed.get(TAGS, pl.lit(None, pl.String)).alias(TAGS))
@@ -262,7 +289,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
               else pl.col("line_item_interval_usage_start").dt.strftime("%Y-%m"))
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
     return typed_raw_rows(numbered(lf, kind == "csv"), [*exprs, *extras], errors,
-                          lineage_columns(lineage, FORMAT, f"{VERSION} {kind}", label), period, amounts)
+                          [pl.lit(declared, pl.String).alias(DECLARED_CURRENCY),
+                           *lineage_columns(lineage, FORMAT, f"{VERSION} {kind}", label)], period, amounts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,6 +312,8 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
     parse_errors = pl.col("x_ParseErrors") if "x_ParseErrors" in schema else pl.lit(None, pl.String)
     reasons = [
         parse_errors,
+        duplicate_line_item([raw_column(schema, name) for name in LINE_ITEM_KEY],
+                            " + ".join(HEADER_OF[name] for name in LINE_ITEM_KEY)),
         empty("line_item_tenant_id"),
         pl.when(raw_column(schema, "line_item_interval_usage_start").is_null() & parse_errors.is_null())
         .then(pl.lit("lineItem/intervalUsageStart is empty")),
@@ -293,7 +323,6 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
     ]
     joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
     return pl.when(joined != "").then(joined)
-
 
 
 # The lineage columns every FOCUS and quarantine row carries from its raw row

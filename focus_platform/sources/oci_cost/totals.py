@@ -37,9 +37,10 @@ def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Raw rows that cannot be converted: the reason (naming file, row and column), the billed and
     amortized amount, the amounts that could not be read (``x_UnreadableAmounts``), lineage."""
     schema = raw.collect_schema()
-    reason = quarantine_reason(schema)
-    return raw.filter(reason.is_not_null()).select(
-        pl.format("{} row {}: {}", pl.col("x_SourceFile"), pl.col("x_SourceRow"), reason).alias("x_QuarantineReason"),
+    # the reason is computed over the whole partition first: a duplicate is one only beside its first copy
+    return raw.with_columns(quarantine_reason(schema).alias("__reason")).filter(pl.col("__reason").is_not_null()).select(
+        pl.format("{} row {}: {}", pl.col("x_SourceFile"), pl.col("x_SourceRow"), pl.col("__reason"))
+        .alias("x_QuarantineReason"),
         billed_basis(schema).alias("x_BilledCost"),
         amortized_basis(schema).alias("x_EffectiveCost"),
         raw_column(schema, "line_item_tenant_id").alias("BillingAccountId"),
@@ -54,8 +55,10 @@ def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Per tenancy, period and currency: the billed and amortized totals (corrections included: they
     are rows of their own), rows and quarantined rows; the mapping drops no row."""
     schema = raw.collect_schema()
-    return (raw.group_by(raw_column(schema, "line_item_tenant_id").alias("BillingAccountId"), "x_BillingPeriod",
-                         raw_column(schema, "cost_currency_code").alias("BillingCurrency"))
+    # quarantined or not is decided over the whole partition (a duplicate's first copy may be in another group)
+    return (raw.with_columns(quarantine_reason(schema).is_not_null().alias("__quarantined"))
+            .group_by(raw_column(schema, "line_item_tenant_id").alias("BillingAccountId"), "x_BillingPeriod",
+                      raw_column(schema, "cost_currency_code").alias("BillingCurrency"))
             .agg(billed_basis(schema).sum().alias("billed"), amortized_basis(schema).sum().alias("amortized"),
-                 pl.len().alias("rows"), quarantine_reason(schema).is_not_null().sum().alias("quarantined_rows"),
+                 pl.len().alias("rows"), pl.col("__quarantined").sum().alias("quarantined_rows"),
                  pl.lit(0, pl.UInt32).alias("dropped_rows")))
