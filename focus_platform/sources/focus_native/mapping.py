@@ -1,26 +1,4 @@
-"""Native FOCUS exports (FOCUS 1.0, 1.1, 1.2 and 1.3, any provider, CSV or Parquet) → canonical FOCUS 1.2.
-
-Detection (``detect_format`` / ``near_miss``): a file is a FOCUS cost-and-usage export when its header
-has the FOCUS core columns (BilledCost, EffectiveCost, ChargeCategory, ChargePeriodStart, ...). The
-version is read from the columns a version introduced: 1.3 (ServiceProviderName, HostProviderName,
-ContractApplied, Allocated*), 1.2 (InvoiceId, PricingCurrency*, SubAccountType), 1.1
-(CapacityReservation*, CommitmentDiscountQuantity/Unit, ServiceSubcategory, SkuMeter, SkuPriceDetails),
-else 1.0. Refused with a clear error: 1.0-preview / 0.5 files (ChargeSubcategory, UsageQuantity,
-Provider, ...), 1.4 files (InvoiceDetailId, no ProviderName), the 1.3 ContractCommitment dataset (not
-cost and usage), and a file missing a column its version makes Mandatory (the error names file and
-column). The columns of every version ship as ``focus_columns.csv`` (from the FOCUS 1.0/1.2/1.3 spec).
-
-Reading (``scan_raw`` → ``raw_focus``): every delivered column is kept. FOCUS columns get their
-canonical name (header case ignored, BOM stripped) and type: Decimal(38, 12) money and quantities,
-UTC timestamps, strings as delivered (placeholders like ``NULL`` are kept in the raw table for string
-columns; in typed columns they read as null). Timestamps are accepted in the forms exports write:
-``2024-09-01T00:00:00Z`` (FOCUS), ``2024-09-01 00:00:00`` (no ``T``/``Z``, read as UTC),
-``2024-07-01T00:00Z`` (no seconds), offsets (``+02:00``, converted to UTC) and dates. Every such read
-fix is listed per row in ``x_ReadNotes``, which starts the row's ``x_SourceChanges``; a value that does
-not parse is a ``x_ParseErrors`` entry (the row is quarantined). Columns that are not FOCUS columns of
-any version are kept with their (Delta-safe) name, as text (nested Parquet values as JSON: one raw
-table holds every provider's extras); ``x_`` columns delivered by the provider pass through, others
-become ``x_<name>`` in FOCUS.
+"""Native FOCUS typed raw rows → canonical FOCUS 1.2 rows (``to_focus``).
 
 Mapping (``to_focus``): the delivered values, with the known deviations fixed and the 1.2 columns a
 1.0/1.1 export lacks derived. Every fix-up is a ``x_SourceChanges`` entry of the row (column, value
@@ -70,327 +48,46 @@ A value the spec requires that neither the export nor a derivation gives stays n
 goes to ``x_ProviderDataGaps``. Downgrade 1.3 → 1.2: the 1.3-only columns (ServiceProviderName,
 HostProviderName, ContractApplied, Allocated*) are kept as ``x_<name>``.
 
-Conservation for native files (``raw_totals``): per BillingAccountId (normalized like the FOCUS
-rows: placeholder → null, resource path → its last segment), x_BillingPeriod and BillingCurrency
-(upper case), ``billed`` = the sum of the delivered BilledCost and ``amortized`` = the sum of the
-delivered EffectiveCost with one documented deviation fix applied, computed from the raw columns
-independently of ``to_focus``: a commitment purchase (ChargeCategory Purchase with a
-CommitmentDiscountId) counts 0, because its cost is already amortized onto the usage rows (the
-double count of Microsoft's savings plan purchases, FinOps toolkit #1092; R-EffectiveCost-2). No
-raw row is dropped and none is added: FOCUS rows + quarantined rows = raw rows.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import polars as pl
 
 from focus_platform.sources.aws_cur import region_names, service_table
 from focus_platform.sources.common import (
     KEY_SEPARATOR,
-    Lineage,
-    SourceFormatError,
-    amount_error,
-    as_decimal,
-    as_timestamp,
-    check_csv_structure,
-    file_schema,
     joined_strings,
-    lineage_columns,
     lookup_rows,
-    map_to_json,
     mapped,
     masked_format,
-    numbered,
-    scan_file,
     split_list,
-    typed_raw_rows,
+)
+from focus_platform.sources.focus_native.raw import (
+    ENUM_COLUMNS,
+    LINEAGE_NAMES,
+    V13_ONLY,
+    RawColumns,
+    account_id,
+    cleaned_text,
+    enum_table,
+    is_placeholder,
+    quarantine_reason,
+    spec_columns,
 )
 from focus_platform.spec.columns import (
     LINEAGE_SCHEMA,
     MONEY,
-    TIMESTAMP,
     focus_column,
     focus_schema,
 )
-from focus_platform.spec.io import (
-    ISO_DATETIME,  # the FOCUS form our own FOCUS reader checks
-)
 from focus_platform.spec.rules import (
-    iso_currency_codes,
     json_object_problem,
     subcategory_parents,
 )
 
-FORMAT = "focus"
-RAW_TABLE = "raw_focus"
-SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
-
-
-# ---------------------------------------------------------------------------------------------
-# The FOCUS columns of every version, and what tells the versions apart
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SpecColumn:
-    name: str
-    data_type: str  # String, Decimal, DateTime, JSON
-    introduced: str  # 0.5, 1.0-preview, 1.0, 1.1, 1.2, 1.3
-    mandatory_in: tuple[str, ...]  # versions whose Cost and Usage dataset makes it Mandatory
-
-
-@cache
-def spec_columns() -> dict[str, SpecColumn]:
-    return {r["column_id"]: SpecColumn(r["column_id"], r["type"], r["introduced"], tuple(r["mandatory_in"].split()))
-            for r in lookup_rows("focus_columns.csv")}
-
-
-@cache
-def _by_key() -> dict[str, str]:
-    return {n.lower(): n for n in spec_columns()}
-
-
-CORE_COLUMNS = ("BilledCost", "EffectiveCost", "ChargeCategory", "ChargePeriodStart", "BillingPeriodStart",
-                "BillingCurrency", "BillingAccountId")
-# Columns only FOCUS 1.0-preview / 0.5 have (renamed or removed in 1.0)
-PREVIEW_COLUMNS = ("ChargeSubcategory", "UsageQuantity", "UsageUnit", "Provider", "Publisher", "InvoiceIssuer",
-                   "Region", "AmortizedCost")
-V14_COLUMNS = ("InvoiceDetailId", "CommitmentProgramEligibilityDetails")
-CONTRACT_COMMITMENT_COLUMNS = ("ContractCommitmentId", "ContractCommitmentCost", "ContractCommitmentType")
-VERSION_MARKERS = {  # columns introduced by the version (present → at least this version)
-    "1.3": ("ServiceProviderName", "HostProviderName", "ContractApplied", "AllocatedMethodId",
-            "AllocatedMethodDetails", "AllocatedResourceId", "AllocatedResourceName", "AllocatedTags"),
-    "1.2": ("InvoiceId", "PricingCurrency", "PricingCurrencyContractedUnitPrice", "PricingCurrencyEffectiveCost",
-            "PricingCurrencyListUnitPrice"),
-    "1.1": ("CapacityReservationId", "CapacityReservationStatus", "CommitmentDiscountQuantity",
-            "CommitmentDiscountUnit", "ServiceSubcategory", "SkuMeter", "SkuPriceDetails"),
-}
-# Microsoft's 1.0 export carries BillingAccountType / SubAccountType (1.2 columns) without x_: they
-# do not make a file 1.2, but they are read as the 1.2 columns.
-
-
-@dataclass(frozen=True)
-class Detected:
-    version: str | None  # a supported version, or None
-    problem: str | None  # why the file cannot be read as a native FOCUS export
-    names: dict[str, str]  # delivered header -> raw column name
-
-
-def _clean_header(header: str) -> str:
-    return header.strip().lstrip("\ufeff").strip()
-
-
-def _safe_name(name: str) -> str:
-    """A Delta-safe column name (letters, digits, '_')."""
-    out = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_")
-    return out or "column"
-
-
-def _raw_names(headers: list[str]) -> dict[str, str]:
-    names: dict[str, str] = {}
-    taken: set[str] = set()
-    reserved = set(LINEAGE_SCHEMA) | {"x_ParseErrors", "x_UnreadableAmounts", "x_ReadNotes"}
-    for h in headers:
-        clean = _clean_header(h)
-        name = _by_key().get(clean.lower())
-        if name is None:
-            name = _safe_name(clean)
-            if name in reserved:  # a delivered x_SourceChanges (FinOps hubs output) is not ours
-                name = "x_Delivered" + name[2:]
-        base, i = name, 2
-        while name in taken:
-            name, i = f"{base}_{i}", i + 1
-        taken.add(name)
-        names[h] = name
-    return names
-
-
-def detect(headers: list[str]) -> Detected:
-    """The FOCUS version of a file from its header, or why it is not a readable FOCUS export."""
-    names = _raw_names(headers)
-    present = set(names.values())
-    core = [c for c in CORE_COLUMNS if c in present]
-    if set(CONTRACT_COMMITMENT_COLUMNS) & present and "BilledCost" not in present:
-        return Detected(None, "a FOCUS 1.3 ContractCommitment dataset, not a Cost and Usage dataset: "
-                              "it has no charges to convert (only Cost and Usage files are)", names)
-    if len(core) < 3:
-        return Detected(None, None, names)
-    if set(V14_COLUMNS) & present or ("ProviderName" not in present and "ServiceProviderName" in present):
-        return Detected(None, "FOCUS 1.4 (InvoiceDetailId / no ProviderName) is not supported; "
-                              f"supported versions: {', '.join(SUPPORTED_VERSIONS)}", names)
-    version = next((v for v, markers in VERSION_MARKERS.items() if set(markers) & present), None)
-    if version is None:
-        preview = [c for c in PREVIEW_COLUMNS if c in {_clean_header(h) for h in headers}]
-        if preview and not {"ContractedCost", "ChargeClass"} <= present:
-            return Detected(None, f"FOCUS 1.0-preview or older (columns {', '.join(preview)}) is not supported; "
-                                  f"supported versions: {', '.join(SUPPORTED_VERSIONS)}", names)
-        version = "1.0"
-    mandatory_version = "1.2" if version == "1.1" else version
-    missing = [c.name for c in spec_columns().values() if mandatory_version in c.mandatory_in and c.name not in present]
-    if missing:
-        return Detected(None, f"FOCUS {version} export but required column(s) missing: {', '.join(missing)}", names)
-    return Detected(version, None, names)
-
-
-def detect_format(headers: list[str]) -> str | None:
-    found = detect(headers)
-    return FORMAT if found.version else None
-
-
-def near_miss(headers: list[str]) -> str | None:
-    return detect(headers).problem
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading a file into typed raw rows
-# ---------------------------------------------------------------------------------------------
-# Values exports write for "no value" (R-Null-1): read as null, listed in x_SourceChanges
-NULL_TOKENS = ("", "NULL", "null", "N/A", "Not Applicable", "None")
-
-
-def _is_placeholder(text: pl.Expr) -> pl.Expr:
-    return text.str.strip_chars().is_in(NULL_TOKENS).fill_null(False)
-
-
-def _timestamp_text(text: pl.Expr) -> pl.Expr:
-    """Timestamp text as exports write it, as a UTC timestamp (null when it does not parse):
-    ``2024-09-01T00:00:00Z``, ``2024-09-01 00:00:00``, ``2024-07-01T00:00Z``, ``2024-09-01``,
-    fractions of a second, and UTC offsets (``+02:00``, converted to UTC)."""
-    plain = text.str.strip_chars().str.replace("T", " ", literal=True)
-    offset = plain.str.to_datetime("%Y-%m-%d %H:%M:%S%.f%:z", strict=False, time_unit="us").dt.convert_time_zone("UTC")
-    plain = plain.str.strip_suffix("Z")
-    length = plain.str.len_bytes()
-    padded = (pl.when(length == 10).then(plain + " 00:00:00").when(length == 16).then(plain + ":00").otherwise(plain))
-    full = padded.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_zone="UTC", time_unit="us")
-    return pl.coalesce(full, offset).cast(TIMESTAMP)
-
-
-def _typed_focus_column(name: str, header: str, dtype: pl.DataType) -> tuple[pl.Expr, pl.Expr | None, pl.Expr | None]:
-    """(typed value, parse error, read note) of one delivered FOCUS column."""
-    spec = spec_columns()[name]
-    source = pl.col(header)
-    if spec.data_type == "Decimal":
-        if dtype == pl.String:
-            placeholder = _is_placeholder(source) & source.is_not_null()
-            typed = pl.when(placeholder).then(None).otherwise(as_decimal(header, dtype))
-            error = amount_error(name, pl.when(~placeholder).then(source), dtype, typed)
-            note = masked_format(placeholder & (source != ""), f"{name}='{{}}'", source)
-            return typed, error, note
-        typed = as_decimal(header, dtype)
-        return typed, amount_error(name, source, dtype, typed), None
-    if spec.data_type == "DateTime":
-        if dtype == pl.String:
-            placeholder = _is_placeholder(source) & source.is_not_null()
-            typed = pl.when(placeholder).then(None).otherwise(_timestamp_text(source))
-            failed = source.is_not_null() & ~placeholder & typed.is_null()
-            error = masked_format(failed, f"{name}: '{{}}' is not a timestamp", source)
-            note = masked_format(placeholder & (source != ""), f"{name}='{{}}'", source)
-            return typed, error, note
-        return as_timestamp(header, dtype), None, None
-    # String / JSON: a Parquet map of tags (list of key/value structs) as a JSON object, other
-    # nested values as JSON, scalars as text
-    if _is_key_value(dtype):
-        return map_to_json(header, dtype), None, None
-    return _extra_column(header, dtype), None, None
-
-
-def _is_key_value(dtype: pl.DataType) -> bool:
-    if isinstance(dtype, pl.Map):
-        return True
-    return (isinstance(dtype, pl.List) and isinstance(dtype.inner, pl.Struct)
-            and {f.name for f in dtype.inner.fields} == {"key", "value"})
-
-
-def _timestamp_form_note(name: str, header: str, dtype: pl.DataType) -> pl.Expr | None:
-    if dtype != pl.String:
-        return None
-    source = pl.col(header)
-    odd = source.is_not_null() & ~_is_placeholder(source) & ~source.str.contains(ISO_DATETIME)
-    return pl.when(odd).then(pl.lit(name))
-
-
-def _extra_column(header: str, dtype: pl.DataType) -> pl.Expr:
-    """A delivered non-FOCUS column as text (nested values as JSON): one raw table holds every
-    provider's extras, so a column must not be a number in one delivery and text in the next."""
-    source = pl.col(header)
-    if dtype == pl.String:
-        return source
-    if dtype.is_nested():
-        return pl.struct(source.alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}").alias(header)
-    return source.cast(pl.String)
-
-
-def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
-             storage_options: dict | None = None) -> pl.LazyFrame:
-    """One delivered FOCUS file as typed raw rows with canonical names and lineage columns."""
-    label = label or str(path)
-    lf = scan_file(path, storage_options=storage_options)
-    schema = file_schema(lf, label)
-    kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
-    if kind == "csv":
-        check_csv_structure(str(path), label, storage_options)
-    found = detect(schema.names())
-    if found.version is None:
-        raise SourceFormatError(f"{label}: {found.problem or 'not a FOCUS cost and usage export: core column(s) missing: ' + ', '.join(c for c in CORE_COLUMNS if c not in found.names.values())}")
-    exprs: list[pl.Expr] = []
-    errors: list[pl.Expr] = []
-    amounts: list[pl.Expr] = []
-    placeholders: list[pl.Expr] = []
-    odd_times: list[pl.Expr] = []
-    for header, name in found.names.items():
-        dtype = schema[header]
-        if name in spec_columns():
-            typed, error, note = _typed_focus_column(name, header, dtype)
-            if error is not None:
-                (amounts if spec_columns()[name].data_type == "Decimal" else errors).append(error)
-            if note is not None:
-                placeholders.append(note)
-            if spec_columns()[name].data_type == "DateTime":
-                form = _timestamp_form_note(name, header, dtype)
-                if form is not None:
-                    odd_times.append(form)
-                elif isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
-                    odd_times.append(pl.when(pl.col(header).is_not_null()).then(pl.lit(name)))
-            exprs.append(typed.alias(name))
-        else:
-            exprs.append(_extra_column(header, dtype).alias(name))
-    notes = []
-    if placeholders:
-        listed = pl.concat_str(placeholders, separator=", ", ignore_nulls=True)
-        notes.append(pl.when(listed != "").then(pl.format("null placeholders read as null: {}", listed)))
-    if odd_times:
-        listed = pl.concat_str(odd_times, separator=", ", ignore_nulls=True)
-        notes.append(pl.when(listed != "").then(pl.format(
-            "{}: timestamps not in FOCUS form YYYY-MM-DDTHH:mm:ssZ (no T/Z, no seconds or an offset) read as UTC",
-            listed)))
-    present = set(found.names.values())
-    period_source = [pl.col(c) for c in ("BillingPeriodStart", "ChargePeriodStart") if c in present]
-    period = (pl.lit(lineage.billing_period) if lineage.billing_period
-              else pl.coalesce(period_source).dt.strftime("%Y-%m"))
-    provider_text = pl.col("ProviderName") if "ProviderName" in present else pl.lit(None, pl.String)
-    provider_text = pl.when(_is_placeholder(provider_text) | provider_text.is_null()).then(pl.lit("unknown")) \
-        .otherwise(provider_text)
-    return typed_raw_rows(numbered(lf, kind == "csv"), exprs, errors, [
-        joined_strings(notes).alias("x_ReadNotes"),
-        *lineage_columns(lineage, FORMAT, pl.format(f"FOCUS {found.version} {kind}, provider {{}}", provider_text), label),
-    ], period, amounts)
-
-
-# ---------------------------------------------------------------------------------------------
-# Raw → FOCUS: cleaning shared by to_focus, quarantine and raw_totals' keys
-# ---------------------------------------------------------------------------------------------
-ENUM_COLUMNS = ("ChargeCategory", "ChargeClass", "ChargeFrequency", "PricingCategory", "CommitmentDiscountStatus",
-                "CommitmentDiscountCategory", "CapacityReservationStatus", "ServiceCategory", "ServiceSubcategory")
-# Values exports write for a FOCUS value (besides a different letter case, which is fixed for all)
-ENUM_SYNONYMS = {
-    "PricingCategory": {"on-demand": "Standard", "ondemand": "Standard", "commitment-based": "Committed",
-                        "commitment discount": "Committed"},
-    "ChargeFrequency": {"usage based": "Usage-Based", "usagebased": "Usage-Based", "one time": "One-Time",
-                        "onetime": "One-Time"},
-}
 PROVIDER_KEYS = (("microsoft", r"(?i)microsoft|azure"), ("aws", r"(?i)amazon|\baws\b"),
                  ("google", r"(?i)google|\bgcp\b"), ("oracle", r"(?i)oracle|\boci\b"))
 # A provider's single billing / sub account type (Conditional 1.2 columns, required when a provider
@@ -400,41 +97,6 @@ ACCOUNT_TYPES = {"aws": ("Payer Account", "Linked Account"), "google": ("Billing
                  "microsoft": (None, "Subscription")}
 MS_CAPACITY_RESERVATION_TYPE = "microsoft.compute/capacityreservationgroups/capacityreservations"
 NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-V13_ONLY = tuple(n for n, c in spec_columns().items() if c.introduced == "1.3")
-
-
-class _Cols:
-    """Column access on a raw frame whose column set varies by version and provider."""
-
-    def __init__(self, schema: pl.Schema):
-        self.schema = schema
-
-    def __call__(self, name: str) -> pl.Expr:
-        if name in self.schema:
-            return pl.col(name)
-        spec = spec_columns().get(name)
-        dtype = {"Decimal": MONEY, "DateTime": TIMESTAMP}.get(spec.data_type if spec else "", pl.String)
-        return pl.lit(None, dtype)
-
-    def has(self, name: str) -> bool:
-        return name in self.schema
-
-    def text(self, name: str) -> pl.Expr:
-        """An x_ / extra column as text (null when absent)."""
-        if name not in self.schema:
-            return pl.lit(None, pl.String)
-        expr = pl.col(name).cast(pl.String)
-        return pl.when(_is_placeholder(expr)).then(None).otherwise(expr)
-
-
-@cache
-def _enum_table(column: str) -> dict[str, str]:
-    """The trimmed lower-case spellings of an enum column's values (and synonyms) → the FOCUS value."""
-    allowed = focus_column(column).allowed_values
-    pairs = {v.lower(): v for v in allowed}
-    pairs.update(ENUM_SYNONYMS.get(column, {}))
-    return pairs
-
 
 def _canon_small(name: str) -> pl.Expr:
     """The FOCUS spelling of a value of a small enum column (null when it is none of them)."""
@@ -442,7 +104,7 @@ def _canon_small(name: str) -> pl.Expr:
     lower = value.str.strip_chars().str.to_lowercase()
     allowed = list(focus_column(name).allowed_values)
     out = pl.lit(None, pl.String)
-    for key, canonical in reversed(list(_enum_table(name).items())):
+    for key, canonical in reversed(list(enum_table(name).items())):
         out = pl.when(lower == key).then(pl.lit(canonical)).otherwise(out)
     return pl.when(value.is_in(allowed)).then(value).otherwise(out)
 
@@ -470,7 +132,7 @@ def service_lookup() -> dict[str, tuple[str, str]]:
     return {KEY_SEPARATOR.join(key): value for key, value in rows.items()}
 
 
-def _provider_key(col: _Cols) -> pl.Expr:
+def _provider_key(col: RawColumns) -> pl.Expr:
     name = col("ProviderName")
     out = pl.lit("other")
     for key, pattern in reversed(PROVIDER_KEYS):
@@ -480,33 +142,11 @@ def _provider_key(col: _Cols) -> pl.Expr:
     return out
 
 
-def account_id(expr: pl.Expr) -> pl.Expr:
-    """BillingAccountId without a resource path: '/providers/Microsoft.Billing/billingAccounts/123' → '123'
-    (an MCA billing profile path → the profile id, the billing account of Microsoft's MCA invoices)."""
-    found = expr.str.extract(r"(?i)^/providers/microsoft\.billing/billingaccounts/(?:[^/]+/billingprofiles/)?([^/]+)/?$", 1)
-    return pl.coalesce(found, expr)
-
 
 def sub_account_id(expr: pl.Expr) -> pl.Expr:
     """SubAccountId without a resource path: '/subscriptions/<guid>' → '<guid>'."""
     return pl.coalesce(expr.str.extract(r"(?i)^/subscriptions/([^/]+)/?$", 1), expr)
 
-
-def _cleaned_text(name: str) -> pl.Expr:
-    col = pl.col(name)
-    return pl.when(_is_placeholder(col)).then(None).otherwise(col)
-
-
-def billing_account_key(schema: pl.Schema) -> pl.Expr:
-    """The BillingAccountId of a raw row as FOCUS writes it (conservation key)."""
-    if "BillingAccountId" not in schema:
-        return pl.lit(None, pl.String)
-    return account_id(_cleaned_text("BillingAccountId"))
-
-
-def currency_key(schema: pl.Schema) -> pl.Expr:
-    """The BillingCurrency of a raw row as FOCUS writes it (upper case; conservation key)."""
-    return _cleaned_text("BillingCurrency").str.strip_chars().str.to_uppercase()
 
 
 def _prepared(raw: pl.LazyFrame) -> pl.LazyFrame:
@@ -516,19 +156,19 @@ def _prepared(raw: pl.LazyFrame) -> pl.LazyFrame:
     raw = raw.with_columns(quarantine_reason(schema).alias("__reason"))
     string_cols = [n for n in schema.names()
                    if n in spec_columns() and spec_columns()[n].data_type in ("String", "JSON") and n not in V13_ONLY]
-    placeholder_notes = [masked_format(_is_placeholder(pl.col(n)) & pl.col(n).is_not_null(), f"{n}='{{}}'", pl.col(n))
+    placeholder_notes = [masked_format(is_placeholder(pl.col(n)) & pl.col(n).is_not_null(), f"{n}='{{}}'", pl.col(n))
                          for n in string_cols]
     listed = pl.concat_str(placeholder_notes, separator=", ", ignore_nulls=True) if placeholder_notes else pl.lit(None, pl.String)
     lf = raw.with_columns(
-        *[_cleaned_text(n).alias(n) for n in string_cols],
+        *[cleaned_text(n).alias(n) for n in string_cols],
         pl.when(listed != "").then(pl.format("null placeholders read as null: {}", listed)).alias("__placeholders"),
         pl.col("x_SourceFormatVersion").str.extract(r"^FOCUS (\S+)", 1).alias("__version"),
     )
-    col = _Cols(lf.collect_schema())
+    col = RawColumns(lf.collect_schema())
     lf = lf.with_columns(_provider_key(col).alias("__prov"))
     canon = []
     for name in ENUM_COLUMNS:
-        table = _enum_table(name)
+        table = enum_table(name)
         if not col.has(name):
             canon.append(pl.lit(None, pl.String).alias(f"__canon_{name}"))
         elif len(table) <= 12:  # a few values: a when-chain
@@ -546,72 +186,6 @@ def _prepared(raw: pl.LazyFrame) -> pl.LazyFrame:
         mapped(col("RegionId"), region_names()).alias("__aws_region_name"),
     )
 
-
-def quarantine_reason(schema: pl.Schema) -> pl.Expr:
-    """Why a prepared row cannot be converted (null for a convertible row)."""
-    col = _Cols(schema)
-    reasons = [pl.col("x_ParseErrors")]
-    for name in ("BilledCost", "EffectiveCost", "BillingAccountId", "ChargeCategory", "BillingCurrency",
-                 "ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd"):
-        value = _cleaned_text(name) if spec_columns()[name].data_type == "String" else col(name)
-        reasons.append(pl.when(value.is_null() & pl.col("x_ParseErrors").is_null()).then(pl.lit(f"{name} is empty")))
-    for name in ENUM_COLUMNS:
-        if name not in schema:
-            continue
-        value = _cleaned_text(name)
-        allowed = "; ".join(focus_column(name).allowed_values)
-        if name == "ServiceSubcategory":
-            allowed = "a FOCUS service subcategory"
-        known = value.str.strip_chars().str.to_lowercase().is_in(list(_enum_table(name)))
-        reasons.append(masked_format(value.is_not_null() & ~known, f"{name} '{{}}' is not one of: {allowed}", value))
-    currency = currency_key(schema)
-    reasons.append(masked_format(currency.is_not_null() & ~currency.is_in(sorted(iso_currency_codes())),
-                                  "BillingCurrency '{}' is not an ISO 4217 currency code", col("BillingCurrency")))
-    joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
-    return pl.when(joined != "").then(joined)
-
-
-def _commitment_purchase_raw(schema: pl.Schema) -> pl.Expr:
-    """A commitment purchase, from the raw columns: ChargeCategory Purchase (any case) with a
-    CommitmentDiscountId (not a placeholder)."""
-    if "ChargeCategory" not in schema or "CommitmentDiscountId" not in schema:
-        return pl.lit(False)
-    category = _cleaned_text("ChargeCategory").str.strip_chars().str.to_lowercase()
-    return ((category == "purchase") & _cleaned_text("CommitmentDiscountId").is_not_null()).fill_null(False)
-
-
-def amortized_basis(schema: pl.Schema) -> pl.Expr:
-    """The delivered EffectiveCost with the documented deviation fix: 0 on commitment purchases."""
-    return pl.when(_commitment_purchase_raw(schema)).then(pl.lit(0, MONEY)).otherwise(pl.col("EffectiveCost"))
-
-
-def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
-    """Raw rows that cannot be converted, with the reason, the billed and amortized amounts and lineage."""
-    schema = raw.collect_schema()
-    lf = _prepared(raw)
-    return lf.filter(pl.col("__reason").is_not_null()).select(
-        pl.col("__reason").alias("x_QuarantineReason"),
-        pl.col("BilledCost").alias("x_BilledCost"),
-        amortized_basis(schema).alias("x_EffectiveCost"),
-        billing_account_key(schema).alias("BillingAccountId"),
-        currency_key(schema).alias("BillingCurrency"),
-        (pl.col("ChargeCategory") if "ChargeCategory" in schema else pl.lit(None, pl.String)).alias("x_ChargeType"),
-        *[pl.col(n) for n in _lineage_names()],
-    )
-
-
-def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
-    """Delivered BilledCost and amortized EffectiveCost per billing account, period and currency."""
-    schema = raw.collect_schema()
-    return (raw.group_by(billing_account_key(schema).alias("BillingAccountId"), "x_BillingPeriod",
-                         currency_key(schema).alias("BillingCurrency"))
-            .agg(pl.col("BilledCost").sum().alias("billed"), amortized_basis(schema).sum().alias("amortized"),
-                 pl.len().alias("rows"), quarantine_reason(schema).is_not_null().sum().alias("quarantined_rows"),
-                 pl.lit(0, pl.UInt32).alias("dropped_rows")))
-
-
-def _lineage_names() -> list[str]:
-    return [n for n in LINEAGE_SCHEMA if n not in ("x_SourceChanges", "x_ProviderDataGaps")]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -661,7 +235,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Convertible raw rows as FOCUS 1.2 rows (no row added or dropped), deviations fixed and noted."""
     prepared = _prepared(raw).filter(pl.col("__reason").is_null())
     schema = prepared.collect_schema()
-    col = _Cols(schema)
+    col = RawColumns(schema)
     zero = pl.lit(0, MONEY)
     prov = pl.col("__prov")
     ms = prov == "microsoft"
@@ -904,7 +478,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     cr_raw = col("CapacityReservationId")
     cr_ms = pl.when(ms & cr_raw.is_null()).then(
         col.text("x_SkuDetails").str.json_path_match("$.VMCapacityReservationId"))
-    cr_ms = pl.when(_is_placeholder(cr_ms)).then(None).otherwise(cr_ms)
+    cr_ms = pl.when(is_placeholder(cr_ms)).then(None).otherwise(cr_ms)
     capacity_id = pl.coalesce(cr_raw, cr_ms)
     notes.append(_note(cr_ms.is_not_null(), "CapacityReservationId: {}; '{}' from x_SkuDetails.VMCapacityReservationId",
                        pl.when(legacy).then(before).otherwise(pl.lit("null in the export")), cr_ms))
@@ -1022,7 +596,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     rows = prepared.select(
         *[expr.alias(name) for name, expr in focus.items()],
         joined_strings(notes).alias("x_SourceChanges"),
-        *[pl.col(n) for n in _lineage_names()],
+        *[pl.col(n) for n in LINEAGE_NAMES],
         *[pl.col(raw_name).alias(out_name) for raw_name, out_name in extras.items()],
         canon("ChargeClass").alias("__class"),
     )
@@ -1102,7 +676,3 @@ def _gaps() -> pl.Expr:
         ((c("ListUnitPrice") < 0) | (c("ContractedUnitPrice") < 0), "R-UnitPrice-2"),
     ]
     return joined_strings([pl.when(cond.fill_null(False)).then(pl.lit(rule)) for cond, rule in gaps])
-
-
-__all__ = ["FORMAT", "RAW_TABLE", "SUPPORTED_VERSIONS", "detect", "detect_format", "near_miss", "quarantine",
-           "raw_totals", "scan_raw", "to_focus"]
