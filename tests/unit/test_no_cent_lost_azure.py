@@ -269,6 +269,16 @@ def test_actual_and_amortized_files_of_different_periods_are_refused(tmp_path):
         convert_files([str(actual), str(amortized)], str(tmp_path / "out.parquet"))
 
 
+def test_files_of_one_delivery_stating_different_periods_are_refused(tmp_path):
+    """In a delivery every row's x_BillingPeriod is the delivery's: the periods the rows state tell
+    the actual file of October from the amortized file of September."""
+    actual = _moved_a_month(AZURE / "ftk_EA_ActualCost_Small.csv", tmp_path / "ftk_EA_ActualCost_October.csv")
+    c = Converted([actual, AZURE / "ftk_EA_AmortizedCost_Small.csv"], lineage=replace(LINEAGE, billing_period="2023-09"))
+    assert c.totals.height == 1
+    problem = c.totals["problem"][0]
+    assert "period 2023-09: only amortized-cost rows" in problem and "period 2023-10: only actual-cost rows" in problem
+
+
 def test_a_set_of_one_kind_of_file_keeps_the_documented_modes(tmp_path):
     actual_oct = _moved_a_month(AZURE / "ftk_EA_ActualCost_Small.csv", tmp_path / "ftk_EA_ActualCost_October.csv")
     c = Converted([AZURE / "ftk_EA_ActualCost_Small.csv", actual_oct])

@@ -52,6 +52,7 @@ copy with the n-th copy, see ``charge_identity``).
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from functools import cache
 from pathlib import Path
 
@@ -342,12 +343,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     declared_columns = [pl.lit(declared).alias(DECLARED_CURRENCY)] if declared else []
     if declared:
         exprs.append(pl.lit(declared).alias("BillingCurrency"))
-    if lineage.billing_period:
-        period = pl.lit(lineage.billing_period)
-    elif "BillingPeriodStartDate" in names:
-        period = pl.coalesce(pl.col("BillingPeriodStartDate"), pl.col("Date")).dt.strftime("%Y-%m")
-    else:
-        period = pl.col("Date").dt.strftime("%Y-%m")
+    period = pl.lit(lineage.billing_period) if lineage.billing_period else stated_period(Cols(names))
     kind = "parquet" if not is_csv else "csv"
     return typed_raw_rows(numbered(lf, is_csv), exprs, errors, [
         pl.lit(dataset).alias("x_CostDataset"),
@@ -382,9 +378,10 @@ def _dataset(label: str, stats: dict) -> str:
 # Raw columns both sides look up, and what a valid raw row is
 # ---------------------------------------------------------------------------------------------
 class Cols:
-    """Column access on a raw frame whose column set varies by dialect."""
+    """Column access on a raw frame whose column set varies by dialect (``schema``: its schema or
+    its column names)."""
 
-    def __init__(self, schema: pl.Schema):
+    def __init__(self, schema: pl.Schema | Collection[str]):
         self.schema = schema
 
     def __call__(self, name: str) -> pl.Expr:
@@ -434,6 +431,12 @@ def commitment_id(col: Cols) -> pl.Expr:
         placeholder_to_null(col("BenefitId")),
         pl.when(commitment_row).then(pl.coalesce(placeholder_to_null(col("ReservationId")),
                                                  placeholder_to_null(col("ProductOrderId")))))
+
+
+def stated_period(col: Cols) -> pl.Expr:
+    """The billing period ('YYYY-MM') a row states: the month of BillingPeriodStartDate, else of Date
+    (a file's ``x_BillingPeriod`` unless its delivery names the period)."""
+    return pl.coalesce(col("BillingPeriodStartDate"), col("Date")).dt.strftime("%Y-%m")
 
 
 def charge_type(col: Cols) -> pl.Expr:

@@ -26,7 +26,9 @@ amortized cost, billed = the amortized cost without covered usage and unused com
 through a purchase that is not delivered). A raw set holding both kinds where a billing account and
 period has only one of them (e.g. the actual export of October beside the amortized export of
 September) would silently fall into those modes and change the billed total: ``raw_totals`` names the
-periods and files in its ``problem`` column and the pipeline refuses the set.
+periods and files in its ``problem`` column and the pipeline refuses the set. The periods compared are
+the ones the rows state (``raw.stated_period``), so the files of one delivery, whose rows all carry the
+delivery's ``x_BillingPeriod``, are told apart too.
 
 ``dropped_rows``: in a billing account and period with both files, an actual row is represented by
 the amortized row of the same charge (``raw.charge_identity``): per charge, as many actual rows are
@@ -54,6 +56,7 @@ from focus_platform.sources.azure_cost.raw import (
     placeholder_to_null,
     pricing_model,
     quarantine_reason,
+    stated_period,
 )
 from focus_platform.sources.common import unreadable_amounts
 from focus_platform.spec.columns import MONEY
@@ -85,8 +88,10 @@ def amortized_basis(col: Cols) -> pl.Expr:
 
 
 def _streams(raw: pl.LazyFrame, col: Cols) -> pl.LazyFrame:
-    """Per billing account, period and dataset (actual / amortized): the files that deliver it."""
-    return (raw.group_by(billing_account(col)[0].alias(ACCOUNT), "x_BillingPeriod", "x_CostDataset")
+    """Per billing account, period, the period the rows state and dataset (actual / amortized): the
+    files that deliver it."""
+    return (raw.group_by(billing_account(col)[0].alias(ACCOUNT), "x_BillingPeriod",
+                         stated_period(col).alias("__stated"), "x_CostDataset")
             .agg(pl.col("x_SourceFile").unique().sort().alias("files")))
 
 
@@ -111,32 +116,36 @@ def _named_files(files: list[str]) -> str:
 
 
 def _stream_problems(streams: pl.DataFrame) -> pl.DataFrame:
-    """Per billing account and period delivered by one dataset while the set also holds the other:
-    the message naming the periods and files of each (none when the set holds one kind of file)."""
+    """Per billing account and period whose rows state a period that only one dataset delivers
+    while the set also holds the other: the message naming the periods and files of each (none when
+    the set holds one kind of file). The stated period (``raw.stated_period``) also tells the files
+    of one delivery apart, whose ``x_BillingPeriod`` is the delivery's."""
+    schema = {ACCOUNT: pl.String, "x_BillingPeriod": pl.String, "problem": pl.String}
     if streams["x_CostDataset"].n_unique() < 2:
-        return pl.DataFrame(schema={ACCOUNT: pl.String, "x_BillingPeriod": pl.String, "problem": pl.String})
-    by_key: dict[tuple, dict[str, list[str]]] = {}
-    for account, period, dataset, files in streams.iter_rows():
-        by_key.setdefault((account, period), {})[dataset] = files
+        return pl.DataFrame(schema=schema)
+    files_of: dict[tuple, dict[str, list[str]]] = {}  # (account, stated period) -> dataset -> files
+    periods_of: dict[tuple, set[str]] = {}  # (account, stated period) -> x_BillingPeriod
+    for account, period, stated, dataset, files in streams.filter(pl.col("__stated").is_not_null()).iter_rows():
+        files_of.setdefault((account, stated), {}).setdefault(dataset, []).extend(files)
+        periods_of.setdefault((account, stated), set()).add(period)
     rows = []
-    for (account, period), datasets in sorted(by_key.items(), key=lambda kv: tuple(map(str, kv[0]))):
+    for (account, stated), datasets in sorted(files_of.items(), key=lambda kv: tuple(map(str, kv[0]))):
         if len(datasets) == 2:
             continue
         (dataset, files), = datasets.items()
         other = AMORTIZED if dataset == ACTUAL else ACTUAL
-        elsewhere = sorted((p, f) for (a, p), ds in by_key.items() if other in ds and a == account
-                           for f in ds[other]) or sorted((p, f) for (_, p), ds in by_key.items() if other in ds
-                                                         for f in ds[other])
-        other_periods = sorted({p for p, _ in elsewhere})
-        other_files = sorted({f for _, f in elsewhere})
-        rows.append((account, period, (
-            f"Azure cost details: billing account {account}, period {period}: only {_DATASET_NAMES[dataset]} rows "
-            f"({_named_files(files)}), while this set's {_DATASET_NAMES[other]} rows are for period(s) "
-            f"{', '.join(other_periods)} ({_named_files(other_files)}): actual-cost and amortized-cost exports of "
-            "different periods (or one missing for this account) would fall into the actual-only / amortized-only "
-            "modes and change BilledCost; deliver both exports of the same period")))
-    return pl.DataFrame(rows, schema={ACCOUNT: pl.String, "x_BillingPeriod": pl.String, "problem": pl.String},
-                        orient="row")
+        elsewhere = ([(p, f) for (a, p), ds in files_of.items() if a == account for f in ds.get(other, [])]
+                     or [(p, f) for (_, p), ds in files_of.items() for f in ds.get(other, [])])
+        message = (
+            f"Azure cost details: billing account {account}, period {stated}: only {_DATASET_NAMES[dataset]} rows "
+            f"({_named_files(sorted(set(files)))}), while this set's {_DATASET_NAMES[other]} rows are for "
+            f"period(s) {', '.join(sorted({p for p, _ in elsewhere}))} "
+            f"({_named_files(sorted({f for _, f in elsewhere}))}): actual-cost and amortized-cost exports of "
+            "different periods (or one missing for this account) would fall into the actual-only / "
+            "amortized-only modes and change BilledCost; deliver both exports of the same period")
+        rows += [(account, period, message) for period in sorted(periods_of[(account, stated)])]
+    return (pl.DataFrame(rows, schema=schema, orient="row")
+            .group_by(ACCOUNT, "x_BillingPeriod", maintain_order=True).agg(pl.col("problem").str.join("; ")))
 
 
 def _dropped_rows(keyed: pl.LazyFrame, col: Cols, schema: pl.Schema, paired: pl.DataFrame) -> pl.DataFrame:
