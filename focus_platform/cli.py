@@ -1,6 +1,8 @@
 """focus-platform: demo, convert, validate, generate, rollback, status.
 
-Dagster is imported only by ``demo``; the other commands stay quick to start.
+Dagster is imported only by ``demo``; the other commands stay quick to start. A user error (input
+that cannot be read, a refused delivery, an invalid ``sources.json`` or setting) is one line on
+stderr, ``error: <what and where>``, and exit status 1; ``--debug`` shows the traceback as well.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 DATA_DIR = Path(".data")
@@ -25,9 +29,20 @@ concurrency:
 telemetry:
   enabled: false
 """
+WORKSPACE_YAML = Path(__file__).resolve().parent.parent / "workspace.yaml"  # in a checkout (pip install -e)
+DEFINITIONS_MODULE = "focus_platform.definitions"
+RAW_ASSET, FOCUS_ASSET = "raw_exports", "focus_costs"
+REFUSED = "refused"  # metadata of the failed delivery_accepted check: why the delivery was refused
 
 
-QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+def quiet_run(debug: bool) -> dict:
+    """Run config of the demo's runs: Dagster's console log only with --debug (a failure's reason is
+    printed in one line from the run's events instead of its traceback)."""
+    return {"loggers": {"console": {"config": {"log_level": "ERROR" if debug else "CRITICAL"}}}}
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _fail(message: str) -> int:
@@ -45,11 +60,91 @@ def ensure_dagster_home() -> Path:
     return home
 
 
+def ui_command(home: Path) -> str:
+    """The command that opens the demo's instance in the Dagster UI, from any folder."""
+    target = f"-w {WORKSPACE_YAML}" if WORKSPACE_YAML.exists() else f"-m {DEFINITIONS_MODULE}"
+    return f"DAGSTER_HOME={home} dg dev {target}"
+
+
 # ---------------------------------------------------------------------------------------------
+@dataclass
+class PartitionOutcome:
+    """What one run of the pipeline job did to one (export source, billing period) partition."""
+
+    source: str
+    period: str
+    success: bool
+    focus_rows: int = 0
+    quarantined: int = 0
+    totals: dict[str, dict[str, str]] = field(default_factory=dict)  # currency -> BilledCost / EffectiveCost
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (name, passed, severity)
+    changes: dict[str, dict] = field(default_factory=dict)  # asset -> its ``change`` metadata
+    reason: str = ""  # why the run failed
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [f"{name} ({severity.lower()})" for name, passed, severity in self.checks if not passed]
+
+    @property
+    def status(self) -> str:
+        if not self.success:
+            return "FAILED"
+        severities = {severity for _, passed, severity in self.checks if not passed}
+        return "error" if "ERROR" in severities else "warn" if severities else "ok"
+
+    def checks_text(self) -> str:
+        passed = sum(1 for _, ok, _ in self.checks if ok)
+        failed = self.failed_checks
+        return f"{passed}/{len(self.checks)} passed" + (f"; failed: {', '.join(failed)}" if failed else "")
+
+
+def partition_outcome(source: str, period: str, result, focus_table: str, quarantine_table: str) -> PartitionOutcome:
+    outcome = PartitionOutcome(source, period, result.success)
+    for event in result.get_asset_materialization_events():
+        materialization = event.event_specific_data.materialization
+        asset = materialization.asset_key.to_user_string()
+        metadata = {k: v.value for k, v in materialization.metadata.items()}
+        if "change" in metadata:
+            outcome.changes[asset] = metadata["change"]
+        if asset == focus_table:
+            outcome.focus_rows = metadata.get("dagster/row_count", 0)
+            outcome.totals = metadata.get("totals_by_currency", {})
+        elif asset == quarantine_table:
+            outcome.quarantined = metadata.get("dagster/row_count", 0)
+    evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    outcome.checks = [(e.check_name, e.passed, e.severity.value) for e in evaluations]
+    if not result.success:
+        outcome.reason = failure_reason(result, evaluations)
+    return outcome
+
+
+def failure_reason(result, evaluations) -> str:
+    """Why a run failed, in one line: the refused delivery's reason (the ``delivery_accepted``
+    check), else the failed step's message (a ``dg.Failure``'s description, else the innermost error)."""
+    for evaluation in evaluations:
+        if not evaluation.passed and REFUSED in evaluation.metadata:
+            return " ".join(str(evaluation.metadata[REFUSED].value).split())
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            data = event.event_specific_data
+            if data.user_failure_data and data.user_failure_data.description:
+                return " ".join(data.user_failure_data.description.split())
+            error = data.error
+            while error.cause is not None:
+                error = error.cause
+            return " ".join(error.message.split())
+    return "the run failed (see its events in the Dagster UI)"
+
+
+def debug_details(result) -> str:
+    return "\n".join(event.event_specific_data.error.to_string() for event in result.all_events
+                     if event.event_type_value == "STEP_FAILURE" and event.event_specific_data.error)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    if getattr(args, "landing_root", None):
+    if args.landing_root:
         os.environ["FOCUS_LANDING_ROOT"] = args.landing_root
-    if getattr(args, "warehouse_root", None):
+    if args.warehouse_root:
         os.environ["FOCUS_WAREHOUSE_ROOT"] = args.warehouse_root
     home = ensure_dagster_home()
     import dagster as dg
@@ -57,75 +152,106 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from focus_platform.assets import ASSETS
     from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
+    from focus_platform.jobs import focus_pipeline_job
     from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE
     from focus_platform.resources import default_resources
-    from focus_platform.warehouse.restatements import FORCE_TAG
-
-    resources = default_resources()
-    landing, warehouse = resources["landing_zone"], resources["warehouse"]
-    instance = dg.DagsterInstance.get()
-    sources = [s for s in landing.sources() if not getattr(args, "source", None) or s.name == args.source]
-    instance.add_dynamic_partitions(EXPORT_SOURCE, [s.name for s in sources])
-    work = [(s.name, period) for s in sources for period in landing.deliveries(s)
-            if not getattr(args, "period", None) or period == args.period]
-    tags = {"focus/origin": "demo", **({FORCE_TAG: "true"} if getattr(args, "force", False) else {})}
-    failures, results = [], []
-    for source, period in tqdm(work, desc="materializing partitions", unit="partition", file=sys.stderr):
-        result = dg.materialize(ASSETS, partition_key=partition_key(period, source), instance=instance,
-                                resources=resources, raise_on_error=False, tags=tags,
-                                run_config=QUIET_RUN)
-        results.append((source, period, result))
-        if not result.success:
-            failures.append((source, period, result))
-    _print_demo_summary(results, warehouse.warehouse(), home, FOCUS_TABLE, QUARANTINE_TABLE)
-    for source, period, result in failures:
-        for event in result.all_events:
-            if event.is_failure:
-                print(f"FAILED {source} {period}: {event.message}", file=sys.stderr)
-    return 1 if failures else 0
-
-
-def _print_demo_summary(results, warehouse, home, focus_table, quarantine_table) -> None:
     from focus_platform.sources import RAW_TABLES
+    from focus_platform.warehouse.restatements import (
+        ACCEPT_UNKNOWN_MONEY_TAG,
+        FORCE_TAG,
+    )
 
+    resources = default_resources()  # read now: the landing and warehouse roots of this command
+    landing, warehouse = resources["landing_zone"], resources["warehouse"].warehouse()
+    job = dg.Definitions(assets=ASSETS, jobs=[focus_pipeline_job], resources=resources).resolve_job_def(
+        focus_pipeline_job.name)  # the definitions' job: the UI lists the demo's runs under it
+    instance = dg.DagsterInstance.get()
+    sources = [s for s in landing.sources() if not args.source or s.name == args.source]
+    if not sources:
+        raise ValueError(f"export source {args.source} is not configured in {landing.resolved_root()}")
+    work, bad_sources = [], []
+    for source in sources:
+        discovery = landing.discover(source)
+        if discovery.error:  # e.g. a stray file at its root: the other sources still run
+            bad_sources.append(source.name)
+            _fail(one_line(discovery.error))  # names the source and the object at fault
+            continue
+        periods = sorted(set(discovery.deliveries) | set(discovery.refused))  # a refused one's run records why
+        work += [(source.name, period) for period in periods if not args.period or period == args.period]
+    instance.add_dynamic_partitions(EXPORT_SOURCE, [s.name for s in sources if s.name not in bad_sources])
+    tags = {"focus/origin": "demo", **({FORCE_TAG: "true"} if args.force else {}),
+            **({ACCEPT_UNKNOWN_MONEY_TAG: "true"} if args.accept_unknown_money else {})}
+    outcomes = []
+    for source, period in tqdm(work, desc="materializing partitions", unit="partition", file=sys.stderr):
+        result = job.execute_in_process(instance=instance, partition_key=partition_key(period, source), tags=tags,
+                                        raise_on_error=False, run_config=quiet_run(args.debug))
+        outcomes.append(partition_outcome(source, period, result, FOCUS_TABLE, QUARANTINE_TABLE))
+        if args.debug and not result.success:
+            print(debug_details(result), file=sys.stderr)
+    tables = [t for t in (*RAW_TABLES, FOCUS_TABLE, QUARANTINE_TABLE) if warehouse.exists(t)]
+    print_demo_summary(outcomes, warehouse.root, tables, home)
+    for outcome in outcomes:
+        if not outcome.success:
+            _fail(f"{outcome.source} {outcome.period}: {outcome.reason}")
+    return 1 if bad_sources or any(not o.success for o in outcomes) else 0
+
+
+def print_demo_summary(outcomes: list[PartitionOutcome], warehouse_root: str, tables: list[str], home: Path) -> None:
     print(f"\n{'source':<16}{'period':<9}{'status':<8}{'FOCUS rows':>11}{'quarantined':>12}  "
           f"{'BilledCost':>22}  {'EffectiveCost':>22}  checks")
-    for source, period, result in results:
-        meta = {}
-        quarantined = 0
-        for m in result.get_asset_materialization_events():
-            mat = m.event_specific_data.materialization
-            if mat.asset_key.to_user_string() == focus_table:
-                meta = {k: v.value for k, v in mat.metadata.items()}
-            elif mat.asset_key.to_user_string() == quarantine_table:
-                quarantined = mat.metadata["dagster/row_count"].value
-        evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-        passed = sum(1 for e in evaluations if e.passed)
-        totals = meta.get("totals_by_currency", {})
-        for i, (currency, t) in enumerate(totals.items() or [("", {})]):
-            print(f"{source if i == 0 else '':<16}{period if i == 0 else '':<9}"
-                  f"{('ok' if result.success else 'FAILED') if i == 0 else '':<8}"
-                  f"{meta.get('dagster/row_count', 0) if i == 0 else '':>11}{quarantined if i == 0 else '':>12}  "
+    for o in outcomes:
+        rows = sorted(o.totals.items()) or [("", {})]
+        for i, (currency, t) in enumerate(rows):
+            first = i == 0
+            print(f"{o.source if first else '':<16}{o.period if first else '':<9}{o.status if first else '':<8}"
+                  f"{o.focus_rows if first else '':>11}{o.quarantined if first else '':>12}  "
                   f"{t.get('BilledCost', '-') + ' ' + currency:>22}  {t.get('EffectiveCost', '-') + ' ' + currency:>22}"
-                  f"  {f'{passed}/{len(evaluations)} passed' if i == 0 else ''}")
-        if not totals:
-            print(f"{source:<16}{period:<9}{'FAILED':<8}")
-    print(f"\nDelta tables under {warehouse.root}: {', '.join(RAW_TABLES)}, {focus_table}, {quarantine_table}")
-    print(f"Dagster instance: {home}  (open the UI with: DAGSTER_HOME={home} dg dev)")
+                  f"  {o.checks_text() if first else ''}")
+        changed = {asset: change_lines(o.changes[asset]) for asset in (RAW_ASSET, FOCUS_ASSET) if asset in o.changes}
+        if len(changed) == 2 and changed[RAW_ASSET] == changed[FOCUS_ASSET]:
+            changed = {f"{RAW_ASSET} and {FOCUS_ASSET}": changed[RAW_ASSET]}
+        for assets, lines in changed.items():
+            for i, line in enumerate(lines):
+                print(f"{'':<33}{assets + ': ' if i == 0 else ''}{line}")
+    print(f"\nDelta tables under {warehouse_root}: {', '.join(tables) or 'none yet'}")
+    print(f"Dagster instance: {home}")
+    print(f"Open the UI (the demo's runs are those of the focus_pipeline job): {ui_command(home)}")
+
+
+def change_lines(change: dict) -> list[str]:
+    """A replaced partition's change: rows, then billed total per currency, before -> after with the
+    relative change; ["unchanged (no new version)"] for a re-materialization that changed nothing;
+    [] for a first publication."""
+    if change.get("action") == "unchanged":
+        return ["unchanged (no new version)"]
+    if change.get("action") != "replace":
+        return []
+    rows_before, rows_after = change.get("rows_before"), change.get("rows_after")
+    lines = [f"replaced: rows {rows_before} -> {rows_after}{share_change(rows_before, rows_after)}"]
+    before, after = change.get("billed_before") or {}, change.get("billed_after") or {}
+    for currency in sorted(set(before) | set(after)):
+        b, a = before.get(currency, "0"), after.get(currency, "0")
+        lines.append(f"  {currency} billed {b} (unchanged)" if Decimal(b) == Decimal(a)
+                     else f"  {currency} billed {b} -> {a}{share_change(b, a)}")
+    return lines
+
+
+def share_change(before, after) -> str:
+    """`` (-23.1 %)``: the relative change, or nothing when there was nothing before."""
+    if before is None or Decimal(str(before)) == 0:
+        return ""
+    return f" ({(Decimal(str(after)) - Decimal(str(before))) / abs(Decimal(str(before))) * 100:+.1f} %)"
 
 
 # ---------------------------------------------------------------------------------------------
 def cmd_convert(args: argparse.Namespace) -> int:
     from focus_platform.pipeline import convert_files
-    from focus_platform.sources import SourceFormatError
 
     if args.focus_version != "1.2":
         return _fail(f"FOCUS version {args.focus_version} is not supported (supported: 1.2)")
     started = time.perf_counter()
-    try:
-        result = convert_files(args.paths, args.out, fmt=args.format)
-    except SourceFormatError as exc:
-        return _fail(str(exc))
+    result = convert_files(args.paths, args.out, fmt=args.format, billing_currency=args.billing_currency,
+                           accept_unknown_money=args.accept_unknown_money)
     elapsed = time.perf_counter() - started
     checks = result.checks
     print(f"formats: {', '.join(result.formats)}")
@@ -202,11 +328,7 @@ def _warehouse(args: argparse.Namespace):
 def cmd_rollback(args: argparse.Namespace) -> int:
     from focus_platform.pipeline import rollback_partition
 
-    warehouse = _warehouse(args)
-    try:
-        entry = rollback_partition(warehouse, args.table, args.period, args.source, args.to_version)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        return _fail(str(exc))
+    entry = rollback_partition(_warehouse(args), args.table, args.period, args.source, args.to_version)
     b = entry.before
     print(f"{args.table} {args.source} {args.period}: restored as of version "
           f"{entry.note.rsplit(' ', 1)[-1]} in new version {entry.version_after} "
@@ -246,8 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
     from focus_platform.sources import FORMATS
 
     p = argparse.ArgumentParser(prog="focus-platform", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (else: one line)")
+    debug = argparse.ArgumentParser(add_help=False)  # --debug after the command name too
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="materialize the embedded sample landing zone on a local Dagster instance")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[debug])
+
+    d = command("demo", "run the focus_pipeline job on every partition of the landing zone (default: the embedded "
+                        "sample) on a local Dagster instance")
     d.add_argument("--landing-root", help="landing zone: a folder, s3://bucket/prefix or gs://bucket/prefix "
                                           "(default: FOCUS_LANDING_ROOT or the embedded sample)")
     d.add_argument("--warehouse-root", help="Delta tables: a folder, s3:// or gs:// (default: FOCUS_WAREHOUSE_ROOT)")
@@ -255,14 +385,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--period", help="only this billing period (YYYY-MM)")
     d.add_argument("--force", action="store_true",
                    help="accept deliveries the re-delivery guard refuses (run tag focus/force=true)")
-    c = sub.add_parser("convert", help="convert export files to a typed FOCUS Parquet file")
+    d.add_argument("--accept-unknown-money", action="store_true",
+                   help="publish partitions with amounts that cannot be read, kept apart in x_UnreadableAmounts "
+                        "(run tag focus/accept-unknown-money=true)")
+    c = command("convert", "convert export files to a typed FOCUS Parquet file")
     c.add_argument("paths", nargs="+")
     c.add_argument("--out", required=True)
     c.add_argument("--format", default="auto", choices=["auto", *FORMATS])
     c.add_argument("--focus-version", default="1.2")
-    v = sub.add_parser("validate", help="check a FOCUS file (Parquet or CSV) against our FOCUS 1.2 rules")
+    c.add_argument("--billing-currency", metavar="CUR",
+                   help="ISO 4217 currency of exports that carry none (recorded on every row)")
+    c.add_argument("--accept-unknown-money", action="store_true",
+                   help="write the output although some amounts cannot be read (kept in x_UnreadableAmounts)")
+    v = command("validate", "check a FOCUS file (Parquet or CSV) against our FOCUS 1.2 rules")
     v.add_argument("file")
-    g = sub.add_parser("generate", help="write a realistic synthetic delivery with expected totals and invoices")
+    g = command("generate", "write a realistic synthetic delivery with expected totals, invoices and the "
+                            "sources.json that 'demo --landing-root OUT' reads")
     g.add_argument("provider", choices=list(GENERATORS))
     g.add_argument("--rows", type=int, default=100_000)
     g.add_argument("--months", type=int, default=1)
@@ -273,14 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: the provider's usual one (first of: " + "; ".join(
                        f"{p} {'/'.join(fs)}" for p, (_, _, fs) in GENERATORS.items()) + ")")
     g.add_argument("--out", required=True)
-    r = sub.add_parser("rollback", help="restore a partition of a Delta table from its history (recorded in "
-                                        "restatement_log)")
+    r = command("rollback", "restore a partition of a Delta table from its history (recorded in restatement_log)")
     r.add_argument("table", help="e.g. focus_costs, raw_aws_cur")
     r.add_argument("--period", required=True)
     r.add_argument("--source", required=True)
     r.add_argument("--to-version", type=int, help="default: the version before the partition's latest change")
     r.add_argument("--warehouse-root", help="default: FOCUS_WAREHOUSE_ROOT or ./.data/warehouse")
-    st = sub.add_parser("status", help="period status (open / final / restated) per partition")
+    st = command("status", "period status (open / final / restated) per partition")
     st.add_argument("--period")
     st.add_argument("--source")
     st.add_argument("--warehouse-root", help="default: FOCUS_WAREHOUSE_ROOT or ./.data/warehouse")
@@ -291,9 +428,26 @@ COMMANDS = {"demo": cmd_demo, "convert": cmd_convert, "validate": cmd_validate, 
             "rollback": cmd_rollback, "status": cmd_status}
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """What a command may fail with because of its input or settings (one line, exit 1); anything
+    else is a bug and keeps its traceback."""
+    from focus_platform.warehouse.delta import (
+        CommitVerificationFailed,
+        ConcurrentPartitionWrite,
+        GateFailed,
+    )
+
+    return ValueError, OSError, GateFailed, ConcurrentPartitionWrite, CommitVerificationFailed
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return COMMANDS[args.command](args)
+    try:
+        return COMMANDS[args.command](args)
+    except Exception as exc:
+        if not isinstance(exc, user_errors()) or args.debug:
+            raise
+        return _fail(one_line(exc))
 
 
 if __name__ == "__main__":
