@@ -59,6 +59,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from focus_platform.sources.common import (
+    DECLARED_CURRENCY_NOTE,
     LIST_SEPARATOR,
     UNMAPPED_SERVICE_NOTE,
     derived_row_id,
@@ -71,6 +72,7 @@ from focus_platform.sources.common import (
 )
 from focus_platform.sources.gcp_billing.raw import (
     COST_TYPES,
+    DECLARED_CURRENCY,
     KEY_VALUE,
     PACIFIC,
     PROVIDER,
@@ -259,11 +261,8 @@ def _staged(raw: pl.LazyFrame, col: RawColumns) -> pl.LazyFrame:
         (pl.col("__adjusted") & (col("usage_start_time") < pl.col("__bp_start"))).fill_null(False).alias("__corr"),
         pl.when(priced & (pl.col("__fee") | pl.col("__has_cud"))).then(col("subscription_instance_id")).alias("__cd_id"),
     )
-    qty = pl.col("__qty").cast(pl.Float64)
-    nonzero_qty = pl.when(qty != 0).then(qty)
-
     def unit_price(total: str, fallback: str) -> pl.Expr:
-        derived = (pl.col(total).cast(pl.Float64) / nonzero_qty).cast(MONEY, strict=False)
+        derived = exact_ratio(pl.col(total), pl.col("__qty"))
         price = pl.when(pl.col("__priced")).then(pl.coalesce(derived, pl.when(pl.col(total) == 0).then(col(fallback))))
         return pl.when(price >= 0).then(price)
 
@@ -290,14 +289,39 @@ def _staged(raw: pl.LazyFrame, col: RawColumns) -> pl.LazyFrame:
             .otherwise(col("sku_id"))).alias("__sku_price"),
     )
     spend = pl.col("__cd_category") == "Spend"
-    cost_f = cost.cast(pl.Float64)
-    covered_share = pl.min_horizontal(pl.lit(1.0), -pl.col("__cud").cast(pl.Float64) / pl.when(cost_f != 0).then(cost_f))
+    # CUD-covered usage: the quantity times the CUD credit's share of the cost, at most the quantity
+    covered, qty = -pl.col("__cud"), pl.col("__qty")
+    whole = ((cost > 0) & (covered >= cost)) | ((cost < 0) & (covered <= cost))
+    covered_qty = pl.when(whole).then(qty).otherwise(exact_ratio(exact_product(qty, covered), cost))
     return rows.with_columns(
         pl.when(~cd).then(None)
         .when(spend & pl.col("__fee")).then(cost)
         .when(spend).then(-pl.col("__cud"))
         .when(pl.col("__fee")).then(pl.col("__qty"))
-        .otherwise((qty * covered_share).cast(MONEY, strict=False)).alias("__cd_qty"))
+        .otherwise(covered_qty).alias("__cd_qty"))
+
+
+# A quotient or product beyond this is no price or quantity (and would overflow Decimal(38, 12))
+EXACT_LIMIT = 1e25
+
+
+def _magnitude(expr: pl.Expr) -> pl.Expr:
+    return expr.cast(pl.Float64).abs()
+
+
+def exact_ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
+    """numerator / denominator in Decimal(38, 12) (rounded at the 12th decimal, never through a
+    float); null where the denominator is 0 or null or the quotient would not fit. The float
+    magnitudes only decide whether the quotient fits; they are never the value."""
+    fits = _magnitude(numerator) < _magnitude(denominator) * EXACT_LIMIT
+    divisor = pl.when(fits & (denominator != 0)).then(denominator)
+    return (numerator.cast(MONEY) / divisor.cast(MONEY)).cast(MONEY)
+
+
+def exact_product(left: pl.Expr, right: pl.Expr) -> pl.Expr:
+    """left x right in Decimal(38, 12); null where the product would not fit (as ``exact_ratio``)."""
+    fits = _magnitude(left) * _magnitude(right) < EXACT_LIMIT
+    return (pl.when(fits).then(left).cast(MONEY) * right.cast(MONEY)).cast(MONEY)
 
 
 def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
@@ -399,6 +423,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
                                      f"named in the export ({PARTNER_ISSUER})")),
         c("x_ParseWarnings").str.replace_all("; ", LIST_SEPARATOR, literal=True) if "x_ParseWarnings" in schema
         else pl.lit(None, pl.String),
+        pl.when(col(DECLARED_CURRENCY).is_not_null()).then(pl.lit(DECLARED_CURRENCY_NOTE)),
     ]
     main_changes = [
         pl.when(c("__netted") != 0).then(pl.format(

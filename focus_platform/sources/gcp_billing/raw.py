@@ -23,11 +23,16 @@ timestamps are UTC (``2024-01-01 00:00:00 UTC``, ``...+00:00``, ``...Z`` and Par
 Unknown columns are kept (as text; unknown struct fields flattened like the known ones, lists as
 JSON text) and reach FOCUS as ``x_<name>``.
 Values that do not parse: numbers, timestamps, ``invoice.month`` (not ``YYYYMM``) and
-``credits`` go to ``x_ParseErrors`` (the row is quarantined: its cost cannot be known);
-malformed ``labels`` / ``system_labels`` / ``project.labels`` / ``tags`` / ``project.ancestors``
-only to ``x_ParseWarnings`` (the row is converted without them, the problem in x_SourceChanges).
+``credits`` go to ``x_ParseErrors`` (the row is quarantined: its cost cannot be known); amounts
+(``cost``, ``credits.amount``, ...: ``1,234.56``, ``NaN``, a float beyond Decimal(38, 12)) are also
+kept apart with their raw text in ``x_UnreadableAmounts``; a credit without an amount quarantines
+its row too. Malformed ``labels`` / ``system_labels`` / ``project.labels`` / ``tags`` /
+``project.ancestors`` only go to ``x_ParseWarnings`` (the row is converted without them, the
+problem in x_SourceChanges).
 Required columns: ``billing_account_id``, ``cost``, ``currency``, ``usage_start_time``,
-``invoice.month``.
+``invoice.month``. A file without ``currency`` is refused, unless the source declares its billing
+currency (``Lineage.billing_currency``): then ``currency`` is that currency and ``x_DeclaredCurrency``
+holds it on the file's rows (the FOCUS rows say so in x_SourceChanges).
 
 Billing period
 --------------
@@ -46,7 +51,6 @@ import ast
 import json
 import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import polars as pl
@@ -117,6 +121,10 @@ REQUIRED_COLUMNS = {  # canonical name: as Google names it
     "usage_start_time": "usage_start_time",
     "invoice_month": "invoice.month",
 }
+# Raw column: the source's declared billing currency, on the rows of a file without a currency column
+DECLARED_CURRENCY = "x_DeclaredCurrency"
+DECLARE_CURRENCY_HINT = ("a file without it needs the source's declared billing currency: billing_currency in "
+                         "sources.json, or convert --billing-currency")
 # Names that mark a file as a GCP billing export (beyond the required ones)
 SIGNATURE = ("invoice", "invoice_month", "cost_type", "credits", "sku", "sku_id", "service", "service_id",
              "service_description", "usage_start_time", "usage_end_time", "project", "project_id")
@@ -228,8 +236,7 @@ def _cast_field(expr: pl.Expr, source: pl.DataType | None, target: pl.DataType) 
     if target == pl.String:  # values inside repeated fields are kept as delivered ('' included)
         return expr.cast(pl.String)
     if target == MONEY:
-        return (blank_to_null(expr).str.strip_chars().cast(MONEY, strict=False) if source == pl.String
-                else expr.cast(MONEY, strict=False))
+        return as_decimal(expr, source)
     if target == pl.Boolean and source == pl.String:
         lowered = expr.str.to_lowercase()
         return pl.when(lowered == "true").then(True).when(lowered == "false").then(False)
@@ -237,10 +244,22 @@ def _cast_field(expr: pl.Expr, source: pl.DataType | None, target: pl.DataType) 
 
 
 def _plain_cast(source: pl.DataType, target: pl.DataType) -> bool:
-    """Whether a plain cast gives what _cast_field would (no text parsing)."""
+    """Whether a plain cast gives what _cast_field would (no text parsing, no float out of range)."""
     if source == target or source == pl.Null:
         return True
-    return target == MONEY and (source.is_numeric() or source.is_decimal())
+    return target == MONEY and (source.is_integer() or source.is_decimal())
+
+
+def _fields(dtype: pl.DataType) -> dict[str, pl.DataType]:
+    """The fields of a delivered repeated struct column (a list or array of structs)."""
+    inner = dtype.inner if isinstance(dtype, (pl.List, pl.Array)) else None
+    if not isinstance(inner, pl.Struct):
+        raise TypeError(f"not a list of structs: {dtype}")
+    return {f.name: f.dtype for f in inner.fields}
+
+
+def _as_list(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    return expr.arr.to_list() if isinstance(dtype, pl.Array) else expr
 
 
 def _normalize_list(expr: pl.Expr, dtype: pl.DataType, fields: dict[str, pl.DataType]) -> pl.Expr:
@@ -248,25 +267,37 @@ def _normalize_list(expr: pl.Expr, dtype: pl.DataType, fields: dict[str, pl.Data
     target = pl.List(pl.Struct(fields))
     if dtype == pl.Null or (isinstance(dtype, pl.List) and dtype.inner == pl.Null):
         return expr.cast(target)
-    inner = dtype.inner if isinstance(dtype, (pl.List, pl.Array)) else None
-    if not isinstance(inner, pl.Struct):
-        raise TypeError(f"not a list of structs: {dtype}")
-    have = {f.name: f.dtype for f in inner.fields}
+    have = _fields(dtype)
     if list(have) == list(fields) and all(_plain_cast(have[n], t) for n, t in fields.items()):
         return expr.cast(target)  # same fields in the same order: a cast, much cheaper than list.eval
     element = pl.element()
     members = [_cast_field(element.struct.field(name), have.get(name), t).alias(name) if name in have
                else pl.lit(None, t).alias(name) for name, t in fields.items()]
-    if isinstance(dtype, pl.Array):
-        expr = expr.arr.to_list()
-    return expr.list.eval(pl.struct(members)).cast(target)
+    return _as_list(expr, dtype).list.eval(pl.struct(members)).cast(target)
 
 
-def _quantize(value) -> Decimal:
-    amount = Decimal(repr(value)) if isinstance(value, float) else Decimal(str(value).strip())
-    if not amount.is_finite():
-        raise InvalidOperation(str(value))
-    return amount.quantize(Decimal("1E-12"))
+def _unreadable_list_amounts(expr: pl.Expr, dtype: pl.DataType, fields: dict[str, pl.DataType],
+                             label: str) -> list[pl.Expr]:
+    """``common.amount_error`` messages of the money fields of a repeated column (e.g. a credit
+    amount 'NaN' or 1e30), joined per row; none for fields that are always readable."""
+    if dtype == pl.Null or (isinstance(dtype, pl.List) and dtype.inner == pl.Null):
+        return []
+    have = _fields(dtype)
+    out = []
+    for name, t in fields.items():
+        if t != MONEY or name not in have or _plain_cast(have[name], t):
+            continue
+        messages = _as_list(expr, dtype).list.eval(
+            amount_error(f"{label}.{name}", pl.element().struct.field(name), have[name]))
+        joined = messages.list.drop_nulls().list.join("; ")
+        out.append(pl.when(joined != "").then(joined))
+    return out
+
+
+def _text_fields(name: str) -> dict[str, pl.DataType]:
+    """The fields of a repeated column as parsed from text: money kept as text, typed like every
+    other delivered amount (``_normalize_list``)."""
+    return {k: pl.String if t == MONEY else t for k, t in REPEATED_COLUMNS[name].items()}
 
 
 def _decode_items(text: str, name: str) -> list[dict]:
@@ -288,7 +319,7 @@ def _decode_items(text: str, name: str) -> list[dict]:
             if v is None:
                 row[key] = None
             elif t == MONEY:
-                row[key] = _quantize(v)
+                row[key] = repr(v) if isinstance(v, float) else str(v)
             elif t == pl.Boolean:
                 row[key] = v if isinstance(v, bool) else str(v).lower() == "true"
             else:
@@ -298,8 +329,8 @@ def _decode_items(text: str, name: str) -> list[dict]:
 
 
 def _parse_repeated_text(name: str, label: str):
-    """A map_batches function: text of a repeated field -> struct {value, error}."""
-    target = RAW_TYPES[name]
+    """A map_batches function: text of a repeated field -> struct {value, error} (money as text)."""
+    target = pl.List(pl.Struct(_text_fields(name)))
 
     def parse(series: pl.Series) -> pl.Series:
         cache: dict[str, tuple[list | None, str | None]] = {}
@@ -313,7 +344,7 @@ def _parse_repeated_text(name: str, label: str):
             if hit is None:
                 try:
                     hit = (_decode_items(text, name), None)
-                except (ValueError, SyntaxError, TypeError, InvalidOperation, MemoryError, RecursionError):
+                except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
                     shown = text if len(text) <= 200 else text[:200] + "..."
                     hit = (None, f"{label}: '{shown}' is not a JSON list of {name.replace('_', ' ')}")
                 cache[text] = hit
@@ -345,9 +376,11 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         if f.name in by_name:
             raise SourceFormatError(f"{label}: columns {by_name[f.name].label!r} and {f.label!r} both mean {f.name}")
         by_name[f.name] = f
-    missing = [_dotted(n) for n in REQUIRED_COLUMNS if n not in by_name]
+    declared = lineage.billing_currency if "currency" not in by_name else None
+    missing = [_dotted(n) for n in REQUIRED_COLUMNS if n not in by_name and not (n == "currency" and declared)]
     if missing:
-        raise SourceFormatError(f"{label}: required column(s) missing: {', '.join(missing)}")
+        hint = f" ({DECLARE_CURRENCY_HINT})" if "currency" in missing else ""
+        raise SourceFormatError(f"{label}: required column(s) missing: {', '.join(missing)}{hint}")
 
     rows = numbered(lf, kind == "csv")
     # Repeated fields delivered as text are parsed first (one Python pass per distinct value).
@@ -355,7 +388,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     if text_repeated:
         rows = rows.with_columns(
             by_name[n].expr.map_batches(_parse_repeated_text(n, by_name[n].label),
-                                        return_dtype=pl.Struct({"value": RAW_TYPES[n], "error": pl.String}),
+                                        return_dtype=pl.Struct({"value": pl.List(pl.Struct(_text_fields(n))),
+                                                                    "error": pl.String}),
                                         is_elementwise=True).alias(f"__parsed_{n}")
             for n in text_repeated)
 
@@ -366,7 +400,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     for name in KNOWN_COLUMNS:
         f = by_name.get(name)
         if f is None:
-            exprs.append(pl.lit(None, RAW_TYPES[name]).alias(name))
+            value = declared if name == "currency" else None
+            exprs.append(pl.lit(value, RAW_TYPES[name]).alias(name))
             continue
         source, dtype = f.expr, f.dtype
         if name in DECIMAL_COLUMNS:
@@ -379,14 +414,14 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         elif name in REPEATED_COLUMNS:
             if name in text_repeated:
                 parsed = pl.col(f"__parsed_{name}")
-                typed = parsed.struct.field("value")
                 (errors if name in COST_BEARING else warnings).append(parsed.struct.field("error"))
-            else:
-                try:
-                    typed = _normalize_list(source, dtype, REPEATED_COLUMNS[name])
-                except TypeError as exc:
-                    raise SourceFormatError(f"{label}: column {f.label!r} is {dtype}, expected a list of "
-                                            f"structs or JSON text") from exc
+                source, dtype = parsed.struct.field("value"), pl.List(pl.Struct(_text_fields(name)))
+            try:
+                typed = _normalize_list(source, dtype, REPEATED_COLUMNS[name])
+                amounts.extend(_unreadable_list_amounts(source, dtype, REPEATED_COLUMNS[name], f.label))
+            except TypeError as exc:
+                raise SourceFormatError(f"{label}: column {f.label!r} is {dtype}, expected a list of "
+                                        f"structs or JSON text") from exc
         else:
             typed = _text(source, dtype)
             if name == "invoice_month":
@@ -408,6 +443,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
               else pl.coalesce(invoice_period, pacific_month))
     return typed_raw_rows(rows, exprs, errors, [
         pl.when(warns != "").then(warns).alias("x_ParseWarnings"),
+        pl.lit(declared, pl.String).alias(DECLARED_CURRENCY),
         *lineage_columns(lineage, FORMAT, version, label),
     ], period.cast(pl.String), amounts)
 
@@ -445,6 +481,8 @@ def _quarantine_checks(schema: pl.Schema) -> list[tuple[pl.Expr, pl.Expr]]:
         (col("billing_account_id").is_null(), pl.lit("billing_account_id is empty")),
         (col("currency").is_null(), pl.lit("currency is empty")),
         (col("cost").is_null() & parse.is_null(), pl.lit("cost is empty")),
+        (col("credits").list.eval(pl.element().struct.field("amount").is_null()).list.any() & parse.is_null(),
+         pl.lit("credits: a credit without an amount (the row's invoiced amount is unknown)")),
         (col("usage_start_time").is_null() & parse.is_null(), pl.lit("usage_start_time is empty")),
         (cost_type.is_not_null() & ~cost_type.is_in(list(COST_TYPES)),
          pl.format("unknown cost_type '{}'", col("cost_type"))),
