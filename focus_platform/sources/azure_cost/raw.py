@@ -312,15 +312,11 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     header_of = {v: k for k, v in names_of.items()}
     dtypes = {names_of[h]: schema[h] for h in headers}
     is_csv = not str(path).lower().endswith(".parquet")
-    stats_exprs = _content_stats(names, header_of, dtypes)
+    if is_csv:  # a row shorter or longer than the header (a file cut short) refuses the whole file
+        check_csv_structure(str(path), label, storage_options)
     try:
-        if is_csv:  # the structure check (every column) and the content counts in one pass
-            stats = lf.select(pl.all().null_count(), *stats_exprs).collect()
-        else:
-            stats = lf.select(*stats_exprs).collect()
+        stats = lf.select(*_content_stats(names, header_of, dtypes)).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:
-        if is_csv:
-            check_csv_structure(str(path), label, storage_options)
         raise SourceFormatError(f"{label}: cannot be read: {str(exc).splitlines()[0]}") from exc
     dataset = _dataset(label, stats.row(0, named=True))
 
