@@ -58,7 +58,9 @@ import polars as pl
 
 from focus_platform.sources.aws_cur import region_names, service_table
 from focus_platform.sources.common import (
+    DECLARED_CURRENCY_NOTE,
     KEY_SEPARATOR,
+    effective_cost_unknown_note,
     joined_strings,
     lookup_rows,
     mapped,
@@ -66,6 +68,7 @@ from focus_platform.sources.common import (
     split_list,
 )
 from focus_platform.sources.focus_native.raw import (
+    DECLARED_CURRENCY,
     ENUM_COLUMNS,
     LINEAGE_NAMES,
     V13_ONLY,
@@ -231,6 +234,29 @@ def _json_checked(expr: pl.Expr) -> pl.Expr:
                             is_elementwise=True)
 
 
+def _effective_cost(col: RawColumns, commitment_purchase: pl.Expr, credit: pl.Expr) -> tuple[pl.Expr, list[pl.Expr]]:
+    """EffectiveCost and its x_SourceChanges notes: as delivered, 0 on a commitment purchase (R-EffectiveCost-2:
+    a delivered amount there is the double count of FinOps toolkit #1092). Where the export leaves it empty,
+    only what FOCUS defines is derived: 0 on a commitment purchase, the BilledCost on a credit
+    (R-EffectiveCost-3); any other row keeps 0, recorded as unknown (a provider-data gap)."""
+    zero = pl.lit(0, MONEY)
+    delivered = col("EffectiveCost")
+    empty = delivered.is_null()
+    purchase_fixed = commitment_purchase & (delivered != 0).fill_null(False)
+    credit_derived = ~commitment_purchase & credit & empty
+    effective = (pl.when(commitment_purchase).then(zero).when(credit_derived).then(col("BilledCost"))
+                 .otherwise(delivered.fill_null(zero)))
+    notes = [
+        _note(purchase_fixed, "EffectiveCost: {} → 0 on a commitment purchase (its cost is amortized onto the usage "
+              "it covers: double count, FinOps toolkit #1092)", delivered),
+        _note(commitment_purchase & empty, "EffectiveCost: null in the export; 0 on a commitment purchase "
+              "(FOCUS R-EffectiveCost-2)"),
+        _note(credit_derived, "EffectiveCost: null in the export; the credit's BilledCost (FOCUS R-EffectiveCost-3)"),
+        effective_cost_unknown_note(~commitment_purchase & ~credit & empty, "EffectiveCost"),
+    ]
+    return effective, notes
+
+
 def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Convertible raw rows as FOCUS 1.2 rows (no row added or dropped), deviations fixed and noted."""
     prepared = _prepared(raw).filter(pl.col("__reason").is_null())
@@ -301,14 +327,11 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     currency = col("BillingCurrency").str.strip_chars().str.to_uppercase()
     notes.append(_note(currency != col("BillingCurrency"), "BillingCurrency: '{}' → '{}' (ISO 4217 upper case)",
                        col("BillingCurrency"), currency))
+    notes.append(pl.when(col.text(DECLARED_CURRENCY).is_not_null()).then(pl.lit(DECLARED_CURRENCY_NOTE)))
 
     # --- costs ----------------------------------------------------------------------------------
-    effective_raw = col("EffectiveCost")
-    effective_fixed = commitment_purchase & (effective_raw != 0)
-    effective = pl.when(effective_fixed).then(zero).otherwise(effective_raw)
-    notes.append(_note(effective_fixed,
-                       "EffectiveCost: {} → 0 on a commitment purchase (its cost is amortized onto the usage it "
-                       "covers: double count, FinOps toolkit #1092)", effective_raw))
+    effective, effective_notes = _effective_cost(col, commitment_purchase, category == "Credit")
+    notes.extend(effective_notes)
     # Microsoft 1.0: PricingQuantity = ConsumedQuantity / pricing block size while the unit prices are
     # per consumed unit (ListCost = ListUnitPrice x ConsumedQuantity), and ContractedCost was computed
     # from the divided quantity. Recognised from the values themselves.
@@ -609,7 +632,7 @@ def _extra_names(schema: pl.Schema) -> dict[str, str]:
     """Delivered columns that are not FOCUS 1.2 columns → their x_ name in FOCUS (kept as delivered)."""
     taken = set(focus_schema().names())
     out: dict[str, str] = {}
-    internal = {"x_ParseErrors", "x_UnreadableAmounts", "x_ReadNotes"}
+    internal = {"x_ParseErrors", "x_UnreadableAmounts", "x_ReadNotes", DECLARED_CURRENCY}
     for name in schema.names():
         if name.startswith("__") or name in internal or name in taken or name in LINEAGE_SCHEMA:
             continue

@@ -73,6 +73,8 @@ from focus_platform.spec.rules import iso_currency_codes
 FORMAT = "focus"
 RAW_TABLE = "raw_focus"
 SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+CURRENCY_COLUMN = "BillingCurrency"
+DECLARED_CURRENCY = "x_DeclaredCurrency"  # raw column: the source's declared currency, on rows that got it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +138,7 @@ def _safe_name(name: str) -> str:
 def _raw_names(headers: list[str]) -> dict[str, str]:
     names: dict[str, str] = {}
     taken: set[str] = set()
-    reserved = set(LINEAGE_SCHEMA) | {"x_ParseErrors", "x_UnreadableAmounts", "x_ReadNotes"}
+    reserved = set(LINEAGE_SCHEMA) | {"x_ParseErrors", "x_UnreadableAmounts", "x_ReadNotes", DECLARED_CURRENCY}
     for h in headers:
         clean = _clean_header(h)
         name = _by_key().get(clean.lower())
@@ -152,8 +154,9 @@ def _raw_names(headers: list[str]) -> dict[str, str]:
     return names
 
 
-def detect(headers: list[str]) -> Detected:
-    """The FOCUS version of a file from its header, or why it is not a readable FOCUS export."""
+def detect(headers: list[str], declared_currency: str | None = None) -> Detected:
+    """The FOCUS version of a file from its header, or why it is not a readable FOCUS export (a file
+    without BillingCurrency is readable only with the source's declared billing currency)."""
     names = _raw_names(headers)
     present = set(names.values())
     core = [c for c in CORE_COLUMNS if c in present]
@@ -173,9 +176,12 @@ def detect(headers: list[str]) -> Detected:
                                   f"supported versions: {', '.join(SUPPORTED_VERSIONS)}", names)
         version = "1.0"
     mandatory_version = "1.2" if version == "1.1" else version
-    missing = [c.name for c in spec_columns().values() if mandatory_version in c.mandatory_in and c.name not in present]
+    missing = [c.name for c in spec_columns().values() if mandatory_version in c.mandatory_in and c.name not in present
+               and not (c.name == CURRENCY_COLUMN and declared_currency)]
     if missing:
-        return Detected(None, f"FOCUS {version} export but required column(s) missing: {', '.join(missing)}", names)
+        why = " (or declare the source's billing currency)" if CURRENCY_COLUMN in missing else ""
+        return Detected(None, f"FOCUS {version} export but required column(s) missing: {', '.join(missing)}{why}",
+                        names)
     return Detected(version, None, names)
 
 
@@ -276,7 +282,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
     if kind == "csv":
         check_csv_structure(str(path), label, storage_options)
-    found = detect(schema.names())
+    found = detect(schema.names(), lineage.billing_currency)
     if found.version is None:
         raise SourceFormatError(f"{label}: {found.problem or 'not a FOCUS cost and usage export: core column(s) missing: ' + ', '.join(c for c in CORE_COLUMNS if c not in found.names.values())}")
     exprs: list[pl.Expr] = []
@@ -317,8 +323,12 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     provider_text = pl.col("ProviderName") if "ProviderName" in present else pl.lit(None, pl.String)
     provider_text = pl.when(is_placeholder(provider_text) | provider_text.is_null()).then(pl.lit("unknown")) \
         .otherwise(provider_text)
+    declared = []
+    if CURRENCY_COLUMN not in present:  # only readable with a declared billing currency
+        exprs.append(pl.lit(lineage.billing_currency).alias(CURRENCY_COLUMN))
+        declared.append(pl.lit(lineage.billing_currency).alias(DECLARED_CURRENCY))
     return typed_raw_rows(numbered(lf, kind == "csv"), exprs, errors, [
-        joined_strings(notes).alias("x_ReadNotes"),
+        *declared, joined_strings(notes).alias("x_ReadNotes"),
         *lineage_columns(lineage, FORMAT, pl.format(f"FOCUS {found.version} {kind}, provider {{}}", provider_text), label),
     ], period, amounts)
 
@@ -402,7 +412,9 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
     """Why a prepared row cannot be converted (null for a convertible row)."""
     col = RawColumns(schema)
     reasons = [pl.col("x_ParseErrors")]
-    for name in ("BilledCost", "EffectiveCost", "BillingAccountId", "ChargeCategory", "BillingCurrency",
+    # an empty EffectiveCost is not a reason: the mapping takes what FOCUS defines for the row, else
+    # records it as unknown
+    for name in ("BilledCost", "BillingAccountId", "ChargeCategory", "BillingCurrency",
                  "ChargePeriodStart", "ChargePeriodEnd", "BillingPeriodStart", "BillingPeriodEnd"):
         value = cleaned_text(name) if spec_columns()[name].data_type == "String" else col(name)
         reasons.append(pl.when(value.is_null() & pl.col("x_ParseErrors").is_null()).then(pl.lit(f"{name} is empty")))
