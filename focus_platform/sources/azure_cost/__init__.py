@@ -4,6 +4,11 @@
 FOCUS (``to_focus``); ``totals`` is the raw side of conservation (``raw_totals``, ``quarantine``),
 written from Microsoft's documented datasets and never importing ``mapping``. Each module's
 docstring holds its decisions.
+
+Duplicated line items: Microsoft documents no identifier of a cost-details row, so no row is taken
+for a copy of another (two equal rows can be two genuine charges); exact duplicates pair one-to-one
+between the actual and amortized files, and a surplus copy in one file shows as an unpaired row
+(an amortized row billed 0, an actual row with its EffectiveCost recorded as unknown).
 """
 
 from focus_platform.sources.azure_cost.mapping import AZURE_X_COLUMNS, to_focus

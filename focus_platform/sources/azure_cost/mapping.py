@@ -228,8 +228,7 @@ def _prepare(raw: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
 
 
 _MODE_KEYS = ["__acct", "x_BillingPeriod"]
-_MATCH_SCHEMA = {"x_RowId": pl.String, "__role": pl.String, "__pair_row": pl.String, "__pair_cost": MONEY,
-                 "__acct": pl.String, "x_BillingPeriod": pl.String, "__currency": pl.String}
+_MATCH_SCHEMA = {"x_RowId": pl.String, "__role": pl.String, "__pair_row": pl.String, "__pair_cost": MONEY}
 
 
 @dataclass(frozen=True)
@@ -242,18 +241,13 @@ class _Pairing:
 
 
 def _pairing(raw: pl.LazyFrame, schema: pl.Schema) -> _Pairing:
-    """Computed once per raw frame (kept on it for the next to_focus of the same frame).
-
-    The n-th duplicate key of one dataset pairs with the n-th of the other, in file order. Keys
-    are two independent 64-bit hashes of the charge identity (``raw.charge_identity``)."""
-    cached = getattr(raw, "_azure_pairing", None)
-    if cached is not None:
-        return cached
+    """One narrow pass over the raw frame. The n-th duplicate key of one dataset pairs with the n-th
+    of the other, in file order. Keys are two independent 64-bit hashes of the charge identity
+    (``raw.charge_identity``)."""
     col = Cols(schema)
     prepared = _prepare(raw, schema)
     key = charge_identity(col)
     narrow = (prepared.select("x_RowId", "x_CostDataset", "__cost", "__acct", "x_BillingPeriod",
-                              col("BillingCurrency").alias("__currency"),
                               quarantine_reason(schema).is_null().alias("__ok"),
                               key.hash(11).alias("__h1"), key.hash(29).alias("__h2"))
               .collect(engine="streaming"))
@@ -270,23 +264,15 @@ def _pairing(raw: pl.LazyFrame, schema: pl.Schema) -> _Pairing:
     del narrow
     on = ["__h1", "__h2", "__occ"]
     actual = paired.filter(pl.col("x_CostDataset") == ACTUAL).select(
-        *on, pl.col("x_RowId").alias("__pair_row"), pl.col("__cost").alias("__pair_cost"),
-        "__acct", "x_BillingPeriod", "__currency")
+        *on, pl.col("x_RowId").alias("__pair_row"), pl.col("__cost").alias("__pair_cost"))
     amortized = paired.filter(pl.col("x_CostDataset") == AMORTIZED).select(*on, "x_RowId")
     pairs = amortized.join(actual, on=on, how="inner")
     matches = pl.concat([
-        pairs.select("x_RowId", pl.lit("pair").alias("__role"), "__pair_row", "__pair_cost",
-                     "__acct", "x_BillingPeriod", "__currency"),
+        pairs.select("x_RowId", pl.lit("pair").alias("__role"), "__pair_row", "__pair_cost"),
         pairs.select(pl.col("__pair_row").alias("x_RowId"), pl.lit("dropped").alias("__role"),
-                     pl.col("x_RowId").alias("__pair_row"), pl.col("__pair_cost"),
-                     "__acct", "x_BillingPeriod", "__currency"),
+                     pl.col("x_RowId").alias("__pair_row"), pl.col("__pair_cost")),
     ]).cast(_MATCH_SCHEMA)
-    result = _Pairing(modes, matches)
-    try:
-        raw._azure_pairing = result  # type: ignore[attr-defined]
-    except AttributeError:  # pragma: no cover - a frame that takes no attributes: recomputed next time
-        pass
-    return result
+    return _Pairing(modes, matches)
 
 
 def _with_modes(raw: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.Schema, _Pairing]:
@@ -404,9 +390,8 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Convertible raw rows (actual and amortized files of a partition) as FOCUS 1.2 rows."""
     with_mode, schema, pairing = _with_modes(raw)
     col = Cols(schema)
-    matches = pairing.matches.select("x_RowId", "__role", "__pair_row", "__pair_cost")
     rows = (with_mode.filter(quarantine_reason(schema).is_null())
-            .join(matches.lazy(), on="x_RowId", how="left", maintain_order="left")
+            .join(pairing.matches.lazy(), on="x_RowId", how="left", maintain_order="left")
             .filter(pl.col("__role").is_null() | (pl.col("__role") != "dropped")))
     rows = _with_lookups(rows, col)
     zero = pl.lit(0, MONEY)
