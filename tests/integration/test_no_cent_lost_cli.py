@@ -1,0 +1,223 @@
+"""The command line end to end: ``generate`` then ``demo`` on what it wrote prints the generator's
+expected totals to the cent; every user error is one line on stderr (``error: …``) and exit status
+1, a traceback only with ``--debug``; one bad export source does not stop the others."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+
+from focus_platform.cli import main
+
+MONEY_PAIR = re.compile(r"(-?\d+\.\d+) ([A-Z]{3})\s+(-?\d+\.\d+) ([A-Z]{3})")
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture
+def instance_dirs(tmp_path, monkeypatch):
+    """A Dagster home and warehouse of the test's own; the roots the CLI sets are restored after."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
+    monkeypatch.setenv("FOCUS_LANDING_ROOT", "")
+    monkeypatch.setenv("FOCUS_WAREHOUSE_ROOT", "")
+    return tmp_path
+
+
+def demo_summary(stdout: str) -> dict[tuple[str, str], dict]:
+    """The demo's table: per (source, period) its status, check text and totals per currency."""
+    partitions: dict[tuple[str, str], dict] = {}
+    current = None
+    for line in stdout.splitlines():
+        pair = MONEY_PAIR.search(line)
+        if line and not line[0].isspace() and not line.startswith(("source ", "Delta ", "Dagster ", "Open ")):
+            source, period, status = line.split()[:3]
+            current = partitions.setdefault((source, period), {"status": status, "line": line, "totals": {}})
+        if pair and current is not None:
+            billed, currency, effective, _ = pair.groups()
+            current["totals"][currency] = (Decimal(billed), Decimal(effective))
+    return partitions
+
+
+def expected_by_partition(expected: dict, source_of) -> dict[tuple[str, str], dict[str, tuple[Decimal, Decimal]]]:
+    sums: dict = defaultdict(lambda: defaultdict(lambda: [Decimal(0), Decimal(0)]))
+    for record in expected["totals"]:
+        cell = sums[(source_of(record), record["billing_period"])][record["currency"]]
+        cell[0] += Decimal(record["billed_cost"])
+        cell[1] += Decimal(record["amortized_cost"])
+    return {key: {c: tuple(v) for c, v in by_currency.items()} for key, by_currency in sums.items()}
+
+
+GENERATED = {  # case: (generate arguments, expected_totals.json under the output folder, record -> source)
+    "aws-cur": (["aws-cur", "--rows", "600"], "focus-demo/expected_totals.json", lambda r: "focus-demo"),
+    "aws-cur2": (["aws-cur", "--layout", "cur2", "--rows", "600"], "focus-demo/expected_totals.json",
+                 lambda r: "focus-demo"),
+    "azure": (["azure", "--rows", "2000"], "expected_totals.json", lambda r: r["source"]),
+    "oci": (["oci", "--rows", "400"], "oci-cost/expected_totals.json", lambda r: "oci-cost"),
+    "gcp": (["gcp", "--rows", "800"], "gcp-billing/expected_totals.json", lambda r: "gcp-billing"),
+}
+
+
+GCP_SECOND_PERIOD = pytest.mark.xfail(
+    strict=True, reason="warehouse.delta._plain does not normalise struct children: the second period of "
+                        "raw_gcp_billing (labels list<struct<string>> vs large_list<struct<large_string>>) is refused")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", [pytest.param(c, marks=GCP_SECOND_PERIOD) if c == "gcp" else c for c in GENERATED])
+def test_generate_then_demo_prints_the_expected_totals(case, instance_dirs, capsys):
+    args, expected_file, source_of = GENERATED[case]
+    out = instance_dirs / "landing"
+    rc, stdout, err = run_cli(capsys, "generate", *args, "--months", "2", "--out", str(out))
+    assert rc == 0, err
+    assert (out / "sources.json").exists()
+    expected = expected_by_partition(json.loads((out / expected_file).read_text()), source_of)
+
+    rc, stdout, err = run_cli(capsys, "demo", "--landing-root", str(out),
+                              "--warehouse-root", str(instance_dirs / "warehouse"))
+    assert rc == 0, stdout + err[-3000:]
+    assert "Traceback" not in err
+    printed = demo_summary(stdout)
+    assert set(printed) == set(expected) and len({p for _, p in expected}) == 2
+    for key, partition in printed.items():
+        assert partition["totals"] == expected[key], key
+        if partition["status"] != "ok":  # a check that did not pass is named with its severity
+            assert partition["status"] in ("warn", "error") and "failed: " in partition["line"], partition["line"]
+    home = instance_dirs / "dagster"
+    assert f"DAGSTER_HOME={home.resolve()} dg dev -w " in stdout
+    assert f"Dagster instance: {home.resolve()}" in stdout
+
+    rc, stdout, err = run_cli(capsys, "demo", "--landing-root", str(out),  # again: nothing new delivered
+                              "--warehouse-root", str(instance_dirs / "warehouse"))
+    assert rc == 0, err[-3000:]
+    assert stdout.count("raw_exports and focus_costs: unchanged (no new version)") == len(expected)
+
+
+def test_demo_runs_under_the_focus_pipeline_job(instance_dirs, capsys):
+    import dagster as dg
+
+    out = instance_dirs / "landing"
+    assert run_cli(capsys, "generate", "oci", "--rows", "200", "--out", str(out))[0] == 0
+    rc, stdout, err = run_cli(capsys, "demo", "--landing-root", str(out),
+                              "--warehouse-root", str(instance_dirs / "warehouse"))
+    assert rc == 0, err[-3000:]
+    runs = dg.DagsterInstance.get().get_runs()
+    assert runs and {r.job_name for r in runs} == {"focus_pipeline"}
+    assert all(r.tags.get("focus/origin") == "demo" for r in runs)
+
+
+def test_a_deleted_file_prints_the_partition_change(instance_dirs, capsys):
+    out = instance_dirs / "landing"
+    assert run_cli(capsys, "generate", "oci", "--rows", "400", "--out", str(out))[0] == 0
+    demo = ["demo", "--landing-root", str(out), "--warehouse-root", str(instance_dirs / "warehouse")]
+    assert run_cli(capsys, *demo)[0] == 0
+    files = sorted((out / "oci-cost" / "2024-01").iterdir())
+    files[0].unlink()
+    rc, stdout, err = run_cli(capsys, *demo)
+    assert rc == 0, err[-3000:]
+    changed = [line.strip() for line in stdout.splitlines() if line.startswith(" ") and "->" in line]
+    assert changed[0].startswith("raw_exports and focus_costs: replaced: rows "), stdout
+    assert re.search(r"\(-\d+\.\d %\)", changed[0]), changed[0]
+    assert any(re.match(r"[A-Z]{3} billed -?\d+\.\d+ -> -?\d+\.\d+ \(-\d+\.\d %\)$", line) for line in changed[1:])
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_invalid_sources_json_is_one_line(instance_dirs, capsys):
+    landing = instance_dirs / "landing"
+    landing.mkdir()
+    (landing / "sources.json").write_text('{"sources": [')
+    rc, stdout, err = run_cli(capsys, "demo", "--landing-root", str(landing))
+    assert rc == 1
+    assert "sources.json" in one_error_line(err)
+
+    rc, stdout, err = run_cli(capsys, "demo", "--landing-root", str(instance_dirs / "nowhere"))
+    assert rc == 1
+    assert str(instance_dirs / "nowhere") in one_error_line(err)
+
+
+def test_invalid_setting_is_one_line_and_debug_shows_the_traceback(instance_dirs, capsys, monkeypatch):
+    landing = instance_dirs / "landing"
+    assert run_cli(capsys, "generate", "oci", "--rows", "100", "--out", str(landing))[0] == 0
+    monkeypatch.setenv("FOCUS_MAX_DROP_SHARE", "abc")
+    rc, stdout, err = run_cli(capsys, "demo", "--landing-root", str(landing))
+    assert rc == 1
+    assert "FOCUS_MAX_DROP_SHARE" in one_error_line(err)
+    with pytest.raises(ValueError, match="FOCUS_MAX_DROP_SHARE"):
+        main(["--debug", "demo", "--landing-root", str(landing)])
+    with pytest.raises(ValueError, match="FOCUS_MAX_DROP_SHARE"):
+        main(["demo", "--landing-root", str(landing), "--debug"])
+
+
+def test_convert_errors_are_one_line(tmp_path, capsys):
+    src = tmp_path / "notes.txt"
+    src.write_text("not a billing export\n")
+    rc, stdout, err = run_cli(capsys, "convert", str(src), "--out", str(tmp_path / "o.parquet"))
+    assert rc == 1 and str(src) in one_error_line(err)
+    csv = tmp_path / "focus.csv"
+    csv.write_text("BilledCost,BillingCurrency\n1.5,USD\n")
+    rc, stdout, err = run_cli(capsys, "convert", str(csv), "--out", str(tmp_path / "o.parquet"),
+                              "--billing-currency", "usd")
+    assert rc == 1 and "usd" in one_error_line(err)
+
+
+@pytest.mark.slow
+def test_one_bad_source_does_not_stop_the_others(instance_dirs, capsys):
+    """A stray file refuses its source, a missing export stream and a missing manifest file refuse
+    their periods: each is one line naming what is wrong, the rest is published, exit status 1."""
+    landing = instance_dirs / "landing"
+    assert run_cli(capsys, "generate", "azure", "--rows", "2000", "--months", "2", "--out", str(landing))[0] == 0
+    stray = landing / "stray"
+    stray.mkdir()
+    (stray / "export.csv").write_text("a,b\n1,2\n")
+    config = json.loads((landing / "sources.json").read_text())
+    config["sources"].append({"name": "stray", "format": "aws-cur", "location": "stray"})
+    (landing / "sources.json").write_text(json.dumps(config))
+    for folder in (landing / "azure-mca" / "amortized").glob("202402*"):
+        shutil.rmtree(folder)  # azure-mca 2024-02: the amortized export has not landed
+    missing = sorted((landing / "azure-ea" / "actual").glob("202401*/*/*.csv"))[0]
+    missing.unlink()  # azure-ea 2024-01: its manifest names a file that is not there
+
+    rc, stdout, err = run_cli(capsys, "demo", "--landing-root", str(landing),
+                              "--warehouse-root", str(instance_dirs / "warehouse"))
+    assert rc == 1
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3, err
+    assert any("stray" in e and "stray/export.csv" in e for e in errors), errors
+    assert any(e.startswith("error: azure-ea 2024-01: ") and missing.name in e for e in errors), errors
+    assert any(e.startswith("error: azure-mca 2024-02: ") and "amortized" in e for e in errors), errors
+    printed = demo_summary(stdout)
+    assert printed[("azure-ea", "2024-01")]["status"] == "FAILED"
+    assert "delivery_accepted (error)" in printed[("azure-ea", "2024-01")]["line"]
+    assert printed[("azure-mca", "2024-02")]["status"] == "FAILED"
+    assert printed[("azure-ea", "2024-02")]["status"] == "ok"
+    assert printed[("azure-mca", "2024-01")]["status"] == "ok"
+    assert not any(source == "stray" for source, _ in printed)
+    assert re.search(r"Delta tables under \S+: raw_azure_cost_details, focus_costs, focus_quarantine\n", stdout)
+
+
+def test_generate_adds_its_sources_to_sources_json(tmp_path, capsys):
+    out = tmp_path / "landing"
+    assert run_cli(capsys, "generate", "oci", "--rows", "100", "--out", str(out))[0] == 0
+    assert run_cli(capsys, "generate", "azure", "--rows", "1600", "--out", str(out))[0] == 0
+    assert run_cli(capsys, "generate", "oci", "--rows", "100", "--seed", "1", "--out", str(out))[0] == 0
+    sources = json.loads((out / "sources.json").read_text())["sources"]
+    assert [s["name"] for s in sources] == ["azure-ea", "azure-mca", "oci-cost"]
+    assert sources[0] == {"name": "azure-ea", "format": "azure-cost-details", "location": "azure-ea",
+                          "streams": ["actual", "amortized"]}
