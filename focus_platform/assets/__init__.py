@@ -64,10 +64,7 @@ def raw_exports(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
     period, source_name = partition_keys(context)
     source = landing_zone.source(source_name)
     try:
-        refused: dict = {}
-        delivery = landing_zone.deliveries(source, refused).get(period)
-        if period in refused:
-            raise refused[period]
+        delivery = landing_zone.discover(source).delivery(period)
     except DeliveryError as exc:
         yield _refused(str(exc))
         raise dg.Failure(str(exc)) from exc

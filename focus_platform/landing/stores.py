@@ -3,9 +3,10 @@
 
 Keys are relative to the root prefix, '/'-separated. ``list`` pages through the bucket listing
 (``page_size`` objects a request) and returns every object under a prefix with its size, time and
-ETag; ``read_bytes`` / ``open`` read one object (a missing one raises ``ObjectMissing``); ``uri``
-and ``storage_options`` let Polars read the object directly. A key that could escape the root
-(``..``, a leading ``/``) is refused before any request.
+ETag; ``read_bytes`` / ``open`` read one object (a missing one raises ``ObjectMissing``). A listing
+or read the store refuses (no bucket, no access, no endpoint) raises ``DeliveryError`` naming the
+URI and the store's reason; ``uri`` and ``storage_options`` let Polars read the object directly. A
+key that could escape the root (``..``, a leading ``/``) is refused before any request.
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ import io
 from datetime import timezone
 from typing import BinaryIO
 
-from focus_platform.landing.zone import LandedObject, LocalStore, ObjectMissing, check_key
+from focus_platform.landing.zone import (
+    DeliveryError,
+    LandedObject,
+    LocalStore,
+    ObjectMissing,
+    check_key,
+)
 from focus_platform.warehouse.storage import StorageConfig, scheme, split_bucket
 
 DEFAULT_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 1000  # S3's and GCS's largest listing page
 
 
 class _BucketStore:
@@ -52,6 +60,12 @@ class _BucketStore:
     def open(self, key: str) -> BinaryIO:
         return io.BytesIO(self.read_bytes(key))
 
+    def _unlisted(self, prefix: str, exc: Exception) -> DeliveryError:
+        return DeliveryError(f"{self.uri(prefix)}: cannot be listed ({str(exc).splitlines()[0]})")
+
+    def _unread(self, key: str, exc: Exception) -> DeliveryError:
+        return DeliveryError(f"{self.uri(key)}: cannot be read ({str(exc).splitlines()[0]})")
+
     def __repr__(self) -> str:  # never the credentials
         return f"{type(self).__name__}({self.root_uri!r})"
 
@@ -64,15 +78,21 @@ class S3Store(_BucketStore):
         self._client = self.config.boto3_client()
 
     def list(self, prefix: str) -> list[LandedObject]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         paginator = self._client.get_paginator("list_objects_v2")
         out = []
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._list_prefix(prefix),
-                                       PaginationConfig={"PageSize": self.page_size}):
-            for o in page.get("Contents", []):
-                if o["Key"].endswith("/"):
-                    continue  # "folder" placeholder objects
-                out.append(LandedObject(self._relative(o["Key"]), int(o["Size"]),
-                                        o["LastModified"].astimezone(timezone.utc), str(o.get("ETag", "")).strip('"')))
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=self._list_prefix(prefix),
+                                           PaginationConfig={"PageSize": self.page_size}):
+                for o in page.get("Contents", []):
+                    if o["Key"].endswith("/"):
+                        continue  # "folder" placeholder objects
+                    out.append(LandedObject(self._relative(o["Key"]), int(o["Size"]),
+                                            o["LastModified"].astimezone(timezone.utc),
+                                            str(o.get("ETag", "")).strip('"')))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unlisted(prefix, exc) from exc
         return sorted(out, key=lambda o: o.key)
 
     def stat(self, key: str) -> LandedObject | None:
@@ -88,24 +108,19 @@ class S3Store(_BucketStore):
                             str(head.get("ETag", "")).strip('"'))
 
     def read_bytes(self, key: str) -> bytes:
-        from botocore.exceptions import ClientError
-
-        try:
-            return self._client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"].read()
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                raise ObjectMissing(key) from exc
-            raise
+        return self.open(key).read()
 
     def open(self, key: str) -> BinaryIO:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return self._client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise ObjectMissing(key) from exc
-            raise
+            raise self._unread(key, exc) from exc
+        except BotoCoreError as exc:
+            raise self._unread(key, exc) from exc
 
 
 class GCSStore(_BucketStore):
@@ -117,13 +132,16 @@ class GCSStore(_BucketStore):
         self._bucket = self._client.bucket(self.bucket)
 
     def list(self, prefix: str) -> list[LandedObject]:
+        from google.api_core.exceptions import GoogleAPIError
+
         out = []
-        pages = self._client.list_blobs(self.bucket, prefix=self._list_prefix(prefix), page_size=self.page_size).pages
-        for page in pages:
-            for b in page:
-                if b.name.endswith("/"):
-                    continue
-                out.append(self._object(b))
+        try:
+            pages = self._client.list_blobs(self.bucket, prefix=self._list_prefix(prefix),
+                                            page_size=self.page_size).pages
+            for page in pages:
+                out.extend(self._object(b) for b in page if not b.name.endswith("/"))
+        except GoogleAPIError as exc:
+            raise self._unlisted(prefix, exc) from exc
         return sorted(out, key=lambda o: o.key)
 
     def _object(self, b) -> LandedObject:
@@ -135,16 +153,22 @@ class GCSStore(_BucketStore):
         return self._object(b) if b is not None else None
 
     def read_bytes(self, key: str) -> bytes:
-        from google.api_core.exceptions import NotFound
+        from google.api_core.exceptions import GoogleAPIError, NotFound
 
         try:
             return self._bucket.blob(self._full(key)).download_as_bytes()
         except NotFound as exc:
             raise ObjectMissing(key) from exc
+        except GoogleAPIError as exc:
+            raise self._unread(key, exc) from exc
 
 
 def open_store(root: str, config: StorageConfig | None = None, *, page_size: int = DEFAULT_PAGE_SIZE):
-    """The store of a landing root: a local directory, ``s3://bucket/prefix`` or ``gs://bucket/prefix``."""
+    """The store of a landing root: a local directory, ``s3://bucket/prefix`` or ``gs://bucket/prefix``
+    (``page_size``: objects per listing request, 1 to 1000)."""
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size={page_size!r}: not a whole number of objects per listing request; "
+                         f"allowed: 1 to {MAX_PAGE_SIZE}")
     kind = scheme(root)
     if kind == "":
         return LocalStore(root[len("file://"):] if root.startswith("file://") else root)

@@ -2,31 +2,74 @@
 
 A landing zone is a tree of provider deliveries under one root: a local directory by default,
 ``s3://bucket/prefix`` or ``gs://bucket/prefix`` (``landing.stores``). Each configured export source
-(name, provider format, location under the root, optional export streams) is one dynamic partition
-of the pipeline. For every source, discovery finds the deliveries per billing period and keeps the
-newest one: by manifest (AWS assemblyId / CUR 2.0 metadata / Azure export run), else by object time.
+(name, provider format, location under the root, optional export streams, optional declared billing
+currency) is one dynamic partition of the pipeline.
 
-Object keys are checked before use: a key that could name something outside its prefix (``..``)
-refuses its billing period, as does a manifest naming a missing or short object.
+``discover(store, source)`` looks at one export source and never raises for its problems: its
+``Discovery`` holds the delivery of each billing period, the periods refused (each with one sentence
+saying why and where) or why the source as a whole is refused. One source's problem never hides
+another source's deliveries, one period's problem never another period's. ``discover_deliveries``
+is the same discovery for callers that need every period: it raises the first refusal.
+
+Which delivery of a billing period counts
+-----------------------------------------
+A delivery is a manifest with the files it names, or a folder of data files without one. Its billing
+period comes from the manifest or from the innermost period folder of its path
+(``yyyymmdd-yyyymmdd``, ``BILLING_PERIOD=YYYY-MM`` or ``YYYY-MM``). Deliveries of one period are
+ordered only where the provider's layout says which supersedes which; such deliveries form one
+*series* and its newest delivery counts (manifest time, else the newest object):
+
+- legacy CUR: the period-level ``<report>/<yyyymmdd-yyyymmdd>/<report>-Manifest.json`` names the
+  current assembly (``assemblyId``); every assembly folder beside it, and the manifest copy inside
+  each, is superseded by it.
+- CUR 2.0: ``metadata/BILLING_PERIOD=YYYY-MM/<export>-Manifest.json`` is rewritten at each refresh;
+  an export that creates new files writes one manifest per execution (``executionId``) in
+  sub-folders of the period folder: the newest manifest wins.
+- Azure Cost Management exports: the runs of one export under one period folder
+  (``<yyyymmdd-yyyymmdd>/<run id>/``, with or without ``manifest.json``): the newest run wins
+  (``runInfo.submittedTime``, else object time). Generally, the run sub-folders of one period folder
+  are one series; data files directly in a period folder are another.
+
+Two deliveries of one period in different series are ambiguous: ``2023-11/`` beside
+``20231101-20231201/``, ``BILLING_PERIOD=2023-11/`` beside ``2023-11/``, the manifests of two
+reports, data directly in a period folder beside run folders in it. Nothing says which one is
+current and taking either could lose or double-count a month, so the period is refused, naming every
+copy (the published version stays); the other periods go on.
+
+A source with ``streams`` (Azure actual + amortized exports, ``<location>/<stream>/…``) has each
+stream discovered by the rules above; a period is delivered when every stream has it and their
+period folders cover the same dates (a whole month: ``yyyymm01-<last day>``,
+``yyyymm01-<first of next month>``, ``YYYY-MM`` or ``BILLING_PERIOD=YYYY-MM``). A period some stream
+lacks, or whose streams' folders cover different dates, is refused, naming each stream's folder or
+periods; the streams are never paired across periods.
+
+Refused per period: an object key that could name something outside its prefix (``..``) inside the
+period's folder, a manifest naming a missing object or an object shorter than it says, an unreadable
+manifest, ambiguous copies. Refused as a whole source: a data file or manifest outside every
+billing-period folder (a stray file at the source root) or outside every stream folder, an escaping
+key outside a period folder, a manifest without a billing period, a listing that fails.
 """
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".gz", ".jsonl", ".jsonl.gz", ".ndjson")
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
-PERIOD_FOLDER = re.compile(r"^(\d{4})(\d{2})01-\d{8}$")  # legacy CUR 20180801-20180901
+CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
+DATE_RANGE_FOLDER = re.compile(r"^(\d{4})(\d{2})(\d{2})-(\d{4})(\d{2})(\d{2})$")  # 20180801-20180901
 CUR2_PERIOD_FOLDER = re.compile(r"^BILLING_PERIOD=(\d{4})-(\d{2})$")
 MONTH_FOLDER = re.compile(r"^(\d{4})-(\d{2})$")
 AZURE_MANIFEST = "manifest.json"  # Cost Management exports v2, one per export run
+KEEPS_PUBLISHED = "refused (the published version stays)"
 
 
 class DeliveryError(ValueError):
@@ -52,15 +95,28 @@ class ExportSource:
     format: str  # aws-cur (legacy CUR and CUR 2.0 are told apart per file)
     location: str  # folder under the landing root
     streams: tuple[str, ...] = ()  # export streams that together make one delivery (location/<stream>/...)
+    billing_currency: str | None = None  # ISO 4217 code declared for exports without a currency column
 
     def __post_init__(self):
         if not SOURCE_NAME.match(self.name):
             raise ValueError(f"export source name {self.name!r}: use letters, digits, '-' and '_' only")
+        if self.location and unsafe_key(self.location):
+            raise ValueError(f"export source {self.name}: location {self.location!r} must be a folder under the "
+                             "landing root (no '..', '.' or leading '/')")
         for stream in self.streams:
             if not SOURCE_NAME.match(stream):
                 raise ValueError(f"export source {self.name}: stream {stream!r}: use letters, digits, '-' and '_' only")
         if len(set(self.streams)) != len(self.streams):
             raise ValueError(f"export source {self.name}: streams must be unique")
+        if self.billing_currency is not None and not is_currency_code(self.billing_currency):
+            raise ValueError(f"export source {self.name}: billing_currency {self.billing_currency!r} is not an "
+                             "ISO 4217 currency code (three capital letters, e.g. USD, EUR, JPY)")
+
+
+def is_currency_code(code: str) -> bool:
+    from focus_platform.spec.rules import iso_currency_codes
+
+    return bool(CURRENCY_CODE.match(code)) and code in iso_currency_codes()
 
 
 @dataclass(frozen=True)
@@ -92,6 +148,43 @@ class Delivery:
             o = self.objects[key]
             h.update(f"\n{o.key}|{o.size}|{o.etag}".encode())
         return h.hexdigest()[:16]
+
+    @property
+    def origin(self) -> str:
+        """Where it was found: its manifest, else the folder of its data files."""
+        return self.manifest or self.files[0].rsplit("/", 1)[0]
+
+
+@dataclass
+class Discovery:
+    """What discovery found under one export source: the delivery of each billing period, the
+    periods refused (each with why), or why the source as a whole is refused (then nothing else)."""
+
+    source: ExportSource
+    deliveries: dict[str, Delivery] = field(default_factory=dict)
+    refused: dict[str, DeliveryError] = field(default_factory=dict)
+    error: DeliveryError | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        """One sentence per refusal: the source's, else each refused period's."""
+        return [str(self.error)] if self.error else [str(self.refused[p]) for p in sorted(self.refused)]
+
+    def delivery(self, period: str) -> Delivery | None:
+        """The delivery of one billing period (None: nothing delivered); its refusal is raised."""
+        if self.error:
+            raise self.error
+        if period in self.refused:
+            raise self.refused[period]
+        return self.deliveries.get(period)
+
+    def every_delivery(self) -> dict[str, Delivery]:
+        """Every period's delivery; the first refusal is raised."""
+        if self.error:
+            raise self.error
+        if self.refused:
+            raise self.refused[min(self.refused)]
+        return self.deliveries
 
 
 def unsafe_key(key: str) -> str | None:
@@ -170,19 +263,63 @@ class LocalStore:
 
 
 def _period_of_folder(name: str) -> str | None:
-    for pattern in (PERIOD_FOLDER, CUR2_PERIOD_FOLDER, MONTH_FOLDER):
+    m = DATE_RANGE_FOLDER.match(name)
+    if m:
+        return f"{m.group(1)}-{m.group(2)}" if m.group(3) == "01" else None
+    for pattern in (CUR2_PERIOD_FOLDER, MONTH_FOLDER):
         m = pattern.match(name)
         if m:
             return f"{m.group(1)}-{m.group(2)}"
     return None
 
 
-def _period_of_key(key: str) -> str | None:
-    """The billing period of the innermost period folder of a key (before any '..')."""
-    parts = key.split("/")[:-1]
+def _dates_covered(name: str) -> str:
+    """What a billing-period folder covers: 'YYYY-MM' for a whole month (in any layout's spelling),
+    else the folder's own date range."""
+    m = DATE_RANGE_FOLDER.match(name)
+    if not m:
+        return _period_of_folder(name) or name
+    year, month = int(m.group(1)), int(m.group(2))
+    try:
+        end = date(int(m.group(4)), int(m.group(5)), int(m.group(6)))
+    except ValueError:
+        return name
+    last = date(year, month, calendar.monthrange(year, month)[1])
+    whole = m.group(3) == "01" and (end == last or (end - last).days == 1)
+    return f"{year:04d}-{month:02d}" if whole else name
+
+
+def _period_folder_index(parts: list[str]) -> int | None:
+    """The position of the innermost billing-period folder among a key's folders (before any '..')."""
     if ".." in parts:
         parts = parts[:parts.index("..")]
-    return next((p for p in map(_period_of_folder, reversed(parts)) if p), None)
+    return next((i for i in range(len(parts) - 1, -1, -1) if _period_of_folder(parts[i])), None)
+
+
+def _period_of_key(key: str) -> str | None:
+    """The billing period of the innermost period folder of a key."""
+    folders = key.split("/")[:-1]
+    i = _period_folder_index(folders)
+    return None if i is None else _period_of_folder(folders[i])
+
+
+def _series(delivery: Delivery) -> str:
+    """The series a delivery belongs to (module docstring): its period folder's run sub-folders are
+    one series; data directly in the period folder, or each manifest there, is a series of its own."""
+    folder, name = (delivery.manifest.rsplit("/", 1) if delivery.manifest and "/" in delivery.manifest
+                    else (delivery.origin, delivery.manifest or ""))
+    parts = folder.split("/")
+    i = _period_folder_index(parts)
+    if i is not None and i < len(parts) - 1:
+        return "/".join(parts[:i + 1]) + "/*"
+    return f"{folder}|{name}"
+
+
+def _period_folder_of(delivery: Delivery) -> str:
+    """The billing-period folder a delivery was found in (its origin when it has none)."""
+    parts = delivery.origin.split("/")
+    i = _period_folder_index(parts if delivery.manifest is None else parts[:-1])
+    return delivery.origin if i is None else "/".join(parts[:i + 1])
 
 
 def _is_data(key: str) -> bool:
@@ -201,43 +338,64 @@ def _digest(objects: list[LandedObject]) -> str:
     return "sha256-" + h.hexdigest()[:16]
 
 
-def discover_deliveries(store, source: ExportSource,
-                        refused: dict[str, DeliveryError] | None = None) -> dict[str, Delivery]:
-    """The newest delivery per billing period of one export source. With ``refused``, a refused
-    delivery refuses its billing period only (recorded there); without, it raises.
-
-    A source with ``streams`` (e.g. Azure actual + amortized cost exports) delivers a period only
-    when every stream has delivered it: the newest delivery of each stream, merged into one."""
-    if source.streams:
-        return _discover_streams(store, source, refused)
-    return _discover(store, source, refused)
+def _recency(delivery: Delivery) -> tuple[datetime, str]:
+    return delivery.delivered_at, delivery.delivery_id
 
 
-def _discover_streams(store, source: ExportSource, refused: dict[str, DeliveryError] | None) -> dict[str, Delivery]:
-    per_stream: dict[str, dict[str, Delivery]] = {}
-    refused_periods: dict[str, DeliveryError] = {}
+def _names(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery
+# ---------------------------------------------------------------------------------------------
+def discover(store, source: ExportSource) -> Discovery:
+    """The deliveries of one export source and its refusals (module docstring); never raises for a
+    problem of this source or its objects."""
+    try:
+        objects = store.list(source.location)
+        found, refused = (_discover_streams(store, source, objects) if source.streams
+                          else _discover_objects(store, source, objects))
+    except (DeliveryError, OSError) as exc:
+        where = f"{source.location}/" if source.location else "the landing root"
+        return Discovery(source, error=DeliveryError(f"export source {source.name} ({where}): {exc}; the whole "
+                                                     f"source is {KEEPS_PUBLISHED}"))
+    return Discovery(source, found, {p: DeliveryError(f"export source {source.name}, billing period {p}: {exc}", p)
+                                     for p, exc in refused.items()})
+
+
+def discover_deliveries(store, source: ExportSource) -> dict[str, Delivery]:
+    """The delivery of every billing period of one export source; the first refusal is raised."""
+    return discover(store, source).every_delivery()
+
+
+Found = tuple[dict[str, Delivery], dict[str, str]]  # deliveries and refusals (why) per billing period
+
+
+def _discover_streams(store, source: ExportSource, objects: list[LandedObject]) -> Found:
     base = source.location.strip("/")
-    for stream in source.streams:
-        sub = ExportSource(source.name, source.format, f"{base}/{stream}" if base else stream)
-        stream_refused: dict[str, DeliveryError] = {}
-        per_stream[stream] = _discover(store, sub, stream_refused if refused is not None else None)
-        for period, exc in stream_refused.items():
-            refused_periods.setdefault(period, DeliveryError(f"stream {stream}: {exc}", period))
-    periods = sorted(set().union(*per_stream.values()) | set(refused_periods))
+    prefixes = {stream: f"{base}/{stream}/" if base else f"{stream}/" for stream in source.streams}
+    stray = [o.key for o in objects if (_is_data(o.key) or _is_manifest(o.key))
+             and not any(o.key.startswith(p) for p in prefixes.values())]
+    if stray:
+        raise DeliveryError(f"{stray[0]} is outside the export streams' folders ({', '.join(prefixes.values())}): "
+                            "a stray file (move it into its stream's folder or remove it)")
+    per_stream: dict[str, dict[str, Delivery]] = {}
+    refused: dict[str, str] = {}
+    for stream, prefix in prefixes.items():
+        sub = ExportSource(source.name, source.format, prefix.rstrip("/"))
+        try:
+            per_stream[stream], stream_refused = _discover_objects(
+                store, sub, [o for o in objects if o.key.startswith(prefix)])
+        except DeliveryError as exc:
+            raise DeliveryError(f"stream {stream}: {exc}") from exc
+        for period, why in stream_refused.items():
+            refused.setdefault(period, f"stream {stream}: {why}")
     out: dict[str, Delivery] = {}
-    for period in periods:
-        if period in refused_periods:
-            continue
-        missing = [s for s in source.streams if period not in per_stream[s]]
-        if missing:
-            present = [s for s in source.streams if s not in missing]
-            exc = DeliveryError(
-                f"source {source.name}: billing period {period} has the {', '.join(present)} export but not the "
-                f"{', '.join(missing)} export ({source.location}/{missing[0]}/…): a delivery needs every stream "
-                f"({', '.join(source.streams)}); refused until it lands (the published version stays)", period)
-            if refused is None:
-                raise exc
-            refused_periods[period] = exc
+    for period in sorted(set().union(*per_stream.values()) - set(refused)):
+        why = _unpaired(source, period, per_stream, prefixes)
+        if why:
+            refused[period] = why
             continue
         parts = [per_stream[s][period] for s in source.streams]
         out[period] = Delivery(
@@ -247,14 +405,28 @@ def _discover_streams(store, source: ExportSource, refused: dict[str, DeliveryEr
             [c for d in parts for c in d.manifest_columns],
             {k: o for d in parts for k, o in d.objects.items()},
             {f: s for s, d in zip(source.streams, parts) for f in d.files})
-    if refused is not None:
-        refused.update(refused_periods)
-    return out
+    return out, refused
 
 
-def _discover(store, source: ExportSource, refused: dict[str, DeliveryError] | None) -> dict[str, Delivery]:
-    listed = store.list(source.location)
-    refused_periods: dict[str, DeliveryError] = {}
+def _unpaired(source: ExportSource, period: str, per_stream: dict[str, dict[str, Delivery]],
+              prefixes: dict[str, str]) -> str | None:
+    """Why the streams' deliveries of a period cannot make one delivery (None: they can)."""
+    missing = [s for s in source.streams if period not in per_stream[s]]
+    if missing:
+        present = [f"the {s} export ({_period_folder_of(per_stream[s][period])})"
+                   for s in source.streams if s not in missing]
+        holds = [f"{prefixes[s]} holds {', '.join(sorted(per_stream[s])) or 'no billing period'}" for s in missing]
+        return (f"{_names(present)} delivered it but not the {', '.join(missing)} export ({'; '.join(holds)}): "
+                f"a delivery needs every stream ({', '.join(source.streams)}); {KEEPS_PUBLISHED} until it lands")
+    folders = {s: _period_folder_of(per_stream[s][period]) for s in source.streams}
+    if len({_dates_covered(f.rsplit("/", 1)[-1]) for f in folders.values()}) > 1:
+        return (f"the streams' folders cover different dates ({_names([f'{s}: {f}' for s, f in folders.items()])}): "
+                f"not paired; {KEEPS_PUBLISHED}")
+    return None
+
+
+def _discover_objects(store, source: ExportSource, listed: list[LandedObject]) -> Found:
+    refused: dict[str, str] = {}
     objects = []
     for o in listed:
         why = unsafe_key(o.key)
@@ -262,47 +434,59 @@ def _discover(store, source: ExportSource, refused: dict[str, DeliveryError] | N
             objects.append(o)
             continue
         period = _period_of_key(o.key)
-        exc = DeliveryError(f"source {source.name}: {why}: the delivery is refused (the published version stays)",
-                            period)
-        if refused is None or period is None:
-            raise exc
-        refused_periods[period] = exc
-    manifests = [o for o in objects if _is_manifest(o.key)]
-    by_period: dict[str, list[Delivery]] = {}
+        if period is None:
+            raise DeliveryError(why)
+        refused.setdefault(period, f"{why}: the delivery is {KEEPS_PUBLISHED}")
+    candidates: dict[str, list[Delivery]] = {}
     manifest_folders = set()
-    for m in manifests:
+    for m in (o for o in objects if _is_manifest(o.key)):
         try:
-            delivery = _from_manifest(store, source, m, objects)
+            delivery = _manifest_delivery(store, source, m, objects)
         except DeliveryError as exc:
-            if refused is None or exc.period is None:
+            if exc.period is None:
                 raise
-            refused_periods[exc.period] = exc
+            refused.setdefault(exc.period, str(exc))
             manifest_folders.add(m.key.rsplit("/", 1)[0])
             continue
         if delivery is None:
             continue
         manifest_folders.add(m.key.rsplit("/", 1)[0])
-        by_period.setdefault(delivery.billing_period, []).append(delivery)
+        candidates.setdefault(delivery.billing_period, []).append(delivery)
     # Data without a manifest: each folder of data files is one delivery, its period from the path
     folders: dict[str, list[LandedObject]] = {}
     for o in objects:
         if _is_data(o.key):
-            folders.setdefault(o.key.rsplit("/", 1)[0], []).append(o)
+            folders.setdefault(o.key.rsplit("/", 1)[0] if "/" in o.key else "", []).append(o)
     for folder, files in folders.items():
         if _covered_by_manifest(folder, manifest_folders):
             continue
         period = _period_of_key(folder + "/x")
         if period is None:
             raise DeliveryError(
-                f"source {source.name}: files in {folder!r} are not in a billing-period folder "
-                f"(yyyymmdd-yyyymmdd, BILLING_PERIOD=YYYY-MM or YYYY-MM)")
-        by_period.setdefault(period, []).append(Delivery(
+                f"{files[0].key} is not in a billing-period folder (yyyymmdd-yyyymmdd, BILLING_PERIOD=YYYY-MM or "
+                "YYYY-MM): a stray file (move it into its period's folder or remove it)")
+        candidates.setdefault(period, []).append(Delivery(
             source.name, period, _digest(files), [f.key for f in files],
             max(f.modified for f in files), objects={f.key: f for f in files}))
-    if refused is not None:
-        refused.update(refused_periods)
-    return {p: max(ds, key=lambda d: (d.delivered_at, d.delivery_id)) for p, ds in sorted(by_period.items())
-            if p not in refused_periods}
+    found = {}
+    for period, deliveries in sorted(candidates.items()):
+        if period in refused:
+            continue
+        newest = _newest_of_each_series(deliveries)
+        if len(newest) > 1:
+            refused[period] = (f"delivered {len(newest)} times, in {_names(sorted(d.origin for d in newest))}, and "
+                               "no manifest or run order says which one is current: ambiguous, "
+                               f"{KEEPS_PUBLISHED}; remove the copies that are not current")
+        else:
+            found[period] = newest[0]
+    return found, refused
+
+
+def _newest_of_each_series(deliveries: list[Delivery]) -> list[Delivery]:
+    series: dict[str, list[Delivery]] = {}
+    for d in deliveries:
+        series.setdefault(_series(d), []).append(d)
+    return [max(ds, key=_recency) for ds in series.values()]
 
 
 def _covered_by_manifest(folder: str, manifest_folders: set[str]) -> bool:
@@ -328,6 +512,19 @@ def _parse_time(text: object) -> datetime | None:
     except ValueError:
         return None
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _manifest_delivery(store, source: ExportSource, obj: LandedObject,
+                       objects: list[LandedObject]) -> Delivery | None:
+    """The delivery a manifest describes; a manifest of unexpected shape (a field of another type,
+    a count that is not a number) refuses its period like any other bad manifest."""
+    try:
+        return _from_manifest(store, source, obj, objects)
+    except DeliveryError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise DeliveryError(f"manifest {obj.key}: unexpected content ({type(exc).__name__}: {exc}); the delivery is "
+                            f"{KEEPS_PUBLISHED}", _period_of_key(obj.key)) from exc
 
 
 def _from_manifest(store, source: ExportSource, obj: LandedObject,
@@ -370,7 +567,7 @@ def _from_manifest(store, source: ExportSource, obj: LandedObject,
         columns = []
         if manifest.get("blobCount") is not None and int(manifest["blobCount"]) != len(blobs):
             raise DeliveryError(f"manifest {obj.key}: blobCount {manifest['blobCount']} but {len(blobs)} blobs listed: "
-                                "a partial export run; refused (the published version stays)", period)
+                                f"a partial export run; {KEEPS_PUBLISHED}", period)
     else:
         raise DeliveryError(f"manifest {obj.key}: neither a CUR (assemblyId), a CUR 2.0 (dataFiles) nor an "
                             "Azure export (blobs) manifest", _period_of_key(obj.key))
@@ -386,7 +583,7 @@ def _from_manifest(store, source: ExportSource, obj: LandedObject,
         if name in sizes and by_key[key].size != sizes[name]:
             raise DeliveryError(
                 f"manifest {obj.key}: {key} has {by_key[key].size} bytes, the manifest says {sizes[name]}: "
-                "the object is partial (still being written?); the delivery is refused (the published version stays)",
+                f"the object is partial (still being written?); the delivery is {KEEPS_PUBLISHED}",
                 period)
     return Delivery(source.name, period, delivery_id, files, delivered_at, obj.key, columns,
                     {k: by_key[k] for k in [*files, obj.key]})
@@ -406,4 +603,4 @@ def _resolve(report_key: str, location: str, keys: set[str], manifest_key: str) 
             if candidate in keys:
                 return candidate
     raise DeliveryError(f"manifest {manifest_key}: data file {report_key!r} is not in the landing zone; "
-                        f"the delivery is refused (the previously published version stays)")
+                        f"the delivery is {KEEPS_PUBLISHED}")

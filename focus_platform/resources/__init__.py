@@ -7,13 +7,17 @@ providers' own chains apply (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
 not display. S3-compatible endpoints: ``endpoint_url`` or ``AWS_ENDPOINT_URL`` (+ ``AWS_ALLOW_HTTP``).
 """
 
-import os
-
 import dagster as dg
 
-from focus_platform.landing.config import default_landing_root, load_sources
+from focus_platform.landing.config import (
+    checked_root,
+    default_landing_root,
+    load_sources,
+    root_setting,
+    share_setting,
+)
 from focus_platform.landing.stores import DEFAULT_PAGE_SIZE, open_store
-from focus_platform.landing.zone import Delivery, ExportSource, discover_deliveries
+from focus_platform.landing.zone import Delivery, Discovery, ExportSource, discover
 from focus_platform.warehouse.delta import DEFAULT_ROOT, Warehouse
 from focus_platform.warehouse.restatements import DEFAULT_MAX_DROP_SHARE
 from focus_platform.warehouse.storage import StorageConfig
@@ -47,7 +51,7 @@ class LandingZoneResource(_StorageFields):
     page_size: int = DEFAULT_PAGE_SIZE  # objects per listing request
 
     def resolved_root(self) -> str:
-        return self.root or default_landing_root()
+        return checked_root("landing_zone root", self.root) if self.root else default_landing_root()
 
     def store(self):
         return open_store(self.resolved_root(), self.storage_config(), page_size=self.page_size)
@@ -62,8 +66,19 @@ class LandingZoneResource(_StorageFields):
                 return s
         raise dg.Failure(f"export source {name!r} is not configured in {self.resolved_root()}")
 
-    def deliveries(self, source: ExportSource, refused: dict | None = None) -> dict[str, Delivery]:
-        return discover_deliveries(self.store(), source, refused)
+    def discover(self, source: ExportSource) -> Discovery:
+        """One source's deliveries and refusals (never raised for its problems)."""
+        return discover(self.store(), source)
+
+    def discover_all(self) -> list[Discovery]:
+        """Every configured source's deliveries and refusals, in configuration order: one source's
+        problem is its own ``Discovery.error`` / ``refused``, never raised, never hiding the others."""
+        store = self.store()
+        return [discover(store, s) for s in self.sources()]
+
+    def deliveries(self, source: ExportSource) -> dict[str, Delivery]:
+        """Every period's delivery of one source; its first refusal is raised."""
+        return self.discover(source).every_delivery()
 
     def invoice_lookup(self):
         """``has_invoice(billing_account, period)``: an invoice file under
@@ -88,13 +103,16 @@ class WarehouseResource(_StorageFields):
     max_drop_share: float = DEFAULT_MAX_DROP_SHARE
 
     def warehouse(self) -> Warehouse:
-        return Warehouse(self.root or None, config=self.storage_config())
+        root = checked_root("warehouse root", self.root) if self.root else root_setting("FOCUS_WAREHOUSE_ROOT",
+                                                                                       DEFAULT_ROOT)
+        return Warehouse(root, config=self.storage_config())
 
 
 def default_resources() -> dict[str, object]:
+    """The resources from the environment, each setting checked (``landing.config``: a ``SettingError``
+    names the variable, its value and what is allowed)."""
     return {
-        "landing_zone": LandingZoneResource(root=dg.EnvVar("FOCUS_LANDING_ROOT").get_value(default_landing_root())),
-        "warehouse": WarehouseResource(root=dg.EnvVar("FOCUS_WAREHOUSE_ROOT").get_value(DEFAULT_ROOT),
-                                       max_drop_share=float(os.environ.get("FOCUS_MAX_DROP_SHARE")
-                                                            or DEFAULT_MAX_DROP_SHARE)),
+        "landing_zone": LandingZoneResource(root=default_landing_root()),
+        "warehouse": WarehouseResource(root=root_setting("FOCUS_WAREHOUSE_ROOT", DEFAULT_ROOT),
+                                       max_drop_share=share_setting("FOCUS_MAX_DROP_SHARE", DEFAULT_MAX_DROP_SHARE)),
     }

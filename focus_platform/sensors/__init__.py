@@ -3,9 +3,11 @@
 - ``delivery_sensor``: configured export sources become dynamic partitions; a new or changed
   delivery (new assemblyId / CUR 2.0 execution / Azure export run, or an object of it rewritten:
   other ETag or size) runs ``raw_exports`` + ``focus_costs`` for exactly its (period, source)
-  partition. Cursor: ``{"source|period": "delivery_id|fingerprint"}``. A refused delivery (escaping
-  key, manifest naming a missing object, a stream missing) is reported and leaves the cursor of
-  its partition as it was, so it is looked at again on every tick until fixed.
+  partition. Cursor: ``{"source|period": "delivery_id|fingerprint"}``. A refused period (ambiguous
+  copies, escaping key, manifest naming a missing object, a stream missing) or a refused source (a
+  stray file, a listing that fails) is reported in the log and the skip reason and leaves its
+  cursor entries as they were, so it is looked at again on every tick until fixed; the other
+  periods and sources run as usual (``LandingZoneResource.discover_all``).
 - ``invoice_sensor``: a new or changed file under ``<landing root>/invoices/<billing account>/``
   (invoices, credit memos landing after month close) rebuilds the ``invoices`` table and re-runs
   ``focus_costs`` for the periods it applies to (period status): an invoice its own billing period,
@@ -53,26 +55,20 @@ DELIVERY_ASSETS = [raw_exports, focus_costs]
 def delivery_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZoneResource):
     """New export sources become partitions; a new or changed delivery runs exactly its partition."""
     seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    sources = landing_zone.sources()
+    discoveries = landing_zone.discover_all()
     known = set(context.instance.get_dynamic_partitions(EXPORT_SOURCE))
-    new_sources = [s.name for s in sources if s.name not in known]
+    new_sources = [d.source.name for d in discoveries if d.source.name not in known]
     requests, problems = [], []
-    for source in sources:
-        try:
-            refused: dict = {}
-            deliveries = landing_zone.deliveries(source, refused)
-            problems.extend(str(e) for e in refused.values())
-        except (DeliveryError, OSError) as exc:  # the whole source unreadable this tick: cursor unchanged
-            problems.append(f"{source.name}: {exc}")
-            continue
-        for period, delivery in deliveries.items():
-            key = f"{source.name}|{period}"
+    for found in discoveries:  # a refused period or source keeps its cursor entries as they were
+        problems.extend(found.problems)
+        for period, delivery in found.deliveries.items():
+            key = f"{found.source.name}|{period}"
             value = f"{delivery.delivery_id}|{delivery.fingerprint}"
             if seen.get(key) == delivery.delivery_id:  # a cursor of the earlier format: same delivery
                 seen[key] = value
             if seen.get(key) != value:
                 requests.append(dg.RunRequest(run_key=f"{key}|{delivery.delivery_id}|{delivery.fingerprint}",
-                                              partition_key=partition_key(period, source.name),
+                                              partition_key=partition_key(period, found.source.name),
                                               tags={"focus/trigger": "delivery",
                                                     "focus/delivery": delivery.delivery_id[:60]}))
                 seen[key] = value
@@ -82,9 +78,14 @@ def delivery_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZo
         run_requests=requests, cursor=json.dumps(seen, sort_keys=True),
         dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(EXPORT_SOURCE, new_sources)] if new_sources else [],
         skip_reason=None if requests or new_sources else
-        dg.SkipReason("no new or changed deliveries" + (f"; {len(problems)} refused: " + " | ".join(problems)[:500]
+        dg.SkipReason("no new or changed deliveries" + (f"; {len(problems)} refused: " + _summary(problems)
                                                          if problems else "")),
     )
+
+
+def _summary(problems: list[str], each: int = 400, total: int = 4000) -> str:
+    """The refusals in a skip reason: every one named (each cut to ``each`` characters; the log has them whole)."""
+    return " | ".join(p if len(p) <= each else p[:each - 1] + "…" for p in problems)[:total]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -96,8 +96,14 @@ def raw_state(raw_totals: pl.DataFrame, deliveries: list[str], version: int | No
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GuardPolicy:
-    max_drop_share: float = DEFAULT_MAX_DROP_SHARE
+    max_drop_share: float = DEFAULT_MAX_DROP_SHARE  # 0 to 1
     force: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.max_drop_share, bool) or not isinstance(self.max_drop_share, int | float) \
+                or not 0 <= self.max_drop_share <= 1:
+            raise ValueError(f"max_drop_share={self.max_drop_share!r}: not a number from 0 to 1; allowed: 0 to 1 "
+                             "(the share of a published partition's rows or billed total a re-delivery may drop)")
 
 
 @dataclass

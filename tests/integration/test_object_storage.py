@@ -21,7 +21,12 @@ from focus_platform import cli
 from focus_platform.assets import ASSETS
 from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
 from focus_platform.landing.stores import GCSStore, S3Store, open_store
-from focus_platform.landing.zone import DeliveryError, ExportSource, ObjectMissing, discover_deliveries
+from focus_platform.landing.zone import (
+    DeliveryError,
+    ExportSource,
+    ObjectMissing,
+    discover_deliveries,
+)
 from focus_platform.pipeline import FOCUS_TABLE, ingest_delivery, publish_focus
 from focus_platform.resources import LandingZoneResource, WarehouseResource
 from focus_platform.sensors import delivery_sensor
@@ -228,12 +233,12 @@ def test_gcs_landing_zone_on_the_emulator(gcs, cur, h, landing):
     zone = LandingZoneResource(root=f"gs://{bucket}/zone", page_size=2)
     source = zone.source("aws-g")
     assert source == ExportSource("aws-g", "aws-cur", "cur")
-    refused: dict = {}
-    deliveries = zone.deliveries(source, refused)
+    found = zone.discover(source)
+    deliveries = found.deliveries
     assert sorted(deliveries) == ["2023-10", h.PERIOD]
     assert deliveries[h.PERIOD].delivery_id == assembly and len(deliveries[h.PERIOD].files) == 2
     assert len(deliveries["2023-10"].files) == 3
-    assert refused == {}
+    assert found.refused == {} and found.error is None
     tick = delivery_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(),
                                                    resources={"landing_zone": zone}))
     assert sorted(r.partition_key for r in tick.run_requests) == sorted(

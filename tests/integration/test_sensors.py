@@ -12,11 +12,16 @@ import time
 import dagster as dg
 import pytest
 
-from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
-from focus_platform.landing.zone import DeliveryError, ExportSource, discover_deliveries
-from focus_platform.resources import LandingZoneResource, WarehouseResource
 from focus_platform.assets import focus_costs
+from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
 from focus_platform.assets.reconciliation import invoices_asset
+from focus_platform.landing.zone import (
+    DeliveryError,
+    ExportSource,
+    discover,
+    discover_deliveries,
+)
+from focus_platform.resources import LandingZoneResource, WarehouseResource
 from focus_platform.sensors import delivery_sensor, invoice_sensor
 
 INVOICE_HEADER = "invoice_id,issuer,billing_account_id,billing_period,currency,total,tax,credits,issued_date," \
@@ -209,8 +214,8 @@ def test_two_export_streams_make_one_delivery(landing):
     # November: only the actual-cost export so far
     _azure_run(landing, "actual", "20231101-20231130", "run-a3", "2023-11-20T06:00:00Z", {"part_0_0001.csv": b"x\n4\n"})
 
-    refused: dict = {}
-    deliveries = discover_deliveries(zone.store(), source, refused)
+    found = discover(zone.store(), source)
+    deliveries, refused = found.deliveries, found.refused
     assert list(deliveries) == ["2023-10"]
     oct_ = deliveries["2023-10"]
     assert oct_.delivery_id.startswith("actual:run-a2+amortized:sha256-")
@@ -236,8 +241,7 @@ def test_two_export_streams_make_one_delivery(landing):
     # an export run whose blob is shorter than its manifest says: partial, refused for that period
     _azure_run(landing, "amortized", "20231101-20231130", "run-m3", "2023-11-21T07:00:00Z",
                {"part_0_0001.csv": b"y\n3\n"}, byte_counts={"part_0_0001.csv": 999})
-    refused = {}
-    assert "2023-11" not in discover_deliveries(zone.store(), source, refused)
+    refused = discover(zone.store(), source).refused
     assert "partial" in str(refused["2023-11"]) and "999" in str(refused["2023-11"])
     requests, cursor2, skip = tick(delivery_sensor, instance, {"landing_zone": zone}, cursor)
     assert requests == [] and cursor2 == cursor and "1 refused" in skip
