@@ -10,16 +10,17 @@ the settings read from the environment.
 ```
 
 Per source: ``name`` (letters, digits, '-', '_'; unique) and ``format`` (a registered format) are
-required; ``location`` is the folder under the landing root (default: the name); ``streams``: export
-streams that together make one delivery, in folders ``<location>/<stream>/``; ``billing_currency``:
-the ISO 4217 code the source bills in (``spec/iso4217.txt``), declared for exports that carry no
-currency column; the pipeline passes it to ``Lineage.billing_currency``, used only where a row has
-no currency and recorded per row. Any other key is refused (a misspelt key would otherwise be
-ignored silently).
+required; ``location`` is the folder under the landing root (default: the name; no two sources'
+folders overlap, so no object is read by two sources); ``streams``: export streams that together
+make one delivery, in folders ``<location>/<stream>/``; ``billing_currency``: the ISO 4217 code the
+source bills in (``spec/iso4217.txt``), declared for exports that carry no currency column; the
+pipeline passes it to ``Lineage.billing_currency``, used only where a row has no currency and
+recorded per row. Any other key is refused (a misspelt key would otherwise be ignored silently).
 
 Every problem is one ``SourcesFileError`` sentence naming the file and the entry
 (``sources[2] (azure-ea)``): not valid JSON (with line and column), a missing or mistyped key, an
-unknown format, an invalid name, location, stream or currency, a name used twice.
+unknown format, an invalid name, location, stream or currency, a name used twice, overlapping
+locations.
 
 Settings (``SettingError`` names the variable, its value and what is allowed):
 ``FOCUS_LANDING_ROOT`` / ``FOCUS_WAREHOUSE_ROOT``: a folder, ``s3://bucket/prefix`` or
@@ -107,7 +108,19 @@ def load_sources(root: str, sources_file: str | None = None, store=None) -> list
             raise SourcesFileError(f"{label}: sources[{i}]: export source name {s.name!r} is already used by "
                                    f"sources[{seen[s.name]}]; names must be unique")
         seen[s.name] = i
+        for j, other in enumerate(sources[:i]):
+            if _overlap(s.location, other.location):
+                raise SourcesFileError(
+                    f"{label}: sources[{i}] ({s.name}): location {s.location!r} overlaps the location "
+                    f"{other.location!r} of sources[{j}] ({other.name}): their objects would be read by both "
+                    "sources (counted twice); give each source a folder of its own")
     return sources
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether one location is the other or holds it (the landing root, '', holds every location)."""
+    a, b = a.strip("/"), b.strip("/")
+    return a == b or not a or not b or b.startswith(a + "/") or a.startswith(b + "/")
 
 
 def _read_sources_file(root: str, sources_file: str | None, store) -> tuple[str, bytes]:

@@ -363,6 +363,13 @@ BAD_SOURCES = {
                           "landing root (no '..', '.' or leading '/')"),
     "duplicate name": ('{"sources": [{"name": "a", "format": "aws-cur"}, {"name": "a", "format": "focus"}]}',
                        "sources[1]: export source name 'a' is already used by sources[0]; names must be unique"),
+    "nested location": ('{"sources": [{"name": "a", "format": "aws-cur", "location": "azure"}, '
+                        '{"name": "b", "format": "aws-cur", "location": "azure/ea"}]}',
+                        "sources[1] (b): location 'azure/ea' overlaps the location 'azure' of sources[0] (a): their "
+                        "objects would be read by both sources (counted twice); give each source a folder of its own"),
+    "same location": ('{"sources": [{"name": "a", "format": "aws-cur"}, '
+                      '{"name": "b", "format": "focus", "location": "a"}]}',
+                      "sources[1] (b): location 'a' overlaps the location 'a' of sources[0] (a)"),
 }
 
 
