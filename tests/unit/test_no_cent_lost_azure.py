@@ -260,10 +260,11 @@ def test_actual_and_amortized_files_of_different_periods_are_refused(tmp_path):
     problems = c.totals.select("x_BillingPeriod", "problem").unique().sort("x_BillingPeriod").rows()
     assert [period for period, _ in problems] == ["2023-09", "2023-10"]
     september, october = (message for _, message in problems)
-    assert september.startswith("Azure cost details: billing account 8611537, period 2023-09: only amortized-cost rows "
-                                f"({amortized})") and f"actual-cost rows are for period(s) 2023-10 ({actual})" in september
-    assert october.startswith("Azure cost details: billing account 8611537, period 2023-10: only actual-cost rows "
-                              f"({actual})") and f"amortized-cost rows are for period(s) 2023-09 ({amortized})" in october
+    prefix = "Azure cost details: billing account 8611537, period"
+    assert september.startswith(f"{prefix} 2023-09: only amortized-cost rows ({amortized})")
+    assert f"actual-cost rows are for period(s) 2023-10 ({actual})" in september
+    assert october.startswith(f"{prefix} 2023-10: only actual-cost rows ({actual})")
+    assert f"amortized-cost rows are for period(s) 2023-09 ({amortized})" in october
     with pytest.raises(SourceFormatError, match=r"period 2023-09: only amortized-cost rows.*period 2023-10: only "
                                                 r"actual-cost rows"):
         convert_files([str(actual), str(amortized)], str(tmp_path / "out.parquet"))
@@ -273,7 +274,8 @@ def test_files_of_one_delivery_stating_different_periods_are_refused(tmp_path):
     """In a delivery every row's x_BillingPeriod is the delivery's: the periods the rows state tell
     the actual file of October from the amortized file of September."""
     actual = _moved_a_month(AZURE / "ftk_EA_ActualCost_Small.csv", tmp_path / "ftk_EA_ActualCost_October.csv")
-    c = Converted([actual, AZURE / "ftk_EA_AmortizedCost_Small.csv"], lineage=replace(LINEAGE, billing_period="2023-09"))
+    delivery = replace(LINEAGE, billing_period="2023-09")
+    c = Converted([actual, AZURE / "ftk_EA_AmortizedCost_Small.csv"], lineage=delivery)
     assert c.totals.height == 1
     problem = c.totals["problem"][0]
     assert "period 2023-09: only amortized-cost rows" in problem and "period 2023-10: only actual-cost rows" in problem

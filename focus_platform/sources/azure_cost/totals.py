@@ -71,7 +71,8 @@ def billed_basis(col: Cols) -> pl.Expr:
     """A raw row's share of the invoice basis (over rows carrying their period's ``MODE``)."""
     cost, zero = col("CostInBillingCurrency"), pl.lit(0, MONEY)
     ct, pm = charge_type(col), pricing_model(col("PricingModel"))
-    billed_through_purchase = (((ct == "Usage") & pm.is_in(COMMITMENT_MODELS)) | ct.is_in(UNUSED_TYPES)).fill_null(False)
+    covered_usage = (ct == "Usage") & pm.is_in(COMMITMENT_MODELS)
+    billed_through_purchase = (covered_usage | ct.is_in(UNUSED_TYPES)).fill_null(False)
     return (pl.when(pl.col(MODE) == AMORTIZED_ONLY).then(pl.when(billed_through_purchase).then(zero).otherwise(cost))
             .when(pl.col("x_CostDataset") == ACTUAL).then(cost).otherwise(zero))
 
