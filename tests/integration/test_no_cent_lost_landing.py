@@ -15,6 +15,7 @@ import time
 import dagster as dg
 import pytest
 
+from focus_platform.assets import ASSETS
 from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
 from focus_platform.landing.config import SettingError, SourcesFileError, load_sources
 from focus_platform.landing.stores import open_store
@@ -440,3 +441,32 @@ def test_resource_fields_are_checked_where_they_are_used(tmp_path):
         with pytest.raises(ValueError, match=rf"^max_drop_share={share!r}: not a number from 0 to 1; allowed: 0 to 1"):
             GuardPolicy(share)
     assert GuardPolicy(0).max_drop_share == 0 and GuardPolicy(1.0).max_drop_share == 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Through Dagster: an ambiguous period fails its run with the refusal; the other period publishes
+# ---------------------------------------------------------------------------------------------
+def test_raw_exports_refuses_an_ambiguous_period_and_publishes_the_other(landing, cur, h, tmp_path):
+    landing.add_source("aws-a")
+    landing.plain_delivery("aws-a", "2023-10", {"october.csv": cur.subset([0, 1]).csv_bytes()})
+    landing.plain_delivery("aws-a", "2023-11", {"november.csv": cur.subset([2, 3]).csv_bytes()})
+    write_tree(landing.root, {f"aws-a/{NOV}/november.csv": cur.subset([2, 3]).csv_bytes()})  # the same month again
+    resources = {"landing_zone": LandingZoneResource(root=str(landing.root)),
+                 "warehouse": WarehouseResource(root=str(tmp_path / "warehouse"))}
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(EXPORT_SOURCE, ["aws-a"])
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+    def run(period):
+        return dg.materialize(ASSETS, partition_key=partition_key(period, "aws-a"), instance=instance,
+                              resources=resources, raise_on_error=False, run_config=quiet)
+
+    assert run("2023-10").success
+    november = run("2023-11")
+    assert not november.success
+    checks = [e.event_specific_data for e in november.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert [(c.check_name, c.passed) for c in checks] == [("delivery_accepted", False)]
+    assert checks[0].metadata["refused"].value == ambiguous("aws-a", "2023-11", ["aws-a/2023-11", f"aws-a/{NOV}"])
+    published = resources["warehouse"].warehouse().scan(h.FOCUS_TABLE).collect()
+    assert set(published["x_BillingPeriod"]) == {"2023-10"}
+    assert h.billed_by_currency(published) == cur.invoice_basis([0, 1])
