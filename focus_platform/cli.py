@@ -31,7 +31,6 @@ telemetry:
 """
 WORKSPACE_YAML = Path(__file__).resolve().parent.parent / "workspace.yaml"  # in a checkout (pip install -e)
 DEFINITIONS_MODULE = "focus_platform.definitions"
-RAW_ASSET, FOCUS_ASSET = "raw_exports", "focus_costs"
 REFUSED = "refused"  # metadata of the failed delivery_accepted check: why the delivery was refused
 
 
@@ -78,7 +77,7 @@ class PartitionOutcome:
     quarantined: int = 0
     totals: dict[str, dict[str, str]] = field(default_factory=dict)  # currency -> BilledCost / EffectiveCost
     checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (name, passed, severity)
-    changes: dict[str, dict] = field(default_factory=dict)  # asset -> its ``change`` metadata
+    changes: dict[str, dict] = field(default_factory=dict)  # asset -> its ``change`` metadata, in run order
     reason: str = ""  # why the run failed
 
     @property
@@ -98,7 +97,9 @@ class PartitionOutcome:
         return f"{passed}/{len(self.checks)} passed" + (f"; failed: {', '.join(failed)}" if failed else "")
 
 
-def partition_outcome(source: str, period: str, result, focus_table: str, quarantine_table: str) -> PartitionOutcome:
+def partition_outcome(source: str, period: str, result) -> PartitionOutcome:
+    from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE
+
     outcome = PartitionOutcome(source, period, result.success)
     for event in result.get_asset_materialization_events():
         materialization = event.event_specific_data.materialization
@@ -106,10 +107,10 @@ def partition_outcome(source: str, period: str, result, focus_table: str, quaran
         metadata = {k: v.value for k, v in materialization.metadata.items()}
         if "change" in metadata:
             outcome.changes[asset] = metadata["change"]
-        if asset == focus_table:
+        if asset == FOCUS_TABLE:
             outcome.focus_rows = metadata.get("dagster/row_count", 0)
             outcome.totals = metadata.get("totals_by_currency", {})
-        elif asset == quarantine_table:
+        elif asset == QUARANTINE_TABLE:
             outcome.quarantined = metadata.get("dagster/row_count", 0)
     evaluations = [e.event_specific_data for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
     outcome.checks = [(e.check_name, e.passed, e.severity.value) for e in evaluations]
@@ -185,7 +186,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for source, period in tqdm(work, desc="materializing partitions", unit="partition", file=sys.stderr):
         result = job.execute_in_process(instance=instance, partition_key=partition_key(period, source), tags=tags,
                                         raise_on_error=False, run_config=quiet_run(args.debug))
-        outcomes.append(partition_outcome(source, period, result, FOCUS_TABLE, QUARANTINE_TABLE))
+        outcomes.append(partition_outcome(source, period, result))
         if args.debug and not result.success:
             print(debug_details(result), file=sys.stderr)
     tables = [t for t in (*RAW_TABLES, FOCUS_TABLE, QUARANTINE_TABLE) if warehouse.exists(t)]
@@ -207,9 +208,9 @@ def print_demo_summary(outcomes: list[PartitionOutcome], warehouse_root: str, ta
                   f"{o.focus_rows if first else '':>11}{o.quarantined if first else '':>12}  "
                   f"{t.get('BilledCost', '-') + ' ' + currency:>22}  {t.get('EffectiveCost', '-') + ' ' + currency:>22}"
                   f"  {o.checks_text() if first else ''}")
-        changed = {asset: change_lines(o.changes[asset]) for asset in (RAW_ASSET, FOCUS_ASSET) if asset in o.changes}
-        if len(changed) == 2 and changed[RAW_ASSET] == changed[FOCUS_ASSET]:
-            changed = {f"{RAW_ASSET} and {FOCUS_ASSET}": changed[RAW_ASSET]}
+        changed = {asset: change_lines(change) for asset, change in o.changes.items()}
+        if len(changed) > 1 and len({tuple(lines) for lines in changed.values()}) == 1:  # the same change
+            changed = {" and ".join(changed): next(iter(changed.values()))}
         for assets, lines in changed.items():
             for i, line in enumerate(lines):
                 print(f"{'':<33}{assets + ': ' if i == 0 else ''}{line}")
@@ -236,11 +237,11 @@ def change_lines(change: dict) -> list[str]:
     return lines
 
 
-def share_change(before, after) -> str:
+def share_change(before: int | str | None, after: int | str) -> str:
     """`` (-23.1 %)``: the relative change, or nothing when there was nothing before."""
-    if before is None or Decimal(str(before)) == 0:
+    if before is None or Decimal(before) == 0:
         return ""
-    return f" ({(Decimal(str(after)) - Decimal(str(before))) / abs(Decimal(str(before))) * 100:+.1f} %)"
+    return f" ({(Decimal(after) - Decimal(before)) / abs(Decimal(before)) * 100:+.1f} %)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,6 +317,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     bar.close()
     print(f"wrote {summary.rows:,} rows in {len(summary.data_files)} files under {args.out} "
           f"(expected totals: {summary.expected_totals_path}; invoices: {len(summary.invoice_files)} files)")
+    print(f"run the pipeline on it: focus-platform demo --landing-root {Path(args.out).resolve()}")
     return 0
 
 
