@@ -28,9 +28,9 @@ from focus_platform.sources.aws_cur.raw import (
     DECLARED_CURRENCY,
     DROPPED_LINE_ITEM_TYPES,
     LINEAGE_NAMES,
-    QUARANTINE_REASON,
     RawColumns,
-    with_quarantine_reason,
+    is_quarantined,
+    line_item_copies,
 )
 from focus_platform.sources.common import (
     DECLARED_CURRENCY_NOTE,
@@ -229,8 +229,8 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     col = RawColumns(schema)
     zero = ZERO
     t = pl.col("line_item_line_item_type")
-    valid = with_quarantine_reason(raw).filter(pl.col(QUARANTINE_REASON).is_null()).drop(QUARANTINE_REASON)
-    converted = _with_lookups(valid.filter(~t.is_in(DROPPED_LINE_ITEM_TYPES)), col)
+    valid = raw.filter(~is_quarantined(schema, line_item_copies(raw)) & ~t.is_in(DROPPED_LINE_ITEM_TYPES))
+    converted = _with_lookups(valid, col)
     charge_category = _line_item_lookup("charge_category")
     is_usage, is_purchase = charge_category == "Usage", charge_category == "Purchase"
     is_tax = charge_category == "Tax"

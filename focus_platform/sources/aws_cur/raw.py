@@ -105,7 +105,6 @@ KNOWN_LINE_ITEM_TYPES = (
 # that no FOCUS row represents (counted as dropped rows by the row conservation).
 DROPPED_LINE_ITEM_TYPES = ("SavingsPlanNegation",)
 LINEAGE_NAMES = [n for n in LINEAGE_SCHEMA if n not in ("x_SourceChanges", "x_ProviderDataGaps")]
-QUARANTINE_REASON = "__quarantine_reason"  # the column with_quarantine_reason adds
 
 
 def missing_required(names: set[str], declared_currency: str | None = None) -> list[str]:
@@ -310,7 +309,7 @@ def _has_unused_commitment(col: RawColumns) -> pl.Expr:
 
 def quarantine_reason(schema: pl.Schema) -> pl.Expr:
     """Why a raw row cannot be converted, from its own columns (null for a convertible row);
-    ``with_quarantine_reason`` adds the duplicated line items."""
+    ``line_item_copies`` adds the duplicated line items."""
     col = RawColumns(schema)
     t = col("line_item_line_item_type")
     reasons = [
@@ -331,27 +330,32 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
     return pl.when(joined != "").then(joined)
 
 
-def _duplicate_reasons(raw: pl.LazyFrame) -> pl.LazyFrame:
-    """x_RowId and reason of every copy of a line item but the first. Memory stays small: the key
-    columns are read alone and hashed, and only rows whose key hash occurs twice are compared by
-    their keys (``common.duplicate_line_item``)."""
+COPY_REASON = "__copy_reason"
+
+
+def line_item_copies(raw: pl.LazyFrame) -> pl.DataFrame:
+    """x_RowId and quarantine reason (``COPY_REASON``) of every copy of a line item but the first;
+    usually none. Memory stays small: the key columns are read alone and hashed, and only the rows
+    whose key hash occurs twice are compared by their keys (``common.duplicate_line_item``)."""
+    if not all(k in raw.collect_schema() for k in LINE_ITEM_KEY):
+        return pl.DataFrame(schema={"x_RowId": pl.String, COPY_REASON: pl.String})
     keys = [pl.col(k) for k in LINE_ITEM_KEY]
     key_hash = pl.struct(keys).hash().alias("__key_hash")
     narrow = raw.select("x_RowId", *keys, key_hash).filter(pl.all_horizontal([k.is_not_null() for k in keys]))
     repeated = narrow.group_by("__key_hash").len().filter(pl.col("len") > 1).select("__key_hash")
-    candidates = narrow.join(repeated, on="__key_hash", how="semi")
     what = "identity/LineItemId / identity/TimeInterval"
-    return (candidates.select("x_RowId", duplicate_line_item(keys, what).alias("__duplicate"))
-            .filter(pl.col("__duplicate").is_not_null()))
+    return (narrow.join(repeated, on="__key_hash", how="semi")
+            .select("x_RowId", duplicate_line_item(keys, what).alias(COPY_REASON))
+            .filter(pl.col(COPY_REASON).is_not_null()).collect(engine="streaming"))
 
 
-def with_quarantine_reason(raw: pl.LazyFrame) -> pl.LazyFrame:
-    """The raw rows with ``QUARANTINE_REASON``: why the row cannot be converted (its own columns,
-    or a copy of a line item delivered before), null for a convertible row."""
-    schema = raw.collect_schema()
-    own = quarantine_reason(schema)
-    if not all(k in schema for k in LINE_ITEM_KEY):
-        return raw.with_columns(own.alias(QUARANTINE_REASON))
-    joined = raw.join(_duplicate_reasons(raw), on="x_RowId", how="left", maintain_order="left")
-    reason = pl.concat_str([own, pl.col("__duplicate")], separator="; ", ignore_nulls=True)
-    return joined.with_columns(pl.when(reason != "").then(reason).alias(QUARANTINE_REASON)).drop("__duplicate")
+def is_quarantined(schema: pl.Schema, copies: pl.DataFrame) -> pl.Expr:
+    """A raw row that cannot be converted: a reason of its own (``quarantine_reason``) or one of the
+    ``line_item_copies`` (looked up by x_RowId in a hash set: no join of the wide rows)."""
+    own = quarantine_reason(schema).is_not_null()
+    return own | pl.col("x_RowId").is_in(copies["x_RowId"].implode()) if copies.height else own
+
+
+def with_copy_reasons(rows: pl.LazyFrame, copies: pl.DataFrame) -> pl.LazyFrame:
+    """``rows`` (quarantined raw rows) with ``COPY_REASON`` (null for a row that is no copy)."""
+    return rows.join(copies.lazy(), on="x_RowId", how="left", maintain_order="left")

@@ -30,12 +30,15 @@ from __future__ import annotations
 import polars as pl
 
 from focus_platform.sources.aws_cur.raw import (
+    COPY_REASON,
     CURRENCY_COLUMN,
     DROPPED_LINE_ITEM_TYPES,
     LINEAGE_NAMES,
-    QUARANTINE_REASON,
     RawColumns,
-    with_quarantine_reason,
+    is_quarantined,
+    line_item_copies,
+    quarantine_reason,
+    with_copy_reasons,
 )
 from focus_platform.sources.common import unreadable_amounts
 from focus_platform.spec.columns import MONEY
@@ -82,8 +85,11 @@ def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
     that could not be read (``x_UnreadableAmounts``) and lineage."""
     schema = raw.collect_schema()
     col = RawColumns(schema)
-    return with_quarantine_reason(raw).filter(pl.col(QUARANTINE_REASON).is_not_null()).select(
-        pl.col(QUARANTINE_REASON).alias("x_QuarantineReason"),
+    copies = line_item_copies(raw)
+    rows = with_copy_reasons(raw.filter(is_quarantined(schema, copies)), copies)
+    reason = pl.concat_str([quarantine_reason(schema), pl.col(COPY_REASON)], separator="; ", ignore_nulls=True)
+    return rows.select(
+        reason.alias("x_QuarantineReason"),
         billed_basis(schema).alias("x_BilledCost"),
         amortized_basis(schema).alias("x_EffectiveCost"),
         unreadable_amounts(schema),
@@ -97,10 +103,9 @@ def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
 def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Invoice basis and amortized basis per billing account, period and currency (conservation)."""
     schema = raw.collect_schema()
-    quarantined = pl.col(QUARANTINE_REASON).is_not_null()
-    return (with_quarantine_reason(raw)
-            .group_by(pl.col("bill_payer_account_id").alias("BillingAccountId"), "x_BillingPeriod",
-                      pl.col(CURRENCY_COLUMN).alias("BillingCurrency"))
+    quarantined = is_quarantined(schema, line_item_copies(raw))
+    return (raw.group_by(pl.col("bill_payer_account_id").alias("BillingAccountId"), "x_BillingPeriod",
+                         pl.col(CURRENCY_COLUMN).alias("BillingCurrency"))
             .agg(billed_basis(schema).sum().alias("billed"), amortized_basis(schema).sum().alias("amortized"),
                  pl.len().alias("rows"), quarantined.sum().alias("quarantined_rows"),
                  (pl.col("line_item_line_item_type").is_in(DROPPED_LINE_ITEM_TYPES) & ~quarantined)
