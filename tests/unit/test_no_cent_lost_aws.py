@@ -52,6 +52,11 @@ def test_totals_never_import_the_mapping():
     assert imported and not [name for name in imported if "mapping" in name], imported
 
 
+def test_raw_validity_and_mapping_know_the_same_line_item_types():
+    """raw lists the types AWS documents (any other is quarantined); the mapping maps each one or drops it."""
+    assert set(mapping.LINE_ITEM_TYPES) | set(aws_cur.DROPPED_LINE_ITEM_TYPES) == set(aws_cur.KNOWN_LINE_ITEM_TYPES)
+
+
 @pytest.fixture(scope="module")
 def amortized_cur(tmp_path_factory) -> Path:
     """Usage, RI-covered usage, savings-plan-covered usage and an RIFee with an unused part."""

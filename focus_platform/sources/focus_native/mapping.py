@@ -14,6 +14,10 @@ values (the condition is the evidence), for any provider unless a provider is na
   ``123``, ``/subscriptions/<guid>`` → ``<guid>``, the ids Microsoft's own cost details use);
 - commitment purchases carrying EffectiveCost (double count of amortized commitments, toolkit
   #1092) → EffectiveCost 0; their ChargeFrequency ``Usage-Based`` → ``Recurring``;
+- EffectiveCost empty → what FOCUS defines for the row: 0 on a commitment purchase (R-EffectiveCost-2),
+  the BilledCost on a credit (R-EffectiveCost-3); on any other row 0, recorded as ``EffectiveCost
+  unknown`` (nothing in the row carries it: a provider-data gap, never invented);
+- a file without BillingCurrency read with the source's declared currency → ``DECLARED_CURRENCY_NOTE``;
 - commitment usage labelled PricingCategory ``Standard`` (toolkit #836) → ``Committed``;
 - zeros instead of nulls on unused savings plan rows (toolkit #834): zero PricingQuantity and unit
   prices → null; ConsumedQuantity / Unit on unused-commitment and non-usage rows → null;

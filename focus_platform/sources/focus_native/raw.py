@@ -1,7 +1,6 @@
 """Native FOCUS exports: detection, reading delivered files into typed raw rows, and what a valid
 raw row is (both the mapping and the totals import this module).
 
-
 Detection (``detect_format`` / ``near_miss``): a file is a FOCUS cost-and-usage export when its header
 has the FOCUS core columns (BilledCost, EffectiveCost, ChargeCategory, ChargePeriodStart, ...). The
 version is read from the columns a version introduced: 1.3 (ServiceProviderName, HostProviderName,
