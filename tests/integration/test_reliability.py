@@ -233,8 +233,10 @@ while time.time() < start:
 for i in range(10):  # first a tight loop of commits to one table: the writers collide
     wh.replace_partition("contention", pl.LazyFrame({"i": [i]}), {"x_BillingPeriod": period, "x_Source": "aws-a"})
 tight_retries = wh.commit_retries
-for _ in range(rounds):  # then the pipeline, both writers on the same tables
-    ingest_delivery(wh, store, src, delivery)
+import dataclasses
+for r in range(rounds):  # then the pipeline, both writers on the same tables; a new delivery id each
+    # round, since re-ingesting an unchanged delivery is a no-op that writes nothing
+    ingest_delivery(wh, store, src, dataclasses.replace(delivery, delivery_id=f"{delivery.delivery_id}-{r}"))
     publish_focus(wh, src, period)
 pipeline_retries = wh.commit_retries - tight_retries
 print(json.dumps({"period": period, "tight_loop_retries": tight_retries, "pipeline_retries": pipeline_retries}))
