@@ -15,9 +15,10 @@ billing currency (``Lineage.billing_currency``): the currency column is then fil
 `x_DeclaredCurrency` holds it on those rows.
 
 Duplicated line items: AWS identifies a line item by `identity/LineItemId` within its
-`identity/TimeInterval` (CUR 2.0 / Athena `identity_line_item_id`, `identity_time_interval`; AWS
-documents the id as unique within a partition and consistent across the files a report is split
-into). Every copy of a line item but the first (smallest x_RowId) is quarantined with its amount.
+`identity/TimeInterval` (CUR 2.0 / Athena `identity_line_item_id`, `identity_time_interval`;
+https://docs.aws.amazon.com/cur/latest/userguide/identity-columns.html: the id is unique within a
+partition and consistent across the files a report is split into). Every copy of a line item but the
+first (smallest x_RowId) is quarantined with its amount, so it is billed once and conserved.
 """
 
 from __future__ import annotations

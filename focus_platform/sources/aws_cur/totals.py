@@ -1,8 +1,12 @@
 """AWS CUR, the raw side of conservation: what AWS invoices and its amortized cost, from the raw
 columns alone.
 
-Written from AWS's data dictionary (https://docs.aws.amazon.com/cur/latest/userguide/data-dictionary.html:
-line item, reservation and savings plan columns), never from the mapping (this module does not import it):
+Written from AWS's data dictionary, never from the mapping (this module does not import it): the line
+item, reservation (https://docs.aws.amazon.com/cur/latest/userguide/reservation-columns.html, CUR 2.0:
+table-dictionary-cur2-reservation.html) and savings plan columns. reservation/EffectiveCost is documented
+as the amortized upfront cost for the usage plus the recurring fee for the usage; the savings plan rule
+(rate x usage amount) follows from the column definitions (the plan's rate for the usage; the plan's
+commitment allocated to the usage line):
 
 - invoice basis: ``lineItem/UnblendedCost`` of every line item, except ``SavingsPlanCoveredUsage`` (its
   on-demand cost is paid through the savings plan's fee) and ``SavingsPlanNegation`` (which cancels that
