@@ -32,9 +32,9 @@ from focus_platform.landing.zone import Delivery, ExportSource, LocalStore
 from focus_platform.sources import FORMATS, Lineage, SourceFormatError, detect_format
 from focus_platform.sources.common import (
     EFFECTIVE_COST_UNKNOWN,
-    UNMAPPED_SERVICE_NOTE,
     UNREADABLE_AMOUNTS,
     is_derived_row,
+    sku_mapping_failure,
 )
 from focus_platform.spec.metadata import METADATA_SUFFIX, focus_metadata, write_metadata
 from focus_platform.spec.rules import (
@@ -127,7 +127,7 @@ def totals_by_currency(focus_sums: pl.DataFrame) -> dict[str, dict[str, str]]:
 
 def _quality_query(focus: pl.LazyFrame) -> pl.LazyFrame:
     priced = pl.col("ChargeCategory").is_in(["Usage", "Purchase"])
-    unmapped = pl.col("SkuId").is_null() | pl.col("x_SourceChanges").list.contains(UNMAPPED_SERVICE_NOTE).fill_null(False)
+    unmapped = sku_mapping_failure()
     return focus.select(
         # distinct 64-bit hashes (8 bytes a row, not the strings); a shortfall is confirmed exactly below
         pl.len().alias("rows"), pl.col("x_RowId").hash().n_unique().alias("unique"),

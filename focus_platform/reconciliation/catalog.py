@@ -24,7 +24,8 @@ old SKU's history. A **price change** is a Usage price key whose (min, max) list
 unit price differs from its latest earlier period (Purchase rows are cataloged too, but their unit
 "price" is a fee amount — support is a share of spend — so its month-to-month change is no signal).
 
-M5 (SKU mapping failure rate): Usage / Purchase rows without a SkuId, or whose ServiceCategory is a
+M5 (SKU mapping failure rate, defined once in ``sources.common.sku_mapping_failure``): Usage / Purchase
+rows without a SkuId the provider delivers (a recorded R-SkuId-1 gap is not a failure), or whose ServiceCategory is a
 fallback (the converter notes ``UNMAPPED_SERVICE_NOTE`` in ``x_SourceChanges``, or it is null),
 over all Usage / Purchase rows.
 """
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from focus_platform.sources.common import UNMAPPED_SERVICE_NOTE, is_derived_row
+from focus_platform.sources.common import is_derived_row, service_unmapped, sku_missing
 from focus_platform.spec.columns import MONEY
 
 SKU_RENAME_DIR = "sku_renames"
@@ -243,9 +244,8 @@ class SkuMappingReport:
 def sku_mapping(focus: pl.LazyFrame, *, examples: int = 10) -> SkuMappingReport:
     """M5 over FOCUS rows: Usage / Purchase rows without SkuId or with a fallback ServiceCategory."""
     priced = pl.col("ChargeCategory").is_in(PRICED_CATEGORIES)
-    no_sku = pl.col("SkuId").is_null()
-    fallback = (pl.col("ServiceCategory").is_null()
-                | pl.col("x_SourceChanges").list.contains(UNMAPPED_SERVICE_NOTE).fill_null(False))
+    no_sku = sku_missing()
+    fallback = service_unmapped()
     names = focus.collect_schema().names()
     usage_type = pl.col("x_UsageType") if "x_UsageType" in names else pl.lit(None, pl.String)
     f = focus.filter(priced)

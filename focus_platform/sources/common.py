@@ -372,6 +372,26 @@ def is_derived_row(row_id: pl.Expr) -> pl.Expr:
 UNMAPPED_SERVICE_NOTE = "ServiceCategory: service not in the provider's service table, fallback Other"
 
 
+def sku_missing() -> pl.Expr:
+    """A FOCUS row without SkuId that the provider did deliver one for: a row whose export carries
+    no SKU at all is a recorded provider-data gap (R-SkuId-1 in x_ProviderDataGaps, e.g. AWS savings
+    plan fees), not a mapping failure."""
+    gap = pl.col("x_ProviderDataGaps").list.contains("R-SkuId-1").fill_null(False)
+    return pl.col("SkuId").is_null() & ~gap
+
+
+def service_unmapped() -> pl.Expr:
+    """A FOCUS row whose service is not in the provider's service table (ServiceCategory fallback)."""
+    return pl.col("ServiceCategory").is_null() | pl.col("x_SourceChanges").list.contains(
+        UNMAPPED_SERVICE_NOTE).fill_null(False)
+
+
+def sku_mapping_failure() -> pl.Expr:
+    """SLO M5's failure, defined once: a SKU missing where the provider delivers one, or an unmapped
+    service."""
+    return sku_missing() | service_unmapped()
+
+
 def duplicate_line_item(keys: list[pl.Expr], what: str) -> pl.Expr:
     """A quarantine reason for every copy of a provider line item but one, else null.
 

@@ -487,11 +487,17 @@ def arrow_schema(schema: pl.Schema) -> pa.Schema:
 
 
 def _plain(t: pa.DataType) -> pa.DataType:
-    """Compare types without Arrow's large/view string variants (Delta has one string type)."""
+    """Compare types without Arrow's large/view string and list variants, at any depth (Delta has
+    one string type and one array type: a table written as ``list<struct<string>>`` reads back as
+    ``large_list<struct<large_string>>``), field nullability aside."""
     if t in (pa.large_string(), pa.string_view()):
         return pa.string()
-    if pa.types.is_large_list(t) or pa.types.is_list(t):
+    if pa.types.is_large_list(t) or pa.types.is_list(t) or pa.types.is_list_view(t):
         return pa.list_(_plain(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _plain(f.type)) for f in t])
+    if pa.types.is_map(t):
+        return pa.map_(_plain(t.key_type), _plain(t.item_type))
     if pa.types.is_timestamp(t):
         return pa.timestamp("us", t.tz)
     return t

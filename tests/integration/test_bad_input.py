@@ -44,18 +44,18 @@ def assert_cli_error(capsys, argv: list[str], *needles: str) -> str:
     return err
 
 
-def convert_cli(capsys, path: Path, out: Path) -> tuple[int, str, str]:
-    return run_cli(capsys, "convert", str(path), "--out", str(out))
+def convert_cli(capsys, path: Path, out: Path, *options: str) -> tuple[int, str, str]:
+    return run_cli(capsys, "convert", str(path), "--out", str(out), *options)
 
 
-def ingest_single_file(landing, warehouse, name: str, data: bytes, source: str = "aws-a"):
+def ingest_single_file(landing, warehouse, name: str, data: bytes, source: str = "aws-a", **publish):
     """A manifest-less delivery of one file for 2023-11, ingested and published."""
     landing.add_source(source)
     landing.plain_delivery(source, "2023-11", {name: data})
     src = landing.source(source)
     delivery = discover_deliveries(landing.store(), src)["2023-11"]
     ingest_delivery(warehouse, landing.store(), src, delivery)
-    return publish_focus(warehouse, src, "2023-11")
+    return publish_focus(warehouse, src, "2023-11", **publish)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,7 +219,13 @@ def test_non_numeric_cost_row_is_quarantined_and_the_rest_converted(tmp_path, ca
     path = tmp_path / "bad-cost.csv"
     path.write_bytes(bad.csv_bytes())
     out = tmp_path / "out.parquet"
+    # the row's money is unknown: the billed check fails, naming file, row, column and value …
     rc, stdout, err = convert_cli(capsys, path, out)
+    assert rc == 1, (stdout, err)
+    assert "PROBLEM: billed cost not conserved" in stdout
+    assert "bad-cost.csv row 4: lineItem/UnblendedCost: '12,5O' is not a number" in stdout
+    # … until it is accepted deliberately
+    rc, stdout, err = convert_cli(capsys, path, out, "--accept-unknown-money")
     assert rc == 0, (stdout, err)
     assert "rows in: 10  rows out: 9" in stdout and "quarantined: 1" in stdout
 
@@ -242,8 +248,8 @@ def test_non_numeric_cost_row_is_quarantined_and_the_rest_converted(tmp_path, ca
 
 def test_non_numeric_cost_in_a_delivery_goes_to_focus_quarantine(cur, landing, warehouse, h):
     bad = cur.copy().set(3, "lineItem/UnblendedCost", "abc")
-    published = ingest_single_file(landing, warehouse, "bad-cost.csv", bad.csv_bytes())
-    assert published.checks.problems == []
+    published = ingest_single_file(landing, warehouse, "bad-cost.csv", bad.csv_bytes(), accept_unknown_money=True)
+    assert published.checks.problems == [] and published.checks.unknown_amount_rows == 1
     focus = h.focus_rows(warehouse, "aws-a")
     q = h.focus_rows(warehouse, "aws-a", table=QUARANTINE_TABLE)
     assert focus.height == 9 and q.height == 1
@@ -385,7 +391,7 @@ def test_second_delivery_for_a_period_wins_and_the_first_stays_in_history(cur, l
 
 def test_quarantine_of_a_replaced_delivery_does_not_linger(cur, landing, warehouse, h):
     landing.add_source("aws-a")
-    landing.legacy_delivery("aws-a", {"cur-1.csv.gz": cur.copy().set(0, "lineItem/UnblendedCost", "n/a").gz_bytes()})
+    landing.legacy_delivery("aws-a", {"cur-1.csv.gz": cur.copy().set(0, "lineItem/UsageStartDate", "n/a").gz_bytes()})
     _, _, first = h.run_pipeline(warehouse, landing, "aws-a")
     assert first.quarantine_rows == 1
     assert h.focus_rows(warehouse, "aws-a", table=QUARANTINE_TABLE).height == 1

@@ -68,13 +68,9 @@ GENERATED = {  # case: (generate arguments, expected_totals.json under the outpu
 }
 
 
-GCP_SECOND_PERIOD = pytest.mark.xfail(
-    strict=True, reason="warehouse.delta._plain does not normalise struct children: the second period of "
-                        "raw_gcp_billing (labels list<struct<string>> vs large_list<struct<large_string>>) is refused")
-
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", [pytest.param(c, marks=GCP_SECOND_PERIOD) if c == "gcp" else c for c in GENERATED])
+@pytest.mark.parametrize("case", GENERATED)
 def test_generate_then_demo_prints_the_expected_totals(case, instance_dirs, capsys):
     args, expected_file, source_of = GENERATED[case]
     out = instance_dirs / "landing"
