@@ -31,7 +31,6 @@ telemetry:
 """
 WORKSPACE_YAML = Path(__file__).resolve().parent.parent / "workspace.yaml"  # in a checkout (pip install -e)
 DEFINITIONS_MODULE = "focus_platform.definitions"
-REFUSED = "refused"  # metadata of the failed delivery_accepted check: why the delivery was refused
 
 
 def quiet_run(debug: bool) -> dict:
@@ -122,6 +121,8 @@ def partition_outcome(source: str, period: str, result) -> PartitionOutcome:
 def failure_reason(result, evaluations) -> str:
     """Why a run failed, in one line: the refused delivery's reason (the ``delivery_accepted``
     check), else the failed step's message (a ``dg.Failure``'s description, else the innermost error)."""
+    from focus_platform.assets import REFUSED
+
     for evaluation in evaluations:
         if not evaluation.passed and REFUSED in evaluation.metadata:
             return " ".join(str(evaluation.metadata[REFUSED].value).split())

@@ -35,6 +35,7 @@ GROUP = "focus"
 
 RAW_ASSET = "raw_exports"
 DELIVERY_CHECK = "delivery_accepted"
+REFUSED = "refused"  # metadata of a failed delivery_accepted check: why the delivery was refused
 
 
 def _tag_set(context: dg.AssetExecutionContext, tag: str) -> bool:
@@ -48,7 +49,7 @@ def forced(context: dg.AssetExecutionContext) -> bool:
 def _refused(message: str, metadata: dict | None = None) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(asset_key=RAW_ASSET, check_name=DELIVERY_CHECK, passed=False,
                                severity=dg.AssetCheckSeverity.ERROR,
-                               metadata={"refused": dg.MetadataValue.md(message), **(metadata or {})})
+                               metadata={REFUSED: dg.MetadataValue.md(message), **(metadata or {})})
 
 
 @dg.asset(

@@ -32,7 +32,7 @@ Decimal(38, 12) cast gives exactly the 6-decimal value, so totals are exact sums
 is computed per project and service for each block of at most ``BLOCK_ROWS`` usage rows (one tax
 row per project, service and block keeps every tax amount in range). The invoice total of an
 account and month is ``sum(cost) + sum(credits.amount)``; FOCUS rows = raw rows + one Credit row
-per promotional credit (the converter splits those off, see sources/gcp_billing.py).
+per promotional credit (the converter splits those off, see sources/gcp_billing/).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from focus_platform.landing.config import (
     share_setting,
 )
 from focus_platform.landing.stores import DEFAULT_PAGE_SIZE, open_store
-from focus_platform.landing.zone import Delivery, Discovery, ExportSource, discover
+from focus_platform.landing.zone import Discovery, ExportSource, discover
 from focus_platform.warehouse.delta import DEFAULT_ROOT, Warehouse
 from focus_platform.warehouse.restatements import DEFAULT_MAX_DROP_SHARE
 from focus_platform.warehouse.storage import StorageConfig
@@ -75,10 +75,6 @@ class LandingZoneResource(_StorageFields):
         problem is its own ``Discovery.error`` / ``refused``, never raised, never hiding the others."""
         store = self.store()
         return [discover(store, s) for s in self.sources()]
-
-    def deliveries(self, source: ExportSource) -> dict[str, Delivery]:
-        """Every period's delivery of one source; its first refusal is raised."""
-        return self.discover(source).every_delivery()
 
     def invoice_lookup(self):
         """``has_invoice(billing_account, period)``: an invoice file under

@@ -421,6 +421,7 @@ def effective_cost_unknown_note(condition: pl.Expr, missing: str) -> pl.Expr:
                          "the amortized cost; EffectiveCost kept 0 (provider-data gap)")
 
 
-# The x_SourceChanges note of a row whose BillingCurrency is the source's declared billing currency
-# (the export has no currency column).
+# The raw column holding the source's declared billing currency on rows that got it (the export
+# has no currency column), and the x_SourceChanges note of those rows.
+DECLARED_CURRENCY = "x_DeclaredCurrency"
 DECLARED_CURRENCY_NOTE = "BillingCurrency: the export has no currency column; the source's declared billing currency"

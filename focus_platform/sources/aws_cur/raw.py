@@ -31,6 +31,7 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform.sources.common import (
+    DECLARED_CURRENCY,
     Lineage,
     SourceFormatError,
     amount_error,
@@ -79,7 +80,6 @@ TIMESTAMP_COLUMNS = (
 )
 ACCOUNT_ID_COLUMNS = ("bill_payer_account_id", "line_item_usage_account_id")
 CURRENCY_COLUMN = "line_item_currency_code"
-DECLARED_CURRENCY = "x_DeclaredCurrency"  # raw column: the source's declared currency, on rows that got it
 REQUIRED_COLUMNS = {  # Athena / CUR 2.0 name: legacy CSV header
     "line_item_line_item_type": "lineItem/LineItemType",
     "line_item_unblended_cost": "lineItem/UnblendedCost",

@@ -59,6 +59,7 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform.sources.common import (
+    DECLARED_CURRENCY,
     Lineage,
     SourceFormatError,
     amount_error,
@@ -123,7 +124,6 @@ COMMITMENT_MODELS = ("reservation", "savingsplan")
 UNUSED_TYPES = ("UnusedReservation", "UnusedSavingsPlan")
 ZERO_GUID = "00000000-0000-0000-0000-000000000000"
 PLACEHOLDERS = ("Unassigned", "unassigned", ZERO_GUID)
-DECLARED_CURRENCY = "x_DeclaredCurrency"
 # raw columns added by scan_raw (besides the lineage columns)
 RAW_X_COLUMNS = ("x_ParseErrors", "x_UnreadableAmounts", "x_CostDataset", DECLARED_CURRENCY)
 

@@ -42,6 +42,7 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform.sources.common import (
+    DECLARED_CURRENCY,
     Lineage,
     SourceFormatError,
     amount_error,
@@ -73,7 +74,6 @@ FORMAT = "focus"
 RAW_TABLE = "raw_focus"
 SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 CURRENCY_COLUMN = "BillingCurrency"
-DECLARED_CURRENCY = "x_DeclaredCurrency"  # raw column: the source's declared currency, on rows that got it
 
 
 # ---------------------------------------------------------------------------------------------

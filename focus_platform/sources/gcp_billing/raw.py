@@ -56,6 +56,7 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform.sources.common import (
+    DECLARED_CURRENCY,
     Lineage,
     SourceFormatError,
     amount_error,
@@ -122,7 +123,6 @@ REQUIRED_COLUMNS = {  # canonical name: as Google names it
     "invoice_month": "invoice.month",
 }
 # Raw column: the source's declared billing currency, on the rows of a file without a currency column
-DECLARED_CURRENCY = "x_DeclaredCurrency"
 DECLARE_CURRENCY_HINT = ("a file without it needs the source's declared billing currency: billing_currency in "
                          "sources.json, or convert --billing-currency")
 # Names that mark a file as a GCP billing export (beyond the required ones)

@@ -53,6 +53,7 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform.sources.common import (
+    DECLARED_CURRENCY,
     Lineage,
     SourceFormatError,
     amount_error,
@@ -114,7 +115,6 @@ TAGS = "tags"  # raw column: the tag columns folded into one JSON object
 CURRENCY = "cost_currency_code"
 REQUIRED = ("line_item_tenant_id", "line_item_interval_usage_start", "cost_my_cost", CURRENCY)
 # Raw column: the source's declared billing currency, on the rows of a file without cost/currencyCode
-DECLARED_CURRENCY = "x_DeclaredCurrency"
 DECLARE_CURRENCY_HINT = ("a file without it needs the source's declared billing currency: billing_currency in "
                          "sources.json, or convert --billing-currency")
 # What identifies a line item: OCI gives each line its reference number (corrections name it in
