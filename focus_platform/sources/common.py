@@ -106,11 +106,25 @@ def scan_file(path: str | Path, *, storage_options: dict | None = None) -> pl.La
             return pl.scan_parquet(p, storage_options=storage_options)
         if lower.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json")):
             return pl.scan_ndjson(p, storage_options=storage_options, infer_schema_length=None)
-        if lower.endswith((".csv", ".csv.gz", ".gz")):
+        if lower.endswith(CSV_SUFFIXES):
             return pl.scan_csv(p, infer_schema=False, storage_options=storage_options, raise_if_empty=True)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceFormatError(f"{p}: cannot be read: {exc}") from exc
     raise SourceFormatError(f"{p}: unknown file type (expected .csv, .csv.gz, .parquet or .jsonl)")
+
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".gz")
+
+
+def delivered_file(path: str | Path, label: str,
+                   storage_options: dict | None = None) -> tuple[pl.LazyFrame, pl.Schema]:
+    """The start of every format's ``scan_raw``: the file as delivered and its schema; a CSV whose
+    rows do not all have the header's number of fields (a file cut short) is refused as a whole."""
+    lf = scan_file(path, storage_options=storage_options)
+    schema = file_schema(lf, label)
+    if str(path).lower().endswith(CSV_SUFFIXES):
+        check_csv_structure(str(path), label, storage_options)
+    return lf, schema
 
 
 def file_schema(lf: pl.LazyFrame, label: str) -> pl.Schema:

@@ -26,19 +26,20 @@ SCHEMA = {"x_BillingPeriod": pl.String, "ProviderName": pl.String, "SkuId": pl.S
           "PricingCurrency": pl.String, "PricingUnit": pl.String, "ChargeCategory": pl.String,
           "ListUnitPrice": MONEY, "ContractedUnitPrice": MONEY, "SkuMeter": pl.String, "ServiceName": pl.String,
           "ServiceCategory": pl.String, "x_Source": pl.String, "x_RowId": pl.String, "x_UsageType": pl.String,
-          "x_SourceChanges": pl.List(pl.String)}
+          "x_SourceChanges": pl.List(pl.String), "x_ProviderDataGaps": pl.List(pl.String)}
 _n = iter(range(10**6))
 
 
 def usage(period: str, sku: str | None, price: str, *, meter: str = "BoxUsage:m5.large", service: str = "Amazon EC2",
           rate: str = "JRTCKXETXF.6YS6EN2CT7", contracted: str | None = None, category: str = "Usage",
-          row_id: str | None = None, changes: list[str] | None = None, service_category: str | None = "Compute") -> dict:
+          row_id: str | None = None, changes: list[str] | None = None, service_category: str | None = "Compute",
+          gaps: list[str] | None = None) -> dict:
     return {"x_BillingPeriod": period, "ProviderName": "AWS", "SkuId": sku,
             "SkuPriceId": f"{sku}.{rate}" if sku else None, "PricingCurrency": "USD", "PricingUnit": "Hours",
             "ChargeCategory": category, "ListUnitPrice": Decimal(price),
             "ContractedUnitPrice": Decimal(contracted or price), "SkuMeter": meter, "ServiceName": service,
             "ServiceCategory": service_category, "x_Source": "aws", "x_RowId": row_id or f"r{next(_n)}",
-            "x_UsageType": meter, "x_SourceChanges": changes or []}
+            "x_UsageType": meter, "x_SourceChanges": changes or [], "x_ProviderDataGaps": gaps or []}
 
 
 def focus(*rows: dict) -> pl.LazyFrame:
@@ -132,9 +133,11 @@ def test_m5_counts_rows_without_sku_or_with_a_fallback_service_category():
                  usage("2024-01", None, "1", meter="ComputeSP:1yrNoUpfront", service="Savings Plans"),
                  usage("2024-01", "M", "1", service="Marketplace thing", changes=[UNMAPPED_SERVICE_NOTE]),
                  usage("2024-01", "N", "1", service_category=None),
-                 usage("2024-01", None, "1", category="Tax"))  # not a Usage/Purchase row
+                 usage("2024-01", None, "1", category="Tax"),  # not a Usage/Purchase row
+                 # no SKU in the export at all: a recorded provider-data gap, not a mapping failure
+                 usage("2024-01", None, "1", meter="SavingsPlanRecurringFee", gaps=["R-SkuId-1"]))
     report = sku_mapping(rows)
-    assert (report.priced_rows, report.unmapped_rows, report.without_sku, report.fallback_category) == (999, 3, 1, 2)
-    assert report.rate == pytest.approx(3 / 999) and not report.ok
+    assert (report.priced_rows, report.unmapped_rows, report.without_sku, report.fallback_category) == (1000, 3, 1, 2)
+    assert report.rate == pytest.approx(3 / 1000) and not report.ok
     assert {e["reason"] for e in report.examples} == {"no SkuId", "fallback ServiceCategory"}
     assert sku_mapping(focus(*[usage("2024-01", "S", "1") for _ in range(10)])).ok

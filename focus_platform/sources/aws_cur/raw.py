@@ -38,16 +38,14 @@ from focus_platform.sources.common import (
     as_decimal,
     as_timestamp,
     blank_to_null,
-    check_csv_structure,
+    delivered_file,
     duplicate_line_item,
-    file_schema,
     json_object,
     lineage_columns,
     map_to_json,
     masked_format,
     numbered,
     parse_error,
-    scan_file,
     typed_raw_rows,
 )
 from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY
@@ -225,10 +223,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
              storage_options: dict | None = None) -> pl.LazyFrame:
     """One delivered file as typed raw rows with canonical names and lineage columns."""
     label = label or str(path)
-    lf = scan_file(path, storage_options=storage_options)
-    schema = file_schema(lf, label)
-    if not str(path).lower().endswith(".parquet"):
-        check_csv_structure(str(path), label, storage_options)
+    lf, schema = delivered_file(path, label, storage_options)
     columns = [classify_header(h) for h in schema.names()]
     fmt = detect_format(schema.names())
     names = {c.name for c in columns}

@@ -66,12 +66,10 @@ from focus_platform.sources.common import (
     as_decimal,
     as_timestamp,
     blank_to_null,
-    check_csv_structure,
-    file_schema,
+    delivered_file,
     lineage_columns,
     numbered,
     parse_error,
-    scan_file,
     typed_raw_rows,
 )
 from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, TIMESTAMP
@@ -294,8 +292,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
              storage_options: dict | None = None) -> pl.LazyFrame:
     """One delivered file as typed raw rows with canonical names, x_CostDataset and lineage columns."""
     label = label or str(path)
-    lf = scan_file(path, storage_options=storage_options)
-    schema = file_schema(lf, label)
+    lf, schema = delivered_file(path, label, storage_options)
     headers = schema.names()
     try:
         names_of = canonical_names(headers)
@@ -312,8 +309,6 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     header_of = {v: k for k, v in names_of.items()}
     dtypes = {names_of[h]: schema[h] for h in headers}
     is_csv = not str(path).lower().endswith(".parquet")
-    if is_csv:  # a row shorter or longer than the header (a file cut short) refuses the whole file
-        check_csv_structure(str(path), label, storage_options)
     try:
         stats = lf.select(*_content_stats(names, header_of, dtypes)).collect()
     except (OSError, pl.exceptions.PolarsError) as exc:

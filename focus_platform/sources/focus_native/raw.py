@@ -48,15 +48,13 @@ from focus_platform.sources.common import (
     amount_error,
     as_decimal,
     as_timestamp,
-    check_csv_structure,
-    file_schema,
+    delivered_file,
     joined_strings,
     lineage_columns,
     lookup_rows,
     map_to_json,
     masked_format,
     numbered,
-    scan_file,
     typed_raw_rows,
 )
 from focus_platform.spec.columns import (
@@ -276,11 +274,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
              storage_options: dict | None = None) -> pl.LazyFrame:
     """One delivered FOCUS file as typed raw rows with canonical names and lineage columns."""
     label = label or str(path)
-    lf = scan_file(path, storage_options=storage_options)
-    schema = file_schema(lf, label)
+    lf, schema = delivered_file(path, label, storage_options)
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
-    if kind == "csv":
-        check_csv_structure(str(path), label, storage_options)
     found = detect(schema.names(), lineage.billing_currency)
     if found.version is None:
         raise SourceFormatError(f"{label}: {found.problem or 'not a FOCUS cost and usage export: core column(s) missing: ' + ', '.join(c for c in CORE_COLUMNS if c not in found.names.values())}")

@@ -62,12 +62,10 @@ from focus_platform.sources.common import (
     amount_error,
     as_decimal,
     blank_to_null,
-    check_csv_structure,
-    file_schema,
+    delivered_file,
     lineage_columns,
     numbered,
     parse_error,
-    scan_file,
     typed_raw_rows,
     typed_timestamp,
 )
@@ -361,12 +359,9 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     """One extract file as typed raw rows with canonical flat names and lineage columns."""
     label = label or str(path)
     lower = str(path).lower()
-    lf = scan_file(path, storage_options=storage_options)
-    schema = file_schema(lf, label)
+    lf, schema = delivered_file(path, label, storage_options)
     kind = ("parquet" if lower.endswith(".parquet")
             else "jsonl" if lower.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json")) else "csv")
-    if kind == "csv":
-        check_csv_structure(str(path), label, storage_options)
     if detect_format(schema.names()) is None:
         why = near_miss(schema.names()) or "not a GCP billing export (no billing_account_id, cost, sku/invoice)"
         raise SourceFormatError(f"{label}: {why}")

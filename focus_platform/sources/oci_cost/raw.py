@@ -59,14 +59,12 @@ from focus_platform.sources.common import (
     amount_error,
     as_decimal,
     blank_to_null,
-    check_csv_structure,
+    delivered_file,
     duplicate_line_item,
-    file_schema,
     json_object,
     lineage_columns,
     numbered,
     parse_error,
-    scan_file,
     typed_raw_rows,
     typed_timestamp,
 )
@@ -223,10 +221,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
              storage_options: dict | None = None) -> pl.LazyFrame:
     """One delivered file as typed raw rows with canonical names and lineage columns."""
     label = label or str(path)
-    lf = scan_file(path, storage_options=storage_options)
-    schema = file_schema(lf, label)
-    if not str(path).lower().endswith(".parquet"):
-        check_csv_structure(str(path), label, storage_options)
+    lf, schema = delivered_file(path, label, storage_options)
     columns = [classify_header(h) for h in schema.names()]
     names = {c.name for c in columns}
     declared = lineage.billing_currency if CURRENCY not in names else None
