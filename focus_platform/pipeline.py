@@ -345,7 +345,7 @@ def delivery_fingerprint(source: ExportSource, delivery: Delivery) -> str:
     """The delivery as listed (id, every object's size and version tag), the source's settings and
     the converter version."""
     objects = sorted((k, o.size, o.etag) for k, o in delivery.objects.items() if k in delivery.files)
-    return fingerprint(source.format, getattr(source, "billing_currency", None), delivery.delivery_id,
+    return fingerprint(source.format, source.billing_currency, delivery.delivery_id,
                        sorted(delivery.files), objects, __version__)
 
 
@@ -372,7 +372,7 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
             raise DeliveryRefused(f"{label}: {key} is a zero-byte object (an empty or unfinished upload): "
                                   "refused, the published version stays")
     lineage = Lineage(source.name, source.format, delivery.delivery_id, delivery.billing_period,
-                      now or datetime.now(timezone.utc), getattr(source, "billing_currency", None))
+                      now or datetime.now(timezone.utc), source.billing_currency)
     options = getattr(store, "storage_options", None)
     base = warehouse.snapshot(fmt.raw_table, part)
     digest = delivery_fingerprint(source, delivery)
@@ -382,8 +382,7 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
         before = rs.raw_state(fmt.raw_totals(published).collect(engine="streaming"),
                               published.select(pl.col("x_SourceDelivery").unique()).collect()["x_SourceDelivery"]
                               .to_list(), base.version)
-        last = warehouse.last_partition_commit(fmt.raw_table, part) or {}
-        if last.get("fingerprint") == digest:
+        if warehouse.published_fingerprint(fmt.raw_table, part, base) == digest:
             _check_objects(store, delivery, label)
             result = rs.guard(before, before, policy)
             entry = rs.Restatement(fmt.raw_table, delivery.billing_period, source.name, "unchanged", before, before,
@@ -421,7 +420,7 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
         # Raw partitions are read whole (conversion, totals, an x_RowId join): no Parquet statistics,
         # whose min/max over ~100 string columns cost about 15 % of the raw write.
         published, (versions, after, result) = warehouse.replace_partition(
-            fmt.raw_table, frames, part, gate=gate, base=base, statistics=False,
+            fmt.raw_table, frames, part, gate=gate, base=base, statistics=False, fingerprint=digest,
             commit_metadata={"delivery": delivery.delivery_id, "files": delivery.files, "forced": policy.force,
                              "source": source.name, "period": delivery.billing_period, "fingerprint": digest})
     except GateFailed as exc:
@@ -508,7 +507,7 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
     previous = rs.read_status(warehouse, period, source.name)
     status_before = previous["status"] if previous else None
     digest = fingerprint(sorted(warehouse.snapshot(fmt.raw_table, part).files), __version__, accept_unknown_money)
-    if base.files and (warehouse.last_partition_commit(FOCUS_TABLE, part) or {}).get("fingerprint") == digest:
+    if warehouse.published_fingerprint(FOCUS_TABLE, part, base) == digest:
         return _unchanged_focus(warehouse, source, period, base, before, raw_totals, quarantine, status_before,
                                 has_invoice, run_id, log, accept_unknown_money)
 
@@ -527,7 +526,7 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
         return checks, after, status, reason
 
     published, (checks, after, status, reason) = warehouse.replace_partition(
-        FOCUS_TABLE, fmt.to_focus(raw), part, gate=gate, base=base,
+        FOCUS_TABLE, fmt.to_focus(raw), part, gate=gate, base=base, fingerprint=digest,
         commit_metadata=lambda g: {"source": source.name, "period": period, "totals": g[0].totals,
                                    "rows": g[0].rows.focus, "deliveries": list(g[1].deliveries), "status": g[2],
                                    "fingerprint": digest, "warnings": g[0].warnings})

@@ -23,6 +23,7 @@ keeping every file any table version refers to (Delta history stays restorable).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -145,20 +146,20 @@ class Warehouse:
         dt = self.table(table)
         return dt.history(limit) if dt is not None else []
 
-    def last_partition_commit(self, table: str, partition: dict[str, str], limit: int = 1000) -> dict | None:
-        """The custom metadata (JSON values decoded) of the newest commit of ``table`` written for
-        ``partition`` (its ``source`` and ``period`` metadata), None when none is in the last ``limit``."""
-        want = {"source": partition.get("x_Source"), "period": partition.get("x_BillingPeriod")}
-        for info in self.history(table, limit):
-            meta = {}
-            for key, value in info.items():
-                try:
-                    meta[key] = json.loads(value) if isinstance(value, str) else value
-                except ValueError:
-                    meta[key] = value
-            if all(meta.get(k) == v for k, v in want.items()):
-                return meta
-        return None
+    def published_fingerprint(self, table: str, partition: dict[str, str], current: Snapshot) -> str | None:
+        """The fingerprint recorded by the commit that wrote the partition as it is in ``current``
+        (None when none was recorded or the partition changed since: another writer, a rollback).
+        One small object beside the table, not a walk through the Delta history."""
+        text = self.read_text(_fingerprint_path(table, partition))
+        if text is None or not current.files:
+            return None
+        recorded = json.loads(text)
+        return recorded["fingerprint"] if recorded.get("files") == _files_digest(current.files) else None
+
+    def _record_fingerprint(self, table: str, partition: dict[str, str], fingerprint: str, version: int) -> None:
+        files = self.snapshot(table, partition, version=version).files
+        self.write_text(_fingerprint_path(table, partition), json.dumps(
+            {"fingerprint": fingerprint, "version": version, "files": _files_digest(files)}))
 
     def snapshot(self, table: str, partition: dict[str, str], version: int | None = None) -> Snapshot:
         """The partition's files in the current (or given) version of the table."""
@@ -169,6 +170,23 @@ class Warehouse:
         if dt is None:
             return Snapshot(table, None, frozenset())
         return Snapshot(table, dt.version(), _partition_files(dt, partition))
+
+    def read_text(self, relative: str) -> str | None:
+        """A small object beside the tables written by ``write_text``; None when it is not there."""
+        uri = f"{self.root}/{relative}"
+        if is_local(self.root):
+            path = Path(_local_path(uri))
+            return path.read_text("utf-8") if path.exists() else None
+        import pyarrow.fs as pafs
+
+        handler = storage_handler(self.root, self.storage_options)
+        if handler.get_file_info([relative])[0].type == pafs.FileType.NotFound:
+            return None
+        stream = handler.open_input_stream(relative)
+        try:
+            return stream.read().decode()
+        finally:
+            stream.close()
 
     def write_text(self, relative: str, text: str) -> str:
         """A small object beside the tables (e.g. FOCUS metadata), through the same object store."""
@@ -196,6 +214,7 @@ class Warehouse:
         rows_per_part: int = ROWS_PER_PART,
         base: Snapshot | None = None,
         statistics: bool = True,
+        fingerprint: str | None = None,
     ) -> tuple[Published, object]:
         """Stage ``data`` as the new content of ``partition``, gate it, publish it in one commit.
 
@@ -205,6 +224,8 @@ class Warehouse:
         the commit is refused if the partition's files changed since (another writer).
         ``statistics``: Parquet min/max/null-count statistics in the files (readers prune row groups
         with them); off for a table only ever read a whole partition at a time.
+        ``fingerprint``: what the content was built from, recorded beside the table for
+        ``published_fingerprint`` (a caller skips rebuilding a partition whose inputs are unchanged).
         """
         frames = data if isinstance(data, list) else [data]
         part_dir = "/".join(f"{k}={partition[k]}" for k in PARTITION_COLUMNS)
@@ -233,6 +254,8 @@ class Warehouse:
         except BaseException:
             self._remove_stage(table, stage)
             raise
+        if fingerprint is not None:
+            self._record_fingerprint(table, partition, fingerprint, version)
         return Published(table, version, rows, len(files), dict(partition)), gate_result
 
     def restore_partition(self, table: str, partition: dict[str, str], version: int, *,
@@ -442,6 +465,17 @@ class Warehouse:
                 storage_handler(self.root, self.storage_options).delete_dir(f"{table}/{stage}")
             except FileNotFoundError:
                 pass
+
+
+FINGERPRINTS = "_fingerprints"  # beside a table's data: hidden from Delta readers and vacuum (leading _)
+
+
+def _fingerprint_path(table: str, partition: dict[str, str]) -> str:
+    return f"{table}/{FINGERPRINTS}/" + "/".join(f"{k}={partition[k]}" for k in PARTITION_COLUMNS) + ".json"
+
+
+def _files_digest(files: frozenset[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(files)).encode()).hexdigest()
 
 
 def _partition_files(dt: DeltaTable, partition: dict[str, str]) -> frozenset[str]:

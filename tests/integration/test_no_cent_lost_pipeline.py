@@ -245,3 +245,20 @@ def test_a_refused_delivery_leaves_nothing_for_the_no_op_to_match(landing, wareh
         ingest_delivery(warehouse, landing.store(), src, delivery)
     with pytest.raises(DeliveryRefused):  # still refused, not mistaken for a published delivery
         ingest_delivery(warehouse, landing.store(), src, delivery)
+
+
+def test_after_a_rollback_the_same_delivery_is_written_again(landing, warehouse, cur, h):
+    from focus_platform.pipeline import rollback_partition
+
+    landing.add_source("aws-a")
+    landing.legacy_delivery("aws-a", {"cur-1.csv.gz": cur.subset([0, 1, 2]).gz_bytes()})
+    h.run_pipeline(warehouse, landing, "aws-a")
+    landing.legacy_delivery("aws-a", {"cur-1.csv.gz": cur.gz_bytes()})
+    h.run_pipeline(warehouse, landing, "aws-a")
+    rollback_partition(warehouse, "raw_aws_cur", h.PERIOD, "aws-a")
+    rollback_partition(warehouse, h.FOCUS_TABLE, h.PERIOD, "aws-a")
+    assert h.focus_rows(warehouse, "aws-a").height == 3
+    # the newest delivery is no longer what is published: rebuilt, not mistaken for a no-op
+    _, raw, focus = h.run_pipeline(warehouse, landing, "aws-a")
+    assert not raw.unchanged and not focus.unchanged
+    assert h.focus_rows(warehouse, "aws-a").height == len(cur.rows)
