@@ -656,6 +656,8 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
     per row). ``accept_unknown_money``: write the output although amounts could not be read."""
     if billing_currency is not None and billing_currency not in iso_currency_codes():
         raise SourceFormatError(f"--billing-currency {billing_currency!r} is not an ISO 4217 currency code")
+    if not out.lower().endswith(".parquet"):
+        raise SourceFormatError(f"--out {out}: the output is a Parquet file: name it .parquet")
     now = datetime.now(timezone.utc)
     families: dict[str, list[pl.LazyFrame]] = {}  # raw table -> the raw rows of its files
     formats = []
@@ -681,10 +683,12 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
     raw_totals = _summed_totals([totals for totals, _ in sides])
     quarantine = pl.concat([q for _, q in sides], how="diagonal_relaxed")
     stem = str(Path(out).with_suffix(""))
-    q_out = None
+    q_out = stem + ".quarantine.parquet"
     if quarantine.height:
-        q_out = stem + ".quarantine.parquet"
         quarantine.write_parquet(q_out, compression=PARQUET_COMPRESSION)
+    else:  # a quarantine file left by an earlier conversion to the same output would not belong to it
+        Path(q_out).unlink(missing_ok=True)
+        q_out = None
     focus = pl.scan_parquet(out)
     checks = check_focus(focus, raw_totals, quarantine, accept_unknown_money=accept_unknown_money)
     write_metadata(stem + METADATA_SUFFIX, focus.collect_schema())

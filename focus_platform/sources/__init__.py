@@ -34,6 +34,7 @@ from focus_platform.sources import (
 from focus_platform.sources.common import (
     Lineage,
     SourceFormatError,
+    explained,
     file_schema,
     scan_file,
 )
@@ -73,7 +74,10 @@ RAW_TABLES = sorted({f.raw_table for f in FORMATS.values()})
 
 def detect_format(path: str, storage_options: dict | None = None) -> str:
     """The format of one export file, from its header; a clear error naming the known formats."""
-    headers = file_schema(scan_file(path, storage_options=storage_options), path).names()
+    try:
+        headers = file_schema(scan_file(path, storage_options=storage_options), path).names()
+    except SourceFormatError as exc:
+        raise SourceFormatError(explained(str(exc), path)) from exc
     for fmt in FORMATS.values():
         found = fmt.detect(headers)
         if found:
@@ -82,9 +86,17 @@ def detect_format(path: str, storage_options: dict | None = None) -> str:
         why = fmt.near_miss(headers)
         if why:
             raise SourceFormatError(f"{path}: {why}")
-    raise SourceFormatError(
-        f"{path}: can't detect format, expected one of: "
-        + ", ".join(f"{f.name} ({f.description})" for f in FORMATS.values()))
+    raise SourceFormatError(explained(
+        f"{path}: can't detect format{_separator_hint(headers)}, expected one of: "
+        + ", ".join(f"{f.name} ({f.description})" for f in FORMATS.values()), path))
+
+
+def _separator_hint(headers: list[str]) -> str:
+    """A header read as one column that holds another separator: the file is not comma-separated."""
+    if len(headers) != 1:
+        return ""
+    found = [name for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "pipes")) if sep in headers[0]]
+    return f" (its header is one column separated by {found[0]}: export it comma-separated)" if found else ""
 
 
 __all__ = ["FORMATS", "RAW_TABLES", "Lineage", "SourceFormat", "SourceFormatError", "detect_format"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -118,13 +119,63 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".gz")
 
 def delivered_file(path: str | Path, label: str,
                    storage_options: dict | None = None) -> tuple[pl.LazyFrame, pl.Schema]:
-    """The start of every format's ``scan_raw``: the file as delivered and its schema; a CSV whose
-    rows do not all have the header's number of fields (a file cut short) is refused as a whole."""
-    lf = scan_file(path, storage_options=storage_options)
-    schema = file_schema(lf, label)
-    if str(path).lower().endswith(CSV_SUFFIXES):
-        check_csv_structure(str(path), label, storage_options)
+    """The start of every format's ``scan_raw``: the file as delivered and its schema. Refused as a
+    whole: a CSV whose rows do not all have the header's number of fields (a file cut short), and a
+    header naming a column twice (which copy holds the money?)."""
+    try:
+        lf = scan_file(path, storage_options=storage_options)
+        schema = file_schema(lf, label)
+        repeated = repeated_columns(schema.names())
+        if repeated:
+            raise SourceFormatError(f"{label}: the header names {', '.join(repeated)} more than once: refused (which "
+                                    "copy holds the values cannot be told)")
+        if str(path).lower().endswith(CSV_SUFFIXES):
+            check_csv_structure(str(path), label, storage_options)
+    except SourceFormatError as exc:
+        raise SourceFormatError(explained(str(exc), str(path))) from exc
     return lf, schema
+
+
+DUPLICATED_SUFFIX = re.compile(r"^(.*)_duplicated_\d+$")  # how Polars renames a CSV header's repeated name
+
+
+def repeated_columns(names: list[str]) -> list[str]:
+    """The column names a CSV header repeats ('X' and the 'X_duplicated_0' Polars made of its copy)."""
+    present = set(names)
+    return sorted({m.group(1) for n in names if (m := DUPLICATED_SUFFIX.match(n)) and m.group(1) in present})
+
+
+def explained(message: str, path: str) -> str:
+    """An unreadable file's message with what its bytes say it is (local files: Parquet or ZIP named
+    otherwise, UTF-16) or where it stops being UTF-8."""
+    if "://" in path or not Path(path).is_file():
+        return message
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PAR1" and not path.lower().endswith(".parquet"):
+        return message + " (its content is Parquet: name it .parquet)"
+    if head.startswith(b"PK\x03\x04"):
+        return message + " (it is a ZIP archive, which is not read: unzip it, or export CSV.gz / Parquet)"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return message + " (it is UTF-16 encoded: export it as UTF-8)"
+    if "utf-8" in message.lower() or "utf8" in message.lower():
+        return message + _first_non_utf8_line(path)
+    return message
+
+
+def _first_non_utf8_line(path: str) -> str:
+    import gzip
+
+    with open(path, "rb") as probe:
+        zipped = probe.read(2) == b"\x1f\x8b"
+    with (gzip.open if zipped else open)(path, "rb") as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return (f" (line {number} is not UTF-8 from byte {exc.start}: {line[exc.start:exc.start + 4]!r}; "
+                        "export the file as UTF-8)")
+    return ""
 
 
 def file_schema(lf: pl.LazyFrame, label: str) -> pl.Schema:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
@@ -262,3 +263,50 @@ def test_after_a_rollback_the_same_delivery_is_written_again(landing, warehouse,
     _, raw, focus = h.run_pipeline(warehouse, landing, "aws-a")
     assert not raw.unchanged and not focus.unchanged
     assert h.focus_rows(warehouse, "aws-a").height == len(cur.rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Found by trying the platform as a new user would (round 2)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["aws-cur", "oci-cost", "focus"])
+def test_a_header_naming_a_column_twice_is_refused(tmp_path, fmt):
+    path, amount, _ = CSV_SAMPLES[fmt]
+    header, rows = read_table(path)
+    repeated = write_table(tmp_path / "repeated.csv", [*header, amount], [[*r, "999"] for r in rows])
+    with pytest.raises(SourceFormatError, match=rf"repeated\.csv: the header names {re.escape(amount)} more than once"):
+        convert_files([str(repeated)], str(tmp_path / "out.parquet"))
+
+
+def test_a_converted_file_has_no_stale_quarantine_beside_it(tmp_path):
+    header, rows = read_table(CSV_SAMPLES["aws-cur"][0])
+    bad = [list(r) for r in rows]
+    bad[0][header.index("lineItem/UsageStartDate")] = "not a date"
+    out = tmp_path / "out.parquet"
+    assert convert_files([str(write_table(tmp_path / "bad.csv", header, bad))], str(out)).quarantined == 1
+    assert (tmp_path / "out.quarantine.parquet").exists()
+    result = convert_files([str(CSV_SAMPLES["aws-cur"][0])], str(out))
+    assert result.quarantined == 0 and result.quarantine_out is None
+    assert not (tmp_path / "out.quarantine.parquet").exists()
+
+
+def test_the_output_must_be_named_parquet(tmp_path):
+    with pytest.raises(SourceFormatError, match=r"--out .*x\.csv: the output is a Parquet file"):
+        convert_files([str(CSV_SAMPLES["aws-cur"][0])], str(tmp_path / "x.csv"))
+
+
+def test_files_that_are_not_what_their_name_says_are_explained(tmp_path):
+    header, rows = read_table(CSV_SAMPLES["oci-cost"][0])
+    text = "\n".join(",".join(f'"{v}"' for v in r) for r in [header, *rows]) + "\n"
+    cases = {
+        "utf16.csv": (text.encode("utf-16"), "UTF-16 encoded"),
+        "semicolons.csv": (text.replace('","', '";"').encode(), "separated by semicolons"),
+        "parquet.csv": (None, "its content is Parquet"),
+        "latin1.csv": (text.replace(rows[2][0], rows[2][0] + " caf\xe9", 1).encode("latin-1"),
+                       "line 4 is not UTF-8"),
+    }
+    pl.read_csv(CSV_SAMPLES["oci-cost"][0], infer_schema=False).write_parquet(tmp_path / "parquet.csv")
+    for name, (data, expected) in cases.items():
+        if data is not None:
+            (tmp_path / name).write_bytes(data)
+        with pytest.raises(SourceFormatError, match=re.escape(expected)):
+            convert_files([str(tmp_path / name)], str(tmp_path / "out.parquet"))
