@@ -180,6 +180,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             continue
         periods = sorted(set(discovery.deliveries) | set(discovery.refused))  # a refused one's run records why
         work += [(source.name, period) for period in periods if not args.period or period == args.period]
+    if args.period and not work and not bad_sources:
+        raise ValueError(f"no delivery of billing period {args.period} for "
+                         f"{'source ' + args.source if args.source else 'any source'} under {landing.resolved_root()}")
     instance.add_dynamic_partitions(EXPORT_SOURCE, [s.name for s in sources if s.name not in bad_sources])
     tags = {"focus/origin": "demo", **({FORCE_TAG: "true"} if args.force else {}),
             **({ACCEPT_UNKNOWN_MONEY_TAG: "true"} if args.accept_unknown_money else {})}
@@ -367,6 +370,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def billing_period(text: str) -> str:
+    """A billing period argument: YYYY-MM with a month 01 to 12."""
+    import re
+
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a billing period YYYY-MM (month 01 to 12)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     from focus_platform.sources import FORMATS
 
@@ -385,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "(default: FOCUS_LANDING_ROOT or the embedded sample)")
     d.add_argument("--warehouse-root", help="Delta tables: a folder, s3:// or gs:// (default: FOCUS_WAREHOUSE_ROOT)")
     d.add_argument("--source", help="only this export source")
-    d.add_argument("--period", help="only this billing period (YYYY-MM)")
+    d.add_argument("--period", type=billing_period, help="only this billing period (YYYY-MM)")
     d.add_argument("--force", action="store_true",
                    help="accept deliveries the re-delivery guard refuses (run tag focus/force=true)")
     d.add_argument("--accept-unknown-money", action="store_true",
@@ -407,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("provider", choices=list(GENERATORS))
     g.add_argument("--rows", type=int, default=100_000)
     g.add_argument("--months", type=int, default=1)
-    g.add_argument("--start-period", default="2024-01", help="first billing period, YYYY-MM")
+    g.add_argument("--start-period", type=billing_period, default="2024-01", help="first billing period, YYYY-MM")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--layout", choices=["legacy", "cur2"], default="legacy", help="aws-cur only")
     g.add_argument("--file-format", choices=sorted({f for _, _, fs in GENERATORS.values() for f in fs}),
@@ -416,12 +428,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", required=True)
     r = command("rollback", "restore a partition of a Delta table from its history (recorded in restatement_log)")
     r.add_argument("table", help="e.g. focus_costs, raw_aws_cur")
-    r.add_argument("--period", required=True)
+    r.add_argument("--period", type=billing_period, required=True)
     r.add_argument("--source", required=True)
     r.add_argument("--to-version", type=int, help="default: the version before the partition's latest change")
     r.add_argument("--warehouse-root", help="default: FOCUS_WAREHOUSE_ROOT or ./.data/warehouse")
     st = command("status", "period status (open / final / restated) per partition")
-    st.add_argument("--period")
+    st.add_argument("--period", type=billing_period)
     st.add_argument("--source")
     st.add_argument("--warehouse-root", help="default: FOCUS_WAREHOUSE_ROOT or ./.data/warehouse")
     return p

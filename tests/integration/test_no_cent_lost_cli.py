@@ -217,3 +217,13 @@ def test_generate_adds_its_sources_to_sources_json(tmp_path, capsys):
     assert [s["name"] for s in sources] == ["azure-ea", "azure-mca", "oci-cost"]
     assert sources[0] == {"name": "azure-ea", "format": "azure-cost-details", "location": "azure-ea",
                           "streams": ["actual", "amortized"]}
+
+
+def test_a_period_that_is_not_one_or_has_no_delivery_is_said(instance_dirs, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--period", "2024-13"])
+    assert exit_.value.code == 2
+    assert "'2024-13' is not a billing period YYYY-MM (month 01 to 12)" in capsys.readouterr().err
+    rc, stdout, err = run_cli(capsys, "demo", "--period", "2030-01")
+    assert rc == 1
+    assert "no delivery of billing period 2030-01 for any source under" in one_error_line(err)
