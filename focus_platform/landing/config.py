@@ -24,13 +24,15 @@ locations.
 
 Settings (``SettingError`` names the variable, its value and what is allowed):
 ``FOCUS_LANDING_ROOT`` / ``FOCUS_WAREHOUSE_ROOT``: a folder, ``s3://bucket/prefix`` or
-``gs://bucket/prefix``; ``FOCUS_MAX_DROP_SHARE``: a number from 0 to 1 (the re-delivery guard).
+``gs://bucket/prefix`` (anything else that starts like a URL, e.g. ``s3:/bucket``, is refused, not
+taken as a local folder); ``FOCUS_MAX_DROP_SHARE``: a number from 0 to 1 (the re-delivery guard).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -40,6 +42,8 @@ from focus_platform.warehouse.storage import scheme
 
 SOURCES_FILE = "sources.json"
 ROOT_SCHEMES = {"": "a folder", "s3": "s3://bucket/prefix", "gs": "gs://bucket/prefix"}
+# a URL scheme (two letters or more: C:\ is a drive) not followed by '//' (file:///x, s3://b are URLs)
+MALFORMED_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(?!//)")
 # key → (JSON type, what it must be)
 ENTRY_KEYS: dict[str, tuple[type, str]] = {
     "name": (str, "a string"), "format": (str, "a string"), "location": (str, "a string"),
@@ -60,9 +64,15 @@ class SettingError(ValueError):
 # Settings
 # ---------------------------------------------------------------------------------------------
 def checked_root(name: str, value: str) -> str:
-    """A landing or warehouse root (``name``: the variable or field it comes from): a folder, s3:// or gs://."""
+    """A landing or warehouse root (``name``: the variable or field it comes from): a folder, s3:// or gs://.
+    A value that starts like a URL but is not ``scheme://…`` (``s3:/bucket``, ``gs:bucket``) is refused,
+    not taken as a local folder of that name."""
     kind = scheme(value)
     allowed = f"allowed: {', '.join(ROOT_SCHEMES.values())}"
+    malformed = MALFORMED_URL.match(value) if not kind else None
+    if malformed:
+        raise SettingError(f"{name}={value!r}: starts like a URL ({malformed.group(1)}:) without '//' after the "
+                           f"scheme; {allowed} (a local folder whose name holds ':': ./{value})")
     if kind not in ROOT_SCHEMES:
         raise SettingError(f"{name}={value!r}: unsupported scheme {kind}://; {allowed}")
     if kind and not value.split("://", 1)[1].split("/", 1)[0]:

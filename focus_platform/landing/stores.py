@@ -3,8 +3,9 @@
 
 Keys are relative to the root prefix, '/'-separated. ``list`` pages through the bucket listing
 (``page_size`` objects a request) and returns every object under a prefix with its size, time and
-ETag; ``read_bytes`` / ``open`` read one object (a missing one raises ``ObjectMissing``). A listing
-or read the store refuses (no bucket, no access, no endpoint) raises ``DeliveryError`` naming the
+ETag; ``folder_exists`` says whether anything (a "folder" placeholder included) is under a prefix,
+which tells a missing source location from an empty one; ``read_bytes`` / ``open`` read one object (a
+missing one raises ``ObjectMissing``). A listing or read the store refuses (no bucket, no access, no endpoint) raises ``DeliveryError`` naming the
 URI and the store's reason; ``uri`` and ``storage_options`` let Polars read the object directly. A
 key that could escape the root (``..``, a leading ``/``) is refused before any request.
 """
@@ -95,6 +96,16 @@ class S3Store(_BucketStore):
             raise self._unlisted(prefix, exc) from exc
         return sorted(out, key=lambda o: o.key)
 
+    def folder_exists(self, prefix: str) -> bool:
+        """Whether any object (a "folder" placeholder included) is under the prefix."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            page = self._client.list_objects_v2(Bucket=self.bucket, Prefix=self._list_prefix(prefix), MaxKeys=1)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._unlisted(prefix, exc) from exc
+        return bool(page.get("KeyCount"))
+
     def stat(self, key: str) -> LandedObject | None:
         from botocore.exceptions import ClientError
 
@@ -143,6 +154,16 @@ class GCSStore(_BucketStore):
         except GoogleAPIError as exc:
             raise self._unlisted(prefix, exc) from exc
         return sorted(out, key=lambda o: o.key)
+
+    def folder_exists(self, prefix: str) -> bool:
+        """Whether any object (a "folder" placeholder included) is under the prefix."""
+        from google.api_core.exceptions import GoogleAPIError
+
+        try:
+            return any(True for _ in self._client.list_blobs(self.bucket, prefix=self._list_prefix(prefix),
+                                                              max_results=1))
+        except GoogleAPIError as exc:
+            raise self._unlisted(prefix, exc) from exc
 
     def _object(self, b) -> LandedObject:
         return LandedObject(self._relative(b.name), int(b.size or 0), b.updated.astimezone(timezone.utc),

@@ -45,9 +45,27 @@ periods; the streams are never paired across periods.
 
 Refused per period: an object key that could name something outside its prefix (``..``) inside the
 period's folder, a manifest naming a missing object or an object shorter than it says, an unreadable
-manifest, ambiguous copies. Refused as a whole source: a data file or manifest outside every
-billing-period folder (a stray file at the source root) or outside every stream folder, an escaping
-key outside a period folder, a manifest without a billing period, a listing that fails.
+manifest, ambiguous copies, a folder named for a month that does not exist (``2023-13``, ``2023-00``),
+a file that would be left unread (below). Refused as a whole source: its location missing (``location
+… does not exist under <root>``; names are case-sensitive), a data file, manifest or archive outside
+every billing-period folder (a stray file at the source root) or outside every stream folder, an
+escaping key outside a period folder, a manifest without a billing period, a listing that fails. A
+location that exists but holds nothing is no refusal: ``Discovery.note`` says "no deliveries yet".
+
+Which files are read
+--------------------
+Inside a billing-period folder (and its run, assembly and execution folders) every file is a data
+file (``DATA_SUFFIXES``), a manifest (``<report>-Manifest.json``, ``manifest.json``) or a companion
+the provider writes beside them and nothing reads (``PROVIDER_COMPANIONS``: the Redshift files of a
+legacy CUR). Any other file there — a ZIP (a legacy CUR can be delivered as ZIP; ZIP is not read), a
+``.xlsx``, a note — refuses its period, naming it: loading the rest would lose its rows silently.
+Outside every period folder nothing is a delivery: data files, manifests and archives
+(``ARCHIVE_SUFFIXES``) there are stray deliveries and refuse the source; other files (a README,
+``expected_totals.json``, AWS's ``aws-programmatic-access-test-object``) are left alone. Hidden files
+(a name starting with '.': ``.DS_Store``, macOS ``._*`` copies, editor locks) are ignored everywhere,
+as under ``invoices/``. A local landing zone follows symbolic links to files and folders that stay under
+its root; a link leaving the root, a dangling link or a link to a folder holding it (a loop) is listed
+as an object that cannot be read (``LandedObject.problem``) and refuses its period (or the source).
 """
 
 from __future__ import annotations
@@ -60,14 +78,17 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Iterator
 
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".gz", ".jsonl", ".jsonl.gz", ".ndjson")
+ARCHIVE_SUFFIXES = (".zip", ".7z", ".bz2", ".xz", ".zst", ".tar")  # deliveries packed in a form not read
+PROVIDER_COMPANIONS = ("-RedshiftManifest.json", "-RedshiftCommands.sql")  # legacy CUR, beside its manifest
 SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
 DATE_RANGE_FOLDER = re.compile(r"^(\d{4})(\d{2})(\d{2})-(\d{4})(\d{2})(\d{2})$")  # 20180801-20180901
 CUR2_PERIOD_FOLDER = re.compile(r"^BILLING_PERIOD=(\d{4})-(\d{2})$")
 MONTH_FOLDER = re.compile(r"^(\d{4})-(\d{2})$")
+MONTH_NUMBER = re.compile(r"^(0[1-9]|1[0-2])$")
 AZURE_MANIFEST = "manifest.json"  # Cost Management exports v2, one per export run
 KEEPS_PUBLISHED = "refused (the published version stays)"
 
@@ -125,6 +146,7 @@ class LandedObject:
     size: int
     modified: datetime
     etag: str = ""  # the store's version tag (S3/GCS ETag; local: mtime and size)
+    problem: str = ""  # why it cannot be read (a local link leaving the root, dangling or looping), else ""
 
 
 @dataclass
@@ -164,6 +186,13 @@ class Discovery:
     deliveries: dict[str, Delivery] = field(default_factory=dict)
     refused: dict[str, DeliveryError] = field(default_factory=dict)
     error: DeliveryError | None = None
+
+    @property
+    def note(self) -> str | None:
+        """A sentence when nothing was found and nothing refused: the location is there but empty."""
+        if self.error or self.deliveries or self.refused:
+            return None
+        return f"export source {self.source.name} ({_where(self.source)}): no deliveries yet (the location is empty)"
 
     @property
     def problems(self) -> list[str]:
@@ -216,15 +245,42 @@ class LocalStore:
         self.root_uri = str(self.root)
 
     def list(self, prefix: str) -> list[LandedObject]:
+        """Every file under a prefix, through symbolic links that stay under the root (module docstring);
+        a link that cannot be followed is listed with its ``problem``."""
         base = self._safe(prefix)
-        if not base.exists():
+        if not base.is_dir():
             return []
-        out = []
-        for dirpath, _, files in os.walk(base):
-            for f in files:
-                p = Path(dirpath) / f
-                out.append(self._object(p, p.stat()))
-        return sorted(out, key=lambda o: o.key)
+        return sorted(self._walk(self.root / prefix.lstrip("/"), (base,)), key=lambda o: o.key)
+
+    def folder_exists(self, prefix: str) -> bool:
+        return self._safe(prefix).is_dir()
+
+    def _walk(self, folder: Path, above: tuple[Path, ...]) -> Iterator[LandedObject]:
+        """The files under ``folder`` (``above``: the real folders walked down to it, itself last)."""
+        for entry in folder.iterdir():
+            real = Path(os.path.realpath(entry))  # never raises: a loop of links resolves to a missing path
+            problem = self._link_problem(entry, real, above) if entry.is_symlink() else None
+            if problem:
+                yield LandedObject(self._key(entry), 0, datetime.fromtimestamp(entry.lstat().st_mtime, timezone.utc),
+                                   problem=problem)
+            elif entry.is_dir():
+                yield from self._walk(entry, (*above, real))
+            else:
+                yield self._object(entry, entry.stat())
+
+    def _link_problem(self, link: Path, real: Path, above: tuple[Path, ...]) -> str | None:
+        """Why a symbolic link is not followed, else None."""
+        what = f"{self._key(link)} is a symbolic link to {os.readlink(link)}"
+        if not real.exists():
+            return f"{what}, which does not exist (a dangling link, or links pointing at each other)"
+        if real != self.root and self.root not in real.parents:
+            return f"{what}, outside the landing zone root {self.root}: not read (move or copy it under the root)"
+        if any(real == folder or real in folder.parents for folder in above):
+            return f"{what}, a folder holding it (a loop): not followed"
+        return None
+
+    def _key(self, p: Path) -> str:
+        return p.relative_to(self.root).as_posix()
 
     def stat(self, key: str) -> LandedObject | None:
         p = self._safe(key)
@@ -252,7 +308,7 @@ class LocalStore:
         return self._safe(key).exists()
 
     def _object(self, p: Path, st: os.stat_result) -> LandedObject:
-        return LandedObject(p.relative_to(self.root).as_posix(), st.st_size,
+        return LandedObject(self._key(p), st.st_size,
                             datetime.fromtimestamp(st.st_mtime, timezone.utc), f"{st.st_mtime_ns:x}-{st.st_size:x}")
 
     def _safe(self, key: str) -> Path:
@@ -331,6 +387,27 @@ def _is_manifest(key: str) -> bool:
     return name.endswith("-Manifest.json") or name == AZURE_MANIFEST
 
 
+def _is_hidden(key: str) -> bool:
+    return key.rsplit("/", 1)[-1].startswith(".")
+
+
+def _is_delivery_like(key: str) -> bool:
+    """A data file, a manifest or an archive: outside every period folder, a stray delivery."""
+    return _is_data(key) or _is_manifest(key) or key.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _left_unread(key: str) -> str | None:
+    """Why a file would be left unread where that loses data (module docstring), else None: inside a
+    billing-period folder anything but data, a manifest or a provider companion; outside, an archive."""
+    if _is_data(key) or _is_manifest(key) or key.endswith(PROVIDER_COMPANIONS):
+        return None
+    if _period_of_key(key) is None and not key.lower().endswith(ARCHIVE_SUFFIXES):
+        return None  # not part of any delivery (a README, expected totals, the AWS access test object)
+    return (f"{key} would be left unread: not a data file ({', '.join(DATA_SUFFIXES)}) nor a manifest "
+            "(<report>-Manifest.json, manifest.json); ZIP and other archives are not read (a legacy CUR "
+            "delivered as ZIP: unzip it in place)")
+
+
 def _digest(objects: list[LandedObject]) -> str:
     h = hashlib.sha256()
     for o in sorted(objects, key=lambda o: o.key):
@@ -354,14 +431,20 @@ def discover(store, source: ExportSource) -> Discovery:
     problem of this source or its objects."""
     try:
         objects = store.list(source.location)
+        if not objects and not store.folder_exists(source.location):
+            raise DeliveryError(f"location {source.location} does not exist under {store.root_uri} (names are "
+                                "case-sensitive: check sources.json)")
         found, refused = (_discover_streams(store, source, objects) if source.streams
                           else _discover_objects(store, source, objects))
     except (DeliveryError, OSError) as exc:
-        where = f"{source.location}/" if source.location else "the landing root"
-        return Discovery(source, error=DeliveryError(f"export source {source.name} ({where}): {exc}; the whole "
-                                                     f"source is {KEEPS_PUBLISHED}"))
+        return Discovery(source, error=DeliveryError(f"export source {source.name} ({_where(source)}): {exc}; the "
+                                                     f"whole source is {KEEPS_PUBLISHED}"))
     return Discovery(source, found, {p: DeliveryError(f"export source {source.name}, billing period {p}: {exc}", p)
                                      for p, exc in refused.items()})
+
+
+def _where(source: ExportSource) -> str:
+    return f"{source.location}/" if source.location else "the landing root"
 
 
 def discover_deliveries(store, source: ExportSource) -> dict[str, Delivery]:
@@ -375,11 +458,12 @@ Found = tuple[dict[str, Delivery], dict[str, str]]  # deliveries and refusals (w
 def _discover_streams(store, source: ExportSource, objects: list[LandedObject]) -> Found:
     base = source.location.strip("/")
     prefixes = {stream: f"{base}/{stream}/" if base else f"{stream}/" for stream in source.streams}
-    stray = [o.key for o in objects if (_is_data(o.key) or _is_manifest(o.key))
+    stray = [o for o in objects if (o.problem or _is_delivery_like(o.key)) and not _is_hidden(o.key)
              and not any(o.key.startswith(p) for p in prefixes.values())]
     if stray:
-        raise DeliveryError(f"{stray[0]} is outside the export streams' folders ({', '.join(prefixes.values())}): "
-                            "a stray file (move it into its stream's folder or remove it)")
+        raise DeliveryError(stray[0].problem or f"{stray[0].key} is outside the export streams' folders "
+                            f"({', '.join(prefixes.values())}): a stray file (move it into its stream's folder or "
+                            "remove it)")
     per_stream: dict[str, dict[str, Delivery]] = {}
     refused: dict[str, str] = {}
     for stream, prefix in prefixes.items():
@@ -429,11 +513,13 @@ def _discover_objects(store, source: ExportSource, listed: list[LandedObject]) -
     refused: dict[str, str] = {}
     objects = []
     for o in listed:
-        why = unsafe_key(o.key)
-        if why is None:
+        if _is_hidden(o.key):
+            continue
+        why = unsafe_key(o.key) or o.problem or _left_unread(o.key)
+        if not why:
             objects.append(o)
             continue
-        period = _period_of_key(o.key)
+        period = _period_of_key(f"{o.key}/x" if o.problem else o.key)  # a link may be the period folder itself
         if period is None:
             raise DeliveryError(why)
         refused.setdefault(period, f"{why}: the delivery is {KEEPS_PUBLISHED}")
@@ -471,6 +557,11 @@ def _discover_objects(store, source: ExportSource, listed: list[LandedObject]) -
     found = {}
     for period, deliveries in sorted(candidates.items()):
         if period in refused:
+            continue
+        if not MONTH_NUMBER.match(period[5:]):
+            refused[period] = (f"{_names(sorted({_period_folder_of(d) for d in deliveries}))}: named for month "
+                               f"{period[5:]}, which does not exist (months are 01 to 12): not a billing period, "
+                               "refused; rename the folder")
             continue
         newest = _newest_of_each_series(deliveries)
         if len(newest) > 1:

@@ -7,7 +7,9 @@
   copies, escaping key, manifest naming a missing object, a stream missing) or a refused source (a
   stray file, a listing that fails) is reported in the log and the skip reason and leaves its
   cursor entries as they were, so it is looked at again on every tick until fixed; the other
-  periods and sources run as usual (``LandingZoneResource.discover_all``).
+  periods and sources run as usual (``LandingZoneResource.discover_all``). A period outside the
+  billing-period window (``partitions.in_window``: a folder ``2099-01``) has no partition: it is
+  refused the same way, never requested.
 - ``invoice_sensor``: a new or changed file under ``<landing root>/invoices/<billing account>/``
   (invoices, credit memos landing after month close) rebuilds the ``invoices`` table and re-runs
   ``focus_costs`` for the periods it applies to (period status): an invoice its own billing period,
@@ -34,6 +36,8 @@ from focus_platform.assets import focus_costs, raw_exports
 from focus_platform.assets.partitions import (
     BILLING_PERIOD,
     EXPORT_SOURCE,
+    in_window,
+    outside_window,
     partition_key,
 )
 from focus_platform.assets.reconciliation import invoices_asset
@@ -61,7 +65,12 @@ def delivery_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZo
     requests, problems = [], []
     for found in discoveries:  # a refused period or source keeps its cursor entries as they were
         problems.extend(found.problems)
+        if found.note:
+            context.log.info(found.note)
         for period, delivery in found.deliveries.items():
+            if not in_window(period):  # no partition holds it: refused like any other period
+                problems.append(f"export source {found.source.name}, billing period {outside_window(period)}")
+                continue
             key = f"{found.source.name}|{period}"
             value = f"{delivery.delivery_id}|{delivery.fingerprint}"
             if seen.get(key) == delivery.delivery_id:  # a cursor of the earlier format: same delivery

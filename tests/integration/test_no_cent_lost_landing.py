@@ -16,9 +16,17 @@ import dagster as dg
 import pytest
 
 from focus_platform.assets import ASSETS
-from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
+from focus_platform.assets.partitions import (
+    EXPORT_SOURCE,
+    FIRST_PERIOD,
+    billing_periods,
+    in_window,
+    last_period,
+    outside_window,
+    partition_key,
+)
 from focus_platform.landing.config import SettingError, SourcesFileError, load_sources
-from focus_platform.landing.stores import open_store
+from focus_platform.landing.stores import GCSStore, open_store
 from focus_platform.landing.zone import (
     DeliveryError,
     ExportSource,
@@ -33,7 +41,7 @@ from focus_platform.resources import (
 )
 from focus_platform.sensors import delivery_sensor
 from focus_platform.warehouse.restatements import GuardPolicy
-from tests.integration.conftest_objectstore import moto_server, s3  # noqa: F401
+from tests.integration.conftest_objectstore import gcs, gcs_server, moto_server, s3  # noqa: F401
 
 CSV = b"a,b\n1,2\n"
 NOV = "20231101-20231201"  # legacy CUR period folder (exclusive end)
@@ -470,3 +478,227 @@ def test_raw_exports_refuses_an_ambiguous_period_and_publishes_the_other(landing
     published = resources["warehouse"].warehouse().scan(h.FOCUS_TABLE).collect()
     assert set(published["x_BillingPeriod"]) == {"2023-10"}
     assert h.billed_by_currency(published) == cur.invoice_basis([0, 1])
+
+
+# ---------------------------------------------------------------------------------------------
+# A file inside a delivery that would be left unread refuses its period (a ZIP lost 50 of 300 rows)
+# ---------------------------------------------------------------------------------------------
+UNREAD = ("would be left unread: not a data file (.csv, .csv.gz, .parquet, .gz, .jsonl, .jsonl.gz, .ndjson) nor a "
+          "manifest (<report>-Manifest.json, manifest.json); ZIP and other archives are not read (a legacy CUR "
+          "delivered as ZIP: unzip it in place)")
+UNREAD_LAYOUTS = {  # files, the file left unread
+    "month folder": ({"src/2023-11/a.csv": CSV, "src/2023-11/b.csv.zip": b"PK"}, "src/2023-11/b.csv.zip"),
+    "Azure run folder": ({**azure_run("src", AZ_NOV, "run-a", "2023-11-20T06:00:00Z", ["part_0_0001.csv"]),
+                          f"src/{AZ_NOV}/run-a/part_1_0001.xlsx": b"x"}, f"src/{AZ_NOV}/run-a/part_1_0001.xlsx"),
+    "legacy CUR assembly delivered as ZIP": (
+        {**legacy_cur("src/cur", "asm-1", ["cur-1.csv"]), f"src/cur/{NOV}/asm-1/cur-2.csv.zip": b"PK"},
+        f"src/cur/{NOV}/asm-1/cur-2.csv.zip"),
+    "CUR 2.0 data folder": ({"src/exp/data/BILLING_PERIOD=2023-11/exp-00001.csv.gz": CSV,
+                             "src/exp/data/BILLING_PERIOD=2023-11/exp-00002.csv.bz2": b"BZ"},
+                            "src/exp/data/BILLING_PERIOD=2023-11/exp-00002.csv.bz2"),
+}
+
+
+@pytest.mark.parametrize("where", WHERE)
+@pytest.mark.parametrize("layout", list(UNREAD_LAYOUTS))
+def test_a_file_left_unread_in_a_delivery_refuses_that_period_naming_it(request, tmp_path, layout, where):
+    files, unread = UNREAD_LAYOUTS[layout]
+    found = discover(zone_store(request, tmp_path, {**files, **OCTOBER}, where), ExportSource("src", "aws-cur", "src"))
+    assert found.error is None and list(found.deliveries) == ["2023-10"]
+    assert found.problems == [f"export source src, billing period 2023-11: {unread} {UNREAD}: the delivery is {KEPT}"]
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_file_left_unread_in_a_stream_folder_refuses_that_period(request, tmp_path, where):
+    files = {**azure_run("azure/actual", AZ_NOV, "run-a", "2023-11-20T06:00:00Z", ["part_0_0001.csv"]),
+             "azure/amortized/2023-11/part_0_0001.csv": CSV, "azure/amortized/2023-11/part_1_0001.csv.zip": b"PK"}
+    found = discover(zone_store(request, tmp_path, files, where), AZURE)
+    assert found.deliveries == {} and found.error is None
+    assert found.problems == [f"export source azure-ea, billing period 2023-11: stream amortized: "
+                              f"azure/amortized/2023-11/part_1_0001.csv.zip {UNREAD}: the delivery is {KEPT}"]
+
+
+@pytest.mark.parametrize("where", WHERE)
+@pytest.mark.parametrize(("source", "files", "stray"), [
+    (ExportSource("src", "oci-cost", "src"), {"src/2023-10/a.csv": CSV, "src/report.csv.zip": b"PK"},
+     "src/report.csv.zip"),
+    (AZURE, {"azure/actual/2023-10/a.csv": CSV, "azure/amortized/2023-10/a.csv": CSV, "azure/export.zip": b"PK"},
+     "azure/export.zip"),
+])
+def test_an_archive_outside_every_period_folder_refuses_the_source(request, tmp_path, where, source, files, stray):
+    found = discover(zone_store(request, tmp_path, files, where), source)
+    assert found.deliveries == {} and found.refused == {}
+    assert str(found.error).startswith(f"export source {source.name} ({source.location}/): {stray} ")
+    assert str(found.error).endswith(f"; the whole source is {KEPT}")
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_hidden_files_notes_and_provider_companions_are_left_alone(request, tmp_path, where):
+    """Hidden files are ignored everywhere (even ``._a.csv``, a macOS copy); outside every period folder
+    a note, the generators' expected totals and AWS's access test object are no delivery; the Redshift
+    files of a legacy CUR sit beside its manifest."""
+    files = {**legacy_cur("src/cur", "asm-1", ["cur-1.csv"]),
+             f"src/cur/{NOV}/cur-RedshiftManifest.json": "{}", f"src/cur/{NOV}/asm-1/cur-RedshiftCommands.sql": "",
+             f"src/cur/{NOV}/.DS_Store": b"\0", f"src/cur/{NOV}/asm-1/._cur-1.csv": b"\0\5",
+             "src/2023-10/october.csv": CSV, "src/2023-10/.~lock.october.csv#": b"", "src/.hidden.zip": b"PK",
+             "src/README.md": "notes", "src/expected_totals.json": "{}", "src/aws-programmatic-access-test-object": ""}
+    found = discover(zone_store(request, tmp_path, files, where), ExportSource("src", "aws-cur", "src"))
+    assert found.problems == [] and sorted(found.deliveries) == ["2023-10", "2023-11"]
+    assert found.deliveries["2023-11"].files == [f"src/cur/{NOV}/asm-1/cur-1.csv"]
+    assert found.deliveries["2023-10"].files == ["src/2023-10/october.csv"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Billing periods: a month that does not exist; the partition window
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("where", WHERE)
+def test_a_folder_named_for_a_month_that_does_not_exist_is_refused_naming_it(request, tmp_path, where):
+    files = {"src/2023-13/a.csv": CSV, "src/2023-00/a.csv": CSV, "src/20231301-20240101/a.csv": CSV, **OCTOBER}
+    found = discover(zone_store(request, tmp_path, files, where), ExportSource("src", "aws-cur", "src"))
+    assert found.error is None and list(found.deliveries) == ["2023-10"]
+    assert found.problems == [
+        "export source src, billing period 2023-00: src/2023-00: named for month 00, which does not exist (months "
+        "are 01 to 12): not a billing period, refused; rename the folder",
+        "export source src, billing period 2023-13: src/2023-13 and src/20231301-20240101: named for month 13, "
+        "which does not exist (months are 01 to 12): not a billing period, refused; rename the folder"]
+
+
+def test_the_billing_period_window_is_one_definition():
+    assert billing_periods.get_first_partition_key() == FIRST_PERIOD == "2017-01"
+    assert last_period() == billing_periods.get_last_partition_key() == time.strftime("%Y-%m", time.gmtime())
+    assert in_window("2017-01") and in_window("2017-06") and in_window(last_period())
+    for period in ("2016-12", "1969-12", "2099-01", "2023-13", "2023-00", "2023-1", "latest"):
+        assert not in_window(period)
+    assert outside_window("2099-01") == (
+        f"2099-01 is outside the billing-period window 2017-01 to {last_period()} (the current month): no partition "
+        "holds it, so it is not loaded; check the folder's name")
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_the_delivery_sensor_refuses_periods_outside_the_window_and_runs_the_others(request, tmp_path, where):
+    files = {"sources.json": json.dumps({"sources": [{"name": "src", "format": "aws-cur", "location": "src"}]}),
+             "src/2016-12/a.csv": CSV, "src/2099-01/a.csv": CSV, "src/2023-13/a.csv": CSV, **OCTOBER}
+    store = zone_store(request, tmp_path, files, where)
+    zone = LandingZoneResource(root=str(store.root))
+    instance = dg.DagsterInstance.ephemeral()
+    result = delivery_sensor(dg.build_sensor_context(instance=instance, resources={"landing_zone": zone}))
+    assert [r.partition_key for r in result.run_requests] == [partition_key("2023-10", "src")]
+    instance.add_dynamic_partitions(EXPORT_SOURCE, ["src"])
+    idle = delivery_sensor(dg.build_sensor_context(instance=instance, resources={"landing_zone": zone},
+                                                   cursor=result.cursor))
+    skip = idle.skip_reason.skip_message
+    assert skip.startswith("no new or changed deliveries; 3 refused: ")
+    assert "export source src, billing period 2023-13: src/2023-13: named for month 13" in skip
+    for period in ("2016-12", "2099-01"):
+        assert f"export source src, billing period {outside_window(period)}" in skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Symbolic links in a local landing zone: followed under the root, refused otherwise
+# ---------------------------------------------------------------------------------------------
+def test_a_period_folder_that_is_a_link_under_the_root_is_read_through_it(tmp_path):
+    root = tmp_path / "landing"
+    write_tree(root, {"archive/2023-11/a.csv": CSV, "archive/2023-11/b.csv": CSV, **OCTOBER})
+    (root / "src/2023-11").symlink_to(root / "archive/2023-11")
+    store = LocalStore(root)
+    found = discover(store, ExportSource("src", "aws-cur", "src"))
+    assert found.problems == [] and sorted(found.deliveries) == ["2023-10", "2023-11"]
+    assert found.deliveries["2023-11"].files == ["src/2023-11/a.csv", "src/2023-11/b.csv"]
+    assert store.read_bytes("src/2023-11/a.csv") == CSV
+
+
+@pytest.mark.parametrize(("link", "target", "expected"), [
+    ("src/2023-11", "{outside}/2023-11", "src/2023-11 is a symbolic link to {outside}/2023-11, outside the landing "
+                                         "zone root {root}: not read (move or copy it under the root)"),
+    ("src/2023-11/b.csv", "{outside}/2023-11/b.csv", "src/2023-11/b.csv is a symbolic link to {outside}/2023-11/b.csv, "
+                                                     "outside the landing zone root {root}: not read (move or copy it "
+                                                     "under the root)"),
+    ("src/2023-11/again", "..", "src/2023-11/again is a symbolic link to .., a folder holding it (a loop): not followed"),
+    ("src/2023-11/run-1", "{root}", "src/2023-11/run-1 is a symbolic link to {root}, a folder holding it (a loop): "
+                                    "not followed"),
+    ("src/2023-11/b.csv", "gone.csv", "src/2023-11/b.csv is a symbolic link to gone.csv, which does not exist (a "
+                                      "dangling link, or links pointing at each other)"),
+    ("src/2023-11/b.csv", "b.csv", "src/2023-11/b.csv is a symbolic link to b.csv, which does not exist (a "
+                                   "dangling link, or links pointing at each other)"),
+])
+def test_a_link_that_cannot_be_followed_refuses_its_period(tmp_path, link, target, expected):
+    root, outside = tmp_path / "landing", tmp_path / "outside"
+    write_tree(outside, {"2023-11/a.csv": CSV, "2023-11/b.csv": CSV})
+    write_tree(root, {"src/2023-11/a.csv": CSV, **OCTOBER} if link != "src/2023-11" else OCTOBER)
+    (root / link).symlink_to(target.format(outside=outside, root=root))
+    found = discover(LocalStore(root), ExportSource("src", "aws-cur", "src"))
+    assert found.error is None and list(found.deliveries) == ["2023-10"]
+    assert found.problems == [f"export source src, billing period 2023-11: "
+                              f"{expected.format(outside=outside, root=root.resolve())}: the delivery is {KEPT}"]
+
+
+def test_a_link_leaving_the_root_outside_every_period_folder_refuses_the_source(tmp_path):
+    root = tmp_path / "landing"
+    write_tree(root, OCTOBER)
+    (tmp_path / "outside").mkdir()
+    (root / "src/older").symlink_to(tmp_path / "outside")
+    found = discover(LocalStore(root), ExportSource("src", "aws-cur", "src"))
+    assert found.deliveries == {}
+    assert str(found.error) == (
+        f"export source src (src/): src/older is a symbolic link to {tmp_path}/outside, outside the landing zone root "
+        f"{root.resolve()}: not read (move or copy it under the root); the whole source is {KEPT}")
+
+
+# ---------------------------------------------------------------------------------------------
+# A root that starts like a URL but is not one; a source location that does not exist
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("variable", "value"), [
+    ("FOCUS_WAREHOUSE_ROOT", "s3:/bucket/warehouse"), ("FOCUS_LANDING_ROOT", "s3:/bucket"),
+    ("FOCUS_LANDING_ROOT", "gs:bucket/zone"), ("FOCUS_WAREHOUSE_ROOT", "file:/tmp/wh"),
+])
+def test_a_root_that_starts_like_a_url_but_is_not_one_is_refused(monkeypatch, variable, value):
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingError) as err:
+        default_resources()
+    scheme = value.split(":", 1)[0]
+    assert str(err.value) == (
+        f"{variable}={value!r}: starts like a URL ({scheme}:) without '//' after the scheme; allowed: a folder, "
+        f"s3://bucket/prefix, gs://bucket/prefix (a local folder whose name holds ':': ./{value})")
+
+
+def test_a_resource_root_that_starts_like_a_url_is_refused_naming_the_field(tmp_path):
+    with pytest.raises(SettingError, match=r"^landing_zone root='s3:/bucket': starts like a URL \(s3:\) without"):
+        LandingZoneResource(root="s3:/bucket").store()
+    with pytest.raises(SettingError, match=r"^warehouse root='gs:/b/wh': starts like a URL \(gs:\) without"):
+        WarehouseResource(root="gs:/b/wh").warehouse()
+    assert LandingZoneResource(root=str(tmp_path)).store().root == tmp_path.resolve()  # a folder: taken
+
+
+LOCATIONS = {"sources": [{"name": "oci", "format": "oci-cost", "location": "Oci"},
+                         {"name": "empty", "format": "oci-cost", "location": "empty"},
+                         {"name": "good", "format": "oci-cost", "location": "good"}]}
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_missing_location_refuses_its_source_and_an_empty_one_is_a_note(request, tmp_path, where):
+    files = {"sources.json": json.dumps(LOCATIONS), "oci/2023-10/a.csv": CSV, "good/2023-10/a.csv": CSV}
+    store = zone_store(request, tmp_path, files, where)
+    if where == "local":
+        (tmp_path / "landing/empty").mkdir()
+    else:  # an empty "folder" in a bucket: the console's placeholder object
+        store._client.put_object(Bucket=store.bucket, Key="zone/empty/", Body=b"")
+    found = {d.source.name: d for d in LandingZoneResource(root=str(store.root)).discover_all()}
+    assert str(found["oci"].error) == (
+        f"export source oci (Oci/): location Oci does not exist under {store.root_uri} (names are case-sensitive: "
+        f"check sources.json); the whole source is {KEPT}")
+    assert found["oci"].note is None
+    assert found["empty"].error is None and found["empty"].problems == []
+    assert found["empty"].note == "export source empty (empty/): no deliveries yet (the location is empty)"
+    assert list(found["good"].deliveries) == ["2023-10"] and found["good"].note is None
+
+
+def test_a_missing_location_on_gcs_is_told_from_an_empty_one(gcs):  # noqa: F811
+    bucket = gcs.new_bucket("landing")
+    gcs.client().bucket(bucket).blob("zone/empty/").upload_from_string(b"")
+    gcs.client().bucket(bucket).blob("zone/good/2023-10/a.csv").upload_from_string(CSV)
+    store = open_store(f"gs://{bucket}/zone")
+    assert isinstance(store, GCSStore)
+    assert store.folder_exists("empty") and store.folder_exists("good") and not store.folder_exists("Good")
+    assert discover(store, ExportSource("empty", "oci-cost", "empty")).note is not None
+    assert str(discover(store, ExportSource("good", "oci-cost", "Good")).error).startswith(
+        f"export source good (Good/): location Good does not exist under gs://{bucket}/zone (")
