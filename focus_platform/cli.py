@@ -144,16 +144,23 @@ def debug_details(result) -> str:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from focus_platform.landing.config import checked_root
+
     if args.landing_root:
-        os.environ["FOCUS_LANDING_ROOT"] = args.landing_root
+        os.environ["FOCUS_LANDING_ROOT"] = checked_root("--landing-root", args.landing_root)
     if args.warehouse_root:
-        os.environ["FOCUS_WAREHOUSE_ROOT"] = args.warehouse_root
+        os.environ["FOCUS_WAREHOUSE_ROOT"] = checked_root("--warehouse-root", args.warehouse_root)
     home = ensure_dagster_home()
     import dagster as dg
     from tqdm import tqdm
 
     from focus_platform.assets import ASSETS
-    from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
+    from focus_platform.assets.partitions import (
+        EXPORT_SOURCE,
+        in_window,
+        outside_window,
+        partition_key,
+    )
     from focus_platform.jobs import focus_pipeline_job
     from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE
     from focus_platform.resources import default_resources
@@ -171,16 +178,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     sources = [s for s in landing.sources() if not args.source or s.name == args.source]
     if not sources:
         raise ValueError(f"export source {args.source} is not configured in {landing.resolved_root()}")
-    work, bad_sources = [], []
+    work, bad_sources, bad_periods = [], [], []
     for source in sources:
         discovery = landing.discover(source)
-        if discovery.error:  # e.g. a stray file at its root: the other sources still run
+        if discovery.error:  # e.g. a stray file at its root, a missing location: the other sources still run
             bad_sources.append(source.name)
             _fail(one_line(discovery.error))  # names the source and the object at fault
             continue
+        if discovery.note:  # e.g. a location that exists but holds no delivery yet
+            print(f"note: {discovery.note}", file=sys.stderr)
         periods = sorted(set(discovery.deliveries) | set(discovery.refused))  # a refused one's run records why
-        work += [(source.name, period) for period in periods if not args.period or period == args.period]
-    if args.period and not work and not bad_sources:
+        periods = [p for p in periods if not args.period or p == args.period]
+        for period in [p for p in periods if not in_window(p)]:  # no partition holds it (e.g. 2099-01)
+            bad_periods.append((source.name, period))
+            _fail(one_line(discovery.refused.get(period)
+                           or f"export source {source.name}, billing period {outside_window(period)}"))
+        work += [(source.name, period) for period in periods if in_window(period)]
+    if args.period and not work and not bad_sources and not bad_periods:
         raise ValueError(f"no delivery of billing period {args.period} for "
                          f"{'source ' + args.source if args.source else 'any source'} under {landing.resolved_root()}")
     instance.add_dynamic_partitions(EXPORT_SOURCE, [s.name for s in sources if s.name not in bad_sources])
@@ -198,7 +212,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for outcome in outcomes:
         if not outcome.success:
             _fail(f"{outcome.source} {outcome.period}: {outcome.reason}")
-    return 1 if bad_sources or any(not o.success for o in outcomes) else 0
+    return 1 if bad_sources or bad_periods or any(not o.success for o in outcomes) else 0
 
 
 def print_demo_summary(outcomes: list[PartitionOutcome], warehouse_root: str, tables: list[str], home: Path) -> None:
@@ -372,9 +386,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def billing_period(text: str) -> str:
     """A billing period argument: YYYY-MM with a month 01 to 12."""
-    import re
+    from focus_platform.periods import is_billing_period
 
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", text):
+    if not is_billing_period(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a billing period YYYY-MM (month 01 to 12)")
     return text
 

@@ -8,14 +8,13 @@ whether a period has one and ``outside_window`` the sentence that refuses it (th
 sensor refuse such a period and go on with the others).
 """
 
-import re
-
 import dagster as dg
+
+from focus_platform.periods import is_billing_period
 
 BILLING_PERIOD = "billing_period"
 EXPORT_SOURCE = "export_source"
 FIRST_PERIOD = "2017-01"
-PERIOD_FORMAT = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 billing_periods = dg.MonthlyPartitionsDefinition(start_date=FIRST_PERIOD, fmt="%Y-%m", end_offset=1)
 export_sources = dg.DynamicPartitionsDefinition(name=EXPORT_SOURCE)
@@ -38,7 +37,7 @@ def last_period() -> str:
 
 def in_window(period: str) -> bool:
     """Whether a billing period (YYYY-MM) has a partition: from FIRST_PERIOD to the current month."""
-    return bool(PERIOD_FORMAT.match(period)) and FIRST_PERIOD <= period <= last_period()
+    return is_billing_period(period) and FIRST_PERIOD <= period <= last_period()
 
 
 def outside_window(period: str) -> str:

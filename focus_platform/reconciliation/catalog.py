@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import csv
 import io
-import re
 from dataclasses import dataclass, field
 
 import polars as pl
 
+from focus_platform.periods import is_billing_period
 from focus_platform.sources.common import is_derived_row, service_unmapped, sku_missing
 from focus_platform.spec.columns import MONEY
 
@@ -82,7 +82,6 @@ PRICE_CHANGE_SCHEMA = pl.Schema({
     **{f"Previous{c}": MONEY for c in PRICE_COLUMNS}, **{c: MONEY for c in PRICE_COLUMNS},
 })
 
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 class SkuRenameError(ValueError):
@@ -109,7 +108,7 @@ def parse_renames(files: list[tuple[str, bytes]]) -> pl.DataFrame:
             if not (r["provider"] and r["old_sku_id"] and r["new_sku_id"]):
                 raise SkuRenameError(f"{label} row {n}: provider, old_sku_id and new_sku_id are required")
             period = r.get("effective_period") or None
-            if period and not _PERIOD.match(period):
+            if period and not is_billing_period(period):
                 raise SkuRenameError(f"{label} row {n}: effective_period {period!r} is not YYYY-MM")
             if r["old_sku_id"] == r["new_sku_id"]:
                 continue

@@ -57,6 +57,7 @@ from decimal import Decimal, InvalidOperation
 
 import polars as pl
 
+from focus_platform.periods import is_billing_period
 from focus_platform.spec.columns import MONEY
 
 INVOICE_FIELDS = ("invoice_id", "issuer", "billing_account_id", "billing_period", "currency", "total", "tax",
@@ -92,7 +93,6 @@ INVOICE_SCHEMA = pl.Schema({
     "x_DuplicateFiles": pl.List(pl.String),
 })
 
-_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _MAX_MONEY = Decimal(10) ** 26
 
@@ -170,7 +170,7 @@ def _record(raw: dict[str, object], label: str, row: int) -> Invoice:
         raise InvoiceError(f"{where}: missing required field(s) {', '.join(missing)} "
                            f"(an invoice row has {', '.join(INVOICE_FIELDS)})")
     period = text["billing_period"]
-    if not _PERIOD.match(period):
+    if not is_billing_period(period):
         raise InvoiceError(f"{where}: billing_period {period!r} is not YYYY-MM")
     currency = text["currency"].upper()
     if not _CURRENCY.match(currency):

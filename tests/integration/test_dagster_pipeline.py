@@ -16,7 +16,12 @@ import polars as pl
 import pytest
 
 from focus_platform.assets import ASSETS, FOCUS_CHECKS, focus_costs
-from focus_platform.assets.partitions import EXPORT_SOURCE, PARTITIONS, partition_key
+from focus_platform.assets.partitions import (
+    EXPORT_SOURCE,
+    FIRST_PERIOD,
+    PARTITIONS,
+    partition_key,
+)
 from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE
 from focus_platform.resources import LandingZoneResource, WarehouseResource
 from focus_platform.sensors import delivery_sensor
@@ -281,7 +286,7 @@ def test_definitions_load_with_the_asset_graph_and_checks():
     assert sensor.required_resource_keys >= {"landing_zone"}
     assert {s.name for s in defs.sensors} == {"delivery_sensor", "invoice_sensor", "invoices_changed_sensor",
                                               "focus_published_sensor"}
-    assert defs.resolve_job_def("reconciliation").partitions_def.get_partition_keys()[0] == "2018-01"
+    assert defs.resolve_job_def("reconciliation").partitions_def.get_partition_keys()[0] == FIRST_PERIOD
     job = defs.resolve_job_def("focus_pipeline")
     assert job.partitions_def == PARTITIONS
     assert set(job.asset_layer.executable_asset_keys) >= {raw, focus, quarantine}

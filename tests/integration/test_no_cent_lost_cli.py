@@ -227,3 +227,32 @@ def test_a_period_that_is_not_one_or_has_no_delivery_is_said(instance_dirs, caps
     rc, stdout, err = run_cli(capsys, "demo", "--period", "2030-01")
     assert rc == 1
     assert "no delivery of billing period 2030-01 for any source under" in one_error_line(err)
+
+
+def test_periods_without_a_partition_and_missing_locations_are_said_and_the_rest_runs(instance_dirs, capsys):
+    """A period folder outside the billing-period window, a source whose location does not exist:
+    one line each, exit 1; the good source is published; an empty location is a note."""
+    landing = instance_dirs / "landing"
+    assert run_cli(capsys, "generate", "oci", "--rows", "300", "--out", str(landing))[0] == 0
+    shutil.copytree(landing / "oci-cost", landing / "oci-old")
+    (landing / "oci-old" / "2024-01").rename(landing / "oci-old" / "2016-12")
+    (landing / "oci-empty").mkdir()
+    config = json.loads((landing / "sources.json").read_text())
+    config["sources"] += [{"name": "oci-old", "format": "oci-cost", "location": "oci-old"},
+                          {"name": "oci-gone", "format": "oci-cost", "location": "Oci-Cost"},
+                          {"name": "oci-empty", "format": "oci-cost", "location": "oci-empty"}]
+    (landing / "sources.json").write_text(json.dumps(config))
+    rc, stdout, err = run_cli(capsys, "demo", "--landing-root", str(landing),
+                              "--warehouse-root", str(instance_dirs / "warehouse"))
+    assert rc == 1 and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert any("oci-old" in e and "2016-12 is outside the billing-period window 2017-01" in e for e in errors), err
+    assert any("oci-gone" in e and "location Oci-Cost does not exist" in e for e in errors), err
+    assert any(line.startswith("note: ") and "oci-empty" in line and "no deliveries yet" in line
+               for line in err.splitlines()), err
+    assert demo_summary(stdout)[("oci-cost", "2024-01")]["status"] == "ok"
+
+
+def test_a_malformed_root_url_is_refused_naming_the_flag(instance_dirs, capsys):
+    rc, _, err = run_cli(capsys, "demo", "--warehouse-root", "s3:/bucket")
+    assert rc == 1 and "--warehouse-root='s3:/bucket': starts like a URL (s3:) without '//'" in one_error_line(err)
