@@ -206,9 +206,10 @@ def typed_raw_rows(rows: pl.LazyFrame, columns: list[pl.Expr], errors: list[pl.E
     when it has none), ``x_UnreadableAmounts`` (the ``amount_error`` messages alone: amounts whose
     value is unknown, with their raw text), the format's columns that follow them (``after``: its
     own and the lineage columns) and ``x_BillingPeriod``."""
+    unreadable = _overflows_named(_joined_messages(list(amounts)))
     return rows.select(
-        *columns, _joined_messages([*errors, *amounts]).alias("x_ParseErrors"),
-        _joined_messages(list(amounts)).alias(UNREADABLE_AMOUNTS), *after,
+        *columns, _joined_messages([*errors, unreadable]).alias("x_ParseErrors"), unreadable.alias(UNREADABLE_AMOUNTS),
+        *after,
     ).with_columns(period.alias("x_BillingPeriod"))
 
 
@@ -265,7 +266,6 @@ def whitespace_to_null(expr: pl.Expr) -> pl.Expr:
 
 
 MONEY_LIMIT = 10 ** (MONEY.precision - MONEY.scale)  # the first whole number Decimal(38,12) cannot hold
-NUMBER_TEXT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 
 
 def as_decimal(name: str | pl.Expr, dtype: pl.DataType) -> pl.Expr:
@@ -277,32 +277,42 @@ def as_decimal(name: str | pl.Expr, dtype: pl.DataType) -> pl.Expr:
         return blank_to_null(col).str.strip_chars().cast(MONEY, strict=False)
     if dtype.is_float():
         col = pl.when(col.is_finite() & (col.abs() < MONEY_LIMIT)).then(col)
-    elif dtype.is_integer():
+    elif dtype.is_integer() or (isinstance(dtype, pl.Decimal) and dtype.precision - dtype.scale > 26):
         col = pl.when(col.cast(pl.Float64).abs() < MONEY_LIMIT).then(col)
     return col.cast(MONEY, strict=False)
 
 
 def amount_error(label: str, source: pl.Expr, dtype: pl.DataType, typed: pl.Expr | None = None) -> pl.Expr:
     """Why a delivered amount could not be read, else null: '<column>: '<value>' is not a number'
-    (``1,234.56``, ``$12``, ``NaN``, ``inf``), or '... overflows Decimal(38,12)' (more than 26 whole
-    digits). The raw text is in the message; ``typed_raw_rows`` also keeps these messages apart as
-    ``x_UnreadableAmounts`` (money that is unknown must not pass the billed conservation check)."""
-    typed = as_decimal(source, dtype) if typed is None else typed
+    (``1,234.56``, ``$12``, ``NaN``, ``inf``, and at first a number with more than 26 whole digits,
+    which ``typed_raw_rows`` then names as overflowing Decimal(38,12): one pass over a row's few
+    messages instead of a test per amount column and row). ``typed_raw_rows`` keeps these messages
+    apart as ``x_UnreadableAmounts`` (money that is unknown must not pass the billed conservation check).
+    Numbers are judged from the source alone (no Decimal cast only to find that nothing failed);
+    text by its cast (``typed``)."""
     if dtype == pl.String:
+        typed = as_decimal(source, dtype) if typed is None else typed
+        failed = source.is_not_null() & (source.str.strip_chars() != "") & typed.is_null()
         text = source.str.strip_chars()
-        failed = text.is_not_null() & (text != "") & typed.is_null()
-        numeric = text.str.contains(NUMBER_TEXT)
-    elif dtype.is_float() or dtype.is_integer():
-        text = source.cast(pl.String)
-        failed = source.is_not_null() & typed.is_null()
-        numeric = source.cast(pl.Float64).is_finite()
+    elif dtype.is_float():
+        failed = ~(source.is_finite() & (source.abs() < MONEY_LIMIT))
+        text = source
+    elif dtype.is_integer() or isinstance(dtype, pl.Decimal):
+        failed = source.cast(pl.Float64).abs() >= MONEY_LIMIT
+        text = source
     else:
         return pl.lit(None, pl.String)
-    failed = failed.fill_null(False)
-    overflow = masked_format(failed & numeric, f"{label}: '{{}}' overflows Decimal(38,12) (more than "
-                             f"{MONEY.precision - MONEY.scale} digits before the decimal point)", text)
-    not_number = masked_format(failed & ~numeric.fill_null(False), f"{label}: '{{}}' is not a number", text)
-    return pl.coalesce(overflow, not_number)
+    return masked_format(failed, f"{label}: '{{}}' {NOT_A_NUMBER}", text)
+
+
+NOT_A_NUMBER = "is not a number"
+OVERFLOW = f"overflows Decimal(38,12) (more than {MONEY.precision - MONEY.scale} digits before the decimal point)"
+_NUMBER_NOT_READ = r"'([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)' " + NOT_A_NUMBER
+
+
+def _overflows_named(messages: pl.Expr) -> pl.Expr:
+    """``amount_error`` messages with a well-formed number that was not read: it overflows."""
+    return messages.str.replace_all(_NUMBER_NOT_READ, f"'${{1}}' {OVERFLOW}")
 
 
 def typed_timestamp(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr | None:
