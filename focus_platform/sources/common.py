@@ -467,21 +467,43 @@ def sku_mapping_failure() -> pl.Expr:
     return sku_missing() | service_unmapped()
 
 
-def duplicate_line_item(keys: list[pl.Expr], what: str) -> pl.Expr:
-    """A quarantine reason for every copy of a provider line item but one, else null.
+COPY_REASON = "__copy_reason"  # the quarantine reason of a line item's copy (``copies_of_line_items``)
 
-    ``keys`` are the columns the provider documents as unique per line item (e.g. AWS
-    identity/LineItemId + identity/TimeInterval); ``what`` names them in the reason. The copy kept
-    is the one with the smallest ``x_RowId`` (first file, first row), whatever order the partition
-    is read in, so the same copies are quarantined by ``to_focus``, ``quarantine`` and the raw
-    totals. Rows with a null key part are not compared (they are not line items the provider
-    identifies)."""
-    complete = pl.all_horizontal([k.is_not_null() for k in keys])
-    first = pl.col("x_RowId").min().over(keys)
-    copy = complete & (pl.col("x_RowId") != first)
-    return masked_format(copy, f"duplicate line item: {what} '{{}}' delivered more than once; this copy is "
-                         "quarantined with its amount, the first (x_RowId {}) is kept",
-                         pl.concat_str([k.cast(pl.String) for k in keys], separator=" / "), first)
+
+def copies_of_line_items(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) -> pl.DataFrame:
+    """``x_RowId`` and quarantine reason (``COPY_REASON``) of every copy of a provider line item but
+    one; usually none. ``keys``: the raw columns the provider documents as unique per line item
+    (e.g. AWS identity/LineItemId + identity/TimeInterval), named ``what`` in the reason.
+
+    The copy kept is the one with the smallest ``x_RowId`` (first file, first row) whatever order the
+    partition is read in, so ``to_focus``, ``quarantine`` and the raw totals quarantine the same
+    copies. Memory stays small: the key columns are read alone (a window over the wide rows would
+    hold the partition in memory) and hashed; only rows whose key hash occurs twice are compared by
+    their keys. Rows with a null key part are not line items the provider identifies: not compared."""
+    if not all(k in raw.collect_schema() for k in keys):
+        return pl.DataFrame(schema={"x_RowId": pl.String, COPY_REASON: pl.String})
+    columns = [pl.col(k) for k in keys]
+    narrow = (raw.select("x_RowId", *columns, pl.struct(columns).hash().alias("__key_hash"))
+              .filter(pl.all_horizontal([c.is_not_null() for c in columns])))
+    repeated = narrow.group_by("__key_hash").len().filter(pl.col("len") > 1).select("__key_hash")
+    first = pl.col("x_RowId").min().over(columns)
+    reason = masked_format(pl.col("x_RowId") != first, f"duplicate line item: {what} '{{}}' delivered more than "
+                           "once; this copy is quarantined with its amount, the first (x_RowId {}) is kept",
+                           pl.concat_str([c.cast(pl.String) for c in columns], separator=" / "), first)
+    return (narrow.join(repeated, on="__key_hash", how="semi").select("x_RowId", reason.alias(COPY_REASON))
+            .filter(pl.col(COPY_REASON).is_not_null()).collect(engine="streaming"))
+
+
+def quarantined_or_copy(own_reason: pl.Expr, copies: pl.DataFrame) -> pl.Expr:
+    """A raw row that cannot be converted: a reason of its own, or one of the ``copies_of_line_items``
+    (looked up by x_RowId in a hash set: no join of the wide rows)."""
+    own = own_reason.is_not_null()
+    return own | pl.col("x_RowId").is_in(copies["x_RowId"].implode()) if copies.height else own
+
+
+def with_copy_reasons(rows: pl.LazyFrame, copies: pl.DataFrame) -> pl.LazyFrame:
+    """``rows`` (quarantined raw rows) with ``COPY_REASON`` (null for a row that is no copy)."""
+    return rows.join(copies.lazy(), on="x_RowId", how="left", maintain_order="left")
 
 
 # The x_SourceChanges note of a row whose EffectiveCost could not be known (the export lacks every

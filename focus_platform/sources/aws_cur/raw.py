@@ -38,14 +38,15 @@ from focus_platform.sources.common import (
     as_decimal,
     as_timestamp,
     blank_to_null,
+    copies_of_line_items,
     delivered_file,
-    duplicate_line_item,
     json_object,
     lineage_columns,
     map_to_json,
     masked_format,
     numbered,
     parse_error,
+    quarantined_or_copy,
     typed_raw_rows,
 )
 from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY
@@ -326,32 +327,11 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
     return pl.when(joined != "").then(joined)
 
 
-COPY_REASON = "__copy_reason"
-
-
 def line_item_copies(raw: pl.LazyFrame) -> pl.DataFrame:
-    """x_RowId and quarantine reason (``COPY_REASON``) of every copy of a line item but the first;
-    usually none. Memory stays small: the key columns are read alone and hashed, and only the rows
-    whose key hash occurs twice are compared by their keys (``common.duplicate_line_item``)."""
-    if not all(k in raw.collect_schema() for k in LINE_ITEM_KEY):
-        return pl.DataFrame(schema={"x_RowId": pl.String, COPY_REASON: pl.String})
-    keys = [pl.col(k) for k in LINE_ITEM_KEY]
-    key_hash = pl.struct(keys).hash().alias("__key_hash")
-    narrow = raw.select("x_RowId", *keys, key_hash).filter(pl.all_horizontal([k.is_not_null() for k in keys]))
-    repeated = narrow.group_by("__key_hash").len().filter(pl.col("len") > 1).select("__key_hash")
-    what = "identity/LineItemId / identity/TimeInterval"
-    return (narrow.join(repeated, on="__key_hash", how="semi")
-            .select("x_RowId", duplicate_line_item(keys, what).alias(COPY_REASON))
-            .filter(pl.col(COPY_REASON).is_not_null()).collect(engine="streaming"))
+    """Every copy of a line item but one, by AWS's line item identity."""
+    return copies_of_line_items(raw, LINE_ITEM_KEY, "identity/LineItemId / identity/TimeInterval")
 
 
 def is_quarantined(schema: pl.Schema, copies: pl.DataFrame) -> pl.Expr:
-    """A raw row that cannot be converted: a reason of its own (``quarantine_reason``) or one of the
-    ``line_item_copies`` (looked up by x_RowId in a hash set: no join of the wide rows)."""
-    own = quarantine_reason(schema).is_not_null()
-    return own | pl.col("x_RowId").is_in(copies["x_RowId"].implode()) if copies.height else own
-
-
-def with_copy_reasons(rows: pl.LazyFrame, copies: pl.DataFrame) -> pl.LazyFrame:
-    """``rows`` (quarantined raw rows) with ``COPY_REASON`` (null for a row that is no copy)."""
-    return rows.join(copies.lazy(), on="x_RowId", how="left", maintain_order="left")
+    """A raw row that cannot be converted: a reason of its own or one of the ``line_item_copies``."""
+    return quarantined_or_copy(quarantine_reason(schema), copies)

@@ -34,7 +34,6 @@ from __future__ import annotations
 import polars as pl
 
 from focus_platform.sources.aws_cur.raw import (
-    COPY_REASON,
     CURRENCY_COLUMN,
     DROPPED_LINE_ITEM_TYPES,
     LINEAGE_NAMES,
@@ -42,9 +41,12 @@ from focus_platform.sources.aws_cur.raw import (
     is_quarantined,
     line_item_copies,
     quarantine_reason,
+)
+from focus_platform.sources.common import (
+    COPY_REASON,
+    unreadable_amounts,
     with_copy_reasons,
 )
-from focus_platform.sources.common import unreadable_amounts
 from focus_platform.spec.columns import MONEY
 
 ZERO = pl.lit(0, MONEY)

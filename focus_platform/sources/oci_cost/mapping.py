@@ -59,7 +59,8 @@ from focus_platform.sources.oci_cost.raw import (
     LINEAGE_NAMES,
     PROVIDER,
     TAGS,
-    quarantine_reason,
+    is_quarantined,
+    line_item_copies,
     raw_column,
 )
 from focus_platform.spec.columns import (
@@ -133,7 +134,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     def col(name: str) -> pl.Expr:
         return raw_column(schema, name)
 
-    rows = _with_lookups(raw.filter(quarantine_reason(schema).is_null()), schema)
+    rows = _with_lookups(raw.filter(~is_quarantined(schema, line_item_copies(raw))), schema)
     cost = col("cost_my_cost")
     unit_price = col("cost_unit_price")
     quantity = col("usage_billed_quantity")

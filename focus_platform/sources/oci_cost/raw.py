@@ -32,7 +32,7 @@ Duplicated line items: OCI gives every line a reference number (``lineItem/refer
 corrections name in ``lineItem/backreferenceNo``), for one usage interval. A row with the
 reference number and ``lineItem/intervalUsageStart`` of another row of the partition (in the same
 file or another, e.g. a report delivered twice) is a copy: every copy but the one with the smallest
-``x_RowId`` is quarantined with its amount (``common.duplicate_line_item``), so it is neither
+``x_RowId`` is quarantined with its amount (``common.copies_of_line_items``), so it is neither
 converted nor counted twice, and conservation still balances. Rows without a reference number are
 not compared.
 
@@ -59,12 +59,13 @@ from focus_platform.sources.common import (
     amount_error,
     as_decimal,
     blank_to_null,
+    copies_of_line_items,
     delivered_file,
-    duplicate_line_item,
     json_object,
     lineage_columns,
     numbered,
     parse_error,
+    quarantined_or_copy,
     typed_raw_rows,
     typed_timestamp,
 )
@@ -307,8 +308,6 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
     parse_errors = pl.col("x_ParseErrors") if "x_ParseErrors" in schema else pl.lit(None, pl.String)
     reasons = [
         parse_errors,
-        duplicate_line_item([raw_column(schema, name) for name in LINE_ITEM_KEY],
-                            " + ".join(HEADER_OF[name] for name in LINE_ITEM_KEY)),
         empty("line_item_tenant_id"),
         pl.when(raw_column(schema, "line_item_interval_usage_start").is_null() & parse_errors.is_null())
         .then(pl.lit("lineItem/intervalUsageStart is empty")),
@@ -318,6 +317,16 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
     ]
     joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
     return pl.when(joined != "").then(joined)
+
+
+def line_item_copies(raw: pl.LazyFrame) -> pl.DataFrame:
+    """Every copy of a line item but one, by OCI's line item identity (reference number + interval)."""
+    return copies_of_line_items(raw, LINE_ITEM_KEY, " + ".join(HEADER_OF[name] for name in LINE_ITEM_KEY))
+
+
+def is_quarantined(schema: pl.Schema, copies: pl.DataFrame) -> pl.Expr:
+    """A raw row that cannot be converted: a reason of its own or one of the ``line_item_copies``."""
+    return quarantined_or_copy(quarantine_reason(schema), copies)
 
 
 # The lineage columns every FOCUS and quarantine row carries from its raw row

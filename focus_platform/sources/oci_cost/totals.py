@@ -15,9 +15,15 @@ from __future__ import annotations
 
 import polars as pl
 
-from focus_platform.sources.common import unreadable_amounts
+from focus_platform.sources.common import (
+    COPY_REASON,
+    unreadable_amounts,
+    with_copy_reasons,
+)
 from focus_platform.sources.oci_cost.raw import (
     LINEAGE_NAMES,
+    is_quarantined,
+    line_item_copies,
     quarantine_reason,
     raw_column,
 )
@@ -37,10 +43,11 @@ def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Raw rows that cannot be converted: the reason (naming file, row and column), the billed and
     amortized amount, the amounts that could not be read (``x_UnreadableAmounts``), lineage."""
     schema = raw.collect_schema()
-    # the reason is computed over the whole partition first: a duplicate is one only beside its first copy
-    return raw.with_columns(quarantine_reason(schema).alias("__reason")).filter(pl.col("__reason").is_not_null()).select(
-        pl.format("{} row {}: {}", pl.col("x_SourceFile"), pl.col("x_SourceRow"), pl.col("__reason"))
-        .alias("x_QuarantineReason"),
+    copies = line_item_copies(raw)
+    rows = with_copy_reasons(raw.filter(is_quarantined(schema, copies)), copies)
+    reason = pl.concat_str([quarantine_reason(schema), pl.col(COPY_REASON)], separator="; ", ignore_nulls=True)
+    return rows.select(
+        pl.format("{} row {}: {}", pl.col("x_SourceFile"), pl.col("x_SourceRow"), reason).alias("x_QuarantineReason"),
         billed_basis(schema).alias("x_BilledCost"),
         amortized_basis(schema).alias("x_EffectiveCost"),
         raw_column(schema, "line_item_tenant_id").alias("BillingAccountId"),
@@ -55,8 +62,7 @@ def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Per tenancy, period and currency: the billed and amortized totals (corrections included: they
     are rows of their own), rows and quarantined rows; the mapping drops no row."""
     schema = raw.collect_schema()
-    # quarantined or not is decided over the whole partition (a duplicate's first copy may be in another group)
-    return (raw.with_columns(quarantine_reason(schema).is_not_null().alias("__quarantined"))
+    return (raw.with_columns(is_quarantined(schema, line_item_copies(raw)).alias("__quarantined"))
             .group_by(raw_column(schema, "line_item_tenant_id").alias("BillingAccountId"), "x_BillingPeriod",
                       raw_column(schema, "cost_currency_code").alias("BillingCurrency"))
             .agg(billed_basis(schema).sum().alias("billed"), amortized_basis(schema).sum().alias("amortized"),
