@@ -497,7 +497,7 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
     part = partition_of(source.name, period)
     if not warehouse.exists(fmt.raw_table):
         raise SourceFormatError(f"{fmt.raw_table} has no data yet: materialize the raw asset first")
-    raw = warehouse.scan(fmt.raw_table, part)
+    raw = fmt.with_line_item_copies(warehouse.scan(fmt.raw_table, part))
     raw_totals, quarantine = raw_side(fmt, raw)
     if raw_totals.height == 0:
         raise SourceFormatError(f"{fmt.raw_table} has no rows for {source.name} {period}")
@@ -672,7 +672,8 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
         raw = FORMATS[found].scan_raw(path, lineage, label=str(path))
         families.setdefault(FORMATS[found].raw_table, []).append(raw)
     mappers = {FORMATS[f].raw_table: FORMATS[f] for f in reversed(formats)}  # raw table -> its format module
-    raws = {table: pl.concat(frames, how="diagonal_relaxed") for table, frames in families.items()}
+    raws = {table: mappers[table].with_line_item_copies(pl.concat(frames, how="diagonal_relaxed"))
+            for table, frames in families.items()}
     try:
         # Separate streaming passes, not one collect_all: sharing the scan would cache it in memory.
         pl.concat([mappers[t].to_focus(raw) for t, raw in raws.items()], how="diagonal_relaxed").sink_parquet(

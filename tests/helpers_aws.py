@@ -25,6 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform.pipeline import FocusChecks, check_focus
+from focus_platform.sources import FORMATS
 from focus_platform.sources.aws_cur import quarantine, raw_totals, scan_raw, to_focus
 from focus_platform.sources.common import Lineage
 from focus_platform.spec.rules import ConformanceReport, check_conformance
@@ -90,7 +91,7 @@ def convert(paths: Path | list[Path], *, labels: list[str] | None = None) -> Con
     labels = labels or [p.name for p in paths]
     frames = [scan_raw(p, LINEAGE, label=label) for p, label in zip(paths, labels, strict=True)]
     raw = pl.concat(frames, how="diagonal_relaxed").collect()
-    lazy = raw.lazy()
+    lazy = FORMATS["aws-cur"].with_line_item_copies(raw.lazy())  # as the pipeline does, over all the files
     return Converted(raw, to_focus(lazy).collect(), quarantine(lazy).collect(), raw_totals(lazy).collect())
 
 

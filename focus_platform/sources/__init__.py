@@ -37,6 +37,7 @@ from focus_platform.sources.common import (
     explained,
     file_schema,
     scan_file,
+    with_line_item_copies,
 )
 
 
@@ -51,11 +52,19 @@ class SourceFormat:
     to_focus: Callable[[pl.LazyFrame], pl.LazyFrame]
     quarantine: Callable[[pl.LazyFrame], pl.LazyFrame]
     raw_totals: Callable[[pl.LazyFrame], pl.LazyFrame]
+    line_item_key: tuple[str, ...]  # raw columns the provider documents as unique per line item (or none)
+    line_item_name: str  # how the provider names them (in a copy's quarantine reason)
+
+    def with_line_item_copies(self, raw: pl.LazyFrame) -> pl.LazyFrame:
+        """The raw rows of a whole partition (or convert call) with every copy of a line item but
+        one marked (``common.COPY_REASON``): found once, quarantined alike by the mapping and the totals."""
+        return with_line_item_copies(raw, self.line_item_key, self.line_item_name) if self.line_item_key else raw
 
 
 def _module_format(module, name: str, description: str, raw_table: str) -> SourceFormat:
     return SourceFormat(name, description, raw_table, module.detect_format, module.near_miss, module.scan_raw,
-                        module.to_focus, module.quarantine, module.raw_totals)
+                        module.to_focus, module.quarantine, module.raw_totals,
+                        module.LINE_ITEM_KEY, module.LINE_ITEM_NAME)
 
 
 FORMATS: dict[str, SourceFormat] = {f.name: f for f in [  # a new provider format: one line here

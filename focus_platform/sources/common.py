@@ -476,8 +476,7 @@ def copies_of_line_items(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) ->
     (e.g. AWS identity/LineItemId + identity/TimeInterval), named ``what`` in the reason.
 
     The copy kept is the one with the smallest ``x_RowId`` (first file, first row) whatever order the
-    partition is read in, so ``to_focus``, ``quarantine`` and the raw totals quarantine the same
-    copies. Memory stays small: the key columns are read alone (a window over the wide rows would
+    partition is read in. Memory stays small: the key columns are read alone (a window over the wide rows would
     hold the partition in memory) and hashed; only rows whose key hash occurs twice are compared by
     their keys. Rows with a null key part are not line items the provider identifies: not compared."""
     if not all(k in raw.collect_schema() for k in keys):
@@ -494,16 +493,19 @@ def copies_of_line_items(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) ->
             .filter(pl.col(COPY_REASON).is_not_null()).collect(engine="streaming"))
 
 
-def quarantined_or_copy(own_reason: pl.Expr, copies: pl.DataFrame) -> pl.Expr:
-    """A raw row that cannot be converted: a reason of its own, or one of the ``copies_of_line_items``
-    (looked up by x_RowId in a hash set: no join of the wide rows)."""
-    own = own_reason.is_not_null()
-    return own | pl.col("x_RowId").is_in(copies["x_RowId"].implode()) if copies.height else own
+def with_line_item_copies(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) -> pl.LazyFrame:
+    """The raw rows with ``COPY_REASON``: the reason of every copy of a line item but one
+    (``copies_of_line_items``), null on every other row. Found once per raw partition, read by the
+    format's ``quarantine_reason`` (``copy_reason``), so its mapping and totals agree."""
+    copies = copies_of_line_items(raw, keys, what)
+    if not copies.height:
+        return raw.with_columns(pl.lit(None, pl.String).alias(COPY_REASON))
+    return raw.with_columns(mapped(pl.col("x_RowId"), dict(copies.iter_rows())).alias(COPY_REASON))
 
 
-def with_copy_reasons(rows: pl.LazyFrame, copies: pl.DataFrame) -> pl.LazyFrame:
-    """``rows`` (quarantined raw rows) with ``COPY_REASON`` (null for a row that is no copy)."""
-    return rows.join(copies.lazy(), on="x_RowId", how="left", maintain_order="left")
+def copy_reason(schema: pl.Schema) -> pl.Expr:
+    """A raw row's ``COPY_REASON`` (null where the copies were not looked for)."""
+    return pl.col(COPY_REASON) if COPY_REASON in schema else pl.lit(None, pl.String)
 
 
 # The x_SourceChanges note of a row whose EffectiveCost could not be known (the export lacks every

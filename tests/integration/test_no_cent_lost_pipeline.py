@@ -310,3 +310,12 @@ def test_files_that_are_not_what_their_name_says_are_explained(tmp_path):
             (tmp_path / name).write_bytes(data)
         with pytest.raises(SourceFormatError, match=re.escape(expected)):
             convert_files([str(tmp_path / name)], str(tmp_path / "out.parquet"))
+
+
+@pytest.mark.parametrize("fmt", sorted(CSV_SAMPLES))
+def test_no_working_column_reaches_the_output(tmp_path, fmt):
+    """Columns the pipeline adds to raw rows while it works (a copy's reason, lookups) are not
+    FOCUS columns nor delivered ones: none is published."""
+    out = tmp_path / "out.parquet"
+    convert_files([str(CSV_SAMPLES[fmt][0])], str(out))
+    assert not [c for c in pl.read_parquet_schema(out) if c.startswith("__") or c.startswith("x___")]

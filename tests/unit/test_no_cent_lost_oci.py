@@ -18,7 +18,7 @@ import pytest
 
 import focus_platform.sources.oci_cost as oci
 from focus_platform.pipeline import check_focus, convert_files
-from focus_platform.sources import SourceFormatError
+from focus_platform.sources import FORMATS, SourceFormatError
 from focus_platform.sources.common import DECLARED_CURRENCY_NOTE, Lineage
 from focus_platform.sources.oci_cost import mapping, totals
 
@@ -67,7 +67,7 @@ def write_report(path: Path, rows: list[dict[str, str]], header: list[str] = HEA
 
 def raw_of(*paths: Path, lineage: Lineage = LINEAGE) -> pl.LazyFrame:
     frames = [oci.scan_raw(p, lineage, label=p.name) for p in paths]
-    return pl.concat(frames, how="diagonal_relaxed").collect().lazy()
+    return FORMATS["oci-cost"].with_line_item_copies(pl.concat(frames, how="diagonal_relaxed")).collect().lazy()
 
 
 def checks_of(raw: pl.LazyFrame, to_focus=oci.to_focus):

@@ -18,6 +18,8 @@ from focus_platform.sources.aws_cur.raw import (
     FORMAT_CUR2,
     FORMAT_LEGACY,
     KNOWN_LINE_ITEM_TYPES,
+    LINE_ITEM_KEY,
+    LINE_ITEM_NAME,
     RAW_TABLE,
     REQUIRED_COLUMNS,
     classify_header,
@@ -29,7 +31,7 @@ from focus_platform.sources.aws_cur.raw import (
 from focus_platform.sources.aws_cur.totals import quarantine, raw_totals
 from focus_platform.sources.common import UNMAPPED_SERVICE_NOTE
 
-__all__ = [
+__all__ = ["LINE_ITEM_KEY", "LINE_ITEM_NAME", 
     "DROPPED_LINE_ITEM_TYPES", "FORMAT_CUR2", "FORMAT_LEGACY", "KNOWN_LINE_ITEM_TYPES", "LINE_ITEM_TYPES", "RAW_TABLE",
     "REQUIRED_COLUMNS", "UNMAPPED_SERVICE_NOTE", "classify_header", "detect_format", "near_miss", "quarantine",
     "quarantine_reason", "raw_totals", "region_names", "scan_raw", "service_table", "to_focus",

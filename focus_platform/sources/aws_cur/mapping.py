@@ -29,8 +29,7 @@ from focus_platform.sources.aws_cur.raw import (
     DROPPED_LINE_ITEM_TYPES,
     LINEAGE_NAMES,
     RawColumns,
-    is_quarantined,
-    line_item_copies,
+    quarantine_reason,
 )
 from focus_platform.sources.common import (
     DECLARED_CURRENCY_NOTE,
@@ -229,7 +228,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     col = RawColumns(schema)
     zero = ZERO
     t = pl.col("line_item_line_item_type")
-    valid = raw.filter(~is_quarantined(schema, line_item_copies(raw)) & ~t.is_in(DROPPED_LINE_ITEM_TYPES))
+    valid = raw.filter(quarantine_reason(schema).is_null() & ~t.is_in(DROPPED_LINE_ITEM_TYPES))
     converted = _with_lookups(valid, col)
     charge_category = _line_item_lookup("charge_category")
     is_usage, is_purchase = charge_category == "Usage", charge_category == "Purchase"

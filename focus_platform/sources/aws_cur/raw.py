@@ -38,7 +38,7 @@ from focus_platform.sources.common import (
     as_decimal,
     as_timestamp,
     blank_to_null,
-    copies_of_line_items,
+    copy_reason,
     delivered_file,
     json_object,
     lineage_columns,
@@ -46,7 +46,6 @@ from focus_platform.sources.common import (
     masked_format,
     numbered,
     parse_error,
-    quarantined_or_copy,
     typed_raw_rows,
 )
 from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY
@@ -87,6 +86,7 @@ REQUIRED_COLUMNS = {  # Athena / CUR 2.0 name: legacy CSV header
     "bill_payer_account_id": "bill/PayerAccountId",
 }
 LINE_ITEM_KEY = ("identity_line_item_id", "identity_time_interval")  # AWS's identity of a line item
+LINE_ITEM_NAME = "identity/LineItemId / identity/TimeInterval"
 CUR2_MAP_COLUMNS = ("product", "resource_tags", "cost_category", "discount")
 # Legacy CSV header category -> Athena snake_case prefix
 CATEGORIES = {
@@ -305,11 +305,12 @@ def _has_unused_commitment(col: RawColumns) -> pl.Expr:
 
 
 def quarantine_reason(schema: pl.Schema) -> pl.Expr:
-    """Why a raw row cannot be converted, from its own columns (null for a convertible row);
-    ``line_item_copies`` adds the duplicated line items."""
+    """Why a raw row cannot be converted (null for a convertible row), a duplicated line item included
+    (``copy_reason``: the pipeline looks for copies by ``LINE_ITEM_KEY`` over the whole partition)."""
     col = RawColumns(schema)
     t = col("line_item_line_item_type")
     reasons = [
+        copy_reason(schema),
         pl.col("x_ParseErrors"),
         pl.when(t.is_null()).then(pl.lit("lineItem/LineItemType is empty")),
         masked_format(t.is_not_null() & ~t.is_in(KNOWN_LINE_ITEM_TYPES), "unknown lineItem/LineItemType '{}'", t),
@@ -325,13 +326,3 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
     ]
     joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
     return pl.when(joined != "").then(joined)
-
-
-def line_item_copies(raw: pl.LazyFrame) -> pl.DataFrame:
-    """Every copy of a line item but one, by AWS's line item identity."""
-    return copies_of_line_items(raw, LINE_ITEM_KEY, "identity/LineItemId / identity/TimeInterval")
-
-
-def is_quarantined(schema: pl.Schema, copies: pl.DataFrame) -> pl.Expr:
-    """A raw row that cannot be converted: a reason of its own or one of the ``line_item_copies``."""
-    return quarantined_or_copy(quarantine_reason(schema), copies)

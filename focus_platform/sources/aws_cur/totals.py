@@ -38,14 +38,10 @@ from focus_platform.sources.aws_cur.raw import (
     DROPPED_LINE_ITEM_TYPES,
     LINEAGE_NAMES,
     RawColumns,
-    is_quarantined,
-    line_item_copies,
     quarantine_reason,
 )
 from focus_platform.sources.common import (
-    COPY_REASON,
     unreadable_amounts,
-    with_copy_reasons,
 )
 from focus_platform.spec.columns import MONEY
 
@@ -91,11 +87,8 @@ def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
     that could not be read (``x_UnreadableAmounts``) and lineage."""
     schema = raw.collect_schema()
     col = RawColumns(schema)
-    copies = line_item_copies(raw)
-    rows = with_copy_reasons(raw.filter(is_quarantined(schema, copies)), copies)
-    reason = pl.concat_str([quarantine_reason(schema), pl.col(COPY_REASON)], separator="; ", ignore_nulls=True)
-    return rows.select(
-        reason.alias("x_QuarantineReason"),
+    return raw.filter(quarantine_reason(schema).is_not_null()).select(
+        quarantine_reason(schema).alias("x_QuarantineReason"),
         billed_basis(schema).alias("x_BilledCost"),
         amortized_basis(schema).alias("x_EffectiveCost"),
         unreadable_amounts(schema),
@@ -109,7 +102,7 @@ def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
 def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Invoice basis and amortized basis per billing account, period and currency (conservation)."""
     schema = raw.collect_schema()
-    quarantined = is_quarantined(schema, line_item_copies(raw))
+    quarantined = quarantine_reason(schema).is_not_null()
     return (raw.group_by(pl.col("bill_payer_account_id").alias("BillingAccountId"), "x_BillingPeriod",
                          pl.col(CURRENCY_COLUMN).alias("BillingCurrency"))
             .agg(billed_basis(schema).sum().alias("billed"), amortized_basis(schema).sum().alias("amortized"),

@@ -14,6 +14,8 @@ between the actual and amortized files, and a surplus copy in one file shows as 
 from focus_platform.sources.azure_cost.mapping import AZURE_X_COLUMNS, to_focus
 from focus_platform.sources.azure_cost.raw import (
     FORMAT,
+    LINE_ITEM_KEY,
+    LINE_ITEM_NAME,
     canonical_names,
     clean_header,
     dataset_of_label,
@@ -23,7 +25,7 @@ from focus_platform.sources.azure_cost.raw import (
 )
 from focus_platform.sources.azure_cost.totals import quarantine, raw_totals
 
-__all__ = [
+__all__ = ["LINE_ITEM_KEY", "LINE_ITEM_NAME", 
     "AZURE_X_COLUMNS", "FORMAT", "canonical_names", "clean_header", "dataset_of_label", "detect_format",
     "near_miss", "quarantine", "raw_totals", "scan_raw", "to_focus",
 ]

@@ -75,6 +75,9 @@ from focus_platform.sources.common import (
 from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, TIMESTAMP
 
 FORMAT = "azure-cost-details"
+# Microsoft documents no per-line-item identity for cost details: no copies are looked for
+LINE_ITEM_KEY: tuple[str, ...] = ()
+LINE_ITEM_NAME = ""
 PROVIDER = "Microsoft"
 ACTUAL, AMORTIZED = "actual", "amortized"
 # the documented cost modes of a billing account and period: both files, or only one of them

@@ -11,6 +11,8 @@ identity, so duplicated rows are not detected (see ``raw``).
 from focus_platform.sources.focus_native.mapping import to_focus
 from focus_platform.sources.focus_native.raw import (
     FORMAT,
+    LINE_ITEM_KEY,
+    LINE_ITEM_NAME,
     RAW_TABLE,
     SUPPORTED_VERSIONS,
     detect,
@@ -22,5 +24,5 @@ from focus_platform.sources.focus_native.raw import (
 )
 from focus_platform.sources.focus_native.totals import quarantine, raw_totals
 
-__all__ = ["FORMAT", "RAW_TABLE", "SUPPORTED_VERSIONS", "detect", "detect_format", "near_miss", "quarantine",
+__all__ = ["LINE_ITEM_KEY", "LINE_ITEM_NAME", "FORMAT", "RAW_TABLE", "SUPPORTED_VERSIONS", "detect", "detect_format", "near_miss", "quarantine",
            "quarantine_reason", "raw_totals", "scan_raw", "spec_columns", "to_focus"]

@@ -69,6 +69,9 @@ from focus_platform.spec.io import (
 from focus_platform.spec.rules import iso_currency_codes
 
 FORMAT = "focus"
+# FOCUS 1.0-1.3 define no per-row identity (InvoiceDetailId comes with 1.4): no copies are looked for
+LINE_ITEM_KEY: tuple[str, ...] = ()
+LINE_ITEM_NAME = ""
 RAW_TABLE = "raw_focus"
 SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 CURRENCY_COLUMN = "BillingCurrency"

@@ -18,6 +18,8 @@ duplicates cannot be told apart from two genuine charges of the same SKU, projec
 from focus_platform.sources.gcp_billing.mapping import PARTNER_ISSUER, to_focus
 from focus_platform.sources.gcp_billing.raw import (
     FORMAT,
+    LINE_ITEM_KEY,
+    LINE_ITEM_NAME,
     RAW_TABLE,
     detect_format,
     near_miss,
@@ -26,5 +28,5 @@ from focus_platform.sources.gcp_billing.raw import (
 )
 from focus_platform.sources.gcp_billing.totals import quarantine, raw_totals
 
-__all__ = ["FORMAT", "PARTNER_ISSUER", "RAW_TABLE", "detect_format", "near_miss", "quarantine",
+__all__ = ["LINE_ITEM_KEY", "LINE_ITEM_NAME", "FORMAT", "PARTNER_ISSUER", "RAW_TABLE", "detect_format", "near_miss", "quarantine",
            "quarantine_reason", "raw_totals", "scan_raw", "to_focus"]

@@ -72,6 +72,9 @@ from focus_platform.sources.common import (
 from focus_platform.spec.columns import MONEY, TIMESTAMP
 
 FORMAT = "gcp-billing"
+# The billing export documents no per-row identity: no copies are looked for
+LINE_ITEM_KEY: tuple[str, ...] = ()
+LINE_ITEM_NAME = ""
 PROVIDER = "Google Cloud"
 RAW_TABLE = "raw_gcp_billing"
 PACIFIC = "America/Los_Angeles"

@@ -14,6 +14,8 @@ from focus_platform.sources.oci_cost.mapping import (
 )
 from focus_platform.sources.oci_cost.raw import (
     FORMAT,
+    LINE_ITEM_KEY,
+    LINE_ITEM_NAME,
     classify_header,
     detect_format,
     near_miss,
@@ -22,5 +24,5 @@ from focus_platform.sources.oci_cost.raw import (
 )
 from focus_platform.sources.oci_cost.totals import quarantine, raw_totals
 
-__all__ = ["BAD_TAGS_NOTE", "FORMAT", "LIST_PRICE_NOTE", "classify_header", "detect_format", "near_miss",
+__all__ = ["LINE_ITEM_KEY", "LINE_ITEM_NAME", "BAD_TAGS_NOTE", "FORMAT", "LIST_PRICE_NOTE", "classify_header", "detect_format", "near_miss",
            "quarantine", "quarantine_reason", "raw_totals", "scan_raw", "to_focus"]

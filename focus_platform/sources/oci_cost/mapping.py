@@ -45,6 +45,7 @@ from functools import cache
 import polars as pl
 
 from focus_platform.sources.common import (
+    COPY_REASON,
     DECLARED_CURRENCY_NOTE,
     UNMAPPED_SERVICE_NOTE,
     joined_strings,
@@ -59,8 +60,7 @@ from focus_platform.sources.oci_cost.raw import (
     LINEAGE_NAMES,
     PROVIDER,
     TAGS,
-    is_quarantined,
-    line_item_copies,
+    quarantine_reason,
     raw_column,
 )
 from focus_platform.spec.columns import (
@@ -102,7 +102,8 @@ _JSON_MEMBER = rf'\s*{_JSON_STRING}\s*:\s*{_JSON_SCALAR}\s*'
 FLAT_JSON_OBJECT = rf'^\s*\{{(?:{_JSON_MEMBER}(?:,{_JSON_MEMBER})*|\s*)\}}\s*$'
 
 
-RAW_SYSTEM_COLUMNS = frozenset({TAGS, "x_ParseErrors", "x_UnreadableAmounts", DECLARED_CURRENCY, *LINEAGE_SCHEMA})
+RAW_SYSTEM_COLUMNS = frozenset({TAGS, "x_ParseErrors", "x_UnreadableAmounts", DECLARED_CURRENCY, COPY_REASON,
+                                *LINEAGE_SCHEMA})
 
 
 def extra_columns(schema: pl.Schema) -> list[str]:
@@ -134,7 +135,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     def col(name: str) -> pl.Expr:
         return raw_column(schema, name)
 
-    rows = _with_lookups(raw.filter(~is_quarantined(schema, line_item_copies(raw))), schema)
+    rows = _with_lookups(raw.filter(quarantine_reason(schema).is_null()), schema)
     cost = col("cost_my_cost")
     unit_price = col("cost_unit_price")
     quantity = col("usage_billed_quantity")

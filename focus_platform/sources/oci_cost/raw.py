@@ -32,7 +32,7 @@ Duplicated line items: OCI gives every line a reference number (``lineItem/refer
 corrections name in ``lineItem/backreferenceNo``), for one usage interval. A row with the
 reference number and ``lineItem/intervalUsageStart`` of another row of the partition (in the same
 file or another, e.g. a report delivered twice) is a copy: every copy but the one with the smallest
-``x_RowId`` is quarantined with its amount (``common.copies_of_line_items``), so it is neither
+``x_RowId`` is quarantined with its amount (``common.copies_of_line_items``, looked for by the pipeline over the whole partition), so it is neither
 converted nor counted twice, and conservation still balances. Rows without a reference number are
 not compared.
 
@@ -59,13 +59,12 @@ from focus_platform.sources.common import (
     amount_error,
     as_decimal,
     blank_to_null,
-    copies_of_line_items,
+    copy_reason,
     delivered_file,
     json_object,
     lineage_columns,
     numbered,
     parse_error,
-    quarantined_or_copy,
     typed_raw_rows,
     typed_timestamp,
 )
@@ -119,6 +118,7 @@ DECLARE_CURRENCY_HINT = ("a file without it needs the source's declared billing 
 # What identifies a line item: OCI gives each line its reference number (corrections name it in
 # lineItem/backreferenceNo), per usage interval; a second row with both is a copy (a file delivered twice)
 LINE_ITEM_KEY = ("line_item_reference_no", "line_item_interval_usage_start")
+LINE_ITEM_NAME = "lineItem/referenceNo + lineItem/intervalUsageStart"
 # OCI-only names: a file with two of these (and not all required) is an OCI report missing columns
 SIGNATURE = ("line_item_reference_no", "line_item_tenant_id", "line_item_interval_usage_start",
              "line_item_interval_usage_end", "product_compartment_id", "cost_my_cost", "line_item_is_correction")
@@ -307,6 +307,7 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
 
     parse_errors = pl.col("x_ParseErrors") if "x_ParseErrors" in schema else pl.lit(None, pl.String)
     reasons = [
+        copy_reason(schema),
         parse_errors,
         empty("line_item_tenant_id"),
         pl.when(raw_column(schema, "line_item_interval_usage_start").is_null() & parse_errors.is_null())
@@ -317,16 +318,6 @@ def quarantine_reason(schema: pl.Schema) -> pl.Expr:
     ]
     joined = pl.concat_str(reasons, separator="; ", ignore_nulls=True)
     return pl.when(joined != "").then(joined)
-
-
-def line_item_copies(raw: pl.LazyFrame) -> pl.DataFrame:
-    """Every copy of a line item but one, by OCI's line item identity (reference number + interval)."""
-    return copies_of_line_items(raw, LINE_ITEM_KEY, " + ".join(HEADER_OF[name] for name in LINE_ITEM_KEY))
-
-
-def is_quarantined(schema: pl.Schema, copies: pl.DataFrame) -> pl.Expr:
-    """A raw row that cannot be converted: a reason of its own or one of the ``line_item_copies``."""
-    return quarantined_or_copy(quarantine_reason(schema), copies)
 
 
 # The lineage columns every FOCUS and quarantine row carries from its raw row

@@ -16,14 +16,10 @@ from __future__ import annotations
 import polars as pl
 
 from focus_platform.sources.common import (
-    COPY_REASON,
     unreadable_amounts,
-    with_copy_reasons,
 )
 from focus_platform.sources.oci_cost.raw import (
     LINEAGE_NAMES,
-    is_quarantined,
-    line_item_copies,
     quarantine_reason,
     raw_column,
 )
@@ -43,10 +39,8 @@ def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Raw rows that cannot be converted: the reason (naming file, row and column), the billed and
     amortized amount, the amounts that could not be read (``x_UnreadableAmounts``), lineage."""
     schema = raw.collect_schema()
-    copies = line_item_copies(raw)
-    rows = with_copy_reasons(raw.filter(is_quarantined(schema, copies)), copies)
-    reason = pl.concat_str([quarantine_reason(schema), pl.col(COPY_REASON)], separator="; ", ignore_nulls=True)
-    return rows.select(
+    reason = quarantine_reason(schema)
+    return raw.filter(reason.is_not_null()).select(
         pl.format("{} row {}: {}", pl.col("x_SourceFile"), pl.col("x_SourceRow"), reason).alias("x_QuarantineReason"),
         billed_basis(schema).alias("x_BilledCost"),
         amortized_basis(schema).alias("x_EffectiveCost"),
@@ -62,7 +56,7 @@ def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
     """Per tenancy, period and currency: the billed and amortized totals (corrections included: they
     are rows of their own), rows and quarantined rows; the mapping drops no row."""
     schema = raw.collect_schema()
-    return (raw.with_columns(is_quarantined(schema, line_item_copies(raw)).alias("__quarantined"))
+    return (raw.with_columns(quarantine_reason(schema).is_not_null().alias("__quarantined"))
             .group_by(raw_column(schema, "line_item_tenant_id").alias("BillingAccountId"), "x_BillingPeriod",
                       raw_column(schema, "cost_currency_code").alias("BillingCurrency"))
             .agg(billed_basis(schema).sum().alias("billed"), amortized_basis(schema).sum().alias("amortized"),
