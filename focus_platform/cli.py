@@ -78,6 +78,7 @@ class PartitionOutcome:
     checks: list[tuple[str, bool, str]] = field(default_factory=list)  # (name, passed, severity)
     changes: dict[str, dict] = field(default_factory=dict)  # asset -> its ``change`` metadata, in run order
     reason: str = ""  # why the run failed
+    warnings: list[str] = field(default_factory=list)  # published, but not to pass silently (accepted overrides, gaps)
 
     @property
     def failed_checks(self) -> list[str]:
@@ -88,7 +89,7 @@ class PartitionOutcome:
         if not self.success:
             return "FAILED"
         severities = {severity for _, passed, severity in self.checks if not passed}
-        return "error" if "ERROR" in severities else "warn" if severities else "ok"
+        return "error" if "ERROR" in severities else "warn" if severities or self.warnings else "ok"
 
     def checks_text(self) -> str:
         passed = sum(1 for _, ok, _ in self.checks if ok)
@@ -107,6 +108,7 @@ def partition_outcome(source: str, period: str, result) -> PartitionOutcome:
         if "change" in metadata:
             outcome.changes[asset] = metadata["change"]
         if asset == FOCUS_TABLE:
+            outcome.warnings = list(metadata.get("warnings") or [])
             outcome.focus_rows = metadata.get("dagster/row_count", 0)
             outcome.totals = metadata.get("totals_by_currency", {})
         elif asset == QUARANTINE_TABLE:
@@ -232,6 +234,8 @@ def print_demo_summary(outcomes: list[PartitionOutcome], warehouse_root: str, ta
         for assets, lines in changed.items():
             for i, line in enumerate(lines):
                 print(f"{'':<33}{assets + ': ' if i == 0 else ''}{line}")
+        for warning in o.warnings:
+            print(f"{'':<33}warning: {warning}")
     print(f"\nDelta tables under {warehouse_root}: {', '.join(tables) or 'none yet'}")
     print(f"Dagster instance: {home}")
     print(f"Open the UI (the demo's runs are those of the focus_pipeline job): {ui_command(home)}")

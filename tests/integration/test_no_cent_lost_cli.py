@@ -256,3 +256,21 @@ def test_periods_without_a_partition_and_missing_locations_are_said_and_the_rest
 def test_a_malformed_root_url_is_refused_naming_the_flag(instance_dirs, capsys):
     rc, _, err = run_cli(capsys, "demo", "--warehouse-root", "s3:/bucket")
     assert rc == 1 and "--warehouse-root='s3:/bucket': starts like a URL (s3:) without '//'" in one_error_line(err)
+
+
+def test_unknown_money_fails_the_demo_until_accepted_and_then_warns(instance_dirs, capsys):
+    landing = instance_dirs / "landing"
+    assert run_cli(capsys, "generate", "oci", "--rows", "300", "--file-format", "csv", "--out", str(landing))[0] == 0
+    report = sorted((landing / "oci-cost" / "2024-01").glob("*.csv"))[0]
+    lines = report.read_text().splitlines()
+    header = lines[0].split(",")
+    cells = lines[1].split(",")
+    cells[header.index("cost/myCost")] = '"1,234.56"'
+    report.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    argv = ["demo", "--landing-root", str(landing), "--warehouse-root", str(instance_dirs / "warehouse")]
+    rc, stdout, err = run_cli(capsys, *argv)
+    assert rc == 1 and demo_summary(stdout)[("oci-cost", "2024-01")]["status"] == "FAILED"
+    assert f"{report.name} row 1: cost/myCost: '1,234.56' is not a number" in err
+    rc, stdout, err = run_cli(capsys, *argv, "--accept-unknown-money")
+    assert rc == 0 and demo_summary(stdout)[("oci-cost", "2024-01")]["status"] == "warn"
+    assert "warning: accepted deliberately (unknown money override)" in stdout
