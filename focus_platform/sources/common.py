@@ -105,7 +105,7 @@ def scan_file(path: str | Path, *, storage_options: dict | None = None) -> pl.La
     try:
         if lower.endswith(".parquet"):
             return pl.scan_parquet(p, storage_options=storage_options)
-        if lower.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json")):
+        if lower.endswith(JSON_LINES_SUFFIXES):
             return pl.scan_ndjson(p, storage_options=storage_options, infer_schema_length=None)
         if lower.endswith(CSV_SUFFIXES):
             return pl.scan_csv(p, infer_schema=False, storage_options=storage_options, raise_if_empty=True)
@@ -115,6 +115,7 @@ def scan_file(path: str | Path, *, storage_options: dict | None = None) -> pl.La
 
 
 CSV_SUFFIXES = (".csv", ".csv.gz", ".gz")
+JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json")
 
 
 def delivered_file(path: str | Path, label: str,
@@ -160,21 +161,39 @@ def explained(message: str, path: str) -> str:
         return message + " (it is UTF-16 encoded: export it as UTF-8)"
     if "utf-8" in message.lower() or "utf8" in message.lower():
         return message + _first_non_utf8_line(path)
+    if path.lower().endswith(JSON_LINES_SUFFIXES):
+        return message + _first_non_json_line(path)
     return message
 
 
-def _first_non_utf8_line(path: str) -> str:
+def _lines(path: str):
+    """The raw lines of a local file, gzipped or not."""
     import gzip
 
     with open(path, "rb") as probe:
         zipped = probe.read(2) == b"\x1f\x8b"
     with (gzip.open if zipped else open)(path, "rb") as f:
-        for number, line in enumerate(f, start=1):
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                return (f" (line {number} is not UTF-8 from byte {exc.start}: {line[exc.start:exc.start + 4]!r}; "
-                        "export the file as UTF-8)")
+        yield from f
+
+
+def _first_non_json_line(path: str) -> str:
+    for number, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            json.loads(line)
+        except ValueError as exc:
+            return f" (line {number} is not a JSON object: {exc}; a file cut short?)"
+    return ""
+
+
+def _first_non_utf8_line(path: str) -> str:
+    for number, line in enumerate(_lines(path), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return (f" (line {number} is not UTF-8 from byte {exc.start}: {line[exc.start:exc.start + 4]!r}; "
+                    "export the file as UTF-8)")
     return ""
 
 

@@ -319,3 +319,15 @@ def test_no_working_column_reaches_the_output(tmp_path, fmt):
     out = tmp_path / "out.parquet"
     convert_files([str(CSV_SAMPLES[fmt][0])], str(out))
     assert not [c for c in pl.read_parquet_schema(out) if c.startswith("__") or c.startswith("x___")]
+
+
+def test_a_json_lines_file_cut_in_a_line_names_the_line(tmp_path):
+    sample = next((Path(__file__).resolve().parents[2] / "focus_platform" / "sample_data" / "landing" / "gcp-billing")
+                  .rglob("*.parquet"))
+    whole = tmp_path / "whole.jsonl"
+    pl.read_parquet(sample).head(20).write_ndjson(whole)
+    text = whole.read_text()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(text[:len(text) - 150])
+    with pytest.raises(SourceFormatError, match=r"cut\.jsonl: cannot be read: .*\(line 20 is not a JSON object"):
+        convert_files([str(cut)], str(tmp_path / "out.parquet"))
