@@ -156,10 +156,11 @@ class Warehouse:
         recorded = json.loads(text)
         return recorded["fingerprint"] if recorded.get("files") == _files_digest(current.files) else None
 
-    def _record_fingerprint(self, table: str, partition: dict[str, str], fingerprint: str, version: int) -> None:
-        files = self.snapshot(table, partition, version=version).files
+    def _record_fingerprint(self, table: str, partition: dict[str, str], fingerprint: str,
+                            files: frozenset[str]) -> None:
+        """``files``: the partition's files after the commit (verified to be exactly the ones it added)."""
         self.write_text(_fingerprint_path(table, partition), json.dumps(
-            {"fingerprint": fingerprint, "version": version, "files": _files_digest(files)}))
+            {"fingerprint": fingerprint, "files": _files_digest(files)}))
 
     def snapshot(self, table: str, partition: dict[str, str], version: int | None = None) -> Snapshot:
         """The partition's files in the current (or given) version of the table."""
@@ -255,7 +256,7 @@ class Warehouse:
             self._remove_stage(table, stage)
             raise
         if fingerprint is not None:
-            self._record_fingerprint(table, partition, fingerprint, version)
+            self._record_fingerprint(table, partition, fingerprint, frozenset(a.path for a in actions))
         return Published(table, version, rows, len(files), dict(partition)), gate_result
 
     def restore_partition(self, table: str, partition: dict[str, str], version: int, *,
