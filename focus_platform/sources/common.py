@@ -76,26 +76,19 @@ def check_csv_structure(path: str, label: str, storage_options: dict | None = No
 def _ragged_row_by_csv_reader(path: str, lines: pl.LazyFrame) -> tuple[int, int, int] | None:
     """(data row, fields, header fields) of the first row whose width differs from the header's,
     read with Python's csv reader (a local file streamed; an object's lines from ``lines``)."""
-    import gzip
-
-    def first_ragged(rows) -> tuple[int, int, int] | None:
-        reader = csv.reader(rows)
-        try:
-            width = len(next(reader))
-        except StopIteration:
-            return None
-        for i, row in enumerate(reader, start=1):
-            if row and len(row) != width:
-                return i, len(row), width
-        return None
-
     if "://" in path:
-        return first_ragged(line + "\n" for line in lines.collect()["line"].fill_null(""))
-    with open(path, "rb") as probe:
-        zipped = probe.read(2) == b"\x1f\x8b"
-    opener = gzip.open if zipped else open
-    with opener(path, "rt", encoding="utf-8-sig", errors="replace", newline="") as f:
-        return first_ragged(f)
+        rows = (line + "\n" for line in lines.collect()["line"].fill_null(""))
+    else:
+        rows = (line.decode("utf-8-sig", errors="replace") for line in _lines(path))
+    reader = csv.reader(rows)
+    try:
+        width = len(next(reader))
+    except StopIteration:
+        return None
+    for i, row in enumerate(reader, start=1):
+        if row and len(row) != width:
+            return i, len(row), width
+    return None
 
 
 def scan_file(path: str | Path, *, storage_options: dict | None = None) -> pl.LazyFrame:
