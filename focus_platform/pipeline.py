@@ -342,11 +342,9 @@ def fingerprint(*parts: object) -> str:
 
 
 def delivery_fingerprint(source: ExportSource, delivery: Delivery) -> str:
-    """The delivery as listed (id, every object's size and version tag), the source's settings and
-    the converter version."""
-    objects = sorted((k, o.size, o.etag) for k, o in delivery.objects.items() if k in delivery.files)
-    return fingerprint(source.format, source.billing_currency, delivery.delivery_id,
-                       sorted(delivery.files), objects, __version__)
+    """The delivery as listed (``Delivery.fingerprint``: its id, every object's size and version tag,
+    as the delivery sensor sees it), the source's settings and the converter version."""
+    return fingerprint(source.format, source.billing_currency, delivery.fingerprint, __version__)
 
 
 def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSource, delivery: Delivery,
