@@ -28,7 +28,12 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform import __version__
-from focus_platform.landing.zone import Delivery, ExportSource, LocalStore
+from focus_platform.landing.zone import (
+    Delivery,
+    ExportSource,
+    LocalStore,
+    is_currency_code,
+)
 from focus_platform.sources import FORMATS, Lineage, SourceFormatError, detect_format
 from focus_platform.sources.common import (
     EFFECTIVE_COST_UNKNOWN,
@@ -37,11 +42,7 @@ from focus_platform.sources.common import (
     sku_mapping_failure,
 )
 from focus_platform.spec.metadata import METADATA_SUFFIX, focus_metadata, write_metadata
-from focus_platform.spec.rules import (
-    ConformanceReport,
-    check_conformance,
-    iso_currency_codes,
-)
+from focus_platform.spec.rules import ConformanceReport, check_conformance
 from focus_platform.warehouse import restatements as rs
 from focus_platform.warehouse.delta import PARQUET_COMPRESSION, GateFailed, Warehouse
 
@@ -652,7 +653,7 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
     each converted as what they are); the checks run over the whole output against every format's
     raw totals. ``billing_currency``: the currency of exports without a currency column (recorded
     per row). ``accept_unknown_money``: write the output although amounts could not be read."""
-    if billing_currency is not None and billing_currency not in iso_currency_codes():
+    if billing_currency is not None and not is_currency_code(billing_currency):
         raise SourceFormatError(f"--billing-currency {billing_currency!r} is not an ISO 4217 currency code")
     if not out.lower().endswith(".parquet"):
         raise SourceFormatError(f"--out {out}: the output is a Parquet file: name it .parquet")
