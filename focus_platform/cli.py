@@ -39,8 +39,10 @@ def quiet_run(debug: bool) -> dict:
     return {"loggers": {"console": {"config": {"log_level": "ERROR" if debug else "CRITICAL"}}}}
 
 
-def one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def one_line(what: BaseException | str) -> str:
+    """A message (or an error's) on one line; an error without a message by its type."""
+    text = " ".join(str(what).split())
+    return text or (type(what).__name__ if isinstance(what, BaseException) else "")
 
 
 def _fail(message: str) -> int:
@@ -127,16 +129,16 @@ def failure_reason(result, evaluations) -> str:
 
     for evaluation in evaluations:
         if not evaluation.passed and REFUSED in evaluation.metadata:
-            return " ".join(str(evaluation.metadata[REFUSED].value).split())
+            return one_line(evaluation.metadata[REFUSED].value)
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
             data = event.event_specific_data
             if data.user_failure_data and data.user_failure_data.description:
-                return " ".join(data.user_failure_data.description.split())
+                return one_line(data.user_failure_data.description)
             error = data.error
             while error.cause is not None:
                 error = error.cause
-            return " ".join(error.message.split())
+            return one_line(error.message)
     return "the run failed (see its events in the Dagster UI)"
 
 
