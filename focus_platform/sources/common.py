@@ -535,4 +535,7 @@ def effective_cost_unknown_note(condition: pl.Expr, missing: str) -> pl.Expr:
 # The raw column holding the source's declared billing currency on rows that got it (the export
 # has no currency column), and the x_SourceChanges note of those rows.
 DECLARED_CURRENCY = "x_DeclaredCurrency"
+# What the refusal of a file without a currency column tells the user to do
+DECLARE_CURRENCY_HINT = ("a file without it needs the source's declared billing currency: billing_currency in "
+                         "sources.json, or convert --billing-currency")
 DECLARED_CURRENCY_NOTE = "BillingCurrency: the export has no currency column; the source's declared billing currency"

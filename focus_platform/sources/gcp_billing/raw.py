@@ -56,6 +56,7 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform.sources.common import (
+    DECLARE_CURRENCY_HINT,
     DECLARED_CURRENCY,
     Lineage,
     SourceFormatError,
@@ -123,9 +124,6 @@ REQUIRED_COLUMNS = {  # canonical name: as Google names it
     "usage_start_time": "usage_start_time",
     "invoice_month": "invoice.month",
 }
-# Raw column: the source's declared billing currency, on the rows of a file without a currency column
-DECLARE_CURRENCY_HINT = ("a file without it needs the source's declared billing currency: billing_currency in "
-                         "sources.json, or convert --billing-currency")
 # Names that mark a file as a GCP billing export (beyond the required ones)
 SIGNATURE = ("invoice", "invoice_month", "cost_type", "credits", "sku", "sku_id", "service", "service_id",
              "service_description", "usage_start_time", "usage_end_time", "project", "project_id")

@@ -53,6 +53,7 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform.sources.common import (
+    DECLARE_CURRENCY_HINT,
     DECLARED_CURRENCY,
     Lineage,
     SourceFormatError,
@@ -112,9 +113,6 @@ RAW_DTYPE = {"s": pl.String, "d": MONEY, "t": TIMESTAMP, "b": pl.Boolean}
 TAGS = "tags"  # raw column: the tag columns folded into one JSON object
 CURRENCY = "cost_currency_code"
 REQUIRED = ("line_item_tenant_id", "line_item_interval_usage_start", "cost_my_cost", CURRENCY)
-# Raw column: the source's declared billing currency, on the rows of a file without cost/currencyCode
-DECLARE_CURRENCY_HINT = ("a file without it needs the source's declared billing currency: billing_currency in "
-                         "sources.json, or convert --billing-currency")
 # What identifies a line item: OCI gives each line its reference number (corrections name it in
 # lineItem/backreferenceNo), per usage interval; a second row with both is a copy (a file delivered twice)
 LINE_ITEM_KEY = ("line_item_reference_no", "line_item_interval_usage_start")
