@@ -272,3 +272,23 @@ def test_unused_commitment_unit_price_is_an_exact_decimal_quotient(tmp_path):
     assert unused["EffectiveCost"] == D(unused_fee) and unused["PricingQuantity"] == D(7)
     assert unused["ListUnitPrice"] == exact and unused["ContractedUnitPrice"] == exact
     assert_gates(conv)
+
+
+def test_a_product_or_quotient_beyond_decimal_38_12_is_no_crash(tmp_path):
+    """rate x usage of 1e28 and an unused fee over 1e-12 hours would overflow Decimal(38,12): Polars
+    fails the whole conversion on that; the rate x usage derivation is then unknown (a recorded
+    gap, in the mapping and the totals alike) and the unit price null."""
+    rows = [cur_row(COVERED, {"identity/LineItemId": "sp-huge", "savingsPlan/SavingsPlanEffectiveCost": "",
+                              "savingsPlan/SavingsPlanRate": "100000000000000", "lineItem/UsageAmount": "100000000000000"}),
+            cur_row(RI_FEE, {"identity/LineItemId": "ri-tiny", "reservation/UnusedRecurringFee": "10000000000000",
+                             "reservation/UnusedAmortizedUpfrontFeeForBillingPeriod": "0",
+                             "reservation/UnusedQuantity": "0.000000000001"})]
+    conv = convert(write_cur(tmp_path / "cur.csv", rows))
+    covered = _by_row(conv)[1]
+    assert covered["EffectiveCost"] == D(0)
+    assert [n for n in notes(covered) if n.startswith(EFFECTIVE_COST_UNKNOWN)]
+    unused = conv.one(CommitmentDiscountStatus="Unused")
+    assert unused["EffectiveCost"] == D("10000000000000") and unused["ListUnitPrice"] is None
+    assert conv.raw_totals["amortized"].sum() == D("10000000000000")
+    checks = check_focus(conv.focus.lazy(), conv.raw_totals, conv.quarantine)
+    assert all(c.amortized_ok and c.billed_ok for c in checks.conservation)

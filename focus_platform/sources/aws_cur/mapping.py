@@ -37,6 +37,8 @@ from focus_platform.sources.common import (
     UNMAPPED_SERVICE_NOTE,
     derived_row_id,
     effective_cost_unknown_note,
+    exact_product,
+    exact_ratio,
     joined_strings,
     lookup_rows,
     mapped,
@@ -188,7 +190,7 @@ def _effective_cost(col: RawColumns) -> tuple[pl.Expr, list[pl.Expr]]:
     ri_effective = col("reservation_effective_cost")
     ri_parts = col("reservation_amortized_upfront_cost_for_usage") + col("reservation_recurring_fee_for_usage")
     sp_effective = col("savings_plan_savings_plan_effective_cost")
-    sp_parts = (col("savings_plan_savings_plan_rate") * col("line_item_usage_amount")).cast(MONEY)
+    sp_parts = exact_product(col("savings_plan_savings_plan_rate"), col("line_item_usage_amount"))
     effective = (
         pl.when(discounted).then(pl.coalesce(ri_effective, ri_parts, ZERO))
         .when(covered).then(pl.coalesce(sp_effective, sp_parts, ZERO))
@@ -478,7 +480,7 @@ def _as_unused_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
     unused = pl.col("__unused")
     cost, qty = pl.col("__unused_cost"), pl.col("__unused_quantity")
     # an exact Decimal quotient rounded to 12 decimals (a zero quantity is no divisor: null price)
-    unit_price = (cost / pl.when(qty != 0).then(qty)).cast(MONEY)
+    unit_price = exact_ratio(cost, qty)
     spend = pl.col("CommitmentDiscountCategory") == "Spend"
     pricing_unit = pl.when(spend).then(pl.col("BillingCurrency")).otherwise(pl.lit("Hours"))
     cd_unit = pl.when(spend).then(pl.col("BillingCurrency")).otherwise(

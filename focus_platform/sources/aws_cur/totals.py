@@ -41,6 +41,7 @@ from focus_platform.sources.aws_cur.raw import (
     quarantine_reason,
 )
 from focus_platform.sources.common import (
+    exact_product,
     unreadable_amounts,
 )
 from focus_platform.spec.columns import MONEY
@@ -64,7 +65,7 @@ def amortized_basis(schema: pl.Schema) -> pl.Expr:
         col("reservation_effective_cost"),
         col("reservation_amortized_upfront_cost_for_usage") + col("reservation_recurring_fee_for_usage"), ZERO)
     plan_cost = pl.coalesce(col("savings_plan_savings_plan_effective_cost"),
-                            (col("savings_plan_savings_plan_rate") * col("line_item_usage_amount")).cast(MONEY),
+                            exact_product(col("savings_plan_savings_plan_rate"), col("line_item_usage_amount")),
                             ZERO)
     unused_reservation = (col("reservation_unused_amortized_upfront_fee_for_billing_period").fill_null(ZERO)
                           + col("reservation_unused_recurring_fee").fill_null(ZERO))

@@ -63,6 +63,8 @@ from focus_platform.sources.common import (
     LIST_SEPARATOR,
     UNMAPPED_SERVICE_NOTE,
     derived_row_id,
+    exact_product,
+    exact_ratio,
     joined_strings,
     json_string,
     lookup_rows,
@@ -299,29 +301,6 @@ def _staged(raw: pl.LazyFrame, col: RawColumns) -> pl.LazyFrame:
         .when(spend).then(-pl.col("__cud"))
         .when(pl.col("__fee")).then(pl.col("__qty"))
         .otherwise(covered_qty).alias("__cd_qty"))
-
-
-# A quotient or product beyond this is no price or quantity (and would overflow Decimal(38, 12))
-EXACT_LIMIT = 1e25
-
-
-def _magnitude(expr: pl.Expr) -> pl.Expr:
-    return expr.cast(pl.Float64).abs()
-
-
-def exact_ratio(numerator: pl.Expr, denominator: pl.Expr) -> pl.Expr:
-    """numerator / denominator in Decimal(38, 12) (rounded at the 12th decimal, never through a
-    float); null where the denominator is 0 or null or the quotient would not fit. The float
-    magnitudes only decide whether the quotient fits; they are never the value."""
-    fits = _magnitude(numerator) < _magnitude(denominator) * EXACT_LIMIT
-    divisor = pl.when(fits & (denominator != 0)).then(denominator)
-    return (numerator.cast(MONEY) / divisor.cast(MONEY)).cast(MONEY)
-
-
-def exact_product(left: pl.Expr, right: pl.Expr) -> pl.Expr:
-    """left x right in Decimal(38, 12); null where the product would not fit (as ``exact_ratio``)."""
-    fits = _magnitude(left) * _magnitude(right) < EXACT_LIMIT
-    return (pl.when(fits).then(left).cast(MONEY) * right.cast(MONEY)).cast(MONEY)
 
 
 def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
