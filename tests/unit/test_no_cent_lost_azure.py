@@ -290,3 +290,20 @@ def test_a_set_of_one_kind_of_file_keeps_the_documented_modes(tmp_path):
     paired = Converted([AZURE / "ftk_EA_ActualCost_Small.csv", AZURE / "ftk_EA_AmortizedCost_Small.csv"])
     assert_gates(paired)
     assert paired.totals["problem"].to_list() == [None]
+
+
+def test_a_price_times_quantity_beyond_decimal_38_12_names_the_row_instead_of_failing_the_file(tmp_path):
+    """Quantity and PayGPrice of 1e14 each: their product does not fit Decimal(38,12). Polars fails
+    the whole conversion on it; now that row's list cost is unknown and the rule names the row."""
+    import csv
+
+    rows = list(csv.reader((FIXTURES / "azure" / "ftk_EA_AmortizedCost_Small.csv").open(newline="",
+                                                                                         encoding="utf-8-sig")))
+    header = rows[0]
+    rows[1][header.index("Quantity")] = rows[1][header.index("PayGPrice")] = "100000000000000"
+    path = tmp_path / "huge.csv"
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    result = convert_files([str(path)], str(tmp_path / "out.parquet"))
+    assert result.checks.conformance.defects == {"R-ListCost-1b": 1}
+    assert all(c.billed_ok and c.amortized_ok for c in result.checks.conservation)

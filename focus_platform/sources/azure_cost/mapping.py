@@ -96,6 +96,7 @@ from focus_platform.sources.common import (
     UNMAPPED_SERVICE_NOTE,
     blank_to_null,
     effective_cost_unknown_note,
+    exact_product,
     joined_strings,
     lookup_rows,
     mapped,
@@ -476,7 +477,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     quantity = col("Quantity")
     pricing_quantity = pl.when(priced).then(quantity)
     consumed_quantity = pl.when(is_usage & ~unused & quantity.is_not_null() & block.is_not_null()).then(
-        (quantity * block.cast(MONEY)).cast(MONEY))
+        exact_product(quantity, block))
     currency = col("BillingCurrency")
     pricing_currency = pl.coalesce(col("PricingCurrency"), currency)
     same_currency = pricing_currency == currency
@@ -487,10 +488,10 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     payg_missing = payg.is_null() | ((payg == 0) & (unit_price > 0).fill_null(False))
     list_pc = pl.when(priced).then(pl.when(~payg_missing).then(payg).otherwise(pl.coalesce(unit_price, effective_price)))
     contracted_pc = pl.when(priced).then(pl.coalesce(unit_price, effective_price))
-    list_unit_price = (list_pc * rate).cast(MONEY)
-    contracted_unit_price = (contracted_pc * rate).cast(MONEY)
-    list_product = (list_unit_price * pricing_quantity).cast(MONEY)
-    contracted_product = (contracted_unit_price * pricing_quantity).cast(MONEY)
+    list_unit_price = exact_product(list_pc, rate)
+    contracted_unit_price = exact_product(contracted_pc, rate)
+    list_product = exact_product(list_unit_price, pricing_quantity)
+    contracted_product = exact_product(contracted_unit_price, pricing_quantity)
     list_cost = (pl.when(~priced).then(billed)
                  .otherwise(pl.coalesce(list_product, col("PaygCostInBillingCurrency"), effective)))
     contracted_cost = pl.when(~priced).then(billed).otherwise(pl.coalesce(contracted_product, effective))

@@ -65,6 +65,7 @@ from focus_platform.sources.common import (
     DECLARED_CURRENCY_NOTE,
     KEY_SEPARATOR,
     effective_cost_unknown_note,
+    exact_product,
     joined_strings,
     lookup_rows,
     mapped,
@@ -349,12 +350,12 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
                        pq_raw, cq_raw))
     contracted_fix = (block_fix & contracted_price.is_not_null() & _close(_f(contracted_price) * _f(pq_raw), contracted_raw)
                       & ~_close(_f(contracted_price) * _f(cq_raw), contracted_raw)).fill_null(False)
-    contracted_cost = pl.when(contracted_fix).then(contracted_price * cq_raw).otherwise(contracted_raw)
+    contracted_cost = pl.when(contracted_fix).then(exact_product(contracted_price, cq_raw)).otherwise(contracted_raw)
     notes.append(_note(contracted_fix, "ContractedCost: {} → {} (ContractedUnitPrice x the corrected PricingQuantity)",
-                       contracted_raw, contracted_price * cq_raw))
+                       contracted_raw, exact_product(contracted_price, cq_raw)))
     # Mandatory costs missing in the export: price x quantity, else (no commitment discount on the
     # row, not a correction) the billed cost, which is then the cost at contracted rates.
-    contracted_product = contracted_price * pl.coalesce(pl.when(block_fix).then(cq_raw), pq_raw)
+    contracted_product = exact_product(contracted_price, pl.coalesce(pl.when(block_fix).then(cq_raw), pq_raw))
     contracted_derived = (pl.when(contracted_raw.is_not_null()).then(None)
                           .when(contracted_product.is_not_null()).then(contracted_product)
                           .when(cd_id.is_null() & ~correction).then(col("BilledCost")))
