@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from focus_platform.periods import is_billing_period
+from focus_platform.periods import BillingPeriod, PeriodError
 from focus_platform.sources.common import is_derived_row, service_unmapped, sku_missing
 from focus_platform.spec.columns import MONEY
 
@@ -108,8 +108,11 @@ def parse_renames(files: list[tuple[str, bytes]]) -> pl.DataFrame:
             if not (r["provider"] and r["old_sku_id"] and r["new_sku_id"]):
                 raise SkuRenameError(f"{label} row {n}: provider, old_sku_id and new_sku_id are required")
             period = r.get("effective_period") or None
-            if period and not is_billing_period(period):
-                raise SkuRenameError(f"{label} row {n}: effective_period {period!r} is not YYYY-MM")
+            if period:
+                try:
+                    BillingPeriod.parse(period, f"{label} row {n}: effective_period")
+                except PeriodError as exc:
+                    raise SkuRenameError(str(exc)) from None
             if r["old_sku_id"] == r["new_sku_id"]:
                 continue
             rows.append((r["provider"], r["old_sku_id"], r["new_sku_id"], period, label))

@@ -112,7 +112,7 @@ def test_rename_chains_follow_to_the_newest_sku():
     ("provider,old_sku_id,new_sku_id\nAWS,A,B\nAWS,A,C\n", "renamed to both B and C"),
     ("provider,old_sku_id,new_sku_id\nAWS,A,B\nAWS,B,A\n", "loop"),
     ("provider,old\nAWS,A\n", "header lacks old_sku_id, new_sku_id"),
-    ("provider,old_sku_id,new_sku_id,effective_period\nAWS,A,B,2024\n", "effective_period '2024' is not YYYY-MM"),
+    ("provider,old_sku_id,new_sku_id,effective_period\nAWS,A,B,2024\n", "row 2: effective_period '2024' is not a billing period: expected YYYY-MM"),
     ("provider,old_sku_id,new_sku_id\nAWS,,B\n", "row 2: provider, old_sku_id and new_sku_id are required"),
 ])
 def test_bad_rename_tables_are_clear_errors(text, message):
