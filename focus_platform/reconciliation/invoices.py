@@ -57,7 +57,7 @@ from decimal import Decimal, InvalidOperation
 
 import polars as pl
 
-from focus_platform.periods import is_billing_period
+from focus_platform.periods import BillingPeriod, PeriodError
 from focus_platform.spec.columns import MONEY
 
 INVOICE_FIELDS = ("invoice_id", "issuer", "billing_account_id", "billing_period", "currency", "total", "tax",
@@ -169,9 +169,10 @@ def _record(raw: dict[str, object], label: str, row: int) -> Invoice:
     if missing:
         raise InvoiceError(f"{where}: missing required field(s) {', '.join(missing)} "
                            f"(an invoice row has {', '.join(INVOICE_FIELDS)})")
-    period = text["billing_period"]
-    if not is_billing_period(period):
-        raise InvoiceError(f"{where}: billing_period {period!r} is not YYYY-MM")
+    try:
+        period = str(BillingPeriod.parse(text["billing_period"], f"{where}: billing_period"))
+    except PeriodError as exc:
+        raise InvoiceError(str(exc)) from None
     currency = text["currency"].upper()
     if not _CURRENCY.match(currency):
         raise InvoiceError(f"{where}: currency {text['currency']!r} is not an ISO 4217 code")

@@ -74,7 +74,8 @@ def test_json_lines_money_is_never_a_float():
 @pytest.mark.parametrize("content,message", [
     (csv_file("INV-9,,acct,2024-01,USD,12.3456789012345,,,,"), "total '12.3456789012345' has more than 12 decimals"),
     (csv_file("INV-9,,acct,2024-01,USD,ten,,,,"), "total 'ten' is not a decimal amount"),
-    (csv_file("INV-9,,acct,2024-1,USD,10,,,,"), "billing_period '2024-1' is not YYYY-MM"),
+    (csv_file("INV-9,,acct,2024-1,USD,10,,,,"), "row 2: billing_period '2024-1' is not a billing period: expected YYYY-MM"),
+    (csv_file("INV-9,,acct,2024-13,USD,10,,,,"), "billing_period '2024-13' is not a billing period: .* month 01 to 12"),
     (csv_file("INV-9,,acct,2024-01,US,10,,,,"), "currency 'US' is not an ISO 4217 code"),
     (csv_file("INV-9,,,2024-01,USD,10,,,,"), "missing required field.*billing_account_id"),
     (csv_file("INV-9,,acct,2024-01,USD,10,,,31/01/2024,"), "issued_date '31/01/2024' is not YYYY-MM-DD"),
