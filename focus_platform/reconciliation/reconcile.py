@@ -49,6 +49,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import polars as pl
 
+from focus_platform.periods import BillingPeriod
 from focus_platform.reconciliation.currency import minor_unit
 from focus_platform.reconciliation.invoices import (
     INVOICE_SCHEMA,
@@ -128,13 +129,6 @@ _Q = Decimal("1E-12")
 ZERO = Decimal(0)
 
 
-def period_bounds(period: str) -> tuple[datetime, datetime]:
-    y, m = int(period[:4]), int(period[5:7])
-    start = datetime(y, m, 1, tzinfo=UTC)
-    end = datetime(y + (m == 12), m % 12 + 1, 1, tzinfo=UTC)
-    return start, end
-
-
 def drift_percent(difference: Decimal, net_total: Decimal) -> Decimal | None:
     if net_total == 0:
         return None
@@ -192,9 +186,8 @@ def _empty_invoices() -> pl.DataFrame:
     return pl.DataFrame(schema=INVOICE_SCHEMA)
 
 
-def _focus_queries(focus: pl.LazyFrame, period: str, doc_ids: list[str], account_map: pl.DataFrame,
+def _focus_queries(focus: pl.LazyFrame, period: BillingPeriod, doc_ids: list[str], account_map: pl.DataFrame,
                    top_n: int) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    start, end = period_bounds(period)
     f = (focus.select(FOCUS_COLUMNS)
          .join(account_map.lazy(), on=["BillingAccountId", "BillingCurrency"], how="left")
          .with_columns(
@@ -208,8 +201,8 @@ def _focus_queries(focus: pl.LazyFrame, period: str, doc_ids: list[str], account
         "credit": pl.col("ChargeCategory") == "Credit",
         "tax": pl.col("ChargeCategory") == "Tax",
         "no_invoice_id": pl.col("InvoiceId").is_null() & pl.col("__key").is_not_null(),
-        "outside_period": (pl.col("ChargePeriodStart") < pl.lit(start, TIMESTAMP))
-        | (pl.col("ChargePeriodStart") >= pl.lit(end, TIMESTAMP)),
+        "outside_period": (pl.col("ChargePeriodStart") < pl.lit(period.start, TIMESTAMP))
+        | (pl.col("ChargePeriodStart") >= pl.lit(period.end, TIMESTAMP)),
     }
     keys = ["BillingAccountId", "BillingCurrency", "__key"]
 
@@ -269,7 +262,10 @@ def reconcile_period(period: str, invoices: pl.DataFrame | None, focus: pl.LazyF
                      now: datetime | None = None) -> Reconciliation:
     """Reconcile billing period ``period`` ('YYYY-MM'): ``invoices`` is the invoices table (all
     periods, ``INVOICE_SCHEMA``; only ``file`` documents are references), ``focus`` the FOCUS rows
-    of the period (every export source)."""
+    of the period (every export source). ``closed_through`` ('YYYY-MM'): periods up to it are closed.
+    Raises ``PeriodError`` naming the argument when ``period`` or ``closed_through`` is no period."""
+    billing_period = BillingPeriod.parse(period, "period")
+    closed_through_period = BillingPeriod.parse(closed_through, "closed_through") if closed_through else None
     now = now or datetime.now(UTC)
     inv = invoices if invoices is not None else _empty_invoices()
     docs_all = inv.filter(pl.col("x_InvoiceSource") == SOURCE_FILE)
@@ -286,7 +282,7 @@ def reconcile_period(period: str, invoices: pl.DataFrame | None, focus: pl.LazyF
     account_map = (period_docs.group_by("BillingAccountId", "BillingCurrency")
                    .agg(pl.col("InvoiceId").first().alias("__account_invoice"), pl.len().alias("__n"))
                    .filter(pl.col("__n") == 1).drop("__n"))
-    groups_q, candidates_q = _focus_queries(focus, period, doc_ids, account_map, top_n)
+    groups_q, candidates_q = _focus_queries(focus, billing_period, doc_ids, account_map, top_n)
     # each query its own scan: a shared scan would be cached in memory
     groups_df, candidates = pl.collect_all([groups_q, candidates_q], engine="streaming",
                                            optimizations=pl.QueryOptFlags(comm_subplan_elim=False))
@@ -298,7 +294,7 @@ def reconcile_period(period: str, invoices: pl.DataFrame | None, focus: pl.LazyF
 
     def closed(account: str) -> bool:
         return (account in invoiced_accounts or account in later_doc_accounts
-                or (bool(closed_through) and period <= closed_through))
+                or (closed_through_period is not None and billing_period <= closed_through_period))
 
     out: list[dict] = []
     mismatched_groups: dict[tuple, str] = {}

@@ -10,6 +10,7 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
+from focus_platform.periods import PeriodError
 from focus_platform.reconciliation.invoices import read_invoices
 from focus_platform.reconciliation.reconcile import (
     RECONCILIATION_SCHEMA,
@@ -194,6 +195,24 @@ def test_focus_rows_without_invoice_missing_when_closed_open_otherwise():
     # a document of a later period of the account closes this one too
     later = invoices("INV-G3,Issuer,G,2024-03,USD,1,,,2024-04-02,")
     assert by_key(reconcile_period(P, later, no_id))["G/USD"]["Status"] == "missing_invoice"
+
+
+def test_closed_through_is_a_billing_period_compared_as_one():
+    no_id = focus(row("g1", "10", account="G", invoice=None))
+    assert by_key(reconcile_period(P, None, no_id, closed_through="2024-01"))["G/USD"]["Status"] == "open"
+    assert by_key(reconcile_period(P, None, no_id, closed_through="2025-01"))["G/USD"]["Status"] == "missing_invoice"
+    with pytest.raises(PeriodError, match="closed_through '2024-2' is not a billing period"):
+        reconcile_period(P, None, no_id, closed_through="2024-2")
+    with pytest.raises(PeriodError, match="period '2024-13' is not a billing period"):
+        reconcile_period("2024-13", None, no_id)
+
+
+def test_charges_outside_the_billing_period_are_counted_and_named():
+    december = "2023-12"
+    rows = focus(row("in", "5", invoice=None, start="2023-12-31T23:59:59"),
+                 row("next", "7", invoice=None, start="2024-01-01T00:00:00"))
+    rec = reconcile_period(december, None, rows)
+    assert by_key(rec)["A/USD"]["FocusOutsidePeriod"] == Decimal(7)
 
 
 def test_several_sources_of_one_account_are_summed_and_listed():
