@@ -392,11 +392,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def billing_period(text: str) -> str:
     """A billing period argument: YYYY-MM with a month 01 to 12."""
-    from focus_platform.periods import is_billing_period
+    from focus_platform.periods import BillingPeriod, PeriodError
 
-    if not is_billing_period(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a billing period YYYY-MM (month 01 to 12)")
-    return text
+    try:
+        return str(BillingPeriod.parse(text))
+    except PeriodError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a billing period YYYY-MM (month 01 to 12)") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
