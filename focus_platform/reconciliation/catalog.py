@@ -24,10 +24,10 @@ old SKU's history. A **price change** is a Usage price key whose (min, max) list
 unit price differs from its latest earlier period (Purchase rows are cataloged too, but their unit
 "price" is a fee amount — support is a share of spend — so its month-to-month change is no signal).
 
-M5 (SKU mapping failure rate, defined once in ``sources.common.sku_mapping_failure``): Usage / Purchase
-rows without a SkuId the provider delivers (a recorded R-SkuId-1 gap is not a failure), or whose ServiceCategory is a
-fallback (the converter notes ``UNMAPPED_SERVICE_NOTE`` in ``x_SourceChanges``, or it is null),
-over all Usage / Purchase rows.
+M5 (SKU mapping failure rate, defined once in ``sources.common``: ``sku_mapping_failure`` over
+``sku_mapping_scope``): Usage / Purchase rows without a SkuId the provider delivers (a recorded R-SkuId-1 gap is
+not a failure), or whose ServiceCategory is a fallback (the converter notes ``UNMAPPED_SERVICE_NOTE`` in
+``x_SourceChanges``, or it is null), over all Usage / Purchase rows; its target is ``service_levels``' M5.
 """
 
 from __future__ import annotations
@@ -38,12 +38,18 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from focus_platform import service_levels
 from focus_platform.periods import BillingPeriod, PeriodError
-from focus_platform.sources.common import is_derived_row, service_unmapped, sku_missing
+from focus_platform.sources.common import (
+    is_derived_row,
+    service_unmapped,
+    sku_mapping_failure,
+    sku_mapping_scope,
+    sku_missing,
+)
 from focus_platform.spec.columns import MONEY
 
 SKU_RENAME_DIR = "sku_renames"
-M5_TARGET = 0.001  # < 0.1 %
 PRICED_CATEGORIES = ("Usage", "Purchase")
 PRICE_COLUMNS = ("ListUnitPrice", "x_ListUnitPriceMax", "ContractedUnitPrice", "x_ContractedUnitPriceMax")
 PRICE_KEY = ["ProviderName", "ChargeCategory", "x_SkuLineageId", "x_PriceKey", "PricingCurrency", "PricingUnit"]
@@ -239,21 +245,23 @@ class SkuMappingReport:
         return self.unmapped_rows / self.priced_rows if self.priced_rows else 0.0
 
     @property
+    def target(self) -> float:
+        return service_levels.target("M5")
+
+    @property
     def ok(self) -> bool:
-        return self.rate < M5_TARGET
+        return service_levels.meets("M5", self.rate)
 
 
 def sku_mapping(focus: pl.LazyFrame, *, examples: int = 10) -> SkuMappingReport:
     """M5 over FOCUS rows: Usage / Purchase rows without SkuId or with a fallback ServiceCategory."""
-    priced = pl.col("ChargeCategory").is_in(PRICED_CATEGORIES)
-    no_sku = sku_missing()
-    fallback = service_unmapped()
+    no_sku, fallback, failed = sku_missing(), service_unmapped(), sku_mapping_failure()
     names = focus.collect_schema().names()
     usage_type = pl.col("x_UsageType") if "x_UsageType" in names else pl.lit(None, pl.String)
-    f = focus.filter(priced)
-    counts = f.select(pl.len().alias("priced"), (no_sku | fallback).sum().alias("unmapped"),
+    f = focus.filter(sku_mapping_scope())
+    counts = f.select(pl.len().alias("priced"), failed.sum().alias("unmapped"),
                       no_sku.sum().alias("no_sku"), fallback.sum().alias("fallback"))
-    top = (f.filter(no_sku | fallback)
+    top = (f.filter(failed)
            .group_by(pl.col("ServiceName"), usage_type.alias("x_UsageType"),
                      pl.when(no_sku).then(pl.lit("no SkuId")).otherwise(pl.lit("fallback ServiceCategory"))
                      .alias("reason"))

@@ -496,9 +496,14 @@ def service_unmapped() -> pl.Expr:
         UNMAPPED_SERVICE_NOTE).fill_null(False)
 
 
+def sku_mapping_scope() -> pl.Expr:
+    """SLO M5's rows, defined once: Usage and Purchase rows (the rows a SKU prices)."""
+    return pl.col("ChargeCategory").is_in(["Usage", "Purchase"])
+
+
 def sku_mapping_failure() -> pl.Expr:
-    """SLO M5's failure, defined once: a SKU missing where the provider delivers one, or an unmapped
-    service."""
+    """SLO M5's failure among ``sku_mapping_scope`` rows, defined once: a SKU missing where the
+    provider delivers one, or an unmapped service."""
     return sku_missing() | service_unmapped()
 
 

@@ -141,3 +141,12 @@ def test_m5_counts_rows_without_sku_or_with_a_fallback_service_category():
     assert report.rate == pytest.approx(3 / 1000) and not report.ok
     assert {e["reason"] for e in report.examples} == {"no SkuId", "fallback ServiceCategory"}
     assert sku_mapping(focus(*[usage("2024-01", "S", "1") for _ in range(10)])).ok
+
+
+def test_m5_target_is_the_service_levels_one(monkeypatch):
+    rows = focus(*[usage("2024-01", "S", "1") for _ in range(997)],
+                 *[usage("2024-01", "N", "1", service_category=None) for _ in range(3)])
+    assert not sku_mapping(rows).ok
+    monkeypatch.setenv("FOCUS_SLO_TARGETS", "M5=0.005")
+    report = sku_mapping(rows)
+    assert report.ok and report.target == 0.005
