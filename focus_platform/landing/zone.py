@@ -70,15 +70,16 @@ as an object that cannot be read (``LandedObject.problem``) and refuses its peri
 
 from __future__ import annotations
 
-import calendar
 import hashlib
 import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import BinaryIO, Iterator
+
+from focus_platform.periods import BillingPeriod, is_billing_period
 
 DATA_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".gz", ".jsonl", ".jsonl.gz", ".ndjson")
 ARCHIVE_SUFFIXES = (".zip", ".7z", ".bz2", ".xz", ".zst", ".tar")  # deliveries packed in a form not read
@@ -88,7 +89,6 @@ CURRENCY_CODE = re.compile(r"^[A-Z]{3}$")
 DATE_RANGE_FOLDER = re.compile(r"^(\d{4})(\d{2})(\d{2})-(\d{4})(\d{2})(\d{2})$")  # 20180801-20180901
 CUR2_PERIOD_FOLDER = re.compile(r"^BILLING_PERIOD=(\d{4})-(\d{2})$")
 MONTH_FOLDER = re.compile(r"^(\d{4})-(\d{2})$")
-MONTH_NUMBER = re.compile(r"^(0[1-9]|1[0-2])$")
 AZURE_MANIFEST = "manifest.json"  # Cost Management exports v2, one per export run
 KEEPS_PUBLISHED = "refused (the published version stays)"
 
@@ -335,14 +335,14 @@ def _dates_covered(name: str) -> str:
     m = DATE_RANGE_FOLDER.match(name)
     if not m:
         return _period_of_folder(name) or name
-    year, month = int(m.group(1)), int(m.group(2))
     try:
+        period = BillingPeriod(int(m.group(1)), int(m.group(2)))
         end = date(int(m.group(4)), int(m.group(5)), int(m.group(6)))
-    except ValueError:
+    except ValueError:  # PeriodError included: no such month
         return name
-    last = date(year, month, calendar.monthrange(year, month)[1])
-    whole = m.group(3) == "01" and (end == last or (end - last).days == 1)
-    return f"{year:04d}-{month:02d}" if whole else name
+    next_first = period.end.date()
+    whole = m.group(3) == "01" and end in (next_first - timedelta(days=1), next_first)
+    return str(period) if whole else name
 
 
 def _period_folder_index(parts: list[str]) -> int | None:
@@ -558,7 +558,7 @@ def _discover_objects(store, source: ExportSource, listed: list[LandedObject]) -
     for period, deliveries in sorted(candidates.items()):
         if period in refused:
             continue
-        if not MONTH_NUMBER.match(period[5:]):
+        if not is_billing_period(period):
             refused[period] = (f"{_names(sorted({_period_folder_of(d) for d in deliveries}))}: named for month "
                                f"{period[5:]}, which does not exist (months are 01 to 12): not a billing period, "
                                "refused; rename the folder")
@@ -649,7 +649,7 @@ def _from_manifest(store, source: ExportSource, obj: LandedObject,
     elif "blobs" in manifest:  # Azure Cost Management exports (v2): <export>/<yyyymmdd-yyyymmdd>/<runId>/
         run = manifest.get("runInfo") or {}
         start = str(run.get("startDate") or "")
-        period = _period_of_key(obj.key) or (start[:7] if re.match(r"^\d{4}-\d{2}", start) else None)
+        period = _period_of_key(obj.key) or (start[:7] if MONTH_FOLDER.match(start[:7]) else None)
         blobs = [b for b in manifest.get("blobs") or [] if isinstance(b, dict)]
         report_keys = [str(b.get("blobName") or b.get("blobLink") or "") for b in blobs]
         sizes = {k: int(b["byteCount"]) for k, b in zip(report_keys, blobs) if str(b.get("byteCount", "")).isdigit()}
