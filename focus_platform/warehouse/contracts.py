@@ -1,0 +1,357 @@
+"""Table contracts: what every staged partition of a catalog table must look like before it commits.
+
+One contract per table of ``warehouse.catalog.TABLES`` (pandera, polars backend); the write path
+runs ``check_contract`` on the staged Parquet files before the caller's gate. Each contract has
+three kinds of checks, placed where they cost least on a 5 M-row partition (staged as parts of at
+most 1 M rows):
+
+- **schema-level, on the staged LazyFrame, no data read**: every declared column present with its
+  exact type (money ``Decimal(38,12)``, timestamps ``Datetime(us, UTC)``, lists, structs). Pandera
+  validates a LazyFrame at ``ValidationDepth.SCHEMA_ONLY`` (``collect_schema`` only). Columns a
+  contract does not declare are allowed where the table is open by design (raw tables keep every
+  delivered column; ``focus_costs`` carries each provider's own ``x_`` columns), refused elsewhere.
+- **pandera on each staged file**: nullability, allowed values, formats (currency codes,
+  ``YYYY-MM``), ranges, keys unique within the file and cross-column rules. Each file is read alone
+  and only for the columns these checks name, so memory is one part's few columns, whatever the
+  partition's size. Partition columns are not in the files: their values are the partition key
+  (``periods.PartitionKey``, validated once) and a key unique within a partition leaves them out.
+- **Polars rules, elsewhere**: FOCUS's data-level rules (nullability per feature level, allowed
+  values, cost = unit price × quantity, one category per service, …) stay in
+  ``spec.rules.check_conformance``, which tells converter defects from provider-data gaps (a
+  null a FOCUS column forbids may be a recorded gap, so it cannot be a contract failure here); the
+  conservation checks and ``x_RowId`` uniqueness across the whole partition stay in the pipeline's
+  gate. The ``focus_costs`` contract is therefore the schema plus a few cheap per-file checks of
+  the warehouse's own columns.
+
+The contracts, per table:
+
+============================== ==================================================================
+raw_* (one shared contract)    schema: the lineage columns typed (``x_Source``, ``x_SourceFile``,
+                               ``x_SourceRow``, ``x_RowId``, …), other delivered columns allowed;
+                               per file: ``x_RowId`` not null and unique, ``x_SourceFile`` and
+                               ``x_SourceRow`` (>= 1) not null; rule: ``x_RowId`` ends with its
+                               ``x_SourceRow`` (``sources.common.lineage_columns``)
+focus_costs                    schema: ``spec.columns.focus_schema()`` exactly typed, provider
+                               ``x_`` columns allowed; per file: ``x_RowId`` not null and unique,
+                               ``BillingCurrency`` a 3-letter code, ``x_SourceFile`` and
+                               ``x_SourceRow`` present. No rule: FOCUS's are in check_conformance
+focus_quarantine               schema: reason, amounts (Decimal), account, currency, lineage;
+                               per file: ``x_QuarantineReason`` not blank, ``x_RowId`` not null
+                               and unique, ``BillingCurrency`` a 3-letter code where known. No
+                               cross-column rule: an amount may be null with or without
+                               ``x_UnreadableAmounts`` (an empty raw cost is not unreadable)
+period_status                  schema: ``restatements.write_status``'s row; per file: ``status``
+                               open / final / restated, ``focus_version`` >= 0, ``updated_at``;
+                               rule: one row per partition
+restatement_log                schema: ``restatements.LOG_SCHEMA``; per file: table a catalog
+                               table, ``action`` one of ``LOG_ACTIONS``, period ``YYYY-MM``;
+                               rule: ``rows_delta = rows_after − rows_before`` (0 before the first)
+invoices                       schema: ``INVOICE_SCHEMA``; per file: kind, status and source from
+                               their lists, currency and period formats, one row per document;
+                               rules: a file document has an ``InvoiceId``; a credit memo, and
+                               only a memo, names the invoice it adjusts
+exchange_rates                 schema: ``EXCHANGE_RATE_SCHEMA``; per file: every column present,
+                               codes 3 letters, ``Rate`` > 0, one rate per (date, base, currency);
+                               rule: a currency against itself is 1
+invoice_reconciliation         schema: ``RECONCILIATION_SCHEMA``; per file: ``Status`` one of
+                               ``STATUSES``, source, currency, ``FocusRows`` >= 0, one row per
+                               (account, currency, invoice, source); rules: ``Difference =
+                               FocusBilledCost − InvoiceTotalNet`` and ``InvoiceTotalNet =
+                               InvoiceTotal + CreditMemoTotal`` where each is known
+sku_catalog                    schema: ``CATALOG_SCHEMA``; per file: SKU and lineage ids, category
+                               Usage / Purchase, ``x_Rows`` >= 1, one row per price key; rule:
+                               each unit price <= its ``…Max``
+============================== ==================================================================
+
+Failures name the file, the row (0-based index in that file), the column, the check and the
+failing value; at most ``MAX_FAILURES`` are kept, all are counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pandera.polars as pa
+import polars as pl
+from pandera.config import ValidationDepth, config_context
+from pandera.errors import SchemaErrors
+
+from focus_platform.periods import PERIOD_COLUMN, SOURCE_COLUMN
+from focus_platform.reconciliation.catalog import CATALOG_SCHEMA, PRICED_CATEGORIES
+from focus_platform.reconciliation.currency import EXCHANGE_RATE_SCHEMA
+from focus_platform.reconciliation.invoices import (
+    INVOICE_SCHEMA,
+    KIND_INVOICE,
+    KIND_MEMO,
+    SOURCE_FILE,
+    SOURCE_FOCUS_DERIVED,
+    SOURCE_FOCUS_ID,
+    STATUS_APPLIED,
+    STATUS_DERIVED,
+    STATUS_INVOICE,
+    STATUS_PENDING,
+    STATUS_REJECTED,
+)
+from focus_platform.reconciliation.reconcile import RECONCILIATION_SCHEMA, STATUSES
+from focus_platform.sources import RAW_TABLES
+from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, focus_schema
+from focus_platform.warehouse import restatements as rs
+from focus_platform.warehouse.catalog import (
+    EXCHANGE_RATES_TABLE,
+    FOCUS_TABLE,
+    INVOICES_TABLE,
+    PERIOD_STATUS,
+    QUARANTINE_TABLE,
+    RECONCILIATION_TABLE,
+    RESTATEMENT_LOG,
+    SKU_CATALOG_TABLE,
+    TABLES,
+)
+
+MAX_FAILURES = 50
+CURRENCY_CODE = r"^[A-Z]{3}$"
+BILLING_PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
+NOT_BLANK = r"\S"
+# restatement_log actions: first publication, replacement, rollback, a recorded no-op, a partition
+# dropped by retention
+LOG_ACTIONS = ("publish", "replace", "rollback", "unchanged", "drop")
+FAILURE_SCHEMA = pl.Schema({"file": pl.String, "index": pl.Int64, "column": pl.String, "check": pl.String,
+                            "failure_case": pl.String})
+STAGED_FRAME = "(staged frame)"  # the label of the data checked when the caller staged no files
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A cross-column rule: ``holds`` is True where a row keeps it (null: the rule does not apply)."""
+    name: str
+    columns: tuple[str, ...]
+    holds: pl.Expr
+
+    def check(self) -> pa.Check:
+        return pa.Check(lambda data: data.lazyframe.select(self.holds.fill_null(True)), name=self.name)
+
+
+@dataclass(frozen=True)
+class Contract:
+    table: str
+    columns: pl.Schema  # every column a staged partition has, exactly typed (schema-level)
+    not_null: tuple[str, ...] = ()  # per file
+    values: dict[str, tuple[pa.Check, ...]] = field(default_factory=dict)  # per file, on the non-null values
+    key: tuple[str, ...] = ()  # per file: unique (partition columns left out: constant in a partition)
+    rules: tuple[Rule, ...] = ()  # per file
+    open_columns: bool = False  # columns beyond ``columns`` allowed
+
+    def schema_level(self) -> pa.DataFrameSchema:
+        return pa.DataFrameSchema({n: pa.Column(t, nullable=True) for n, t in self.columns.items()},
+                                  strict=not self.open_columns, name=self.table)
+
+    def file_columns(self) -> list[str]:
+        """The columns the per-file checks read (partition columns are not in the files)."""
+        wanted = {*self.not_null, *self.values, *self.key, *(c for r in self.rules for c in r.columns)}
+        partition = TABLES[self.table].partition_by
+        return [n for n in self.columns.names() if n in wanted and n not in partition]
+
+    def frame_checks(self) -> dict[str, str]:
+        """The columns of each frame-level check of ``per_file`` (pandera's failure cases name none)."""
+        return {**{r.name: ", ".join(r.columns) for r in self.rules},
+                "multiple_fields_uniqueness": ", ".join(k for k in self.key if k in self.file_columns())}
+
+    def per_file(self) -> pa.DataFrameSchema:
+        names = self.file_columns()
+        key = [k for k in self.key if k in names]
+        columns = {n: pa.Column(self.columns[n], checks=list(self.values.get(n, ())), nullable=n not in self.not_null,
+                                unique=key == [n]) for n in names}
+        return pa.DataFrameSchema(columns, unique=key if len(key) > 1 else None,
+                                  checks=[r.check() for r in self.rules], name=self.table)
+
+
+@dataclass(frozen=True)
+class ContractReport:
+    table: str
+    failures: pl.DataFrame  # FAILURE_SCHEMA, at most MAX_FAILURES rows
+    failure_count: int  # every failing value, also those not kept
+    checked_rows: int
+    files: int
+
+    @property
+    def ok(self) -> bool:
+        return self.failure_count == 0
+
+    def message(self) -> str:
+        if self.ok:
+            return f"{self.table}: contract kept on {self.checked_rows} rows in {self.files} file(s)"
+        first = self.failures.row(0, named=True)
+        where = f" ({first['file']} row {first['index']})" if first["index"] is not None else ""
+        kinds = self.failures.select("column", "check").unique().height
+        more = f"; {kinds - 1} other column/check failing too" if kinds > 1 else ""
+        return (f"{self.table}: contract broken in {self.failure_count} place(s): column {first['column']}, check "
+                f"{first['check']}, e.g. {first['failure_case']!r}{where}{more}")
+
+    def metadata(self) -> dict[str, object]:
+        return {"table": self.table, "ok": self.ok, "checked_rows": self.checked_rows, "files": self.files,
+                "failure_count": self.failure_count, "message": self.message(),
+                "failures": self.failures.head(10).to_dicts()}
+
+
+# ---------------------------------------------------------------------------------------------
+# The contracts
+# ---------------------------------------------------------------------------------------------
+def one_of(*values: str) -> tuple[pa.Check, ...]:
+    return (pa.Check.isin(list(values)),)
+
+
+def matches(pattern: str) -> tuple[pa.Check, ...]:
+    return (pa.Check.str_matches(pattern),)
+
+
+def at_least(bound: int) -> tuple[pa.Check, ...]:
+    return (pa.Check.ge(bound),)
+
+
+RAW_LINEAGE = pl.Schema({n: t for n, t in LINEAGE_SCHEMA.items() if n not in ("x_SourceChanges", "x_ProviderDataGaps")})
+ROW_ID_ENDS_WITH_ROW = Rule("x_RowId ends with -<x_SourceRow as 9 digits>", ("x_RowId", "x_SourceRow"),
+                            pl.col("x_RowId").str.ends_with(
+                                pl.concat_str([pl.lit("-"), pl.col("x_SourceRow").cast(pl.String).str.zfill(9)])))
+
+
+def raw_contract(table: str) -> Contract:
+    return Contract(table, RAW_LINEAGE, not_null=("x_RowId", "x_SourceFile", "x_SourceRow"),
+                    values={"x_SourceRow": at_least(1)}, key=("x_RowId",), rules=(ROW_ID_ENDS_WITH_ROW,),
+                    open_columns=True)
+
+
+FOCUS_CONTRACT = Contract(
+    FOCUS_TABLE, focus_schema(), not_null=("x_RowId", "x_SourceFile", "x_SourceRow"),
+    values={"BillingCurrency": matches(CURRENCY_CODE)}, key=("x_RowId",), open_columns=True)
+
+QUARANTINE_CONTRACT = Contract(
+    QUARANTINE_TABLE,
+    pl.Schema({"x_QuarantineReason": pl.String, "x_BilledCost": MONEY, "x_EffectiveCost": MONEY,
+               "x_UnreadableAmounts": pl.String, "BillingAccountId": pl.String, "BillingCurrency": pl.String,
+               "x_ChargeType": pl.String, **RAW_LINEAGE}),
+    not_null=("x_QuarantineReason", "x_RowId", "x_SourceFile", "x_SourceRow"),
+    values={"x_QuarantineReason": matches(NOT_BLANK), "BillingCurrency": matches(CURRENCY_CODE)},
+    key=("x_RowId",))
+
+STATUS_CONTRACT = Contract(
+    PERIOD_STATUS,
+    pl.Schema({"status": pl.String, "reason": pl.String, "focus_version": pl.Int64, "deliveries": pl.List(pl.String),
+               "updated_at": LINEAGE_SCHEMA["x_IngestedAt"], PERIOD_COLUMN: pl.String, SOURCE_COLUMN: pl.String}),
+    not_null=("status", "focus_version", "updated_at"),
+    values={"status": one_of(rs.OPEN, rs.FINAL, rs.RESTATED), "focus_version": at_least(0)},
+    rules=(Rule("one row per partition", ("status",), pl.len() == 1),))
+
+LOG_CONTRACT = Contract(
+    RESTATEMENT_LOG, rs.LOG_SCHEMA,
+    not_null=("logged_at", "table", "action", "forced", "version_after", "rows_after", "rows_delta"),
+    values={"table": one_of(*TABLES), "action": one_of(*LOG_ACTIONS), PERIOD_COLUMN: matches(BILLING_PERIOD),
+            "rows_after": at_least(0), "rows_before": at_least(0)},
+    rules=(Rule("rows_delta = rows_after - rows_before", ("rows_delta", "rows_after", "rows_before"),
+                pl.col("rows_delta") == pl.col("rows_after") - pl.col("rows_before").fill_null(0)),))
+
+INVOICE_CONTRACT = Contract(
+    INVOICES_TABLE, INVOICE_SCHEMA,
+    not_null=("BillingAccountId", "BillingPeriod", "BillingCurrency", "InvoiceTotal", "x_InvoiceKind",
+              "x_InvoiceStatus", "x_InvoiceSource"),
+    values={"BillingPeriod": matches(BILLING_PERIOD), "x_AppliesToPeriod": matches(BILLING_PERIOD),
+            "BillingCurrency": matches(CURRENCY_CODE), "x_InvoiceKind": one_of(KIND_INVOICE, KIND_MEMO),
+            "x_InvoiceStatus": one_of(STATUS_INVOICE, STATUS_APPLIED, STATUS_PENDING, STATUS_REJECTED,
+                                      STATUS_DERIVED),
+            "x_InvoiceSource": one_of(SOURCE_FILE, SOURCE_FOCUS_ID, SOURCE_FOCUS_DERIVED)},
+    key=("x_InvoiceSource", "BillingAccountId", "BillingPeriod", "BillingCurrency", "InvoiceId"),
+    rules=(Rule("a file document has an InvoiceId", ("x_InvoiceSource", "InvoiceId"),
+                (pl.col("x_InvoiceSource") != SOURCE_FILE) | pl.col("InvoiceId").is_not_null()),
+           Rule("a credit memo, and only a memo, has AdjustsInvoiceId", ("x_InvoiceKind", "AdjustsInvoiceId"),
+                (pl.col("x_InvoiceKind") == KIND_MEMO) == pl.col("AdjustsInvoiceId").is_not_null())))
+
+EXCHANGE_RATE_CONTRACT = Contract(
+    EXCHANGE_RATES_TABLE, EXCHANGE_RATE_SCHEMA, not_null=tuple(EXCHANGE_RATE_SCHEMA.names()),
+    values={"BaseCurrency": matches(CURRENCY_CODE), "Currency": matches(CURRENCY_CODE),
+            "Rate": (pa.Check.gt(0),)},
+    key=("Date", "BaseCurrency", "Currency"),
+    rules=(Rule("a currency against itself is 1", ("BaseCurrency", "Currency", "Rate"),
+                (pl.col("BaseCurrency") != pl.col("Currency")) | (pl.col("Rate") == 1)),))
+
+RECONCILIATION_CONTRACT = Contract(
+    RECONCILIATION_TABLE, RECONCILIATION_SCHEMA,
+    not_null=("BillingAccountId", "BillingCurrency", "x_InvoiceSource", "Status", "x_ReconciledAt"),
+    values={"BillingCurrency": matches(CURRENCY_CODE), "Status": one_of(*STATUSES),
+            "x_InvoiceSource": one_of(SOURCE_FILE, SOURCE_FOCUS_ID, SOURCE_FOCUS_DERIVED),
+            "FocusRows": at_least(0), "MinorUnit": (pa.Check.gt(0),)},
+    key=("BillingAccountId", "BillingCurrency", "InvoiceId", "x_InvoiceSource"),
+    rules=(Rule("Difference = FocusBilledCost - InvoiceTotalNet", ("Difference", "FocusBilledCost", "InvoiceTotalNet"),
+                pl.col("Difference") == pl.col("FocusBilledCost") - pl.col("InvoiceTotalNet")),
+           Rule("InvoiceTotalNet = InvoiceTotal + CreditMemoTotal",
+                ("InvoiceTotalNet", "InvoiceTotal", "CreditMemoTotal"),
+                pl.col("InvoiceTotalNet") == pl.col("InvoiceTotal") + pl.col("CreditMemoTotal"))))
+
+SKU_CATALOG_CONTRACT = Contract(
+    SKU_CATALOG_TABLE, CATALOG_SCHEMA,
+    not_null=("ProviderName", "x_SkuLineageId", "SkuId", "ChargeCategory", "x_Rows"),
+    values={"ChargeCategory": one_of(*PRICED_CATEGORIES), "x_Rows": at_least(1),
+            "PricingCurrency": matches(CURRENCY_CODE)},
+    key=("ProviderName", "SkuId", "SkuPriceId", "PricingCurrency", "PricingUnit", "ChargeCategory"),
+    rules=(Rule("ListUnitPrice <= x_ListUnitPriceMax", ("ListUnitPrice", "x_ListUnitPriceMax"),
+                pl.col("ListUnitPrice") <= pl.col("x_ListUnitPriceMax")),
+           Rule("ContractedUnitPrice <= x_ContractedUnitPriceMax", ("ContractedUnitPrice", "x_ContractedUnitPriceMax"),
+                pl.col("ContractedUnitPrice") <= pl.col("x_ContractedUnitPriceMax"))))
+
+CONTRACTS: dict[str, Contract] = {c.table: c for c in [
+    *(raw_contract(name) for name in RAW_TABLES),
+    FOCUS_CONTRACT, QUARANTINE_CONTRACT, STATUS_CONTRACT, LOG_CONTRACT, INVOICE_CONTRACT, EXCHANGE_RATE_CONTRACT,
+    RECONCILIATION_CONTRACT, SKU_CATALOG_CONTRACT,
+]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking
+# ---------------------------------------------------------------------------------------------
+def check_contract(table: str, staged: pl.LazyFrame, files: list[str],
+                   storage_options: dict[str, str] | None = None) -> ContractReport:
+    """The table's contract on a staged partition: its schema on ``staged`` (no data read), then
+    the per-file checks on each of ``files`` (only the columns they need, one file at a time; on
+    ``staged`` itself when nothing was staged as files). A table without a contract: ok."""
+    contract = CONTRACTS.get(table)
+    if contract is None:
+        return ContractReport(table, pl.DataFrame(schema=FAILURE_SCHEMA), 0, 0, len(files))
+    failures = _failures(contract.schema_level(), staged, None, {})
+    if failures.height:  # the per-file checks need the columns as declared
+        return ContractReport(table, failures.head(MAX_FAILURES), failures.height, 0, len(files))
+    per_file, names = contract.per_file(), contract.file_columns()
+    kept, count, rows = [], 0, 0
+    for label, data in _parts(staged, files, names, storage_options):
+        rows += data.height
+        found = _failures(per_file, data, label, contract.frame_checks())
+        count += found.height
+        kept.append(found.head(MAX_FAILURES - sum(f.height for f in kept)))
+    return ContractReport(table, pl.concat([pl.DataFrame(schema=FAILURE_SCHEMA), *kept]), count, rows, len(files))
+
+
+def _parts(staged: pl.LazyFrame, files: list[str], names: list[str],
+           storage_options: dict[str, str] | None) -> Iterator[tuple[str, pl.DataFrame]]:
+    if not files:
+        yield STAGED_FRAME, staged.select(names).collect()
+    for path in files:
+        yield path, pl.scan_parquet(path, storage_options=storage_options).select(names).collect()
+
+
+def _failures(schema: pa.DataFrameSchema, data: pl.LazyFrame | pl.DataFrame, label: str | None,
+              about: dict[str, str]) -> pl.DataFrame:
+    """Pandera's failure cases as ``FAILURE_SCHEMA`` rows (a LazyFrame: schema-level only). A
+    frame-level failure names no column: a missing or unexpected column is its failure case, a
+    rule's or the key's columns come from ``about`` (check name → columns)."""
+    depth = ValidationDepth.SCHEMA_ONLY if isinstance(data, pl.LazyFrame) else ValidationDepth.SCHEMA_AND_DATA
+    try:
+        with config_context(validation_depth=depth):
+            schema.validate(data, lazy=True)
+    except SchemaErrors as exc:
+        cases = exc.failure_cases
+    else:
+        return pl.DataFrame(schema=FAILURE_SCHEMA)
+    check = pl.col("check").cast(pl.String)
+    column = (pl.when(check.is_in(["column_in_dataframe", "column_in_schema"])).then(pl.col("failure_case"))
+              .otherwise(check.replace_strict(about, default=None)))
+    return cases.select(pl.lit(label, pl.String).alias("file"), pl.col("index").cast(pl.Int64),
+                        pl.coalesce(pl.col("column").cast(pl.String), column).alias("column"), check,
+                        pl.col("failure_case").cast(pl.String))
