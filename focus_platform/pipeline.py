@@ -34,6 +34,7 @@ from focus_platform.landing.zone import (
     LocalStore,
     is_currency_code,
 )
+from focus_platform.periods import PartitionKey
 from focus_platform.sources import FORMATS, Lineage, SourceFormatError, detect_format
 from focus_platform.sources.common import (
     EFFECTIVE_COST_UNKNOWN,
@@ -418,8 +419,8 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
         frames = [fmt.scan_raw(store.uri(key), lineage, label=key, storage_options=options) for key in delivery.files]
         # Raw partitions are read whole (conversion, totals, an x_RowId join): no Parquet statistics,
         # whose min/max over ~100 string columns cost about 15 % of the raw write.
-        published, (versions, after, result) = warehouse.replace_partition(
-            fmt.raw_table, frames, part, gate=gate, base=base, statistics=False, fingerprint=digest,
+        published, (versions, after, result) = warehouse.publish(
+            fmt.raw_table, frames, PartitionKey.of(delivery.billing_period, source.name), gate=gate, base=base, statistics=False, fingerprint=digest,
             commit_metadata={"delivery": delivery.delivery_id, "files": delivery.files, "forced": policy.force,
                              "source": source.name, "period": delivery.billing_period, "fingerprint": digest})
     except GateFailed as exc:
@@ -524,13 +525,13 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
         status = rs.next_status(status_before, final, not after.same_content(before))
         return checks, after, status, reason
 
-    published, (checks, after, status, reason) = warehouse.replace_partition(
-        FOCUS_TABLE, fmt.to_focus(raw), part, gate=gate, base=base, fingerprint=digest,
+    published, (checks, after, status, reason) = warehouse.publish(
+        FOCUS_TABLE, fmt.to_focus(raw), PartitionKey.of(period, source.name), gate=gate, base=base, fingerprint=digest,
         commit_metadata=lambda g: {"source": source.name, "period": period, "totals": g[0].totals,
                                    "rows": g[0].rows.focus, "deliveries": list(g[1].deliveries), "status": g[2],
                                    "fingerprint": digest, "warnings": g[0].warnings})
-    warehouse.replace_partition(QUARANTINE_TABLE, quarantine.lazy(), part,
-                                commit_metadata={"source": source.name, "period": period})
+    warehouse.publish(QUARANTINE_TABLE, quarantine.lazy(), PartitionKey.of(period, source.name),
+                      commit_metadata={"source": source.name, "period": period})
     _write_focus_metadata(warehouse)
     after = rs.PartitionState(published.version, after.rows, after.billed, after.effective, after.deliveries)
     rs.write_status(warehouse, period, source.name, status, reason, published.version, after.deliveries)
@@ -570,25 +571,6 @@ def _write_focus_metadata(warehouse: Warehouse) -> None:
         write_metadata(warehouse.uri(FOCUS_TABLE) + METADATA_SUFFIX, schema)
 
 
-def _state_reader(table: str) -> Callable[[pl.LazyFrame, int | None], rs.PartitionState]:
-    if table == FOCUS_TABLE:
-        return rs.focus_state
-    for fmt in FORMATS.values():
-        if fmt.raw_table == table:
-            def raw(lf: pl.LazyFrame, version: int | None, fmt=fmt) -> rs.PartitionState:
-                deliveries = lf.select(pl.col("x_SourceDelivery").unique()).collect()["x_SourceDelivery"].to_list()
-                return rs.raw_state(fmt.raw_totals(lf).collect(engine="streaming"), deliveries, version)
-            return raw
-
-    def rows_only(lf: pl.LazyFrame, version: int | None) -> rs.PartitionState:
-        names = lf.collect_schema().names()
-        deliveries = lf.select(pl.col("x_SourceDelivery").unique()).collect()["x_SourceDelivery"].to_list() \
-            if "x_SourceDelivery" in names else []
-        return rs.PartitionState(version, lf.select(pl.len()).collect().item(), {}, {},
-                                 tuple(sorted(d for d in deliveries if d is not None)))
-    return rows_only
-
-
 def previous_version(warehouse: Warehouse, table: str, partition: dict[str, str]) -> int:
     """The latest table version in which the partition differed from now (what a rollback restores)."""
     current = warehouse.snapshot(table, partition)
@@ -612,10 +594,10 @@ def rollback_partition(warehouse: Warehouse, table: str, period: str, source: st
     target = previous_version(warehouse, table, part) if to_version is None else to_version
     if not 0 <= target <= base.version:
         raise ValueError(f"{table}: version {target} does not exist (versions 0..{base.version})")
-    read = _state_reader(table)
+    read = rs.state_reader(table)
     before = read(warehouse.scan(table, part, version=base.version), base.version) if base.files else None
     restored = read(warehouse.scan(table, part, version=target), target)
-    published = warehouse.restore_partition(table, part, target, base=base, commit_metadata={
+    published = warehouse.restore_partition(table, PartitionKey.of(period, source), target, base=base, commit_metadata={
         "rollback_to": target, "source": source, "period": period})
     after = rs.PartitionState(published.version, restored.rows, restored.billed, restored.effective,
                               restored.deliveries)

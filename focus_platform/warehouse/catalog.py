@@ -44,6 +44,9 @@ class TableSpec:
     retention_months: int | None = None  # default policy; None: every partition kept
     gates: tuple[str, ...] = ()  # the checks that must pass before a publication commits
     logged: bool = True  # each replaced or dropped partition gets a restatement-log entry
+    # (currency, billed, effective) columns whose per-currency sums the restatement log records
+    # before and after each change; None: rows only (raw tables: their format's raw_totals)
+    totals: tuple[str, str, str] | None = None
 
     @property
     def partitioned(self) -> bool:
@@ -60,7 +63,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     *(_raw(name) for name in RAW_TABLES),
     TableSpec(FOCUS_TABLE, BY_PERIOD_AND_SOURCE, INGEST, "canonical FOCUS 1.2 cost and usage rows + x_ lineage",
               FOCUS_RETENTION, gates=("contract", "conformance", "billed_cost_conserved", "effective_cost_conserved",
-                                      "rows_conserved", "row_id_unique")),
+                                      "rows_conserved", "row_id_unique"),
+              totals=("BillingCurrency", "BilledCost", "EffectiveCost")),
     TableSpec(QUARANTINE_TABLE, BY_PERIOD_AND_SOURCE, INGEST, "raw rows that cannot be converted, with reason",
               FOCUS_RETENTION, gates=("contract",)),
     TableSpec(PERIOD_STATUS, BY_PERIOD_AND_SOURCE, INGEST, "open / final / restated per billing period and source",

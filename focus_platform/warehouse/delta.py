@@ -41,9 +41,11 @@ from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
+from focus_platform.periods import PERIOD_COLUMN, SOURCE_COLUMN, PartitionKey
+from focus_platform.warehouse import restatements as rs
+from focus_platform.warehouse.catalog import table as table_spec
 from focus_platform.warehouse.storage import StorageConfig, storage_handler
 
-PARTITION_COLUMNS = ("x_BillingPeriod", "x_Source")
 DEFAULT_ROOT = "./.data/warehouse"
 ROWS_PER_PART = 1_000_000
 COMMIT_ATTEMPTS = 20
@@ -204,11 +206,21 @@ class Warehouse:
                 out.close()
         return uri
 
-    def replace_partition(
+    def partition(self, table: str, key: PartitionKey) -> dict[str, str]:
+        """The Delta partition values of ``key`` in ``table``, in the order of the catalog's
+        partition columns; a key that does not name exactly those columns is an error."""
+        columns = table_spec(table).partition_by
+        values = key.values()
+        if set(values) != set(columns):
+            raise ValueError(f"{table} is partitioned by {', '.join(columns) or 'nothing (one whole table)'}: "
+                             f"partition key {str(key)!r} ({key.describe()}) does not name exactly those")
+        return {c: values[c] for c in columns}
+
+    def publish(
         self,
         table: str,
         data: pl.LazyFrame | list[pl.LazyFrame],
-        partition: dict[str, str],
+        key: PartitionKey,
         *,
         gate: Callable[[pl.LazyFrame], object] | None = None,
         commit_metadata: dict[str, object] | Callable[[object], dict[str, object]] | None = None,
@@ -217,7 +229,9 @@ class Warehouse:
         statistics: bool = True,
         fingerprint: str | None = None,
     ) -> tuple[Published, object]:
-        """Stage ``data`` as the new content of ``partition``, gate it, publish it in one commit.
+        """Stage ``data`` as the new content of the partition ``key`` of a catalog table, gate it,
+        publish it in one commit: the one write path of every table, whatever its partition shape
+        (billing period × export source, billing period, or none: then the whole table is replaced).
 
         ``data`` holds the partition's rows (the partition columns may be present; they are written
         as Delta partition values). Returns what was published and whatever ``gate`` returned.
@@ -228,15 +242,15 @@ class Warehouse:
         ``fingerprint``: what the content was built from, recorded beside the table for
         ``published_fingerprint`` (a caller skips rebuilding a partition whose inputs are unchanged).
         """
+        partition = self.partition(table, key)
         frames = data if isinstance(data, list) else [data]
-        part_dir = "/".join(f"{k}={partition[k]}" for k in PARTITION_COLUMNS)
-        stage = f"{part_dir}/stage-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+        stage = _partition_dir(partition) + f"stage-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         base_dir = f"{self.uri(table)}/{stage}"
         written: list = []  # polars SinkedPath: path, num_rows, num_bytes
         try:
             schema = None
             for i, lf in enumerate(frames):
-                lf = lf.drop([c for c in PARTITION_COLUMNS if c in lf.collect_schema().names()])
+                lf = lf.drop([c for c in partition if c in lf.collect_schema().names()])
                 schema = schema or lf.collect_schema()
                 lf.sink_parquet(
                     pl.PartitionBy(f"{base_dir}/f{i:03d}", max_rows_per_file=rows_per_part,
@@ -259,11 +273,12 @@ class Warehouse:
             self._record_fingerprint(table, partition, fingerprint, frozenset(a.path for a in actions))
         return Published(table, version, rows, len(files), dict(partition)), gate_result
 
-    def restore_partition(self, table: str, partition: dict[str, str], version: int, *,
+    def restore_partition(self, table: str, key: PartitionKey, version: int, *,
                           commit_metadata: dict[str, object] | None = None,
                           base: Snapshot | None = None) -> Published:
         """Make ``partition`` hold exactly the files it had in ``version`` (a rollback), in one commit.
         The files must still exist (not vacuumed)."""
+        partition = self.partition(table, key)
         old = DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
         adds = pa.table(old.get_add_actions(flatten=True)).to_pylist()
         mine = [a for a in adds if all(a.get(f"partition.{k}") == v for k, v in partition.items())]
@@ -278,9 +293,45 @@ class Warehouse:
             raise FileNotFoundError(f"{table} version {version}: {len(missing)} data file(s) of partition "
                                     f"{partition} are gone (vacuumed?), e.g. {missing[0]}: cannot restore it")
         schema = pl.DataFrame(pa.schema(old.schema()).empty_table()).schema
-        data_schema = pl.Schema({k: v for k, v in schema.items() if k not in PARTITION_COLUMNS})
+        data_schema = pl.Schema({k: v for k, v in schema.items() if k not in partition})
         v = self._commit(table, actions, partition, data_schema, commit_metadata or {}, base)
         return Published(table, v, sum(int(a["num_records"] or 0) for a in mine), len(mine), dict(partition))
+
+    def drop_partition(self, table: str, key: PartitionKey, *, run_id: str | None = None,
+                       note: str | None = None) -> rs.Restatement | None:
+        """Remove the partition ``key`` from ``table`` in one verified commit (remove actions only:
+        the files stay on storage for time travel until ``vacuum``) and, for a logged table, record
+        a restatement-log entry with action ``drop`` and the rows and totals it removed. Returns
+        that entry; None when the partition holds no files (nothing committed). Every other
+        partition is unchanged (``CommitVerificationFailed`` otherwise)."""
+        partition = self.partition(table, key)
+        if not partition:
+            raise ValueError(f"{table} is not partitioned: drop_partition removes a partition, not a whole table")
+        base = self.snapshot(table, partition)
+        if not base.files:
+            return None
+        before = rs.state_reader(table)(self.scan(table, partition, version=base.version), base.version)
+        schema = pl.DataFrame(pa.schema(self.table(table).schema()).empty_table()).schema
+        data_schema = pl.Schema({k: v for k, v in schema.items() if k not in partition})
+        version = self._commit(table, [], partition, data_schema, {"dropped": partition, "note": note}, base)
+        entry = rs.Restatement(table, partition.get(PERIOD_COLUMN), partition.get(SOURCE_COLUMN), "drop", before,
+                               rs.PartitionState(version, 0, {}, {}, ()), version, run_id=run_id, note=note)
+        if table_spec(table).logged:
+            rs.append_log(self, [entry])
+        return entry
+
+    def vacuum(self, table: str, retain_hours: int) -> list[str]:
+        """Delete the data files no table version of the last ``retain_hours`` needs (files a
+        commit older than the window removed, e.g. a dropped or replaced partition's); returns
+        their paths. Versions inside the window stay readable and restorable; older versions
+        whose files are gone can no longer be read (time travel ends at the window). Paths are
+        relative to the table root, like ``Snapshot.files``."""
+        dt = self.table(table)
+        if dt is None:
+            return []
+        prefix = self.uri(table).rstrip("/") + "/"
+        return [p.removeprefix(prefix) for p in
+                dt.vacuum(retention_hours=retain_hours, dry_run=False, enforce_retention_duration=False)]
 
     # -- internals ------------------------------------------------------------------------------
     def _scan_staged(self, files: list[str], partition: dict[str, str], schema: pl.Schema) -> pl.LazyFrame:
@@ -315,15 +366,17 @@ class Warehouse:
         custom = {k: json.dumps(v, default=str) for k, v in metadata.items()}
         custom["focus_commit"] = marker
         props = CommitProperties(custom_metadata=custom, max_commit_retries=0)
-        full = pl.Schema({**dict(data_schema), **{k: pl.String for k in PARTITION_COLUMNS}})
+        full = pl.Schema({**dict(data_schema), **{k: pl.String for k in partition}})
+        partition_by = list(partition) or None
+        replaced = [(k, "=", v) for k, v in partition.items()] or None  # None: the whole table
         last_error: Exception | None = None
         for attempt in range(COMMIT_ATTEMPTS):
             if attempt:
                 self.commit_retries += 1
                 time.sleep(min(2.0, 0.05 * 2 ** min(attempt, 6)) * (0.5 + random.random()))
             dt = self.table(table)
-            before = _files_by_partition(dt) if dt is not None else {}
-            current = before.get(tuple(partition[k] for k in PARTITION_COLUMNS), frozenset())
+            before = _files_by_partition(dt, tuple(partition)) if dt is not None else {}
+            current = before.get(tuple(partition.values()), frozenset())
             if base is not None and current != base.files:
                 raise ConcurrentPartitionWrite(
                     f"{table} partition {partition} was replaced by another writer (version "
@@ -333,7 +386,7 @@ class Warehouse:
                 try:
                     create_table_with_add_actions(
                         self.uri(table), DeltaSchema.from_arrow(arrow_schema(full)), actions, mode="append",
-                        partition_by=list(PARTITION_COLUMNS), storage_options=self.storage_options,
+                        partition_by=partition_by, storage_options=self.storage_options,
                         commit_properties=props,
                     )
                 except Exception as exc:  # noqa: BLE001 - another writer created the table first: retry on it
@@ -347,8 +400,8 @@ class Warehouse:
             merged = merge_schemas(pa.schema(dt.schema()), arrow_schema(full), table)
             try:
                 dt.create_write_transaction(
-                    actions, mode="overwrite", schema=merged, partition_by=list(PARTITION_COLUMNS),
-                    partition_filters=[(k, "=", v) for k, v in partition.items()], commit_properties=props,
+                    actions, mode="overwrite", schema=merged, partition_by=partition_by,
+                    partition_filters=replaced, commit_properties=props,
                 )
             except CommitFailedError as exc:  # a concurrent commit won: re-read, re-check, retry
                 last_error = exc
@@ -361,9 +414,10 @@ class Warehouse:
     def _verify_commit(self, table: str, version: int, marker: str, actions: list[AddAction],
                        partition: dict[str, str], before: dict[tuple, frozenset[str]] | None) -> None:
         """The log entry ``version`` is this writer's commit (its marker), adds exactly its files,
-        removes only files of its partition, and leaves every other partition as in ``before`` (the
-        files per partition of the version it was derived from; None: it created the table); the
-        partition then holds exactly the new files."""
+        removes exactly the partition's files of the version it was derived from (``before``: the
+        files per partition of that version; None: it created the table), and leaves every other
+        partition as in ``before``; the partition then holds exactly the new files. For an
+        unpartitioned table the partition is the whole table."""
         entry = self.commit_actions(table, version)
         info = next((a["commitInfo"] for a in entry if "commitInfo" in a), {})
         problems = []
@@ -376,15 +430,18 @@ class Warehouse:
             removes = [a["remove"] for a in entry if "remove" in a]
             if {a["path"] for a in adds} != ours:
                 problems.append(f"adds {len(adds)} file(s), not this writer's {len(ours)}")
-            foreign = [r["path"] for r in removes if not _in_partition(r, partition)]
-            if foreign:
-                problems.append(f"removes {len(foreign)} file(s) of other partitions, e.g. {foreign[0]}")
+            key = tuple(partition.values())
+            replaced = (before or {}).get(key, frozenset())
+            removed = {r["path"] for r in removes}
+            if removed != replaced:
+                stray = sorted(removed - replaced) or sorted(replaced - removed)
+                problems.append(f"removes {len(removed)} file(s), not the partition's {len(replaced)} of the version "
+                                f"it was derived from, e.g. {stray[0]}")
             if before is None and (removes or version != 0):
                 problems.append("a table creation that is not a plain version 0")
             if not problems:
                 after = DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
-                now, before = _files_by_partition(after), before or {}
-                key = tuple(partition[k] for k in PARTITION_COLUMNS)
+                now, before = _files_by_partition(after, tuple(partition)), before or {}
                 if now.get(key, frozenset()) != ours:
                     problems.append(f"partition holds {len(now.get(key, ()))} file(s) after the commit, not this "
                                     f"writer's {len(ours)}")
@@ -417,7 +474,7 @@ class Warehouse:
         if dt is None:
             return f"{table}: no table"
         lines = [f"{table} log (versions 0..{dt.version()}):"]
-        key = tuple(partition[k] for k in PARTITION_COLUMNS) if partition else None
+        key = "/".join(partition.values()) if partition else None
         for v in range(dt.version() + 1):
             try:
                 entry = self.commit_actions(table, v)
@@ -430,11 +487,11 @@ class Warehouse:
                 kind = next(iter(a))
                 if kind in ("add", "remove"):
                     pv = a[kind].get("partitionValues") or {}
-                    name = f"{kind} {'/'.join(str(pv.get(k)) for k in PARTITION_COLUMNS)}"
+                    name = f"{kind} {'/'.join(str(v) for v in pv.values()) or 'table'}"
                     counts[name] = counts.get(name, 0) + 1
                 elif kind != "commitInfo":
                     counts[kind] = counts.get(kind, 0) + 1
-            if key and not any("/".join(key) in name for name in counts):
+            if key and not any(key in name for name in counts):
                 continue
             meta = {k: _plain_json(info[k]) for k in ("period", "source", "delivery", "status") if k in info}
             lines.append(f"  v{v}: {info.get('operation')} {meta} {counts}")
@@ -472,7 +529,13 @@ FINGERPRINTS = "_fingerprints"  # beside a table's data: hidden from Delta reade
 
 
 def _fingerprint_path(table: str, partition: dict[str, str]) -> str:
-    return f"{table}/{FINGERPRINTS}/" + "/".join(f"{k}={partition[k]}" for k in PARTITION_COLUMNS) + ".json"
+    return f"{table}/{FINGERPRINTS}/{_partition_dir(partition) or 'table/'}".rstrip("/") + ".json"
+
+
+def _partition_dir(partition: dict[str, str]) -> str:
+    """``x_BillingPeriod=2024-01/x_Source=aws/`` (Hive style, as Delta writers lay them out); ""
+    for an unpartitioned table."""
+    return "".join(f"{k}={v}/" for k, v in partition.items())
 
 
 def _files_digest(files: frozenset[str]) -> str:
@@ -488,12 +551,14 @@ def _partition_files(dt: DeltaTable, partition: dict[str, str]) -> frozenset[str
     return frozenset(p for i, p in enumerate(paths) if all(cols[k][i] == v for k, v in partition.items()))
 
 
-def _files_by_partition(dt: DeltaTable) -> dict[tuple, frozenset[str]]:
+def _files_by_partition(dt: DeltaTable, columns: tuple[str, ...]) -> dict[tuple, frozenset[str]]:
+    """The data files of each partition (values in the order of ``columns``; ``()`` holds every
+    file of an unpartitioned table)."""
     adds = dt.get_add_actions(flatten=True)
     names = adds.schema.names
-    if not all(f"partition.{k}" in names for k in PARTITION_COLUMNS):
+    if not all(f"partition.{k}" in names for k in columns):
         return {}
-    cols = [adds.column(f"partition.{k}").to_pylist() for k in PARTITION_COLUMNS]
+    cols = [adds.column(f"partition.{k}").to_pylist() for k in columns]
     out: dict[tuple, set[str]] = {}
     for i, path in enumerate(adds.column("path").to_pylist()):
         out.setdefault(tuple(c[i] for c in cols), set()).add(path)
@@ -506,15 +571,6 @@ def _plain_json(value: object) -> object:
         return json.loads(value) if isinstance(value, str) else value
     except ValueError:
         return value
-
-
-def _in_partition(action: dict, partition: dict[str, str]) -> bool:
-    """A remove action of a file of ``partition`` (by its partition values, else its path)."""
-    values = action.get("partitionValues")
-    if values:
-        return all(values.get(k) == v for k, v in partition.items())
-    prefix = "/".join(f"{k}={partition[k]}" for k in PARTITION_COLUMNS) + "/"
-    return action["path"].startswith(prefix)
 
 
 def arrow_schema(schema: pl.Schema) -> pa.Schema:

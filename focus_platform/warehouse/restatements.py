@@ -18,13 +18,17 @@ No Dagster here: the pipeline calls these functions, the assets show what they r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 
 import polars as pl
 
+from focus_platform.periods import PartitionKey
+from focus_platform.sources import FORMATS
 from focus_platform.spec.columns import MONEY
+from focus_platform.warehouse import catalog
 
 RESTATEMENT_LOG = "restatement_log"
 PERIOD_STATUS = "period_status"
@@ -67,16 +71,15 @@ def _by_currency(df: pl.DataFrame, column: str) -> dict[str, Decimal]:
 
 
 def state_of(lf: pl.LazyFrame, *, currency: str, billed: str, effective: str, version: int | None,
-             delivery: str = "x_SourceDelivery") -> PartitionState:
+             delivery: str | None = "x_SourceDelivery") -> PartitionState:
     """Rows, totals per currency and delivery ids of a partition (one streaming pass each over a
-    few columns)."""
+    few columns; ``delivery`` None or absent: no delivery ids)."""
     sums = (lf.group_by(pl.col(currency).alias("currency"))
             .agg(pl.col(billed).cast(MONEY).sum().alias("billed"),
                  pl.col(effective).cast(MONEY).sum().alias("effective"), pl.len().alias("rows"))
             .collect(engine="streaming"))
-    deliveries = lf.select(pl.col(delivery).unique()).collect(engine="streaming")[delivery].drop_nulls().to_list()
     return PartitionState(version, int(sums["rows"].sum() or 0), _by_currency(sums, "billed"),
-                          _by_currency(sums, "effective"), tuple(sorted(deliveries)))
+                          _by_currency(sums, "effective"), _deliveries(lf, delivery))
 
 
 def focus_state(lf: pl.LazyFrame, version: int | None = None) -> PartitionState:
@@ -89,6 +92,37 @@ def raw_state(raw_totals: pl.DataFrame, deliveries: list[str], version: int | No
         pl.col("billed").sum(), pl.col("amortized").sum().alias("effective"), pl.col("rows").sum())
     return PartitionState(version, int(raw_totals["rows"].sum() or 0), _by_currency(sums, "billed"),
                           _by_currency(sums, "effective"), tuple(sorted(d for d in deliveries if d is not None)))
+
+
+def state_reader(table: str) -> Callable[[pl.LazyFrame, int | None], PartitionState]:
+    """How the restatement log measures a partition of ``table``: a raw table by its format's
+    ``raw_totals``; a table whose catalog spec names ``totals`` (currency, billed, effective
+    columns) by those; any other table by its rows (and delivery ids where it has them)."""
+    for fmt in FORMATS.values():
+        if fmt.raw_table == table:
+            def raw(lf: pl.LazyFrame, version: int | None, fmt=fmt) -> PartitionState:
+                return raw_state(fmt.raw_totals(lf).collect(engine="streaming"), _deliveries(lf), version)
+            return raw
+    totals = catalog.table(table).totals
+    if totals is not None:
+        currency, billed, effective = totals
+
+        def with_totals(lf: pl.LazyFrame, version: int | None) -> PartitionState:
+            return state_of(lf, currency=currency, billed=billed, effective=effective, version=version,
+                            delivery=None)
+        return with_totals
+
+    def rows_only(lf: pl.LazyFrame, version: int | None) -> PartitionState:
+        return PartitionState(version, lf.select(pl.len()).collect().item(), {}, {}, _deliveries(lf))
+    return rows_only
+
+
+def _deliveries(lf: pl.LazyFrame, column: str | None = "x_SourceDelivery") -> tuple[str, ...]:
+    """The delivery ids of a partition (none when it has no such column)."""
+    if column is None or column not in lf.collect_schema().names():
+        return ()
+    found = lf.select(pl.col(column).unique()).collect(engine="streaming")[column].drop_nulls().to_list()
+    return tuple(sorted(found))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,8 +201,8 @@ def write_status(warehouse, period: str, source: str, status: str, reason: str, 
         "deliveries": [list(deliveries)], "updated_at": [datetime.now(timezone.utc)],
     }, schema={"status": pl.String, "reason": pl.String, "focus_version": pl.Int64,
                "deliveries": pl.List(pl.String), "updated_at": pl.Datetime("us", "UTC")})
-    warehouse.replace_partition(PERIOD_STATUS, row, {"x_BillingPeriod": period, "x_Source": source},
-                                commit_metadata={"status": status, "period": period, "source": source})
+    warehouse.publish(PERIOD_STATUS, row, PartitionKey.of(period, source),
+                      commit_metadata={"status": status, "period": period, "source": source})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,8 +237,8 @@ LOG_SCHEMA = pl.Schema({
 @dataclass
 class Restatement:
     table: str
-    period: str
-    source: str
+    period: str | None  # None: the table is not partitioned by billing period
+    source: str | None  # None: the table is not partitioned by export source
     action: str
     before: PartitionState | None
     after: PartitionState

@@ -15,11 +15,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from focus_platform.assets import ASSETS
-from focus_platform.assets.reconciliation import (
+from focus_platform.defs.assets.ingest import INGEST_ASSETS
+from focus_platform.defs.assets.reconcile import (
     EXCHANGE_RATES_TABLE,
     INVOICES_TABLE,
-    RECONCILIATION_ASSETS,
+    RECONCILE_ASSETS,
     RECONCILIATION_TABLE,
     SKU_CATALOG_TABLE,
     exchange_rates_asset,
@@ -27,8 +27,10 @@ from focus_platform.assets.reconciliation import (
     invoices_asset,
     sku_catalog,
 )
+from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
 from focus_platform.generate.aws_cur import generate_aws_cur
 from focus_platform.landing.zone import ExportSource, LocalStore, discover_deliveries
+from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import (
     FOCUS_TABLE,
     ingest_delivery,
@@ -39,7 +41,6 @@ from focus_platform.reconciliation.currency import (
     REPORTING_COLUMNS,
     with_reporting_currency,
 )
-from focus_platform.resources import LandingZoneResource, WarehouseResource
 from focus_platform.warehouse.delta import Warehouse
 
 ECB_EXCERPT = Path(__file__).resolve().parents[1] / "fixtures" / "reconciliation" / "eurofxref-hist-2024-01-excerpt.csv"
@@ -120,14 +121,14 @@ def inject(env: Env, period: str, rows: list[dict]) -> list[str]:
         new.append(template.with_columns(
             *[pl.lit(v, dtype=current.schema[k]).alias(k) for k, v in values.items()],
             pl.lit(["injected by test"], dtype=current.schema["x_SourceChanges"]).alias("x_SourceChanges")))
-    env.warehouse.replace_partition(FOCUS_TABLE, pl.concat([current, *new]).lazy(), part)
+    env.warehouse.publish(FOCUS_TABLE, pl.concat([current, *new]).lazy(), PartitionKey.of(period, SOURCE))
     return [r["x_RowId"] for r in rows]
 
 
 def test_definitions_load_with_the_reconciliation_assets(tmp_path):
     resources = {"landing_zone": LandingZoneResource(root=str(tmp_path)),
                  "warehouse": WarehouseResource(root=str(tmp_path / "warehouse"))}
-    defs = dg.Definitions(assets=[*ASSETS, *RECONCILIATION_ASSETS],
+    defs = dg.Definitions(assets=[*INGEST_ASSETS, *RECONCILE_ASSETS],
                           resources=resources)
     graph = defs.resolve_asset_graph()
     assert {k.to_user_string() for k in graph.get(dg.AssetKey(RECONCILIATION_TABLE)).parent_keys} == {
@@ -254,12 +255,15 @@ def test_exchange_rates_asset_and_reporting_columns_on_generated_data(env):
 def test_late_credit_memo_re_runs_m_minus_2_through_the_sensors(env):
     """The whole chain without a person: memo file lands → invoice_sensor rebuilds `invoices` →
     invoices_changed_sensor requests the reconciliation of M−2 only → its check turns green."""
-    from focus_platform.assets import ASSETS as FOCUS_ASSETS
-    from focus_platform.assets.partitions import EXPORT_SOURCE
-    from focus_platform.jobs import JOBS
-    from focus_platform.sensors import invoice_sensor, invoices_changed_sensor
+    from focus_platform.defs.assets.ingest import INGEST_ASSETS as FOCUS_ASSETS
+    from focus_platform.defs.assets.reconcile import reconciliation_job
+    from focus_platform.defs.partitions import EXPORT_SOURCE
+    from focus_platform.defs.sensors.reconcile import (
+        invoice_sensor,
+        invoices_changed_sensor,
+    )
 
-    defs = dg.Definitions(assets=[*FOCUS_ASSETS, *RECONCILIATION_ASSETS], jobs=JOBS,
+    defs = dg.Definitions(assets=[*FOCUS_ASSETS, *RECONCILE_ASSETS], jobs=[reconciliation_job],
                           sensors=[invoice_sensor, invoices_changed_sensor], resources=env.resources)
 
     def tick(sensor, cursor=None):

@@ -23,9 +23,12 @@ import polars as pl
 import pytest
 from deltalake import DeltaTable
 
-from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
+from focus_platform.defs.partitions import EXPORT_SOURCE, dagster_key
+from focus_platform.defs.resources import LandingZoneResource
+from focus_platform.defs.sensors.ingest import delivery_sensor
 from focus_platform.landing.stores import open_store
 from focus_platform.landing.zone import DeliveryError, discover_deliveries
+from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import (
     FOCUS_TABLE,
     QUARANTINE_TABLE,
@@ -33,8 +36,7 @@ from focus_platform.pipeline import (
     ingest_delivery,
     publish_focus,
 )
-from focus_platform.resources import LandingZoneResource
-from focus_platform.sensors import delivery_sensor
+from focus_platform.warehouse import catalog
 from focus_platform.warehouse.delta import Warehouse
 from focus_platform.warehouse.restatements import read_log
 from tests.integration.conftest_objectstore import child_env, moto_server, s3  # noqa: F401
@@ -220,9 +222,13 @@ def test_a_writer_killed_mid_write_leaves_the_prior_version(landing, warehouse, 
 CONCURRENT_CHILD = r"""
 import json, sys, time
 from focus_platform.landing.zone import ExportSource, LocalStore, discover_deliveries
+from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import ingest_delivery, publish_focus
+from focus_platform.warehouse import catalog
 from focus_platform.warehouse.delta import Warehouse
 
+catalog.TABLES["contention"] = catalog.TableSpec("contention", catalog.BY_PERIOD_AND_SOURCE, "test",
+                                                 "commits of two writers colliding", logged=False)
 landing, warehouse, period, rounds, start = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
 src = ExportSource("aws-a", "aws-cur", "aws-a")
 store, wh = LocalStore(landing), Warehouse(warehouse)
@@ -231,7 +237,7 @@ import polars as pl
 while time.time() < start:
     time.sleep(0.005)
 for i in range(10):  # first a tight loop of commits to one table: the writers collide
-    wh.replace_partition("contention", pl.LazyFrame({"i": [i]}), {"x_BillingPeriod": period, "x_Source": "aws-a"})
+    wh.publish("contention", pl.LazyFrame({"i": [i]}), PartitionKey.of(period, "aws-a"))
 tight_retries = wh.commit_retries
 import dataclasses
 for r in range(rounds):  # then the pipeline, both writers on the same tables; a new delivery id each
@@ -286,18 +292,21 @@ def test_two_processes_write_two_partitions_of_one_table(where, landing, cur, h,
     print(f"{where}: commit retries {reports}")
 
 
-def test_a_stale_commit_on_s3_cannot_overwrite_the_log(s3):
+def test_a_stale_commit_on_s3_cannot_overwrite_the_log(s3, monkeypatch):
     """The object store is what makes commits safe: a writer committing from an old snapshot tries
     to create a log entry that exists; S3's conditional put (If-None-Match) refuses it, so the
     winner's entry is never overwritten (the loser fails or is rebased, never wins silently)."""
     from deltalake.exceptions import CommitFailedError
 
     wh = Warehouse(f"s3://{s3.new_bucket('log')}/wh")
-    a, b = {"x_BillingPeriod": "2023-10", "x_Source": "a"}, {"x_BillingPeriod": "2023-10", "x_Source": "b"}
-    wh.replace_partition("t", pl.LazyFrame({"i": [1]}), a)
-    wh.replace_partition("t", pl.LazyFrame({"i": [1]}), b)
+    monkeypatch.setitem(catalog.TABLES, "t", catalog.TableSpec("t", catalog.BY_PERIOD_AND_SOURCE, "test", "t",
+                                                               logged=False))
+    key_a, key_b = PartitionKey.of("2023-10", "a"), PartitionKey.of("2023-10", "b")
+    a, b = key_a.values(), key_b.values()
+    wh.publish("t", pl.LazyFrame({"i": [1]}), key_a)
+    wh.publish("t", pl.LazyFrame({"i": [1]}), key_b)
     stale = wh.table("t")  # a writer that read version 1
-    winner = wh.replace_partition("t", pl.LazyFrame({"i": [2]}), b)[0]  # version 2, by another writer
+    winner = wh.publish("t", pl.LazyFrame({"i": [2]}), key_b)[0]  # version 2, by another writer
     assert winner.version == 2
     try:
         stale.create_write_transaction([], mode="overwrite", schema=stale.schema(), partition_by=list(a),
@@ -367,19 +376,19 @@ def test_a_bad_delivery_is_refused_cleanly(case, s3, landing, warehouse, cur, h)
                                                    "cur-2.csv.gz": b""})
         s3.upload_tree(landing.root, bucket, "zone")
         requests, cursor2, _ = sensor(cursor)
-        assert requests == [partition_key(h.PERIOD, "aws-a")]  # the run is requested once, and fails:
+        assert requests == [dagster_key(PartitionKey.of(h.PERIOD, "aws-a"))]  # the run is requested once, and fails:
         with pytest.raises(DeliveryRefused, match=r"cur-2.csv.gz is a zero-byte object.*refused"):
             run()
         assert sensor(cursor2)[0] == []  # no retry loop on the same objects
         client.put_object(Bucket=bucket, Key=f"{pf}/{second}/cur-2.csv.gz", Body=cur.subset([7, 8]).gz_bytes())
         requests, _, _ = sensor(cursor2)  # the upload completes: a new etag, a new run
-        assert requests == [partition_key(h.PERIOD, "aws-a")]
+        assert requests == [dagster_key(PartitionKey.of(h.PERIOD, "aws-a"))]
     elif case in ("object-disappears", "object-rewritten-while-read"):
         second = landing.legacy_delivery("aws-a", {"cur-1.csv.gz": cur.subset(list(range(7))).gz_bytes(),
                                                    "cur-2.csv.gz": cur.subset([7, 8]).gz_bytes()})
         s3.upload_tree(landing.root, bucket, "zone")
         requests, cursor2, _ = sensor(cursor)
-        assert requests == [partition_key(h.PERIOD, "aws-a")]
+        assert requests == [dagster_key(PartitionKey.of(h.PERIOD, "aws-a"))]
         delivery = discover_deliveries(store, src)[h.PERIOD]  # listed …
         key = f"{pf}/{second}/cur-2.csv.gz"
         if case == "object-disappears":
@@ -392,7 +401,7 @@ def test_a_bad_delivery_is_refused_cleanly(case, s3, landing, warehouse, cur, h)
             client.put_object(Bucket=bucket, Key=key, Body=cur.subset([8]).gz_bytes())  # … rewritten
             with pytest.raises(DeliveryRefused, match=r"cur-2.csv.gz changed while it was read"):
                 ingest_delivery(warehouse, store, src, delivery)
-            assert sensor(cursor2)[0] == [partition_key(h.PERIOD, "aws-a")]  # the new version runs
+            assert sensor(cursor2)[0] == [dagster_key(PartitionKey.of(h.PERIOD, "aws-a"))]  # the new version runs
 
     # nothing of the bad delivery was committed, nothing staged is left
     for table, (version, rows) in state.items():

@@ -1,0 +1,105 @@
+"""The one write path (``Warehouse.publish`` / ``drop_partition`` / ``vacuum``) on every partition
+shape of the catalog: billing period × export source, billing period alone, none."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import polars as pl
+import pytest
+
+from focus_platform.periods import PartitionKey
+from focus_platform.spec.columns import MONEY
+from focus_platform.warehouse import catalog
+from focus_platform.warehouse.delta import Warehouse
+from focus_platform.warehouse.restatements import read_log
+
+COSTS = "test_costs"  # billing period × export source, with money: its log entries carry totals
+BY_PERIOD = "test_by_period"
+WHOLE = "test_whole"
+
+
+@pytest.fixture
+def wh(tmp_path, monkeypatch) -> Warehouse:
+    for spec in (
+        catalog.TableSpec(COSTS, catalog.BY_PERIOD_AND_SOURCE, "test", "costs", totals=("cur", "billed", "effective")),
+        catalog.TableSpec(BY_PERIOD, catalog.BY_PERIOD, "test", "one partition per period"),
+        catalog.TableSpec(WHOLE, catalog.UNPARTITIONED, "test", "one whole table"),
+    ):
+        monkeypatch.setitem(catalog.TABLES, spec.name, spec)
+    return Warehouse(str(tmp_path / "wh"))
+
+
+def costs(billed: list[str], cur: str = "EUR") -> pl.LazyFrame:
+    return pl.LazyFrame({"cur": [cur] * len(billed), "billed": [Decimal(b) for b in billed],
+                         "effective": [Decimal(b) for b in billed]},
+                        schema={"cur": pl.String, "billed": MONEY, "effective": MONEY})
+
+
+def test_a_key_must_name_exactly_the_tables_partition_columns(wh):
+    with pytest.raises(ValueError, match="test_by_period is partitioned by x_BillingPeriod"):
+        wh.publish(BY_PERIOD, pl.LazyFrame({"i": [1]}), PartitionKey.of("2024-01", "aws"))
+    with pytest.raises(ValueError, match="nothing"):
+        wh.publish(WHOLE, pl.LazyFrame({"i": [1]}), PartitionKey.of("2024-01"))
+    assert not wh.exists(BY_PERIOD) and not wh.exists(WHOLE)
+
+
+def test_an_unpartitioned_table_is_replaced_whole_in_one_verified_commit(wh):
+    first, _ = wh.publish(WHOLE, pl.LazyFrame({"i": [1, 2]}), PartitionKey())
+    second, _ = wh.publish(WHOLE, pl.LazyFrame({"i": [3]}), PartitionKey())
+    assert (first.version, second.version) == (0, 1)
+    assert wh.scan(WHOLE).collect()["i"].to_list() == [3]
+    assert sorted(wh.scan(WHOLE, version=0).collect()["i"].to_list()) == [1, 2]
+    entry = wh.commit_actions(WHOLE, 1)
+    removed = {a["remove"]["path"] for a in entry if "remove" in a}
+    assert removed == wh.snapshot(WHOLE, {}, version=0).files  # exactly the files it was derived from
+    assert {a["add"]["path"] for a in entry if "add" in a} == wh.snapshot(WHOLE, {}).files
+
+
+def test_drop_partition_removes_one_partition_and_logs_what_it_removed(wh):
+    for period, source, billed in (("2024-01", "a", ["1.10", "2.000000000001"]), ("2024-01", "b", ["5"]),
+                                   ("2024-02", "a", ["7"])):
+        wh.publish(COSTS, costs(billed), PartitionKey.of(period, source))
+    kept = {k: wh.snapshot(COSTS, k.values()).files for k in (PartitionKey.of("2024-01", "b"),
+                                                              PartitionKey.of("2024-02", "a"))}
+    entry = wh.drop_partition(COSTS, PartitionKey.of("2024-01", "a"), run_id="r1", note="retention 1 month")
+
+    assert wh.scan(COSTS, PartitionKey.of("2024-01", "a").values()).collect().height == 0
+    assert {k: wh.snapshot(COSTS, k.values()).files for k in kept} == kept
+    log = read_log(wh, table=COSTS)
+    drops = log.filter(pl.col("action") == "drop")
+    assert drops.height == 1 and entry is not None
+    row = drops.row(0, named=True)
+    assert (row["x_BillingPeriod"], row["x_Source"], row["rows_before"], row["rows_after"]) == ("2024-01", "a", 2, 0)
+    assert row["run_id"] == "r1" and row["note"] == "retention 1 month"
+    assert [(t["currency"], t["billed_before"], t["billed_after"]) for t in row["totals"]] == [
+        ("EUR", Decimal("3.100000000001"), Decimal(0))]
+    assert wh.drop_partition(COSTS, PartitionKey.of("2024-01", "a")) is None  # nothing left: nothing committed
+    assert read_log(wh, table=COSTS).filter(pl.col("action") == "drop").height == 1
+
+
+def test_drop_partition_of_a_period_only_table(wh):
+    for period in ("2024-01", "2024-02"):
+        wh.publish(BY_PERIOD, pl.LazyFrame({"i": [int(period[-1])]}), PartitionKey.of(period))
+    entry = wh.drop_partition(BY_PERIOD, PartitionKey.of("2024-01"))
+    assert wh.scan(BY_PERIOD).collect().rows() == [(2, "2024-02")]
+    assert (entry.period, entry.source, entry.action, entry.before.rows) == ("2024-01", None, "drop", 1)
+    with pytest.raises(ValueError, match="not partitioned"):
+        wh.drop_partition(WHOLE, PartitionKey())
+
+
+def test_vacuum_keeps_files_inside_the_window_and_removes_dropped_ones_after_it(wh):
+    for period in ("2024-01", "2024-02"):
+        wh.publish(BY_PERIOD, pl.LazyFrame({"i": [int(period[-1])]}), PartitionKey.of(period))
+    dropped = wh.snapshot(BY_PERIOD, {"x_BillingPeriod": "2024-01"}).files
+    before_drop = wh.drop_partition(BY_PERIOD, PartitionKey.of("2024-01")).before.version
+
+    assert wh.vacuum(BY_PERIOD, retain_hours=24) == []  # inside the window: time travel still works
+    assert wh.scan(BY_PERIOD, version=before_drop).collect().height == 2
+    restored = wh.restore_partition(BY_PERIOD, PartitionKey.of("2024-01"), before_drop)
+    assert wh.scan(BY_PERIOD).collect().height == 2 and restored.rows == 1
+
+    wh.drop_partition(BY_PERIOD, PartitionKey.of("2024-01"))
+    removed = wh.vacuum(BY_PERIOD, retain_hours=0)  # past the window: the dropped files go
+    assert set(removed) == set(dropped)
+    assert wh.scan(BY_PERIOD).collect().rows() == [(2, "2024-02")]
