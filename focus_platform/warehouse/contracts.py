@@ -349,9 +349,9 @@ def _failures(schema: pa.DataFrameSchema, data: pl.LazyFrame | pl.DataFrame, lab
         cases = exc.failure_cases
     else:
         return pl.DataFrame(schema=FAILURE_SCHEMA)
-    check = pl.col("check").cast(pl.String)
+    check, named = pl.col("check").cast(pl.String), pl.col("column").cast(pl.String)
     column = (pl.when(check.is_in(["column_in_dataframe", "column_in_schema"])).then(pl.col("failure_case"))
-              .otherwise(check.replace_strict(about, default=None)))
-    return cases.select(pl.lit(label, pl.String).alias("file"), pl.col("index").cast(pl.Int64),
-                        pl.coalesce(pl.col("column").cast(pl.String), column).alias("column"), check,
-                        pl.col("failure_case").cast(pl.String))
+              .when(named.is_null() | (named == schema.name)).then(check.replace_strict(about, default=None))
+              .otherwise(named))
+    return cases.select(pl.lit(label, pl.String).alias("file"), pl.col("index").cast(pl.Int64), column.alias("column"),
+                        check, pl.col("failure_case").cast(pl.String))
