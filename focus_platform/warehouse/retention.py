@@ -40,6 +40,7 @@ from focus_platform.warehouse.catalog import (
     TableSpec,
     table,
 )
+from focus_platform.warehouse.restatements import Restatement
 
 RETENTION_VARIABLE = "FOCUS_RETENTION"
 TIME_TRAVEL_VARIABLE = "FOCUS_TIME_TRAVEL_DAYS"
@@ -109,14 +110,14 @@ def policy(name: str) -> int | None:
     return policies()[name] if table(name).partitioned else None
 
 
-def open_month(today: date | datetime | None = None) -> BillingPeriod:
+def _open_month(today: date | datetime | None) -> BillingPeriod:
     return BillingPeriod.of(today) if today is not None else BillingPeriod.current()
 
 
 def window_start(name: str, today: date | datetime | None = None) -> BillingPeriod | None:
     """The oldest billing period a table keeps (None: it keeps every period)."""
     months = policy(name)
-    return open_month(today).shift(1 - months) if months is not None else None
+    return _open_month(today).shift(1 - months) if months is not None else None
 
 
 def offered_window(names: Iterable[str], today: date | datetime | None = None) -> BillingPeriod:
@@ -166,24 +167,24 @@ def expired_partitions(wh, name: str, today: date | datetime | None = None) -> l
 class Dropped:
     table: str
     key: PartitionKey
-    restatement: object  # the restatement-log entry of the drop (rows and totals removed); None: not logged
+    restatement: Restatement  # what the drop removed (rows, totals per currency, the version before it)
 
     def metadata(self) -> dict[str, object]:
-        change = self.restatement.change() if self.restatement is not None else {}
+        change = self.restatement.change()
         return {"table": self.table, "partition": str(self.key), "rows": change.get("rows_before"),
                 "billed": change.get("billed_before", {})}
 
 
 @dataclass
 class RetentionReport:
-    today: BillingPeriod
+    open_month: BillingPeriod
     time_travel_days: int
     dropped: list[Dropped] = field(default_factory=list)
     vacuumed: dict[str, int] = field(default_factory=dict)  # table → files removed
     skipped: dict[str, str] = field(default_factory=dict)  # table → why no partition was dropped
 
     def metadata(self) -> dict[str, object]:
-        return {"open_month": str(self.today), "time_travel_days": self.time_travel_days,
+        return {"open_month": str(self.open_month), "time_travel_days": self.time_travel_days,
                 "dropped": [d.metadata() for d in self.dropped], "dropped_count": len(self.dropped),
                 "vacuumed_files": self.vacuumed, "skipped": self.skipped}
 
@@ -195,7 +196,7 @@ def run_retention(wh, *, today: date | datetime | None = None, time_travel_days:
     days = configured_time_travel_days() if time_travel_days is None else time_travel_days
     if days < 0:
         raise ValueError(f"time_travel_days={days}: allowed: a whole number from 0")
-    report = RetentionReport(open_month(today), days)
+    report = RetentionReport(_open_month(today), days)
     for name, spec in TABLES.items():
         if not spec.partitioned:
             report.skipped[name] = "not partitioned: kept whole"
@@ -205,7 +206,7 @@ def run_retention(wh, *, today: date | datetime | None = None, time_travel_days:
             report.skipped[name] = "no table yet"
         else:
             for key in expired_partitions(wh, name, today):
-                note = f"retention: older than {policy(name)} months before {report.today}"
+                note = f"retention: older than the {policy(name)} months up to {report.open_month}"
                 report.dropped.append(Dropped(name, key, wh.drop_partition(name, key, run_id=run_id, note=note)))
     for name in TABLES:
         if wh.exists(name):
