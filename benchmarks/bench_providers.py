@@ -13,7 +13,7 @@ each path in its own process (peak RSS from wait4, load average before and after
            concatenated diagonally). The same format-level work as the other paths (read and write
            every column) without the mapping and the checks: the practical limit on this machine.
   convert  focus-platform convert over the delivery's data files → one FOCUS Parquet file (every check)
-  assets   dagster.materialize(ASSETS) for the partition (period, "bench") of a landing zone holding
+  assets   dagster.materialize(INGEST_ASSETS) for the partition (period, "bench") of a landing zone holding
            the delivery, with a sources.json for the provider → raw + FOCUS Delta tables. Its row
            "in run" is the materialization alone, timed inside the process: without the ~2 s every
            Dagster process pays (import ~0.8 s, ephemeral instance ~0.5 s, interpreter exit ~0.45 s).
@@ -79,17 +79,18 @@ lf = scan(files) if len(headers) == 1 else pl.concat([scan(f) for f in files], h
 lf.sink_parquet(dst)
 """
 
-ASSETS = """
+INGEST_ASSETS = """
 import sys, time
 import dagster as dg
-from focus_platform.assets import ASSETS
-from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
-from focus_platform.resources import LandingZoneResource, WarehouseResource
+from focus_platform.defs.assets.ingest import INGEST_ASSETS
+from focus_platform.periods import PartitionKey
+from focus_platform.defs.partitions import EXPORT_SOURCE, dagster_key
+from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
 landing, warehouse, period = sys.argv[1], sys.argv[2], sys.argv[3]
 instance = dg.DagsterInstance.ephemeral()
 instance.add_dynamic_partitions(EXPORT_SOURCE, ["bench"])
 start = time.perf_counter()
-result = dg.materialize(ASSETS, partition_key=partition_key(period, "bench"), instance=instance, raise_on_error=False,
+result = dg.materialize(INGEST_ASSETS, partition_key=dagster_key(PartitionKey.of(period, "bench")), instance=instance, raise_on_error=False,
                         resources={"landing_zone": LandingZoneResource(root=landing),
                                    "warehouse": WarehouseResource(root=warehouse)},
                         run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
@@ -185,7 +186,7 @@ def bench(provider: str, rows: int, workdir: Path) -> dict:
         out["rows"] = int(m.group(1)) if m else None
     warehouse = workdir / f"warehouse-{tag}"
     shutil.rmtree(warehouse, ignore_errors=True)
-    out["assets"] = run([sys.executable, "-c", ASSETS, str(landing), str(warehouse), spec["period"]],
+    out["assets"] = run([sys.executable, "-c", INGEST_ASSETS, str(landing), str(warehouse), spec["period"]],
                         logs / f"{tag}-assets")
     m = re.search(r"IN_RUN_SECONDS ([\d.]+)", (logs / f"{tag}-assets.out").read_text())
     out["assets"]["in_run_seconds"] = float(m.group(1)) if m else None

@@ -125,7 +125,7 @@ def partition_outcome(source: str, period: str, result) -> PartitionOutcome:
 def failure_reason(result, evaluations) -> str:
     """Why a run failed, in one line: the refused delivery's reason (the ``delivery_accepted``
     check), else the failed step's message (a ``dg.Failure``'s description, else the innermost error)."""
-    from focus_platform.assets import REFUSED
+    from focus_platform.defs.assets.ingest import REFUSED
 
     for evaluation in evaluations:
         if not evaluation.passed and REFUSED in evaluation.metadata:
@@ -158,17 +158,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     import dagster as dg
     from tqdm import tqdm
 
-    from focus_platform.assets import ASSETS
-    from focus_platform.assets.partitions import (
+    from focus_platform.definitions import defs
+    from focus_platform.defs.partitions import (
         EXPORT_SOURCE,
+        dagster_key,
         in_window,
         outside_window,
-        partition_key,
     )
-    from focus_platform.jobs import focus_pipeline_job
-    from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE
-    from focus_platform.resources import default_resources
+    from focus_platform.defs.resources import default_resources
+    from focus_platform.periods import PartitionKey
     from focus_platform.sources import RAW_TABLES
+    from focus_platform.warehouse.catalog import (
+        EXCHANGE_RATES_TABLE,
+        FOCUS_TABLE,
+        INVOICES_TABLE,
+        QUARANTINE_TABLE,
+        RECONCILIATION_TABLE,
+        SKU_CATALOG_TABLE,
+    )
     from focus_platform.warehouse.restatements import (
         ACCEPT_UNKNOWN_MONEY_TAG,
         FORCE_TAG,
@@ -176,8 +183,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     resources = default_resources()  # read now: the landing and warehouse roots of this command
     landing, warehouse = resources["landing_zone"], resources["warehouse"].warehouse()
-    job = dg.Definitions(assets=ASSETS, jobs=[focus_pipeline_job], resources=resources).resolve_job_def(
-        focus_pipeline_job.name)  # the definitions' job: the UI lists the demo's runs under it
+    job = defs.resolve_job_def("focus_pipeline")  # the definitions' jobs: the UI lists the demo's runs under them
     instance = dg.DagsterInstance.get()
     sources = [s for s in landing.sources() if not args.source or s.name == args.source]
     if not sources:
@@ -206,17 +212,59 @@ def cmd_demo(args: argparse.Namespace) -> int:
             **({ACCEPT_UNKNOWN_MONEY_TAG: "true"} if args.accept_unknown_money else {})}
     outcomes = []
     for source, period in tqdm(work, desc="materializing partitions", unit="partition", file=sys.stderr):
-        result = job.execute_in_process(instance=instance, partition_key=partition_key(period, source), tags=tags,
-                                        raise_on_error=False, run_config=quiet_run(args.debug))
+        result = job.execute_in_process(instance=instance, partition_key=dagster_key(PartitionKey.of(period, source)),
+                                        tags=tags, raise_on_error=False, run_config=quiet_run(args.debug),
+                                        resources=resources)
         outcomes.append(partition_outcome(source, period, result))
         if args.debug and not result.success:
             print(debug_details(result), file=sys.stderr)
-    tables = [t for t in (*RAW_TABLES, FOCUS_TABLE, QUARANTINE_TABLE) if warehouse.exists(t)]
+    published = sorted({o.period for o in outcomes if o.success})
+    downstream = run_downstream(defs, resources, instance, published, tags, args.debug)
+    tables = [t for t in (*RAW_TABLES, FOCUS_TABLE, QUARANTINE_TABLE, INVOICES_TABLE, EXCHANGE_RATES_TABLE,
+                          RECONCILIATION_TABLE, SKU_CATALOG_TABLE) if warehouse.exists(t)]
     print_demo_summary(outcomes, warehouse.root, tables, home)
+    print_downstream(downstream)
     for outcome in outcomes:
         if not outcome.success:
             _fail(f"{outcome.source} {outcome.period}: {outcome.reason}")
-    return 1 if bad_sources or bad_periods or any(not o.success for o in outcomes) else 0
+    failed = [d for d in downstream if not d.success]
+    for d in failed:
+        _fail(f"{d.job} {d.period or ''}: {d.reason}".replace("  ", " "))
+    return 1 if bad_sources or bad_periods or failed or any(not o.success for o in outcomes) else 0
+
+
+@dataclass
+class DownstreamOutcome:
+    job: str
+    period: str | None
+    success: bool
+    reason: str
+    checks: list[str] = field(default_factory=list)  # failed checks, "name (WARN)" / "name (ERROR)"
+
+
+def run_downstream(defs, resources: dict, instance, periods: list[str], tags: dict,
+                   debug: bool) -> list[DownstreamOutcome]:
+    """The rest of the graph after the ingested partitions, as the daemon would run it: invoices and
+    exchange rates, then each published period's reconciliation and SKU catalog."""
+    runs = [("invoices_and_rates", None)] + [("reconciliation", p) for p in periods]
+    out = []
+    for name, period in runs:
+        job = defs.resolve_job_def(name)
+        result = job.execute_in_process(instance=instance, partition_key=period, tags=tags, raise_on_error=False,
+                                        run_config=quiet_run(debug), resources=resources)
+        failed = [f"{e.check_name} ({e.severity.value})" for e in result.get_asset_check_evaluations() if not e.passed]
+        out.append(DownstreamOutcome(name, period, result.success, failure_reason(result, []) if not result.success
+                                     else "", failed))
+        if debug and not result.success:
+            print(debug_details(result), file=sys.stderr)
+    return out
+
+
+def print_downstream(outcomes: list[DownstreamOutcome]) -> None:
+    print(f"\n{'job':<22}{'period':<9}{'status':<8}checks")
+    for o in outcomes:
+        status = "ok" if o.success and not o.checks else ("warn" if o.success else "FAILED")
+        print(f"{o.job:<22}{o.period or '-':<9}{status:<8}{', '.join(o.checks) or 'all passed'}")
 
 
 def print_demo_summary(outcomes: list[PartitionOutcome], warehouse_root: str, tables: list[str], home: Path) -> None:

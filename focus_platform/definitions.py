@@ -1,12 +1,11 @@
-"""The one Definitions object of the code location (``dg dev`` / ``dagster dev -w workspace.yaml``)."""
+"""The one Definitions object of the code location (``dg dev`` / ``dagster dev -w workspace.yaml``):
+everything under ``focus_platform/defs/``, assembled by folder (no hand-kept lists)."""
+
+from pathlib import Path
 
 import dagster as dg
 
-from focus_platform.assets import ASSETS
-from focus_platform.assets.reconciliation import RECONCILIATION_ASSETS
-from focus_platform.jobs import JOBS
-from focus_platform.resources import default_resources
-from focus_platform.sensors import SENSORS
+import focus_platform.defs
 
-defs = dg.Definitions(assets=[*ASSETS, *RECONCILIATION_ASSETS], jobs=JOBS, sensors=SENSORS,
-                      resources=default_resources())
+defs = dg.ComponentTree.from_module(defs_module=focus_platform.defs,
+                                    project_root=Path(focus_platform.defs.__file__).parents[2]).build_defs()

@@ -15,16 +15,17 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from focus_platform.assets import ASSETS, FOCUS_CHECKS, focus_costs
-from focus_platform.assets.partitions import (
+from focus_platform.defs.assets.ingest import FOCUS_CHECKS, INGEST_ASSETS, focus_costs
+from focus_platform.defs.partitions import (
     EXPORT_SOURCE,
     FIRST_PERIOD,
     PARTITIONS,
-    partition_key,
+    dagster_key,
 )
+from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
+from focus_platform.defs.sensors.ingest import delivery_sensor
+from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE
-from focus_platform.resources import LandingZoneResource, WarehouseResource
-from focus_platform.sensors import delivery_sensor
 from focus_platform.sources import FORMATS
 
 RAW_TABLE = "raw_aws_cur"  # the Delta table of the AWS format
@@ -45,7 +46,7 @@ def env(landing, warehouse, cur, h):
                  "warehouse": WarehouseResource(root=warehouse.root)}
 
     def materialize(source: str = "aws-a", period: str = PERIOD):
-        return dg.materialize(ASSETS, partition_key=partition_key(period, source), instance=instance,
+        return dg.materialize(INGEST_ASSETS, partition_key=dagster_key(PartitionKey.of(period, source)), instance=instance,
                               resources=resources, raise_on_error=False, run_config=QUIET)
 
     return SimpleNamespace(landing=landing, warehouse=warehouse, instance=instance, resources=resources,
@@ -118,7 +119,7 @@ def test_materialize_one_partition(env, cur, h):
 
     # all 7 checks evaluated and passed
     checks = check_evaluations(result)
-    assert set(checks) == set(FOCUS_CHECKS) and len(checks) == 7
+    assert set(checks) == {c.name for c in FOCUS_CHECKS} and len(checks) == 7
     assert all(checks.values()), checks
 
 
@@ -169,7 +170,7 @@ def test_nonconformant_conversion_cannot_publish(env, cur, h, monkeypatch):
     result = env.materialize()
     assert not result.success
     checks = check_evaluations(result)
-    assert set(checks) == set(FOCUS_CHECKS)
+    assert set(checks) == {c.name for c in FOCUS_CHECKS}
     assert checks["conformance"] is False
     assert "R-Cols-5" in failure_text(result)
     assert FOCUS_TABLE not in materialized(result)
@@ -211,7 +212,7 @@ def test_refused_delivery_of_one_period_does_not_block_the_other_periods(env, cu
 
     tick = delivery_sensor(dg.build_sensor_context(instance=env.instance,
                                                    resources={"landing_zone": env.resources["landing_zone"]}))
-    assert [r.partition_key for r in tick.run_requests] == [partition_key("2023-10", "aws-a")]
+    assert [r.partition_key for r in tick.run_requests] == [dagster_key(PartitionKey.of("2023-10", "aws-a"))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -230,8 +231,8 @@ def test_delivery_sensor_registers_sources_and_requests_one_run_per_delivery(lan
     assert isinstance(tick1, dg.SensorResult)
     assert [(r.partitions_def_name, list(r.partition_keys)) for r in tick1.dynamic_partitions_requests] == [
         (EXPORT_SOURCE, ["aws-a", "aws-b", "aws-c"])]
-    expected = {partition_key("2023-10", "aws-a"), partition_key("2023-11", "aws-a"),
-                partition_key("2023-11", "aws-b")}
+    expected = {dagster_key(PartitionKey.of("2023-10", "aws-a")), dagster_key(PartitionKey.of("2023-11", "aws-a")),
+                dagster_key(PartitionKey.of("2023-11", "aws-b"))}
     requested = [r.partition_key for r in tick1.run_requests]
     assert len(requested) == 3 and set(requested) == expected
     assert len({r.run_key for r in tick1.run_requests}) == 3
@@ -256,7 +257,7 @@ def test_delivery_sensor_registers_sources_and_requests_one_run_per_delivery(lan
     a_nov2 = landing.legacy_delivery("aws-a", {"cur-1.csv.gz": cur.subset([5]).gz_bytes()})
     tick3 = delivery_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=tick2.cursor
                                                     if isinstance(tick2, dg.SensorResult) else tick1.cursor))
-    assert [r.partition_key for r in tick3.run_requests] == [partition_key("2023-11", "aws-a")]
+    assert [r.partition_key for r in tick3.run_requests] == [dagster_key(PartitionKey.of("2023-11", "aws-a"))]
     assert a_nov2 in tick3.run_requests[0].run_key
 
 
@@ -276,7 +277,7 @@ def test_definitions_load_with_the_asset_graph_and_checks():
     assert graph.get(quarantine).parent_keys == {raw}
     assert graph.get(raw).partitions_def == PARTITIONS
     checks = {k.name for k in graph.asset_check_keys if k.asset_key == focus}
-    assert checks == set(FOCUS_CHECKS) and len(checks) == 7
+    assert checks == {c.name for c in FOCUS_CHECKS} and len(checks) == 7
     assert {k.asset_key for k in graph.asset_check_keys} == {focus, raw, invoices, reconciliation, catalog}
     assert {k.name for k in graph.asset_check_keys if k.asset_key == raw} == {"delivery_accepted"}
     blocking = {s.name for s in focus_costs.check_specs if s.blocking}
@@ -284,8 +285,7 @@ def test_definitions_load_with_the_asset_graph_and_checks():
                         "row_id_unique"}
     sensor = defs.resolve_sensor_def("delivery_sensor")
     assert sensor.required_resource_keys >= {"landing_zone"}
-    assert {s.name for s in defs.sensors} == {"delivery_sensor", "invoice_sensor", "invoices_changed_sensor",
-                                              "focus_published_sensor"}
+    assert {s.name for s in defs.sensors} == {"delivery_sensor", "invoice_sensor", "invoices_changed_sensor"}
     assert defs.resolve_job_def("reconciliation").partitions_def.get_partition_keys()[0] == FIRST_PERIOD
     job = defs.resolve_job_def("focus_pipeline")
     assert job.partitions_def == PARTITIONS

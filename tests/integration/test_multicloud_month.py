@@ -14,14 +14,15 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from focus_platform.assets import ASSETS
-from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
+from focus_platform.defs.assets.ingest import INGEST_ASSETS
+from focus_platform.defs.partitions import EXPORT_SOURCE, dagster_key
+from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
 from focus_platform.generate.aws_cur import generate_aws_cur
 from focus_platform.generate.azure import generate_azure
 from focus_platform.generate.gcp import generate_gcp
 from focus_platform.generate.oci import generate_oci
+from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import FOCUS_TABLE
-from focus_platform.resources import LandingZoneResource, WarehouseResource
 from focus_platform.spec.columns import focus_column
 
 PERIOD = "2024-01"
@@ -49,7 +50,7 @@ def month(tmp_path_factory):
                  "warehouse": WarehouseResource(root=str(warehouse))}
     with dg.DagsterInstance.ephemeral() as instance:
         instance.add_dynamic_partitions(EXPORT_SOURCE, [n for n, *_ in SOURCES])
-        results = {n: dg.materialize(ASSETS, partition_key=partition_key(PERIOD, n), instance=instance,
+        results = {n: dg.materialize(INGEST_ASSETS, partition_key=dagster_key(PartitionKey.of(PERIOD, n)), instance=instance,
                                      resources=resources, run_config=QUIET, raise_on_error=False)
                    for n, *_ in SOURCES}
     return landing, warehouse, results

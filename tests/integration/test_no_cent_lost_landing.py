@@ -15,16 +15,22 @@ import time
 import dagster as dg
 import pytest
 
-from focus_platform.assets import ASSETS
-from focus_platform.assets.partitions import (
+from focus_platform.defs.assets.ingest import INGEST_ASSETS
+from focus_platform.defs.partitions import (
     EXPORT_SOURCE,
     FIRST_PERIOD,
     billing_periods,
+    dagster_key,
     in_window,
     last_period,
     outside_window,
-    partition_key,
 )
+from focus_platform.defs.resources import (
+    LandingZoneResource,
+    WarehouseResource,
+    default_resources,
+)
+from focus_platform.defs.sensors.ingest import delivery_sensor
 from focus_platform.landing.config import SettingError, SourcesFileError, load_sources
 from focus_platform.landing.stores import GCSStore, open_store
 from focus_platform.landing.zone import (
@@ -34,12 +40,7 @@ from focus_platform.landing.zone import (
     discover,
     discover_deliveries,
 )
-from focus_platform.resources import (
-    LandingZoneResource,
-    WarehouseResource,
-    default_resources,
-)
-from focus_platform.sensors import delivery_sensor
+from focus_platform.periods import PartitionKey
 from focus_platform.warehouse.restatements import GuardPolicy
 from tests.integration.conftest_objectstore import gcs, gcs_server, moto_server, s3  # noqa: F401
 
@@ -287,8 +288,8 @@ def test_discovery_isolates_each_source_and_each_period(request, tmp_path, where
     instance = dg.DagsterInstance.ephemeral()
     result = delivery_sensor(dg.build_sensor_context(instance=instance, resources={"landing_zone": zone}))
     assert sorted(r.partition_key for r in result.run_requests) == [
-        partition_key("2023-10", "broken"), partition_key("2023-11", "good")]
-    assert sorted(json.loads(result.cursor)) == ["broken|2023-10", "good|2023-11"]
+        dagster_key(PartitionKey.of("2023-10", "broken")), dagster_key(PartitionKey.of("2023-11", "good"))]
+    assert sorted(json.loads(result.cursor)) == ["2023-10|broken", "2023-11|good"]
     instance.add_dynamic_partitions(EXPORT_SOURCE, ["good", "stray", "broken", "azure-ea"])
     idle = delivery_sensor(dg.build_sensor_context(instance=instance, resources={"landing_zone": zone},
                                                    cursor=result.cursor))
@@ -466,7 +467,7 @@ def test_raw_exports_refuses_an_ambiguous_period_and_publishes_the_other(landing
     quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
     def run(period):
-        return dg.materialize(ASSETS, partition_key=partition_key(period, "aws-a"), instance=instance,
+        return dg.materialize(INGEST_ASSETS, partition_key=dagster_key(PartitionKey.of(period, "aws-a")), instance=instance,
                               resources=resources, raise_on_error=False, run_config=quiet)
 
     assert run("2023-10").success
@@ -582,7 +583,7 @@ def test_the_delivery_sensor_refuses_periods_outside_the_window_and_runs_the_oth
     zone = LandingZoneResource(root=str(store.root))
     instance = dg.DagsterInstance.ephemeral()
     result = delivery_sensor(dg.build_sensor_context(instance=instance, resources={"landing_zone": zone}))
-    assert [r.partition_key for r in result.run_requests] == [partition_key("2023-10", "src")]
+    assert [r.partition_key for r in result.run_requests] == [dagster_key(PartitionKey.of("2023-10", "src"))]
     instance.add_dynamic_partitions(EXPORT_SOURCE, ["src"])
     idle = delivery_sensor(dg.build_sensor_context(instance=instance, resources={"landing_zone": zone},
                                                    cursor=result.cursor))

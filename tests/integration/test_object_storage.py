@@ -18,8 +18,10 @@ import polars as pl
 import pytest
 
 from focus_platform import cli
-from focus_platform.assets import ASSETS
-from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
+from focus_platform.defs.assets.ingest import INGEST_ASSETS
+from focus_platform.defs.partitions import EXPORT_SOURCE, dagster_key
+from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
+from focus_platform.defs.sensors.ingest import delivery_sensor
 from focus_platform.landing.stores import GCSStore, S3Store, open_store
 from focus_platform.landing.zone import (
     DeliveryError,
@@ -27,9 +29,8 @@ from focus_platform.landing.zone import (
     ObjectMissing,
     discover_deliveries,
 )
+from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import FOCUS_TABLE, ingest_delivery, publish_focus
-from focus_platform.resources import LandingZoneResource, WarehouseResource
-from focus_platform.sensors import delivery_sensor
 from focus_platform.sources import SourceFormatError
 from focus_platform.warehouse.delta import Warehouse
 from focus_platform.warehouse.restatements import RESTATEMENT_LOG, read_log
@@ -111,9 +112,9 @@ def test_s3_landing_and_warehouse_through_dagster(s3, cur, h, landing):
     instance = dg.DagsterInstance.ephemeral()
     tick = delivery_sensor(dg.build_sensor_context(instance=instance,
                                                    resources={"landing_zone": resources_["landing_zone"]}))
-    assert [r.partition_key for r in tick.run_requests] == [partition_key(h.PERIOD, "aws-s3")]
+    assert [r.partition_key for r in tick.run_requests] == [dagster_key(PartitionKey.of(h.PERIOD, "aws-s3"))]
     instance.add_dynamic_partitions(EXPORT_SOURCE, ["aws-s3"])
-    result = dg.materialize(ASSETS, partition_key=partition_key(h.PERIOD, "aws-s3"), instance=instance,
+    result = dg.materialize(INGEST_ASSETS, partition_key=dagster_key(PartitionKey.of(h.PERIOD, "aws-s3")), instance=instance,
                             resources=resources_, raise_on_error=False, run_config=QUIET)
     assert result.success, _failure(result)
 
@@ -132,7 +133,7 @@ def test_s3_landing_and_warehouse_through_dagster(s3, cur, h, landing):
     # a re-delivery whose file is not a CUR: refused while reading; nothing staged stays in S3
     zone.legacy_delivery("aws-s3", {"cur-1.csv.gz": cur.drop_column("lineItem/UnblendedCost").gz_bytes()})
     s3.upload_tree(local / "cur", landing_bucket, "exports/cur")
-    failed = dg.materialize(ASSETS, partition_key=partition_key(h.PERIOD, "aws-s3"), instance=instance,
+    failed = dg.materialize(INGEST_ASSETS, partition_key=dagster_key(PartitionKey.of(h.PERIOD, "aws-s3")), instance=instance,
                             resources=resources_, raise_on_error=False, run_config=QUIET)
     assert not failed.success
     assert s3.keys(wh_bucket) == before_keys
@@ -242,7 +243,7 @@ def test_gcs_landing_zone_on_the_emulator(gcs, cur, h, landing):
     tick = delivery_sensor(dg.build_sensor_context(instance=dg.DagsterInstance.ephemeral(),
                                                    resources={"landing_zone": zone}))
     assert sorted(r.partition_key for r in tick.run_requests) == sorted(
-        [partition_key("2023-10", "aws-g"), partition_key(h.PERIOD, "aws-g")])
+        [dagster_key(PartitionKey.of("2023-10", "aws-g")), dagster_key(PartitionKey.of(h.PERIOD, "aws-g"))])
 
 
 def test_deltalake_on_the_gcs_emulator(gcs):

@@ -11,13 +11,19 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from focus_platform.assets import ASSETS
-from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
 from focus_platform.cli import main
+from focus_platform.defs.assets.ingest import INGEST_ASSETS
+from focus_platform.defs.partitions import EXPORT_SOURCE, dagster_key
+from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
+from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import FOCUS_TABLE, publish_focus
-from focus_platform.resources import LandingZoneResource, WarehouseResource
 from focus_platform.warehouse import restatements as rs
-from focus_platform.warehouse.restatements import FORCE_TAG, PERIOD_STATUS, RESTATEMENT_LOG, read_log
+from focus_platform.warehouse.restatements import (
+    FORCE_TAG,
+    PERIOD_STATUS,
+    RESTATEMENT_LOG,
+    read_log,
+)
 
 RAW_TABLE = "raw_aws_cur"
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
@@ -32,7 +38,7 @@ def dagster_env(landing, warehouse, cur):
                  "warehouse": WarehouseResource(root=warehouse.root)}
 
     def materialize(tags=None, period="2023-11"):
-        return dg.materialize(ASSETS, partition_key=partition_key(period, "aws-a"), instance=instance,
+        return dg.materialize(INGEST_ASSETS, partition_key=dagster_key(PartitionKey.of(period, "aws-a")), instance=instance,
                               resources=resources, raise_on_error=False, run_config=QUIET, tags=tags or {})
     return materialize
 

@@ -12,17 +12,19 @@ import time
 import dagster as dg
 import pytest
 
-from focus_platform.assets import focus_costs
-from focus_platform.assets.partitions import EXPORT_SOURCE, partition_key
-from focus_platform.assets.reconciliation import invoices_asset
+from focus_platform.defs.assets.ingest import focus_costs
+from focus_platform.defs.assets.reconcile import invoices_asset
+from focus_platform.defs.partitions import EXPORT_SOURCE, dagster_key
+from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
+from focus_platform.defs.sensors.ingest import delivery_sensor
+from focus_platform.defs.sensors.reconcile import invoice_sensor
 from focus_platform.landing.zone import (
     DeliveryError,
     ExportSource,
     discover,
     discover_deliveries,
 )
-from focus_platform.resources import LandingZoneResource, WarehouseResource
-from focus_platform.sensors import delivery_sensor, invoice_sensor
+from focus_platform.periods import PartitionKey
 
 INVOICE_HEADER = "invoice_id,issuer,billing_account_id,billing_period,currency,total,tax,credits,issued_date," \
                  "adjusts_invoice_id\n"
@@ -53,16 +55,16 @@ def test_a_new_delivery_for_one_month_runs_that_month_only(landing, cur, h):
     instance = dg.DagsterInstance.ephemeral()
     resources = {"landing_zone": LandingZoneResource(root=str(landing.root))}
     first, cursor, _ = tick(delivery_sensor, instance, resources)
-    assert {r.partition_key for r in first} == {partition_key("2023-10", "aws-a"), partition_key(h.PERIOD, "aws-a")}
+    assert {r.partition_key for r in first} == {dagster_key(PartitionKey.of("2023-10", "aws-a")), dagster_key(PartitionKey.of(h.PERIOD, "aws-a"))}
     instance.add_dynamic_partitions(EXPORT_SOURCE, ["aws-a"])
 
     # AWS restates November: a new assembly → exactly the November partition, once
     nov2 = landing.legacy_delivery("aws-a", {"cur-1.csv.gz": cur.subset([0, 1, 2, 3, 4, 5]).gz_bytes()})
     requests, cursor2, _ = tick(delivery_sensor, instance, resources, cursor)
-    assert [r.partition_key for r in requests] == [partition_key(h.PERIOD, "aws-a")]
+    assert [r.partition_key for r in requests] == [dagster_key(PartitionKey.of(h.PERIOD, "aws-a"))]
     assert nov2 in requests[0].run_key and requests[0].tags["focus/trigger"] == "delivery"
     before, after = json.loads(cursor), json.loads(cursor2)
-    assert before["aws-a|2023-10"] == after["aws-a|2023-10"] and before["aws-a|2023-11"] != after["aws-a|2023-11"]
+    assert before["2023-10|aws-a"] == after["2023-10|aws-a"] and before["2023-11|aws-a"] != after["2023-11|aws-a"]
     assert tick(delivery_sensor, instance, resources, cursor2)[0] == []
 
     # a data object rewritten in place under the same manifest (same assemblyId, new ETag) → again
@@ -70,7 +72,7 @@ def test_a_new_delivery_for_one_month_runs_that_month_only(landing, cur, h):
     obj.write_bytes(cur.subset([0, 1, 2, 3, 4, 5, 6]).gz_bytes())
     os.utime(obj, (time.time() + 5, time.time() + 5))
     requests, cursor3, _ = tick(delivery_sensor, instance, resources, cursor2)
-    assert [r.partition_key for r in requests] == [partition_key(h.PERIOD, "aws-a")]
+    assert [r.partition_key for r in requests] == [dagster_key(PartitionKey.of(h.PERIOD, "aws-a"))]
     assert requests[0].run_key != f"aws-a|{h.PERIOD}|{nov2}" and nov2 in requests[0].run_key
 
     # a new export source: a dynamic partition and the run of its delivery in the same tick
@@ -78,11 +80,12 @@ def test_a_new_delivery_for_one_month_runs_that_month_only(landing, cur, h):
     landing.plain_delivery("aws-new", "2023-09", {"sep.csv": cur.subset([1, 2]).csv_bytes()})
     result = delivery_sensor(dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor3))
     assert [list(r.partition_keys) for r in result.dynamic_partitions_requests] == [["aws-new"]]
-    assert [r.partition_key for r in result.run_requests] == [partition_key("2023-09", "aws-new")]
+    assert [r.partition_key for r in result.run_requests] == [dagster_key(PartitionKey.of("2023-09", "aws-new"))]
 
 
 def test_an_earlier_cursor_format_does_not_rerun_everything(landing, cur):
-    """Cursors written before fingerprints ({"source|period": delivery_id}) are upgraded silently."""
+    """Cursors of earlier releases ({"source|period": delivery_id}, before fingerprints and before the one
+    partition-key shape) are upgraded silently: keys become "period|source", values gain the fingerprint."""
     landing.add_source("aws-a")
     nov = landing.legacy_delivery("aws-a", {"cur-1.csv.gz": cur.gz_bytes()})
     resources = {"landing_zone": LandingZoneResource(root=str(landing.root))}
@@ -90,7 +93,7 @@ def test_an_earlier_cursor_format_does_not_rerun_everything(landing, cur):
     instance.add_dynamic_partitions(EXPORT_SOURCE, ["aws-a"])
     requests, cursor, skip = tick(delivery_sensor, instance, resources, json.dumps({"aws-a|2023-11": nov}))
     assert requests == [] and "no new or changed deliveries" in skip
-    assert json.loads(cursor)["aws-a|2023-11"].startswith(nov + "|")
+    assert list(json.loads(cursor)) == ["2023-11|aws-a"] and json.loads(cursor)["2023-11|aws-a"].startswith(nov + "|")
 
 
 def test_an_idle_tick_skips_with_a_reason(landing, cur, warehouse, h):
@@ -137,22 +140,22 @@ def test_a_late_credit_memo_for_an_earlier_month_runs_that_month(landing, cur, w
     requests, cursor, _ = tick(invoice_sensor, instance, resources)
     requests, table = split(requests)
     assert table is not None  # the invoices table is rebuilt (its new version re-runs the reconciliation)
-    assert sorted(r.partition_key for r in requests) == [partition_key("2023-10", "aws-a"),
-                                                         partition_key("2023-10", "aws-b")]
+    assert sorted(r.partition_key for r in requests) == [dagster_key(PartitionKey.of("2023-10", "aws-a")),
+                                                         dagster_key(PartitionKey.of("2023-10", "aws-b"))]
     assert all(set(r.asset_selection) == focus_keys and r.tags["focus/trigger"] == "invoice" for r in requests)
     assert tick(invoice_sensor, instance, resources, cursor)[0] == []
 
     # the November invoice and, weeks later, a credit memo issued in December for October
     _invoice(landing, account, "2023-11.csv", [f"INV-11,AWS,{account},2023-11,USD,0.27,0.08,0,2023-12-02,"])
     requests, cursor, _ = tick(invoice_sensor, instance, resources, cursor)
-    assert [r.partition_key for r in split(requests)[0]] == [partition_key(h.PERIOD, "aws-a")]
+    assert [r.partition_key for r in split(requests)[0]] == [dagster_key(PartitionKey.of(h.PERIOD, "aws-a"))]
     _invoice(landing, account, "2023-12-credit-memo.csv",
              [f"CM-1,AWS,{account},2023-12,USD,-0.05,0,-0.05,2024-01-10,INV-10"])
     requests, cursor, _ = tick(invoice_sensor, instance, resources, cursor)
     requests, table = split(requests)
     assert table is not None
-    assert sorted(r.partition_key for r in requests) == [partition_key("2023-10", "aws-a"),
-                                                         partition_key("2023-10", "aws-b")]
+    assert sorted(r.partition_key for r in requests) == [dagster_key(PartitionKey.of("2023-10", "aws-a")),
+                                                         dagster_key(PartitionKey.of("2023-10", "aws-b"))]
     assert len({r.run_key for r in requests}) == 2
     assert tick(invoice_sensor, instance, resources, cursor)[0] == []
 
@@ -161,7 +164,7 @@ def test_a_late_credit_memo_for_an_earlier_month_runs_that_month(landing, cur, w
     path.write_text(INVOICE_HEADER + f"INV-11,AWS,{account},2023-11,USD,0.28,0.08,0,2023-12-02,\n")
     os.utime(path, (time.time() + 5, time.time() + 5))
     requests, cursor, _ = tick(invoice_sensor, instance, resources, cursor)
-    assert [r.partition_key for r in split(requests)[0]] == [partition_key(h.PERIOD, "aws-a")]
+    assert [r.partition_key for r in split(requests)[0]] == [dagster_key(PartitionKey.of(h.PERIOD, "aws-a"))]
 
     # an unreadable invoice file: reported, not recorded in the cursor (looked at again next tick)
     _invoice(landing, account, "2024-01.csv", ["only,three,fields"])
@@ -229,13 +232,13 @@ def test_two_export_streams_make_one_delivery(landing):
 
     instance = dg.DagsterInstance.ephemeral()
     requests, cursor, _ = tick(delivery_sensor, instance, {"landing_zone": zone})
-    assert [r.partition_key for r in requests] == [partition_key("2023-10", "azure-ea")]
+    assert [r.partition_key for r in requests] == [dagster_key(PartitionKey.of("2023-10", "azure-ea"))]
     instance.add_dynamic_partitions(EXPORT_SOURCE, ["azure-ea"])
     # the amortized export of November lands: November runs; October does not again
     _azure_run(landing, "amortized", "20231101-20231130", "run-m2", "2023-11-20T07:00:00Z",
                {"part_0_0001.csv": b"y\n2\n"})
     requests, cursor, _ = tick(delivery_sensor, instance, {"landing_zone": zone}, cursor)
-    assert [r.partition_key for r in requests] == [partition_key("2023-11", "azure-ea")]
+    assert [r.partition_key for r in requests] == [dagster_key(PartitionKey.of("2023-11", "azure-ea"))]
     assert "actual:run-a3+amortized:run-m2" in requests[0].run_key
 
     # an export run whose blob is shorter than its manifest says: partial, refused for that period

@@ -112,3 +112,7 @@ def default_resources() -> dict[str, object]:
         "warehouse": WarehouseResource(root=root_setting("FOCUS_WAREHOUSE_ROOT", DEFAULT_ROOT),
                                        max_drop_share=share_setting("FOCUS_MAX_DROP_SHARE", DEFAULT_MAX_DROP_SHARE)),
     }
+
+
+# picked up by the folder assembly (``focus_platform.definitions``): the resources every asset and sensor takes
+resources = dg.Definitions(resources=default_resources())

@@ -1,4 +1,4 @@
-"""Assets: invoices, exchange_rates, invoice_reconciliation and sku_catalog, with their checks.
+"""Reconcile domain: invoices, exchange_rates, invoice_reconciliation and sku_catalog, with their checks.
 
 Thin: each asset reads the landing zone / warehouse, calls ``focus_platform.reconciliation`` and
 writes one Delta table under the warehouse root.
@@ -15,6 +15,13 @@ writes one Delta table under the warehouse root.
   must show up as drift): checks M3 drift (ERROR), difference (WARN), unmatched invoices (ERROR),
   closed periods without invoices (WARN).
 - ``sku_catalog`` (monthly partitions): checks SKU price changes and M5 unmapped SKUs (WARN).
+
+Triggers: ``invoice_reconciliation`` and ``sku_catalog`` follow every focus_costs partition of their
+period (``automation.follows_upstream``, any period in the window); ``invoices`` follows focus_costs
+(its derived summaries) and the invoice sensor (new documents); a new invoices version re-runs the
+periods it changed (``sensors/reconcile.py``). ``month_close`` reconciles the closed month on the 5th;
+``daily_rates`` refreshes invoices and exchange rates. Backfills of the period tables batch up to
+12 months in one run (``BackfillPolicy.multi_run``).
 """
 
 
@@ -26,24 +33,32 @@ import polars as pl
 from deltalake import CommitProperties, write_deltalake
 
 from focus_platform import __version__
-from focus_platform.assets.partitions import billing_periods
-from focus_platform.pipeline import FOCUS_TABLE
+from focus_platform.defs.automation import follows_upstream
+from focus_platform.defs.checks import ERROR, WARN, Check, specs
+from focus_platform.defs.partitions import billing_periods
+from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
+from focus_platform.periods import BillingPeriod, PartitionKey, PeriodError
 from focus_platform.reconciliation import catalog, currency, invoices, reconcile
-from focus_platform.resources import LandingZoneResource, WarehouseResource
 from focus_platform.spec.columns import focus_schema
+from focus_platform.warehouse.catalog import (
+    EXCHANGE_RATES_TABLE,
+    FOCUS_TABLE,
+    INVOICES_TABLE,
+    RECONCILIATION_TABLE,
+    SKU_CATALOG_TABLE,
+)
 from focus_platform.warehouse.delta import Warehouse
 
 CODE_VERSION = __version__
 GROUP = "reconciliation"
-INVOICES_TABLE = "invoices"
-EXCHANGE_RATES_TABLE = "exchange_rates"
-RECONCILIATION_TABLE = "invoice_reconciliation"
-SKU_CATALOG_TABLE = "sku_catalog"
 PERIOD_COLUMN = "x_BillingPeriod"
 
 # A monthly partition depends on every (billing period, export source) partition of focus_costs with that
 # period: Dagster infers MultiToSingleDimensionPartitionMapping on the billing-period dimension.
 FOCUS_BY_PERIOD = FOCUS_TABLE
+BATCHED_BACKFILL = dg.BackfillPolicy.multi_run(max_partitions_per_run=12)
+# every period follows focus_costs; a new invoices version names the periods it changed (invoices_changed_sensor)
+FOLLOWS_FOCUS = follows_upstream(ignore=INVOICES_TABLE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,26 +68,16 @@ def _props(metadata: dict) -> CommitProperties:
     return CommitProperties(custom_metadata={k: json.dumps(v, default=str) for k, v in metadata.items()})
 
 
-def write_table(wh: Warehouse, table: str, df: pl.DataFrame, metadata: dict) -> int:
-    """Replace a small unpartitioned table; returns the Delta version."""
-    write_deltalake(wh.uri(table), df.to_arrow(), mode="overwrite", schema_mode="overwrite",
-                    storage_options=wh.storage_options, commit_properties=_props(metadata))
+def publish(wh: Warehouse, table: str, df: pl.DataFrame, key: PartitionKey, metadata: dict, run_id: str) -> int:
+    """Replace the table (unpartitioned) or one billing-period partition; returns the Delta version."""
+    if key.period is None:
+        write_deltalake(wh.uri(table), df.to_arrow(), mode="overwrite", schema_mode="overwrite",
+                        storage_options=wh.storage_options, commit_properties=_props(metadata))
+    else:
+        write_deltalake(wh.uri(table), df.to_arrow(), mode="overwrite", partition_by=[PERIOD_COLUMN],
+                        predicate=f"{PERIOD_COLUMN} = '{key.period}'", storage_options=wh.storage_options,
+                        commit_properties=_props(metadata))
     return wh.table(table).version()
-
-
-def write_period(wh: Warehouse, table: str, period: str, df: pl.DataFrame, metadata: dict) -> int:
-    """Replace one billing-period partition (``x_BillingPeriod``) of a table; returns the version."""
-    if not is_period(period):
-        raise ValueError(f"not a billing period: {period!r}")
-    write_deltalake(wh.uri(table), df.to_arrow(), mode="overwrite", partition_by=[PERIOD_COLUMN],
-                    predicate=f"{PERIOD_COLUMN} = '{period}'", storage_options=wh.storage_options,
-                    commit_properties=_props(metadata))
-    return wh.table(table).version()
-
-
-def is_period(period: str) -> bool:
-    return len(period) == 7 and period[4] == "-" and period[:4].isdigit() and period[5:].isdigit() \
-        and 1 <= int(period[5:]) <= 12
 
 
 def read_table(wh: Warehouse, table: str) -> pl.DataFrame | None:
@@ -107,11 +112,14 @@ class InvoicesConfig(dg.Config):
     derive_from_focus: bool = True  # add invoice summaries derived from focus_costs (x_InvoiceSource focus:*)
 
 
+MEMOS_RESOLVED = Check("credit_memos_resolved", INVOICES_TABLE,
+                       "every credit memo is netted into the invoice it adjusts (pending: invoice not seen yet; "
+                       "rejected: other currency/account)", WARN)
+
+
 @dg.asset(
     name=INVOICES_TABLE, deps=[FOCUS_TABLE], group_name=GROUP, code_version=CODE_VERSION, kinds={"delta", "polars"},
-    check_specs=[dg.AssetCheckSpec("credit_memos_resolved", asset=INVOICES_TABLE,
-                                   description="every credit memo is netted into the invoice it adjusts "
-                                               "(pending: invoice not seen yet; rejected: other currency/account)")],
+    check_specs=[MEMOS_RESOLVED.spec()], automation_condition=follows_upstream(),
     description="Provider invoices and credit memos from <landing root>/invoices/** (CSV or JSON lines, Decimal "
                 "money; memos resolved to the invoice and period they adjust), plus invoice summaries derived "
                 "from focus_costs per billing account × period × currency × InvoiceId (x_InvoiceSource).",
@@ -129,7 +137,7 @@ def invoices_asset(context: dg.AssetExecutionContext, config: InvoicesConfig, la
     table = pl.concat(frames).select(invoices.INVOICE_SCHEMA.names())
     previous = read_table(wh, INVOICES_TABLE)
     affected = invoices.affected_periods(previous, table)
-    version = write_table(wh, INVOICES_TABLE, table, {"affected_periods": affected})
+    version = publish(wh, INVOICES_TABLE, table, PartitionKey(), {"affected_periods": affected}, context.run_id)
     held = docs.filter(pl.col("x_InvoiceStatus").is_in([invoices.STATUS_PENDING, invoices.STATUS_REJECTED]))
     counts = {f"{k}/{s}": n for k, s, n in table.group_by("x_InvoiceSource", "x_InvoiceStatus").len()
               .sort("x_InvoiceSource", "x_InvoiceStatus").iter_rows()}
@@ -142,11 +150,9 @@ def invoices_asset(context: dg.AssetExecutionContext, config: InvoicesConfig, la
             "delta_version": version,
             "table_uri": dg.MetadataValue.path(wh.uri(INVOICES_TABLE)),
         },
-        check_results=[dg.AssetCheckResult(
-            check_name="credit_memos_resolved", passed=held.height == 0, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"held": held.height, "memos": dg.MetadataValue.md(_md_table(
-                held, ["InvoiceId", "BillingAccountId", "BillingPeriod", "BillingCurrency", "InvoiceTotal",
-                       "AdjustsInvoiceId", "x_InvoiceStatus", "x_StatusReason", "x_SourceFile"]))})],
+        check_results=[MEMOS_RESOLVED.result(held.height == 0, {"held": held.height, "memos": dg.MetadataValue.md(
+            _md_table(held, ["InvoiceId", "BillingAccountId", "BillingPeriod", "BillingCurrency", "InvoiceTotal",
+                             "AdjustsInvoiceId", "x_InvoiceStatus", "x_StatusReason", "x_SourceFile"]))})],
     )
 
 
@@ -173,7 +179,8 @@ def exchange_rates_asset(context: dg.AssetExecutionContext, config: ExchangeRate
     except currency.ExchangeRateError as exc:
         raise dg.Failure(str(exc)) from exc
     summary = currency.summarize_rates(rates)
-    version = write_table(wh, EXCHANGE_RATES_TABLE, rates, {"files": [f for f, _ in files]})
+    version = publish(wh, EXCHANGE_RATES_TABLE, rates, PartitionKey(), {"files": [f for f, _ in files]},
+                      context.run_id)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": rates.height,
         "currencies": summary.currencies,
@@ -187,17 +194,18 @@ def exchange_rates_asset(context: dg.AssetExecutionContext, config: ExchangeRate
 # ---------------------------------------------------------------------------------------------
 # invoice_reconciliation
 # ---------------------------------------------------------------------------------------------
-RECONCILIATION_CHECKS_SPEC = {
-    "reconciliation_drift": ("M3: |invoice total − sum(BilledCost)| / invoice total <= 0.1 % per invoice",
-                             dg.AssetCheckSeverity.ERROR),
-    "reconciliation_difference": ("M3: |invoice total − sum(BilledCost)| <= one minor currency unit per invoice",
-                                  dg.AssetCheckSeverity.WARN),
-    "invoices_matched": ("every invoice document (and credit memo) has FOCUS rows in its currency",
-                         dg.AssetCheckSeverity.ERROR),
-    "closed_periods_invoiced": ("FOCUS rows of a closed period have an invoice document", dg.AssetCheckSeverity.WARN),
-}
-_SUMMARY_COLUMNS = ["BillingAccountId", "InvoiceId", "BillingCurrency", "InvoiceTotalNet", "FocusBilledCost",
-                    "Difference", "DriftPercent", "Status", "Note"]
+DRIFT = Check("reconciliation_drift", RECONCILIATION_TABLE,
+              "M3: |invoice total − sum(BilledCost)| / invoice total within target per invoice", ERROR,
+              service_level="M3")
+DIFFERENCE = Check("reconciliation_difference", RECONCILIATION_TABLE,
+                   "M3: |invoice total − sum(BilledCost)| <= one minor currency unit per invoice", WARN)
+MATCHED = Check("invoices_matched", RECONCILIATION_TABLE,
+                "every invoice document (and credit memo) has FOCUS rows in its currency", ERROR)
+CLOSED_INVOICED = Check("closed_periods_invoiced", RECONCILIATION_TABLE,
+                        "FOCUS rows of a closed period have an invoice document", WARN)
+RECONCILIATION_CHECKS = [DRIFT, DIFFERENCE, MATCHED, CLOSED_INVOICED]
+_SUMMARY_COLUMNS = ["x_BillingPeriod", "BillingAccountId", "InvoiceId", "BillingCurrency", "InvoiceTotalNet",
+                    "FocusBilledCost", "Difference", "DriftPercent", "Status", "Note"]
 
 
 class ReconciliationConfig(dg.Config):
@@ -217,29 +225,31 @@ def _explaining_md(rows: pl.DataFrame) -> str:
                      limit=40)
 
 
-def reconciliation_check_results(result: reconcile.Reconciliation) -> list[dg.AssetCheckResult]:
+def reconciliation_check_results(results: list[reconcile.Reconciliation]) -> list[dg.AssetCheckResult]:
+    """One result per check over every period of the run (a backfill batches up to 12)."""
+    def rows_of(pick) -> pl.DataFrame:
+        return pl.concat([pick(r) for r in results], how="diagonal_relaxed")
+
     failing = {
-        "reconciliation_drift": result.drift_errors,
-        "reconciliation_difference": result.difference_warnings,
-        "invoices_matched": result.unmatched,
-        "closed_periods_invoiced": result.missing_invoices,
+        DRIFT: rows_of(lambda r: r.drift_errors),
+        DIFFERENCE: rows_of(lambda r: r.difference_warnings),
+        MATCHED: rows_of(lambda r: r.unmatched),
+        CLOSED_INVOICED: rows_of(lambda r: r.missing_invoices),
     }
     out = []
-    for name, rows in failing.items():
+    for check, rows in failing.items():
         metadata = {"failing": rows.height, "rows": dg.MetadataValue.md(_md_table(rows, _SUMMARY_COLUMNS))}
-        if name in ("reconciliation_drift", "reconciliation_difference"):
+        if check in (DRIFT, DIFFERENCE):
             metadata["explaining_rows"] = dg.MetadataValue.md(_explaining_md(rows))
-            metadata["max_drift_percent"] = str(result.rows["DriftPercent"].max())
-        out.append(dg.AssetCheckResult(asset_key=RECONCILIATION_TABLE, check_name=name, passed=rows.height == 0,
-                                       severity=RECONCILIATION_CHECKS_SPEC[name][1], metadata=metadata))
+            metadata["max_drift_percent"] = str(rows_of(lambda r: r.rows)["DriftPercent"].max())
+        out.append(check.result(rows.height == 0, metadata))
     return out
 
 
 @dg.asset(
     name=RECONCILIATION_TABLE, partitions_def=billing_periods, deps=[INVOICES_TABLE, FOCUS_BY_PERIOD],
     group_name=GROUP, code_version=CODE_VERSION, kinds={"delta", "polars"},
-    check_specs=[dg.AssetCheckSpec(name, asset=RECONCILIATION_TABLE, description=desc)
-                 for name, (desc, _) in RECONCILIATION_CHECKS_SPEC.items()],
+    check_specs=specs(RECONCILIATION_CHECKS), automation_condition=FOLLOWS_FOCUS, backfill_policy=BATCHED_BACKFILL,
     description="Per invoice (or per billing account × currency without an invoice): invoice total incl. credit "
                 "memos vs sum(BilledCost) of focus_costs (every source of the billing period), difference, drift %, "
                 "status and explaining rows (corrections, credits, tax, rows without / with another InvoiceId, "
@@ -248,86 +258,116 @@ def reconciliation_check_results(result: reconcile.Reconciliation) -> list[dg.As
 )
 def invoice_reconciliation(context: dg.AssetExecutionContext, config: ReconciliationConfig,
                            warehouse: WarehouseResource) -> dg.MaterializeResult:
-    period = context.partition_key
-    if config.closed_through and not is_period(config.closed_through):
-        raise dg.Failure(f"closed_through {config.closed_through!r} is not YYYY-MM")
+    try:
+        closed_through = BillingPeriod.parse(config.closed_through, "closed_through") if config.closed_through \
+            else None
+    except PeriodError as exc:
+        raise dg.Failure(str(exc)) from exc
     wh = warehouse.warehouse()
     docs = read_table(wh, INVOICES_TABLE)
     if docs is None:
         raise dg.Failure(f"the {INVOICES_TABLE} table does not exist yet: materialize the invoices asset first")
-    result = reconcile.reconcile_period(period, docs, focus_of_period(wh, period),
-                                        closed_through=config.closed_through or None, top_n=config.top_n,
-                                        now=datetime.now(UTC))
-    version = write_period(wh, RECONCILIATION_TABLE, period, result.rows,
-                           {"period": period, "statuses": result.summary()})
+    results, versions = [], {}
+    for period in context.partition_keys:
+        result = reconcile.reconcile_period(period, docs, focus_of_period(wh, period),
+                                            closed_through=str(closed_through) if closed_through else None,
+                                            top_n=config.top_n, now=datetime.now(UTC))
+        versions[period] = publish(wh, RECONCILIATION_TABLE, result.rows, PartitionKey.of(period),
+                                   {"period": period, "statuses": result.summary()}, context.run_id)
+        results.append(result)
+    statuses = {period: r.summary() for period, r in zip(context.partition_keys, results, strict=True)}
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": result.rows.height,
-            "statuses": dg.MetadataValue.json(result.summary()),
-            "reconciliation": dg.MetadataValue.md(_md_table(result.rows, _SUMMARY_COLUMNS)),
-            "delta_version": version,
+            "dagster/row_count": sum(r.rows.height for r in results),
+            "statuses": dg.MetadataValue.json(statuses if len(results) > 1 else results[0].summary()),
+            "reconciliation": dg.MetadataValue.md(_md_table(
+                pl.concat([r.rows for r in results], how="diagonal_relaxed"), _SUMMARY_COLUMNS)),
+            "delta_version": max(versions.values()),
             "table_uri": dg.MetadataValue.path(wh.uri(RECONCILIATION_TABLE)),
         },
-        check_results=reconciliation_check_results(result),
+        check_results=reconciliation_check_results(results),
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # sku_catalog
 # ---------------------------------------------------------------------------------------------
+PRICE_CHANGES = Check("sku_price_changes", SKU_CATALOG_TABLE,
+                      "no usage price of a SKU lineage changed since its latest earlier period", WARN)
+UNMAPPED_SKUS = Check("unmapped_skus", SKU_CATALOG_TABLE,
+                      "M5: Usage/Purchase rows without SkuId or with a fallback ServiceCategory below target", WARN,
+                      service_level="M5")
+_CHANGE_COLUMNS = ["ProviderName", "x_SkuLineageId", "x_PriceKey", "PreviousPeriod", "PreviousSkuId", "SkuId",
+                   "PreviousListUnitPrice", "ListUnitPrice", "PreviousContractedUnitPrice", "ContractedUnitPrice"]
+
+
 @dg.asset(
     name=SKU_CATALOG_TABLE, partitions_def=billing_periods, deps=[FOCUS_BY_PERIOD], group_name=GROUP,
-    code_version=CODE_VERSION, kinds={"delta", "polars"},
-    check_specs=[
-        dg.AssetCheckSpec("sku_price_changes", asset=SKU_CATALOG_TABLE,
-                          description="no usage price of a SKU lineage changed since its latest earlier period"),
-        dg.AssetCheckSpec("unmapped_skus", asset=SKU_CATALOG_TABLE,
-                          description="M5: Usage/Purchase rows without SkuId or with a fallback ServiceCategory "
-                                      "< 0.1 %"),
-    ],
+    code_version=CODE_VERSION, kinds={"delta", "polars"}, check_specs=specs([PRICE_CHANGES, UNMAPPED_SKUS]),
+    automation_condition=follows_upstream(), backfill_policy=BATCHED_BACKFILL,
     description="SKU / rate card of a billing period: ListUnitPrice and ContractedUnitPrice per ProviderName × SkuId "
                 "× SkuPriceId × currency × unit, with the SKU lineage across renames (<landing root>/sku_renames/).",
 )
 def sku_catalog(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource,
                 warehouse: WarehouseResource) -> dg.MaterializeResult:
-    period = context.partition_key
     wh = warehouse.warehouse()
     try:
         renames = catalog.parse_renames(catalog.rename_files(landing_zone.store()))
         catalog.lineage_map(renames)
     except catalog.SkuRenameError as exc:
         raise dg.Failure(str(exc)) from exc
-    focus = focus_of_period(wh, period)
-    rows = catalog.build_catalog(focus, renames)
-    history = read_table(wh, SKU_CATALOG_TABLE)
-    history = history.filter(pl.col(PERIOD_COLUMN) < period) if history is not None else rows.clear()
-    changes = catalog.price_changes(rows, history, renames)
-    mapping = catalog.sku_mapping(focus)
-    version = write_period(wh, SKU_CATALOG_TABLE, period, rows, {"period": period})
-    change_cols = ["ProviderName", "x_SkuLineageId", "x_PriceKey", "PreviousPeriod", "PreviousSkuId", "SkuId",
-                   "PreviousListUnitPrice", "ListUnitPrice", "PreviousContractedUnitPrice", "ContractedUnitPrice"]
+    rows_total, changes_all, mappings, versions = 0, [], {}, {}
+    for period in sorted(context.partition_keys):  # oldest first: each period compares with the ones before
+        focus = focus_of_period(wh, period)
+        rows = catalog.build_catalog(focus, renames)
+        history = read_table(wh, SKU_CATALOG_TABLE)
+        history = history.filter(pl.col(PERIOD_COLUMN) < period) if history is not None else rows.clear()
+        changes_all.append(catalog.price_changes(rows, history, renames))
+        mappings[period] = catalog.sku_mapping(focus)
+        versions[period] = publish(wh, SKU_CATALOG_TABLE, rows, PartitionKey.of(period), {"period": period},
+                                   context.run_id)
+        rows_total += rows.height
+    changes = pl.concat(changes_all, how="diagonal_relaxed")
+    worst = max(mappings.values(), key=lambda m: m.rate)
     return dg.MaterializeResult(
         metadata={
-            "dagster/row_count": rows.height,
-            "skus": rows["SkuId"].n_unique(),
-            "lineages": rows["x_SkuLineageId"].n_unique(),
+            "dagster/row_count": rows_total,
             "renames": renames.height,
-            "delta_version": version,
+            "delta_version": max(versions.values()),
             "table_uri": dg.MetadataValue.path(wh.uri(SKU_CATALOG_TABLE)),
         },
         check_results=[
-            dg.AssetCheckResult(check_name="sku_price_changes", passed=changes.height == 0,
-                                severity=dg.AssetCheckSeverity.WARN,
-                                metadata={"changes": changes.height,
-                                          "changed_prices": dg.MetadataValue.md(_md_table(changes, change_cols))}),
-            dg.AssetCheckResult(check_name="unmapped_skus", passed=mapping.ok, severity=dg.AssetCheckSeverity.WARN,
-                                metadata={"rate": mapping.rate, "target": catalog.M5_TARGET,
-                                          "priced_rows": mapping.priced_rows, "unmapped_rows": mapping.unmapped_rows,
-                                          "without_sku": mapping.without_sku,
-                                          "fallback_service_category": mapping.fallback_category,
-                                          "top_unmapped": dg.MetadataValue.json(mapping.examples)}),
+            PRICE_CHANGES.result(changes.height == 0, {
+                "changes": changes.height, "changed_prices": dg.MetadataValue.md(_md_table(changes, _CHANGE_COLUMNS))}),
+            UNMAPPED_SKUS.result(all(m.ok for m in mappings.values()), {
+                "rate": worst.rate, "priced_rows": worst.priced_rows, "unmapped_rows": worst.unmapped_rows,
+                "without_sku": worst.without_sku, "fallback_service_category": worst.fallback_category,
+                "top_unmapped": dg.MetadataValue.json(worst.examples),
+                "rate_by_period": dg.MetadataValue.json({p: m.rate for p, m in mappings.items()})}),
         ],
     )
 
 
-RECONCILIATION_ASSETS = [invoices_asset, exchange_rates_asset, invoice_reconciliation, sku_catalog]
+RECONCILE_ASSETS = [invoices_asset, exchange_rates_asset, invoice_reconciliation, sku_catalog]
+reconciliation_job = dg.define_asset_job(
+    "reconciliation", selection=[invoice_reconciliation, sku_catalog], partitions_def=billing_periods,
+    description="invoices vs FOCUS BilledCost and the SKU catalog for one billing period (all sources)")
+invoices_job = dg.define_asset_job("invoices_and_rates", selection=[invoices_asset, exchange_rates_asset],
+                                   description="invoice documents (memos resolved) and exchange rates")
+
+
+@dg.schedule(job=reconciliation_job, cron_schedule="0 6 5 * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def month_close(context: dg.ScheduleEvaluationContext):
+    """On the 5th: the month just closed is reconciled against its invoices and its SKU catalog rebuilt."""
+    closed = BillingPeriod.current(context.scheduled_execution_time).shift(-1)
+    return dg.RunRequest(run_key=f"month_close|{closed}", partition_key=str(closed),
+                         tags={"focus/trigger": "month_close"})
+
+
+@dg.schedule(job=invoices_job, cron_schedule="0 4 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def daily_rates(context: dg.ScheduleEvaluationContext):
+    """Every day: exchange rates and invoices rebuilt (new ECB rates, invoice summaries)."""
+    return dg.RunRequest(run_key=f"daily_rates|{context.scheduled_execution_time:%Y-%m-%d}",
+                         tags={"focus/trigger": "daily_rates"})

@@ -1,27 +1,41 @@
-"""Assets: raw_exports → focus_costs (+ focus_quarantine), partitioned by billing period × source.
+"""Ingest domain: raw_exports → focus_costs (+ focus_quarantine), partitioned by billing period × source.
 
 Thin: each asset resolves its partition, calls one pipeline stage, and reports what it published:
 row counts, totals, the "what changed" table of the restatement log and the period status.
 ``raw_exports`` carries the blocking ``delivery_accepted`` check (the re-delivery guard); the run
 tag ``focus/force=true`` accepts a refused delivery deliberately.
+
+Triggers: the delivery sensor (``sensors/ingest.py``) requests raw_exports + focus_costs for exactly
+the (period, source) partition of a new or changed delivery, one run per partition (each retried and
+scaled on its own: ``BackfillPolicy.multi_run(1)``); ``daily_refresh`` re-reads the open and the
+previous month of every source (an unchanged delivery is a no-op); focus_costs also follows any
+raw_exports partition updated some other way (a manual run) through its automation condition.
 """
 
 
 import dagster as dg
 
 from focus_platform import __version__
-from focus_platform.assets.partitions import PARTITIONS, partition_keys
+from focus_platform.defs.automation import follows_upstream
+from focus_platform.defs.checks import WARN, Check, specs
+from focus_platform.defs.partitions import (
+    PARTITIONS,
+    dagster_key,
+    key_of,
+    open_and_previous,
+)
+from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
 from focus_platform.landing.zone import DeliveryError
+from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import (
-    FOCUS_TABLE,
-    QUARANTINE_TABLE,
     DeliveryRefused,
     FocusChecks,
     ingest_delivery,
     publish_focus,
 )
-from focus_platform.resources import LandingZoneResource, WarehouseResource
+from focus_platform.service_levels import meets
 from focus_platform.sources import FORMATS, RAW_TABLES, SourceFormatError
+from focus_platform.warehouse.catalog import FOCUS_TABLE, QUARANTINE_TABLE
 from focus_platform.warehouse.delta import ConcurrentPartitionWrite, GateFailed
 from focus_platform.warehouse.restatements import (
     ACCEPT_UNKNOWN_MONEY_TAG,
@@ -31,11 +45,16 @@ from focus_platform.warehouse.restatements import (
 
 CODE_VERSION = __version__  # bump with any mapping change: the UI then marks partitions stale
 GROUP = "focus"
+ONE_RUN_PER_PARTITION = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
 RAW_ASSET = "raw_exports"
-DELIVERY_CHECK = "delivery_accepted"
 REFUSED = "refused"  # metadata of a failed delivery_accepted check: why the delivery was refused
+DELIVERY_ACCEPTED = Check(
+    "delivery_accepted", RAW_ASSET,
+    "the delivery is whole (manifest files present, no zero-byte or vanished object, not empty) and does not drop "
+    f"the published rows or billed total by more than the allowed share (run tag {FORCE_TAG}=true accepts it)",
+    blocking=True)
 
 
 def _tag_set(context: dg.AssetExecutionContext, tag: str) -> bool:
@@ -47,26 +66,21 @@ def forced(context: dg.AssetExecutionContext) -> bool:
 
 
 def _refused(message: str, metadata: dict | None = None) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(asset_key=RAW_ASSET, check_name=DELIVERY_CHECK, passed=False,
-                               severity=dg.AssetCheckSeverity.ERROR,
-                               metadata={REFUSED: dg.MetadataValue.md(message), **(metadata or {})})
+    return DELIVERY_ACCEPTED.result(False, {REFUSED: dg.MetadataValue.md(message), **(metadata or {})})
 
 
 @dg.asset(
     partitions_def=PARTITIONS, code_version=CODE_VERSION, group_name=GROUP,
     kinds={"delta", "polars"},
-    check_specs=[dg.AssetCheckSpec(
-        DELIVERY_CHECK, asset=RAW_ASSET, blocking=True,
-        description="the delivery is whole (manifest files present, no zero-byte or vanished object, not empty) and "
-                    "does not drop the published rows or billed total by more than the allowed share "
-                    f"(run tag {FORCE_TAG}=true accepts it)")],
+    check_specs=[DELIVERY_ACCEPTED.spec()], backfill_policy=ONE_RUN_PER_PARTITION,
     description="Provider deliveries as delivered: every column, typed, plus lineage, in the Delta table of "
                 f"the export source's format ({', '.join(RAW_TABLES)}), one partition per "
                 "(billing period, export source).",
 )
 def raw_exports(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource,
                 warehouse: WarehouseResource):
-    period, source_name = partition_keys(context)
+    key = key_of(context)
+    period, source_name = str(key.period), key.source
     source = landing_zone.source(source_name)
     try:
         delivery = landing_zone.discover(source).delivery(period)
@@ -96,27 +110,31 @@ def raw_exports(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         "what_changed": dg.MetadataValue.md(entry.markdown()),
         "change": dg.MetadataValue.json(entry.change()),
         "table_uri": dg.MetadataValue.path(wh.uri(FORMATS[source.format].raw_table)),
-    }, check_results=[dg.AssetCheckResult(
-        asset_key=RAW_ASSET, check_name=DELIVERY_CHECK, passed=True,
-        metadata={"forced": guard.forced, "overridden_problems": dg.MetadataValue.json(guard.problems),
-                  "max_drop_share": guard.max_drop_share})])
+    }, check_results=[DELIVERY_ACCEPTED.result(True, {
+        "forced": guard.forced, "overridden_problems": dg.MetadataValue.json(guard.problems),
+        "max_drop_share": guard.max_drop_share})])
 
 
-FOCUS_CHECKS = {
-    "conformance": ("FOCUS 1.2 rules: no converter defect (provider-data gaps reported)", True),
-    "billed_cost_conserved": ("sum(BilledCost) + quarantined = raw invoice basis, exact Decimal; fails on "
-                              f"amounts that cannot be read unless the run tag {ACCEPT_UNKNOWN_MONEY_TAG}=true "
-                              "accepts them (recorded)", True),
-    "effective_cost_conserved": ("sum(EffectiveCost) + quarantined = provider amortized total, exact Decimal; WARN "
-                                 "when EffectiveCost is unknown on rows (kept 0 as a provider-data gap)", True),
-    "rows_conserved": ("raw rows = FOCUS rows - derived rows + dropped rows + quarantined", True),
-    "row_id_unique": ("x_RowId is unique", True),
-    "sku_mapping_failure_rate": ("M5: Usage/Purchase rows without SKU or mapped service < 0.1 % (a SKU the "
-                                 "provider does not deliver is a provider-data gap, R-SkuId-1, not a failure)",
-                                 False),
-    "ingest_error_rate": ("M8: quarantined / raw rows < 0.5 %", False),
-}
-M5_TARGET, M8_TARGET = 0.001, 0.005
+CONFORMANCE = Check("conformance", FOCUS_TABLE, "FOCUS 1.2 rules: no converter defect (provider-data gaps reported)",
+                    blocking=True)
+BILLED_CONSERVED = Check(
+    "billed_cost_conserved", FOCUS_TABLE,
+    "sum(BilledCost) + quarantined = raw invoice basis, exact Decimal; fails on amounts that cannot be read unless "
+    f"the run tag {ACCEPT_UNKNOWN_MONEY_TAG}=true accepts them (recorded)", blocking=True)
+EFFECTIVE_CONSERVED = Check(
+    "effective_cost_conserved", FOCUS_TABLE,
+    "sum(EffectiveCost) + quarantined = provider amortized total, exact Decimal; WARN when EffectiveCost is unknown "
+    "on rows (kept 0 as a provider-data gap)", blocking=True)
+ROWS_CONSERVED = Check("rows_conserved", FOCUS_TABLE,
+                       "raw rows = FOCUS rows - derived rows + dropped rows + quarantined", blocking=True)
+ROW_ID_UNIQUE = Check("row_id_unique", FOCUS_TABLE, "x_RowId is unique", blocking=True)
+SKU_MAPPING = Check("sku_mapping_failure_rate", FOCUS_TABLE,
+                    "M5: Usage/Purchase rows without SKU or mapped service below target (a SKU the provider does not "
+                    "deliver is a provider-data gap, R-SkuId-1, not a failure)", WARN, service_level="M5")
+INGEST_ERRORS = Check("ingest_error_rate", FOCUS_TABLE, "M8: quarantined / raw rows below target", WARN,
+                      service_level="M8")
+FOCUS_CHECKS = [CONFORMANCE, BILLED_CONSERVED, EFFECTIVE_CONSERVED, ROWS_CONSERVED, ROW_ID_UNIQUE, SKU_MAPPING,
+                INGEST_ERRORS]
 
 
 def check_results(checks: FocusChecks) -> list[dg.AssetCheckResult]:
@@ -128,52 +146,44 @@ def check_results(checks: FocusChecks) -> list[dg.AssetCheckResult]:
             "|---|---|---|---|---|---|---|---|\n" + "\n".join(
                 f"| {c.billing_account} | {c.billing_period} | {c.currency} | {c.raw_billed} | {c.focus_billed} | "
                 f"{c.quarantined_billed} | {c.raw_amortized} | {c.focus_effective} |" for c in conservation)
-    results = {
-        "conformance": (checks.conformance.ok, {
+    m5, m8 = checks.rates["M5_sku_mapping_failure_rate"], checks.rates["M8_ingest_error_rate"]
+    return [
+        CONFORMANCE.result(checks.conformance.ok, {
             "defects": dg.MetadataValue.json(checks.conformance.defects),
             "provider_data_gaps": dg.MetadataValue.json(checks.conformance.gaps)}),
-        "billed_cost_conserved": (checks.billed_ok, {
+        BILLED_CONSERVED.result(checks.billed_ok, {
             "totals": dg.MetadataValue.md(table), "unknown_amount_rows": checks.unknown_amount_rows,
             "unknown_amounts": dg.MetadataValue.json(checks.unknown_amounts),
             "accepted_unknown_money": checks.accept_unknown_money and checks.unknown_amount_rows > 0}),
-        "effective_cost_conserved": (effective_ok and not unknown_effective["rows"], {
+        # conserved, but rows whose EffectiveCost is unknown: a WARN that does not block
+        EFFECTIVE_CONSERVED.result(effective_ok and not unknown_effective["rows"], {
             "totals": dg.MetadataValue.md(table), "effective_cost_unknown_rows": unknown_effective["rows"],
             "effective_cost_unknown_usage": dg.MetadataValue.json(unknown_effective["usage"]),
-            "effective_cost_unknown_why": dg.MetadataValue.json(unknown_effective["why"])}),
-        "rows_conserved": (rows.ok, {"raw": rows.raw, "focus": rows.focus, "quarantined": rows.quarantined,
-                                     "derived": rows.derived, "dropped": rows.dropped}),
-        "row_id_unique": (checks.duplicate_row_ids == 0, {"duplicates": checks.duplicate_row_ids}),
-        "sku_mapping_failure_rate": (checks.rates["M5_sku_mapping_failure_rate"] < M5_TARGET,
-                                     {"rate": checks.rates["M5_sku_mapping_failure_rate"], "target": M5_TARGET}),
-        "ingest_error_rate": (checks.rates["M8_ingest_error_rate"] < M8_TARGET,
-                              {"rate": checks.rates["M8_ingest_error_rate"], "target": M8_TARGET}),
-    }
-    warn_only = {name for name, (_, blocking) in FOCUS_CHECKS.items() if not blocking}
-    if effective_ok:  # conserved, but rows whose EffectiveCost is unknown: a WARN that does not block
-        warn_only.add("effective_cost_conserved")
-    return [
-        dg.AssetCheckResult(
-            asset_key=FOCUS_TABLE, check_name=name, passed=bool(passed), metadata=meta,
-            severity=dg.AssetCheckSeverity.WARN if name in warn_only else dg.AssetCheckSeverity.ERROR)
-        for name, (passed, meta) in results.items()
+            "effective_cost_unknown_why": dg.MetadataValue.json(unknown_effective["why"])},
+            severity=WARN if effective_ok else None),
+        ROWS_CONSERVED.result(rows.ok, {"raw": rows.raw, "focus": rows.focus, "quarantined": rows.quarantined,
+                                        "derived": rows.derived, "dropped": rows.dropped}),
+        ROW_ID_UNIQUE.result(checks.duplicate_row_ids == 0, {"duplicates": checks.duplicate_row_ids}),
+        SKU_MAPPING.result(meets("M5", m5), {"rate": m5}),
+        INGEST_ERRORS.result(meets("M8", m8), {"rate": m8}),
     ]
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(FOCUS_TABLE, deps=[raw_exports], group_name=GROUP, code_version=CODE_VERSION,
-                     kinds={"delta", "polars"}, skippable=True,
+                     kinds={"delta", "polars"}, skippable=True, automation_condition=follows_upstream(),
                      description="Canonical FOCUS 1.2 cost and usage rows (all 57 columns + x_ lineage)."),
         dg.AssetSpec(QUARANTINE_TABLE, deps=[raw_exports], group_name=GROUP, code_version=CODE_VERSION,
-                     kinds={"delta"}, skippable=True,
+                     kinds={"delta"}, skippable=True, automation_condition=follows_upstream(),
                      description="Raw rows that cannot be converted, with reason, file, row and billed amount."),
     ],
-    check_specs=[dg.AssetCheckSpec(name, asset=FOCUS_TABLE, description=desc, blocking=blocking)
-                 for name, (desc, blocking) in FOCUS_CHECKS.items()],
-    partitions_def=PARTITIONS,
+    check_specs=specs(FOCUS_CHECKS),
+    partitions_def=PARTITIONS, backfill_policy=ONE_RUN_PER_PARTITION,
 )
 def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource, warehouse: WarehouseResource):
-    period, source_name = partition_keys(context)
+    key = key_of(context)
+    period, source_name = str(key.period), key.source
     source = landing_zone.source(source_name)
     wh = warehouse.warehouse()
     try:
@@ -206,4 +216,24 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
     })
 
 
-ASSETS = [raw_exports, focus_costs]
+INGEST_ASSETS = [raw_exports, focus_costs]
+focus_pipeline_job = dg.define_asset_job(
+    "focus_pipeline", selection=INGEST_ASSETS, partitions_def=PARTITIONS,
+    description="raw export → FOCUS 1.2 for one billing period × source")
+
+
+@dg.schedule(job=focus_pipeline_job, cron_schedule="0 5 * * *", execution_timezone="UTC",
+             default_status=dg.DefaultScheduleStatus.RUNNING)
+def daily_refresh(context: dg.ScheduleEvaluationContext, landing_zone: LandingZoneResource):
+    """The open month and the previous one, every configured source that has a delivery for them, once a day
+    (providers re-deliver the open month several times a day and restate the previous one until it is final;
+    an unchanged delivery is a no-op)."""
+    periods = {str(p) for p in open_and_previous(context.scheduled_execution_time)}
+    day = context.scheduled_execution_time.strftime("%Y-%m-%d")
+    requests = []
+    for found in landing_zone.discover_all():
+        for period in sorted(periods & set(found.deliveries)):
+            key = PartitionKey.of(period, found.source.name)
+            requests.append(dg.RunRequest(run_key=f"daily|{day}|{key}", partition_key=dagster_key(key),
+                                          tags={"focus/trigger": "daily_refresh"}))
+    return requests or dg.SkipReason(f"no delivery for {', '.join(sorted(periods))} in any configured source")

@@ -1,0 +1,55 @@
+"""Asset checks declared once: one ``Check`` per check gives its spec and builds its result.
+
+A ``Check`` names its asset, says what it checks, whether it blocks downstream materialization,
+its severity when it fails, and the service level it measures (``focus_platform.service_levels``:
+id and target, configurable). ``spec()`` is what the asset declares; ``result()`` what it yields,
+with the same name, asset and severity, and the service level and target added to the metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    asset: str
+    description: str
+    severity: dg.AssetCheckSeverity = ERROR
+    blocking: bool = False
+    service_level: str | None = None  # M1–M15 (service_levels), or None for an invariant / a data check
+
+    @property
+    def target(self) -> float | None:
+        if self.service_level is None:
+            return None
+        from focus_platform.service_levels import target
+
+        return target(self.service_level)
+
+    def spec(self) -> dg.AssetCheckSpec:
+        meta = {"severity": self.severity.value}
+        if self.service_level:
+            meta.update(service_level=self.service_level, target=self.target)
+        return dg.AssetCheckSpec(self.name, asset=self.asset, description=self.description, blocking=self.blocking,
+                                 metadata=meta)
+
+    def result(self, passed: bool, metadata: dict | None = None, *,
+               severity: dg.AssetCheckSeverity | None = None) -> dg.AssetCheckResult:
+        """The check's outcome; ``severity`` overrides the declared one for this result (a blocking
+        check that only warns on this outcome)."""
+        meta = dict(metadata or {})
+        if self.service_level:
+            meta.setdefault("service_level", self.service_level)
+            meta.setdefault("target", self.target)
+        return dg.AssetCheckResult(asset_key=self.asset, check_name=self.name, passed=bool(passed),
+                                   severity=severity or self.severity, metadata=meta)
+
+
+def specs(checks) -> list[dg.AssetCheckSpec]:
+    return [c.spec() for c in checks]
