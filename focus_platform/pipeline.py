@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -45,7 +45,12 @@ from focus_platform.sources.common import (
 from focus_platform.spec.metadata import METADATA_SUFFIX, focus_metadata, write_metadata
 from focus_platform.spec.rules import ConformanceReport, check_conformance
 from focus_platform.warehouse import restatements as rs
-from focus_platform.warehouse.delta import PARQUET_COMPRESSION, GateFailed, Warehouse
+from focus_platform.warehouse.delta import (
+    PARQUET_COMPRESSION,
+    GateFailed,
+    Published,
+    Warehouse,
+)
 
 FOCUS_TABLE = "focus_costs"
 QUARANTINE_TABLE = "focus_quarantine"
@@ -351,7 +356,7 @@ def delivery_fingerprint(source: ExportSource, delivery: Delivery) -> str:
 
 def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSource, delivery: Delivery,
                     *, now: datetime | None = None, policy: rs.GuardPolicy | None = None,
-                    run_id: str | None = None, log: bool = True) -> RawIngest:
+                    run_id: str | None = None) -> RawIngest:
     """Replace the raw partition (source, period) with the delivery's rows, every column kept.
 
     Refused (``DeliveryRefused``, nothing committed) when a file is a zero-byte object, the
@@ -388,8 +393,7 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
             entry = rs.Restatement(fmt.raw_table, delivery.billing_period, source.name, "unchanged", before, before,
                                    base.version, run_id=run_id,
                                    note=f"delivery {delivery.delivery_id} already published as it is: nothing written")
-            if log:
-                rs.append_log(warehouse, [entry])
+            warehouse.record([entry])
             versions = published.select(pl.col("x_SourceFormatVersion").unique().sort()).collect()
             return RawIngest(source.name, delivery.billing_period, delivery.delivery_id, delivery.files, before.rows,
                              base.version, versions["x_SourceFormatVersion"].to_list(), entry, result, unchanged=True)
@@ -415,12 +419,20 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
         _check_objects(store, delivery, label)
         return versions, after, result
 
+    def restatement(published: Published, gated) -> rs.Restatement:
+        _, after, result = gated
+        return rs.Restatement(fmt.raw_table, delivery.billing_period, source.name, "replace" if before else "publish",
+                              before, replace(after, version=published.version), published.version,
+                              forced=result.forced, run_id=run_id,
+                              note="; ".join(result.problems) if result.forced else None)
+
     try:
         frames = [fmt.scan_raw(store.uri(key), lineage, label=key, storage_options=options) for key in delivery.files]
         # Raw partitions are read whole (conversion, totals, an x_RowId join): no Parquet statistics,
         # whose min/max over ~100 string columns cost about 15 % of the raw write.
         published, (versions, after, result) = warehouse.publish(
-            fmt.raw_table, frames, PartitionKey.of(delivery.billing_period, source.name), gate=gate, base=base, statistics=False, fingerprint=digest,
+            fmt.raw_table, frames, PartitionKey.of(delivery.billing_period, source.name), gate=gate, base=base,
+            statistics=False, fingerprint=digest, restatement=restatement,
             commit_metadata={"delivery": delivery.delivery_id, "files": delivery.files, "forced": policy.force,
                              "source": source.name, "period": delivery.billing_period, "fingerprint": digest})
     except GateFailed as exc:
@@ -435,14 +447,9 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
         if isinstance(exc, SourceFormatError):
             raise
         raise SourceFormatError(f"{label} ({', '.join(delivery.files)}): {str(exc).splitlines()[0]}") from exc
-    after = rs.PartitionState(published.version, after.rows, after.billed, after.effective, after.deliveries)
-    entry = rs.Restatement(fmt.raw_table, delivery.billing_period, source.name, "replace" if before else "publish",
-                           before, after, published.version, forced=result.forced, run_id=run_id,
-                           note="; ".join(result.problems) if result.forced else None)
-    if log:
-        rs.append_log(warehouse, [entry])
     return RawIngest(source.name, delivery.billing_period, delivery.delivery_id, delivery.files, published.rows,
-                     published.version, sorted(versions["x_SourceFormatVersion"].to_list()), entry, result)
+                     published.version, sorted(versions["x_SourceFormatVersion"].to_list()), published.restatement,
+                     result)
 
 
 @dataclass
@@ -485,7 +492,7 @@ def _partition_stats(focus: pl.LazyFrame) -> dict:
 
 def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
                   has_invoice: Callable[[str, str], bool] | None = None, run_id: str | None = None,
-                  log: bool = True, accept_unknown_money: bool = False) -> FocusPublish:
+                  accept_unknown_money: bool = False) -> FocusPublish:
     """Convert the raw partition to FOCUS; publish it only when every gating check passes; record
     what changed (``restatement_log``) and the period status (``period_status``).
 
@@ -509,7 +516,7 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
     digest = fingerprint(sorted(warehouse.snapshot(fmt.raw_table, part).files), __version__, accept_unknown_money)
     if warehouse.published_fingerprint(FOCUS_TABLE, part, base) == digest:
         return _unchanged_focus(warehouse, source, period, base, before, raw_totals, quarantine, status_before,
-                                has_invoice, run_id, log, accept_unknown_money)
+                                has_invoice, run_id, accept_unknown_money)
 
     def gate(staged: pl.LazyFrame):
         checks = check_focus(staged, raw_totals, quarantine, accept_unknown_money=accept_unknown_money)
@@ -525,27 +532,30 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
         status = rs.next_status(status_before, final, not after.same_content(before))
         return checks, after, status, reason
 
+    def restatement(published: Published, gated) -> rs.Restatement:
+        checks, after, status, _ = gated
+        return rs.Restatement(FOCUS_TABLE, period, source.name, "replace" if before else "publish", before,
+                              replace(after, version=published.version), published.version,
+                              status_before=status_before, status_after=status, run_id=run_id,
+                              note="; ".join(checks.warnings) or None)
+
     published, (checks, after, status, reason) = warehouse.publish(
         FOCUS_TABLE, fmt.to_focus(raw), PartitionKey.of(period, source.name), gate=gate, base=base, fingerprint=digest,
+        restatement=restatement,
         commit_metadata=lambda g: {"source": source.name, "period": period, "totals": g[0].totals,
                                    "rows": g[0].rows.focus, "deliveries": list(g[1].deliveries), "status": g[2],
                                    "fingerprint": digest, "warnings": g[0].warnings})
-    warehouse.publish(QUARANTINE_TABLE, quarantine.lazy(), PartitionKey.of(period, source.name),
+    warehouse.publish(QUARANTINE_TABLE, quarantine.lazy(), PartitionKey.of(period, source.name), run_id=run_id,
                       commit_metadata={"source": source.name, "period": period})
     _write_focus_metadata(warehouse)
-    after = rs.PartitionState(published.version, after.rows, after.billed, after.effective, after.deliveries)
     rs.write_status(warehouse, period, source.name, status, reason, published.version, after.deliveries)
-    entry = rs.Restatement(FOCUS_TABLE, period, source.name, "replace" if before else "publish", before, after,
-                           published.version, status_before=status_before, status_after=status, run_id=run_id,
-                           note="; ".join(checks.warnings) or None)
-    if log:
-        rs.append_log(warehouse, [entry])
-    return FocusPublish(source.name, period, published.version, checks, quarantine.height, entry, status, reason)
+    return FocusPublish(source.name, period, published.version, checks, quarantine.height, published.restatement,
+                        status, reason)
 
 
 def _unchanged_focus(warehouse: Warehouse, source: ExportSource, period: str, base, before: rs.PartitionState,
                      raw_totals: pl.DataFrame, quarantine: pl.DataFrame, status_before: str | None,
-                     has_invoice, run_id: str | None, log: bool, accept_unknown_money: bool) -> FocusPublish:
+                     has_invoice, run_id: str | None, accept_unknown_money: bool) -> FocusPublish:
     """The no-op of ``publish_focus``: the published rows checked again, the period status brought
     up to date (an invoice may have arrived), an ``unchanged`` entry in the restatement log."""
     published = warehouse.scan(FOCUS_TABLE, partition_of(source.name, period), version=base.version)
@@ -557,8 +567,7 @@ def _unchanged_focus(warehouse: Warehouse, source: ExportSource, period: str, ba
     entry = rs.Restatement(FOCUS_TABLE, period, source.name, "unchanged", before, before, base.version,
                            status_before=status_before, status_after=status, run_id=run_id,
                            note="built from the same raw partition by the same converter: nothing written")
-    if log:
-        rs.append_log(warehouse, [entry])
+    warehouse.record([entry])
     return FocusPublish(source.name, period, base.version, checks, quarantine.height, entry, status, reason,
                         unchanged=True)
 
@@ -597,23 +606,25 @@ def rollback_partition(warehouse: Warehouse, table: str, period: str, source: st
     read = rs.state_reader(table)
     before = read(warehouse.scan(table, part, version=base.version), base.version) if base.files else None
     restored = read(warehouse.scan(table, part, version=target), target)
-    published = warehouse.restore_partition(table, PartitionKey.of(period, source), target, base=base, commit_metadata={
-        "rollback_to": target, "source": source, "period": period})
-    after = rs.PartitionState(published.version, restored.rows, restored.billed, restored.effective,
-                              restored.deliveries)
     status_before = status_after = None
     if table == FOCUS_TABLE:
         previous = rs.read_status(warehouse, period, source)
         status_before = previous["status"] if previous else None
         status_after = rs.next_status(status_before, status_before in (rs.FINAL, rs.RESTATED),
-                                      not after.same_content(before))
+                                      not restored.same_content(before))
+
+    def restatement(published: Published) -> rs.Restatement:
+        return rs.Restatement(table, period, source, "rollback", before, replace(restored, version=published.version),
+                              published.version, status_before=status_before, status_after=status_after,
+                              run_id=run_id, note=f"restored the partition as of version {target}")
+
+    published = warehouse.restore_partition(table, PartitionKey.of(period, source), target, base=base,
+                                            restatement=restatement, commit_metadata={
+                                                "rollback_to": target, "source": source, "period": period})
+    if table == FOCUS_TABLE:
         rs.write_status(warehouse, period, source, status_after, f"rolled back to version {target}",
-                        published.version, after.deliveries)
-    entry = rs.Restatement(table, period, source, "rollback", before, after, published.version,
-                           status_before=status_before, status_after=status_after, run_id=run_id,
-                           note=f"restored the partition as of version {target}")
-    rs.append_log(warehouse, [entry])
-    return entry
+                        published.version, restored.deliveries)
+    return published.restatement
 
 
 @dataclass

@@ -31,19 +31,21 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-from deltalake import CommitProperties, DeltaTable
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake import Schema as DeltaSchema
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.transaction import AddAction, create_table_with_add_actions
 
 from focus_platform.periods import PERIOD_COLUMN, SOURCE_COLUMN, PartitionKey
 from focus_platform.warehouse import restatements as rs
+from focus_platform.warehouse.catalog import RESTATEMENT_LOG
 from focus_platform.warehouse.catalog import table as table_spec
+from focus_platform.warehouse.contracts import check_contract
 from focus_platform.warehouse.storage import StorageConfig, storage_handler
 
 DEFAULT_ROOT = "./.data/warehouse"
@@ -88,6 +90,7 @@ class Published:
     rows: int
     files: int
     partition: dict[str, str]
+    restatement: rs.Restatement | None = None  # the restatement-log entry recorded (logged tables)
 
 
 def is_local(uri: str) -> bool:
@@ -131,7 +134,7 @@ class Warehouse:
         One partition is read as the Parquet files of that partition in the table's current
         (or given) version, with the table schema (columns a file lacks are null): a plain
         streaming Parquet scan, whose memory does not grow with the partition."""
-        if partition is None:
+        if not partition:  # the whole table (an unpartitioned table's one partition)
             return pl.scan_delta(self.uri(table), version=version, storage_options=self.storage_options)
         dt = DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
         files = dt.file_uris(partition_filters=[(k, "=", v) for k, v in partition.items()])
@@ -228,6 +231,9 @@ class Warehouse:
         base: Snapshot | None = None,
         statistics: bool = True,
         fingerprint: str | None = None,
+        restatement: Callable[[Published, object], rs.Restatement] | None = None,
+        run_id: str | None = None,
+        note: str | None = None,
     ) -> tuple[Published, object]:
         """Stage ``data`` as the new content of the partition ``key`` of a catalog table, gate it,
         publish it in one commit: the one write path of every table, whatever its partition shape
@@ -241,8 +247,18 @@ class Warehouse:
         with them); off for a table only ever read a whole partition at a time.
         ``fingerprint``: what the content was built from, recorded beside the table for
         ``published_fingerprint`` (a caller skips rebuilding a partition whose inputs are unchanged).
+
+        Gates, in order: the table's contract (``warehouse.contracts``) on the staged files, then
+        ``gate``; either raises ``GateFailed`` and nothing is committed (the published version stays).
+        A logged table (catalog ``logged``) gets one restatement-log entry per publication, returned
+        as ``Published.restatement``: ``restatement(published, gate_result)`` when the caller knows
+        more (a delivery guard, a period status), else one measured here: rows (and totals per
+        currency where the catalog names ``totals``) before and after, by ``restatements.state_reader``,
+        with ``run_id`` and ``note``.
         """
         partition = self.partition(table, key)
+        measure = table_spec(table).logged and restatement is None
+        seen = base if base is not None or not measure else self.snapshot(table, partition)
         frames = data if isinstance(data, list) else [data]
         stage = _partition_dir(partition) + f"stage-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         base_dir = f"{self.uri(table)}/{stage}"
@@ -261,7 +277,11 @@ class Warehouse:
                 )
             files = [w.path for w in written]
             staged = self._scan_staged(files, partition, schema)
+            contract = check_contract(table, staged, files, self.storage_options)
+            if not contract.ok:
+                raise GateFailed(contract.message(), contract)
             gate_result = gate(staged) if gate else None
+            after = rs.state_reader(table)(staged, None) if measure else None
             actions, rows = self._add_actions(written, partition)
             if callable(commit_metadata):
                 commit_metadata = commit_metadata(gate_result)
@@ -271,14 +291,57 @@ class Warehouse:
             raise
         if fingerprint is not None:
             self._record_fingerprint(table, partition, fingerprint, frozenset(a.path for a in actions))
-        return Published(table, version, rows, len(files), dict(partition)), gate_result
+        published = Published(table, version, rows, len(files), dict(partition))
+        if measure:
+            before = self._measure(table, partition, seen)
+            entry = rs.Restatement(table, partition.get(PERIOD_COLUMN), partition.get(SOURCE_COLUMN),
+                                   "replace" if before else "publish", before, replace(after, version=version),
+                                   version, run_id=run_id, note=note)
+        else:
+            entry = restatement(published, gate_result) if restatement is not None else None
+        if entry is not None:
+            self.record([entry])
+        return replace(published, restatement=entry), gate_result
+
+    def append(self, table: str, rows: pl.DataFrame) -> None:
+        """Add ``rows`` to an append-only, unpartitioned table (the restatement log) once they pass
+        the table's contract (``GateFailed`` otherwise, nothing written). Blind appends: concurrent
+        writers do not conflict; a lost race to create the table is retried."""
+        contract = check_contract(table, rows.lazy(), [], self.storage_options)
+        if not contract.ok:
+            raise GateFailed(contract.message(), contract)
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                write_deltalake(self.uri(table), rows.to_arrow(), mode="append", storage_options=self.storage_options)
+                return
+            except Exception:  # noqa: BLE001 - a concurrent creator or committer: retry
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
+                self.commit_retries += 1
+                time.sleep(0.05 * (attempt + 1))
+
+    def record(self, entries: list[rs.Restatement]) -> None:
+        """Entries of the restatement log: the one place they are written (``publish``,
+        ``restore_partition`` and ``drop_partition`` call it; a caller records a no-op itself)."""
+        self.append(RESTATEMENT_LOG, pl.DataFrame([e.row() for e in entries], schema=rs.LOG_SCHEMA))
+
+    def _measure(self, table: str, partition: dict[str, str], seen: Snapshot) -> rs.PartitionState | None:
+        """The restatement log's measure of the partition as in ``seen`` (None when it had no files)."""
+        if not seen.files:
+            return None
+        return rs.state_reader(table)(self.scan(table, partition, version=seen.version), seen.version)
 
     def restore_partition(self, table: str, key: PartitionKey, version: int, *,
-                          commit_metadata: dict[str, object] | None = None,
-                          base: Snapshot | None = None) -> Published:
-        """Make ``partition`` hold exactly the files it had in ``version`` (a rollback), in one commit.
-        The files must still exist (not vacuumed)."""
+                          commit_metadata: dict[str, object] | None = None, base: Snapshot | None = None,
+                          restatement: Callable[[Published], rs.Restatement] | None = None,
+                          run_id: str | None = None) -> Published:
+        """Make the partition ``key`` hold exactly the files it had in ``version`` (a rollback), in
+        one commit. The files must still exist (not vacuumed). A logged table gets a restatement-log
+        entry (action ``rollback``; ``restatement(published)`` when the caller knows more, else the
+        partition measured before and as restored), returned as ``Published.restatement``."""
         partition = self.partition(table, key)
+        measure = table_spec(table).logged and restatement is None
+        seen = base if base is not None or not measure else self.snapshot(table, partition)
         old = DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
         adds = pa.table(old.get_add_actions(flatten=True)).to_pylist()
         mine = [a for a in adds if all(a.get(f"partition.{k}") == v for k, v in partition.items())]
@@ -295,7 +358,18 @@ class Warehouse:
         schema = pl.DataFrame(pa.schema(old.schema()).empty_table()).schema
         data_schema = pl.Schema({k: v for k, v in schema.items() if k not in partition})
         v = self._commit(table, actions, partition, data_schema, commit_metadata or {}, base)
-        return Published(table, v, sum(int(a["num_records"] or 0) for a in mine), len(mine), dict(partition))
+        published = Published(table, v, sum(int(a["num_records"] or 0) for a in mine), len(mine), dict(partition))
+        if measure:
+            restored = self._measure(table, partition, self.snapshot(table, partition, version=version))
+            entry = rs.Restatement(table, partition.get(PERIOD_COLUMN), partition.get(SOURCE_COLUMN), "rollback",
+                                   self._measure(table, partition, seen),
+                                   replace(restored or rs.PartitionState(None, 0, {}, {}, ()), version=v), v,
+                                   run_id=run_id, note=f"restored the partition as of version {version}")
+        else:
+            entry = restatement(published) if restatement is not None else None
+        if entry is not None:
+            self.record([entry])
+        return replace(published, restatement=entry)
 
     def drop_partition(self, table: str, key: PartitionKey, *, run_id: str | None = None,
                        note: str | None = None) -> rs.Restatement | None:
@@ -310,14 +384,14 @@ class Warehouse:
         base = self.snapshot(table, partition)
         if not base.files:
             return None
-        before = rs.state_reader(table)(self.scan(table, partition, version=base.version), base.version)
+        before = self._measure(table, partition, base)
         schema = pl.DataFrame(pa.schema(self.table(table).schema()).empty_table()).schema
         data_schema = pl.Schema({k: v for k, v in schema.items() if k not in partition})
         version = self._commit(table, [], partition, data_schema, {"dropped": partition, "note": note}, base)
         entry = rs.Restatement(table, partition.get(PERIOD_COLUMN), partition.get(SOURCE_COLUMN), "drop", before,
                                rs.PartitionState(version, 0, {}, {}, ()), version, run_id=run_id, note=note)
         if table_spec(table).logged:
-            rs.append_log(self, [entry])
+            self.record([entry])
         return entry
 
     def vacuum(self, table: str, retain_hours: int) -> list[str]:

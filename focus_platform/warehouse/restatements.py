@@ -1,10 +1,11 @@
 """Restatements you can audit: what each partition replacement changed, a guard against bad
 re-deliveries, and the open / final / restated status of each billing period.
 
-- ``restatement_log`` (Delta, unpartitioned, append-only): one entry per replaced partition of
-  ``focus_costs`` or a raw table (first publication, re-delivery, forced, rollback): row counts and
-  cost totals per currency before and after (exact Decimal, with deltas), the delivery ids before
-  and after, the table versions, the period status before and after. Delta history of the data
+- ``restatement_log`` (Delta, unpartitioned, append-only): one entry per published, replaced,
+  rolled back or dropped partition of every logged catalog table (``TableSpec.logged``), written
+  by the warehouse's write path (``Warehouse.record``): row counts and cost totals per currency
+  before and after (exact Decimal, with deltas; tables with money only), the delivery ids before
+  and after, the table versions, the period status before and after (``focus_costs``). Delta history of the data
   tables keeps every replaced version itself; this table says what changed between them.
 - ``period_status`` (Delta, partitioned like the data): the current status of each
   (billing period, export source): ``open`` until the period is invoiced, then ``final``;
@@ -17,7 +18,6 @@ No Dagster here: the pipeline calls these functions, the assets show what they r
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,9 +29,8 @@ from focus_platform.periods import PartitionKey
 from focus_platform.sources import FORMATS
 from focus_platform.spec.columns import MONEY
 from focus_platform.warehouse import catalog
+from focus_platform.warehouse.catalog import PERIOD_STATUS, RESTATEMENT_LOG
 
-RESTATEMENT_LOG = "restatement_log"
-PERIOD_STATUS = "period_status"
 OPEN, FINAL, RESTATED = "open", "final", "restated"
 DEFAULT_MAX_DROP_SHARE = 0.5
 FORCE_TAG = "focus/force"  # run tag accepting a refused delivery deliberately
@@ -298,23 +297,6 @@ class Restatement:
         if self.status_after:
             lines.append(f"| period status | {self.status_before or '—'} | {self.status_after} | |")
         return "\n".join(lines)
-
-
-def append_log(warehouse, entries: list[Restatement]) -> None:
-    """Append to ``restatement_log`` (blind appends: concurrent writers do not conflict; the first
-    creation race is retried)."""
-    from deltalake import write_deltalake
-
-    df = pl.DataFrame([e.row() for e in entries], schema=LOG_SCHEMA)
-    for attempt in range(10):
-        try:
-            write_deltalake(warehouse.uri(RESTATEMENT_LOG), df.to_arrow(), mode="append",
-                            storage_options=warehouse.storage_options)
-            return
-        except Exception:  # noqa: BLE001 - a concurrent creator or committer: retry
-            if attempt == 9:
-                raise
-            time.sleep(0.05 * (attempt + 1))
 
 
 def read_log(warehouse, *, table: str | None = None, period: str | None = None,

@@ -224,7 +224,9 @@ def test_an_unchanged_delivery_is_a_recorded_no_op(landing, warehouse, cur, h):
     assert {t: h.table_version(warehouse, t) for t in versions} == versions
     assert not focus.checks.problems and focus.checks.rows.focus == len(cur.rows)
     log = read_log(warehouse)
-    assert log["action"].to_list() == ["publish", "publish", "unchanged", "unchanged"]
+    assert log.select("table", "action").rows() == [("raw_aws_cur", "publish"), (h.FOCUS_TABLE, "publish"),
+                                                    ("focus_quarantine", "publish"), ("raw_aws_cur", "unchanged"),
+                                                    (h.FOCUS_TABLE, "unchanged")]
     assert log["rows_before"][-1] == log["rows_after"][-1] == len(cur.rows)
 
     # an object rewritten in place is a new delivery: written again

@@ -93,7 +93,7 @@ def test_a_redelivery_dropping_half_the_rows_is_refused_until_forced(dagster_env
     assert "billed total USD would drop" in text  # 0.27 → 0.09
     assert {t: h.table_version(warehouse, t) for t in versions} == versions
     assert h.focus_rows(warehouse, "aws-a").sort("x_RowId").equals(published)
-    assert read_log(warehouse).height == 2  # raw + focus of the first delivery only
+    assert read_log(warehouse).height == 3  # raw, focus and quarantine of the first delivery only
 
     # the same delivery, accepted deliberately with the run tag
     forced = dagster_env(tags={FORCE_TAG: "true"})
