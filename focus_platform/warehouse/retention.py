@@ -50,8 +50,6 @@ RAW_NAME, DEFAULT_NAME = "raw", "default"
 # The oldest billing period offered at all (CURs of 2017 are still met in practice): the start of a
 # window that keeps everything.
 FIRST_PERIOD = BillingPeriod(2017, 1)
-
-
 # Which tables must hold a partition for each partition of another (inside both windows).
 UPSTREAM: dict[str, tuple[str, ...]] = {FOCUS_TABLE: tuple(RAW_TABLES), PERIOD_STATUS: (FOCUS_TABLE,)}
 
@@ -207,7 +205,9 @@ def run_retention(wh, *, today: date | datetime | None = None, time_travel_days:
         else:
             for key in expired_partitions(wh, name, today):
                 note = f"retention: older than the {policy(name)} months up to {report.open_month}"
-                report.dropped.append(Dropped(name, key, wh.drop_partition(name, key, run_id=run_id, note=note)))
+                entry = wh.drop_partition(name, key, run_id=run_id, note=note)
+                if entry is not None:  # None: another run dropped it meanwhile
+                    report.dropped.append(Dropped(name, key, entry))
     for name in TABLES:
         if wh.exists(name):
             report.vacuumed[name] = len(wh.vacuum(name, retain_hours=days * 24))
