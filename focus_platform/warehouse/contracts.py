@@ -318,22 +318,28 @@ def check_contract(table: str, staged: pl.LazyFrame, files: list[str],
     failures = _failures(contract.schema_level(), staged, None, {})
     if failures.height:  # the per-file checks need the columns as declared
         return ContractReport(table, failures.head(MAX_FAILURES), failures.height, 0, len(files))
-    per_file, names = contract.per_file(), contract.file_columns()
+    per_file, names, about = contract.per_file(), contract.file_columns(), contract.frame_checks()
     kept, count, rows = [], 0, 0
-    for label, data in _parts(staged, files, names, storage_options):
-        rows += data.height
-        found = _failures(per_file, data, label, contract.frame_checks())
-        count += found.height
+    for label, part in _parts(staged, files, storage_options):
+        checked, found = _check_part(per_file, part.select(names), label, about)
+        rows, count = rows + checked, count + found.height
         kept.append(found.head(MAX_FAILURES - sum(f.height for f in kept)))
     return ContractReport(table, pl.concat([pl.DataFrame(schema=FAILURE_SCHEMA), *kept]), count, rows, len(files))
 
 
-def _parts(staged: pl.LazyFrame, files: list[str], names: list[str],
-           storage_options: dict[str, str] | None) -> Iterator[tuple[str, pl.DataFrame]]:
+def _parts(staged: pl.LazyFrame, files: list[str],
+           storage_options: dict[str, str] | None) -> Iterator[tuple[str, pl.LazyFrame]]:
     if not files:
-        yield STAGED_FRAME, staged.select(names).collect()
+        yield STAGED_FRAME, staged
     for path in files:
-        yield path, pl.scan_parquet(path, storage_options=storage_options).select(names).collect()
+        yield path, pl.scan_parquet(path, storage_options=storage_options)
+
+
+def _check_part(schema: pa.DataFrameSchema, part: pl.LazyFrame, label: str,
+                about: dict[str, str]) -> tuple[int, pl.DataFrame]:
+    """Rows and failures of one part, collected here so that only one part is in memory at a time."""
+    data = part.collect()
+    return data.height, _failures(schema, data, label, about)
 
 
 def _failures(schema: pa.DataFrameSchema, data: pl.LazyFrame | pl.DataFrame, label: str | None,
