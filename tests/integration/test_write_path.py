@@ -3,15 +3,23 @@ shape of the catalog: billing period × export source, billing period alone, non
 
 from __future__ import annotations
 
+import threading
+from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from focus_platform.periods import PartitionKey
+from focus_platform.reconciliation.currency import EXCHANGE_RATE_SCHEMA
 from focus_platform.spec.columns import MONEY
 from focus_platform.warehouse import catalog, delta
-from focus_platform.warehouse.delta import Warehouse
+from focus_platform.warehouse.delta import (
+    ConcurrentPartitionWrite,
+    GateFailed,
+    Warehouse,
+)
 from focus_platform.warehouse.restatements import read_log
 
 COSTS = "test_costs"  # billing period × export source, with money: its log entries carry totals
@@ -118,3 +126,95 @@ def test_vacuum_keeps_files_inside_the_window_and_removes_dropped_ones_after_it(
     removed = wh.vacuum(BY_PERIOD, retain_hours=0)  # past the window: the dropped files go
     assert set(removed) == set(dropped)
     assert wh.scan(BY_PERIOD).collect().rows() == [(2, "2024-02")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Concurrency on a period-only table
+# ---------------------------------------------------------------------------------------------
+def test_two_writers_of_two_periods_both_land(wh):
+    """Writers of two partitions collide on the next log entry; the loser re-commits on the
+    winner's version: every commit lands, none overwrites the other period."""
+    start, commits = threading.Barrier(2), 8
+
+    def writer(period: str) -> None:
+        start.wait()
+        for i in range(commits):
+            wh.publish(BY_PERIOD, pl.LazyFrame({"i": [i]}), PartitionKey.of(period))
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in ("2024-01", "2024-02")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wh.scan(BY_PERIOD).collect().rows()) == [(commits - 1, "2024-01"), (commits - 1, "2024-02")]
+    history = wh.history(BY_PERIOD)
+    assert len(history) == 2 * commits, wh.describe_log(BY_PERIOD)
+    assert [e["version"] for e in history if e["operation"] == "CREATE TABLE"] == [0], wh.describe_log(BY_PERIOD)
+    assert read_log(wh, table=BY_PERIOD).height == 2 * commits
+    print(f"commit retries: {wh.commit_retries}")
+
+
+def test_a_writer_whose_period_changed_since_its_base_commits_nothing(wh):
+    key = PartitionKey.of("2024-01")
+    wh.publish(BY_PERIOD, pl.LazyFrame({"i": [1]}), key)
+    wh.publish(BY_PERIOD, pl.LazyFrame({"i": [1]}), PartitionKey.of("2024-02"))
+    base = wh.snapshot(BY_PERIOD, key.values())  # writer A reads the period
+    other = Warehouse(wh.root)  # writer B replaces it
+    other.publish(BY_PERIOD, pl.LazyFrame({"i": [2]}), key)
+    version = wh.table(BY_PERIOD).version()
+    with pytest.raises(ConcurrentPartitionWrite, match="replaced by another writer"):
+        wh.publish(BY_PERIOD, pl.LazyFrame({"i": [3]}), key, base=base)
+    assert wh.table(BY_PERIOD).version() == version
+    assert sorted(wh.scan(BY_PERIOD).collect().rows()) == [(1, "2024-02"), (2, "2024-01")]
+    # another period's writer with a base of its own is not affected
+    other_base = wh.snapshot(BY_PERIOD, {"x_BillingPeriod": "2024-02"})
+    wh.publish(BY_PERIOD, pl.LazyFrame({"i": [4]}), PartitionKey.of("2024-02"), base=other_base)
+    assert sorted(wh.scan(BY_PERIOD).collect().rows()) == [(2, "2024-01"), (4, "2024-02")]
+    assert unreferenced_files(wh, BY_PERIOD) == set()  # the refused writer's staged files are gone
+
+
+def unreferenced_files(wh: Warehouse, table: str) -> set[str]:
+    """Parquet files under the table that no version of it refers to."""
+    on_disk = {p.relative_to(wh.uri(table)).as_posix() for p in Path(wh.uri(table)).rglob("*.parquet")}
+    referenced = set().union(*(wh.snapshot(table, {}, version=v).files for v in range(wh.table(table).version() + 1)))
+    return on_disk - referenced
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract gate
+# ---------------------------------------------------------------------------------------------
+def rates(rate: str) -> pl.LazyFrame:
+    return pl.LazyFrame({"Date": [date(2024, 1, 2)], "BaseCurrency": ["EUR"], "Currency": ["USD"],
+                         "Rate": [Decimal(rate)], "Source": ["test"]}, schema=EXCHANGE_RATE_SCHEMA)
+
+
+def test_a_broken_contract_stops_publication_and_the_prior_version_stays(wh):
+    published, _ = wh.publish(catalog.EXCHANGE_RATES_TABLE, rates("1.0950"), PartitionKey())
+    prior = wh.scan(catalog.EXCHANGE_RATES_TABLE).collect()
+    gate_ran = []
+    with pytest.raises(GateFailed, match=r"exchange_rates: contract broken.*Rate") as refused:
+        wh.publish(catalog.EXCHANGE_RATES_TABLE, rates("-1"), PartitionKey(), gate=gate_ran.append)
+    assert not refused.value.details.ok and refused.value.details.failures["column"].to_list() == ["Rate"]
+    assert gate_ran == []  # the contract runs before the caller's gate
+    assert wh.table(catalog.EXCHANGE_RATES_TABLE).version() == published.version
+    assert wh.scan(catalog.EXCHANGE_RATES_TABLE).collect().equals(prior)
+    assert unreferenced_files(wh, catalog.EXCHANGE_RATES_TABLE) == set()  # the refused staging removed
+    log = read_log(wh, table=catalog.EXCHANGE_RATES_TABLE)
+    assert log["action"].to_list() == ["publish"]  # nothing logged for the refused one
+
+
+# ---------------------------------------------------------------------------------------------
+# One write path
+# ---------------------------------------------------------------------------------------------
+PACKAGE = Path(__file__).resolve().parents[2] / "focus_platform"
+WRITES = ("write_deltalake", ".vacuum(", ".delete(")
+
+
+def test_only_the_warehouse_writes_delta_tables():
+    """Every Delta write, vacuum and delete goes through focus_platform/warehouse/ (the one write
+    path: contract, gate, verified commit, restatement log)."""
+    found = [f"{path.relative_to(PACKAGE.parent)}:{n}: {line.strip()}"
+             for path in sorted(PACKAGE.rglob("*.py")) if PACKAGE / "warehouse" not in path.parents
+             for n, line in enumerate(path.read_text("utf-8").splitlines(), 1) if any(w in line for w in WRITES)]
+    assert not found, "Delta writes outside focus_platform/warehouse/ (use Warehouse.publish / drop_partition / " \
+                      "vacuum):\n" + "\n".join(found)
