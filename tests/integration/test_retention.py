@@ -303,3 +303,15 @@ def test_compliance_is_red_when_a_required_partition_is_missing(retained, tmp_pa
     required = [PartitionKey(BillingPeriod(2026, 12)), PartitionKey(BillingPeriod(2027, 1))]
     sku = ret.compliance(wh, SKU_CATALOG_TABLE, TODAY, required=required)
     assert sku.missing == [PartitionKey(BillingPeriod(2027, 1))] and sku.checked == 37
+
+
+def test_a_partition_is_required_only_inside_both_windows(retained, tmp_path, monkeypatch):
+    wh = _copy(retained[0], tmp_path)
+    gone = _key(FOCUS_TABLE, BillingPeriod(2025, 6))
+    wh.drop_partition(FOCUS_TABLE, gone)
+    monkeypatch.setenv(ret.RETENTION_VARIABLE, "focus_costs=12,default=36")  # FOCUS keeps 2026-01 on
+
+    focus = ret.compliance(wh, FOCUS_TABLE, TODAY)  # raw still holds 2025-06, but FOCUS need not
+
+    assert focus.missing == [] and [k.period for k in focus.too_old] == \
+        [p for p in window(KEPT_FROM, BillingPeriod(2025, 12)) if p != gone.period]
