@@ -61,11 +61,15 @@ def _partitioned() -> list[str]:
     return [name for name, spec in TABLES.items() if spec.partitioned]
 
 
+def _is_whole(text: str) -> bool:
+    return text.isascii() and text.isdigit()
+
+
 def _months(name: str, text: str, setting: str) -> int | None:
     allowed = "allowed: keep or a whole number of months from 1"
     if text == KEEP:
         return None
-    if not text.isdigit() or int(text) < 1:
+    if not _is_whole(text) or int(text) < 1:
         raise SettingError(f"{RETENTION_VARIABLE}={setting!r}: {name}={text!r} is not a policy; {allowed}")
     return int(text)
 
@@ -132,7 +136,7 @@ def configured_time_travel_days() -> int:
     text = os.environ.get(TIME_TRAVEL_VARIABLE, "").strip()
     if not text:
         return DEFAULT_TIME_TRAVEL_DAYS
-    if not text.isdigit():
+    if not _is_whole(text):
         raise SettingError(f"{TIME_TRAVEL_VARIABLE}={text!r}: not a number of days; allowed: a whole number from 0")
     return int(text)
 

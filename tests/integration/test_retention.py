@@ -178,6 +178,7 @@ def test_the_offered_window_is_the_longest_kept_tables(monkeypatch):
 @pytest.mark.parametrize("setting, says", [
     ("focus_costs=0", "focus_costs='0' is not a policy"),
     ("focus_costs=3x", "focus_costs='3x' is not a policy"),
+    ("focus_costs=\u00b2", "focus_costs='\u00b2' is not a policy"),
     ("invoices=12", "'invoices' is not a partitioned table"),
     ("raw=12,raw=6", "'raw' is named twice"),
     ("36", "'36' is not name=months"),
