@@ -349,7 +349,7 @@ def _failures(schema: pa.DataFrameSchema, data: pl.LazyFrame | pl.DataFrame, lab
     rule's or the key's columns come from ``about`` (check name → columns)."""
     depth = ValidationDepth.SCHEMA_ONLY if isinstance(data, pl.LazyFrame) else ValidationDepth.SCHEMA_AND_DATA
     try:
-        with config_context(validation_depth=depth):
+        with config_context(validation_enabled=True, validation_depth=depth):  # never off by PANDERA_* env
             schema.validate(data, lazy=True)
     except SchemaErrors as exc:
         cases = exc.failure_cases

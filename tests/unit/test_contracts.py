@@ -320,3 +320,11 @@ def test_every_money_column_of_a_contract_is_decimal_38_12():
         money = [n for n, t in contract.columns.items() if t.is_decimal()]
         assert all(contract.columns[n] == MONEY for n in money), table
     assert CONTRACTS["exchange_rates"].columns["Rate"] == MONEY
+
+
+def test_contracts_run_even_where_pandera_validation_is_switched_off():
+    from pandera.config import ValidationDepth, config_context
+
+    broken = status_rows().with_columns(pl.lit("closed").alias("status")).lazy()
+    with config_context(validation_enabled=False, validation_depth=ValidationDepth.SCHEMA_ONLY):
+        assert not check_contract("period_status", broken, [], None).ok
