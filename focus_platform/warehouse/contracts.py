@@ -37,9 +37,10 @@ focus_costs                    schema: ``spec.columns.focus_schema()`` exactly t
                                ``x_SourceRow`` present. No rule: FOCUS's are in check_conformance
 focus_quarantine               schema: reason, amounts (Decimal), account, currency, lineage;
                                per file: ``x_QuarantineReason`` not blank, ``x_RowId`` not null
-                               and unique, ``BillingCurrency`` a 3-letter code where known. No
-                               cross-column rule: an amount may be null with or without
-                               ``x_UnreadableAmounts`` (an empty raw cost is not unreadable)
+                               and unique. Values stay as delivered (a currency that is no ISO
+                               code is a quarantine reason, so no format check). No cross-column
+                               rule: an amount may be null with or without ``x_UnreadableAmounts``
+                               (an empty raw cost is not unreadable)
 period_status                  schema: ``restatements.write_status``'s row; per file: ``status``
                                open / final / restated, ``focus_version`` >= 0, ``updated_at``;
                                rule: one row per partition
@@ -231,7 +232,7 @@ QUARANTINE_CONTRACT = Contract(
                "x_UnreadableAmounts": pl.String, "BillingAccountId": pl.String, "BillingCurrency": pl.String,
                "x_ChargeType": pl.String, **RAW_LINEAGE}),
     not_null=("x_QuarantineReason", "x_RowId", "x_SourceFile", "x_SourceRow"),
-    values={"x_QuarantineReason": matches(NOT_BLANK), "BillingCurrency": matches(CURRENCY_CODE)},
+    values={"x_QuarantineReason": matches(NOT_BLANK)},  # BillingCurrency as delivered: a bad code is a reason
     key=("x_RowId",))
 
 STATUS_CONTRACT = Contract(

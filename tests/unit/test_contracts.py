@@ -328,3 +328,11 @@ def test_contracts_run_even_where_pandera_validation_is_switched_off():
     broken = status_rows().with_columns(pl.lit("closed").alias("status")).lazy()
     with config_context(validation_enabled=False, validation_depth=ValidationDepth.SCHEMA_ONLY):
         assert not check_contract("period_status", broken, [], None).ok
+
+
+def test_quarantine_keeps_a_currency_that_is_no_iso_code_as_delivered(tmp_path):
+    """A row quarantined for its currency carries that currency: the contract must not refuse it."""
+    df = quarantine_rows().with_columns(pl.lit("US Dollar").alias("BillingCurrency"),
+                                        pl.lit("BillingCurrency 'US Dollar' is not an ISO 4217 currency code")
+                                        .alias("x_QuarantineReason"))
+    assert check(tmp_path, "focus_quarantine", df).ok
