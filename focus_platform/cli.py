@@ -63,7 +63,8 @@ def ensure_dagster_home() -> Path:
 def ui_command(home: Path) -> str:
     """The command that opens the demo's instance in the Dagster UI, from any folder."""
     target = f"-w {WORKSPACE_YAML}" if WORKSPACE_YAML.exists() else f"-m {DEFINITIONS_MODULE}"
-    return f"DAGSTER_HOME={home} dg dev {target}"
+    retention = os.environ.get("FOCUS_RETENTION")  # the window the demo's partitions were offered in
+    return f"DAGSTER_HOME={home} {f'FOCUS_RETENTION={retention} ' if retention else ''}dg dev {target}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,6 +155,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ["FOCUS_LANDING_ROOT"] = checked_root("--landing-root", args.landing_root)
     if args.warehouse_root:
         os.environ["FOCUS_WAREHOUSE_ROOT"] = checked_root("--warehouse-root", args.warehouse_root)
+    if not os.environ.get("FOCUS_LANDING_ROOT") and not os.environ.get("FOCUS_RETENTION"):
+        # the embedded sample holds months from 2018: offered and kept whatever today's date
+        os.environ["FOCUS_RETENTION"] = "keep"
+        print("note: the embedded sample holds billing periods from 2018: FOCUS_RETENTION=keep for this demo",
+              file=sys.stderr)
     home = ensure_dagster_home()
     import dagster as dg
     from tqdm import tqdm

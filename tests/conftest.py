@@ -1,11 +1,18 @@
-"""Shared test fixtures: where the sample data is (inside the repo; ../shared is not needed)."""
+"""Shared test fixtures: where the sample data is (inside the repo; ../shared is not needed).
+
+The samples hold billing periods from 2018: the tests run with ``FOCUS_RETENTION=keep`` (set before
+any definitions load), like the demo on the embedded sample; the retention tests set their own policy.
+"""
 
 from __future__ import annotations
 
+import os
 from importlib import resources
 from pathlib import Path
 
 import pytest
+
+os.environ.setdefault("FOCUS_RETENTION", "keep")
 
 TESTS = Path(__file__).parent
 FIXTURES = TESTS / "fixtures"

@@ -4,22 +4,42 @@ The keys are ``periods.PartitionKey``'s text (``YYYY-MM|source``, ``YYYY-MM``): 
 partition into a ``PartitionKey`` and ``dagster_key`` back, so a key has one shape from sensor cursor to
 Delta predicate.
 
-The billing-period window Dagster offers runs from the first period the retention policy keeps
-(``warehouse.retention.offered_window`` over the tables written by the assets of that partitions
-definition; 2017-01, ``FIRST_PERIOD``, when they are kept forever) to the current month (UTC). A
-period outside it (a folder named ``2099-01``, or a month past retention) has no partition: ``in_window``
-says whether a period has one and ``outside_window`` the sentence that refuses it.
+The billing-period windows Dagster offers run from the first period the retention policy keeps to the
+current month (UTC): per domain, the start of the longest-kept table its assets write
+(``warehouse.retention.offered_window``; 2017-01 when they keep everything, e.g. ``FOCUS_RETENTION=keep``).
+With the catalog's defaults the ingest domain offers 36 months (focus_costs), the reconcile domain 84
+(invoice_reconciliation): a month past retention is not offered for backfill. A period outside the
+ingest window (a folder named ``2099-01``, a month past retention) has no partition: ``in_window`` says
+whether a period has one and ``outside_window`` the sentence that refuses it. The windows are read when
+the definitions load (the code location reloads daily under ``dg dev``/the daemon; a reload moves them).
 """
 
 import dagster as dg
 
 from focus_platform.periods import BillingPeriod, PartitionKey, is_billing_period
+from focus_platform.sources import RAW_TABLES
+from focus_platform.warehouse import retention
+from focus_platform.warehouse.catalog import (
+    FOCUS_TABLE,
+    PERIOD_STATUS,
+    QUARANTINE_TABLE,
+    RECONCILIATION_TABLE,
+    SKU_CATALOG_TABLE,
+)
 
 BILLING_PERIOD = "billing_period"
 EXPORT_SOURCE = "export_source"
-FIRST_PERIOD = "2017-01"
+INGEST_TABLES = (*RAW_TABLES, FOCUS_TABLE, QUARANTINE_TABLE, PERIOD_STATUS)
+RECONCILE_TABLES = (RECONCILIATION_TABLE, SKU_CATALOG_TABLE)
+FIRST_PERIOD = str(retention.offered_window(INGEST_TABLES))  # the ingest window's first period
 
-billing_periods = dg.MonthlyPartitionsDefinition(start_date=FIRST_PERIOD, fmt="%Y-%m", end_offset=1)
+
+def _monthly(first: str) -> dg.MonthlyPartitionsDefinition:
+    return dg.MonthlyPartitionsDefinition(start_date=first, fmt="%Y-%m", end_offset=1)
+
+
+billing_periods = _monthly(FIRST_PERIOD)
+reconcile_periods = _monthly(str(retention.offered_window(RECONCILE_TABLES)))
 export_sources = dg.DynamicPartitionsDefinition(name=EXPORT_SOURCE)
 PARTITIONS = dg.MultiPartitionsDefinition({BILLING_PERIOD: billing_periods, EXPORT_SOURCE: export_sources})
 
@@ -48,8 +68,9 @@ def in_window(period: str) -> bool:
 
 def outside_window(period: str) -> str:
     """The refusal of a billing period without a partition, naming the window."""
-    return (f"{period} is outside the billing-period window {FIRST_PERIOD} to {last_period()} (the current month): "
-            "no partition holds it, so it is not loaded; check the folder's name")
+    return (f"{period} is outside the billing-period window {FIRST_PERIOD} to {last_period()} (the current month; "
+            f"retention {retention.RETENTION_VARIABLE}): no partition holds it, so it is not loaded; check the folder's "
+            "name or the retention policy")
 
 
 def open_and_previous(now=None) -> list[BillingPeriod]:

@@ -571,8 +571,8 @@ def test_the_billing_period_window_is_one_definition():
     for period in ("2016-12", "1969-12", "2099-01", "2023-13", "2023-00", "2023-1", "latest"):
         assert not in_window(period)
     assert outside_window("2099-01") == (
-        f"2099-01 is outside the billing-period window 2017-01 to {last_period()} (the current month): no partition "
-        "holds it, so it is not loaded; check the folder's name")
+        f"2099-01 is outside the billing-period window 2017-01 to {last_period()} (the current month; retention "
+        "FOCUS_RETENTION): no partition holds it, so it is not loaded; check the folder's name or the retention policy")
 
 
 @pytest.mark.parametrize("where", WHERE)

@@ -13,6 +13,8 @@ raw_exports partition updated some other way (a manual run) through its automati
 """
 
 
+from datetime import UTC, datetime
+
 import dagster as dg
 
 from focus_platform import __version__
@@ -33,7 +35,7 @@ from focus_platform.pipeline import (
     ingest_delivery,
     publish_focus,
 )
-from focus_platform.service_levels import meets
+from focus_platform.service_levels import meets, normalization_latency
 from focus_platform.sources import FORMATS, RAW_TABLES, SourceFormatError
 from focus_platform.warehouse.catalog import FOCUS_TABLE, QUARANTINE_TABLE
 from focus_platform.warehouse.delta import ConcurrentPartitionWrite, GateFailed
@@ -104,6 +106,7 @@ def raw_exports(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
     yield dg.MaterializeResult(metadata={
         "dagster/row_count": ingested.rows,
         "delivery_id": ingested.delivery_id,
+        DELIVERED_AT: delivery.delivered_at.isoformat(),
         "files": dg.MetadataValue.json(ingested.files),
         "source_format_versions": ", ".join(ingested.format_versions),
         "delta_version": ingested.version,
@@ -116,15 +119,15 @@ def raw_exports(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
 
 
 CONFORMANCE = Check("conformance", FOCUS_TABLE, "FOCUS 1.2 rules: no converter defect (provider-data gaps reported)",
-                    blocking=True)
+                    blocking=True, service_level="conformance")
 BILLED_CONSERVED = Check(
     "billed_cost_conserved", FOCUS_TABLE,
     "sum(BilledCost) + quarantined = raw invoice basis, exact Decimal; fails on amounts that cannot be read unless "
-    f"the run tag {ACCEPT_UNKNOWN_MONEY_TAG}=true accepts them (recorded)", blocking=True)
+    f"the run tag {ACCEPT_UNKNOWN_MONEY_TAG}=true accepts them (recorded)", blocking=True, service_level="conservation")
 EFFECTIVE_CONSERVED = Check(
     "effective_cost_conserved", FOCUS_TABLE,
     "sum(EffectiveCost) + quarantined = provider amortized total, exact Decimal; WARN when EffectiveCost is unknown "
-    "on rows (kept 0 as a provider-data gap)", blocking=True)
+    "on rows (kept 0 as a provider-data gap)", blocking=True, service_level="conservation")
 ROWS_CONSERVED = Check("rows_conserved", FOCUS_TABLE,
                        "raw rows = FOCUS rows - derived rows + dropped rows + quarantined", blocking=True)
 ROW_ID_UNIQUE = Check("row_id_unique", FOCUS_TABLE, "x_RowId is unique", blocking=True)
@@ -133,8 +136,31 @@ SKU_MAPPING = Check("sku_mapping_failure_rate", FOCUS_TABLE,
                     "deliver is a provider-data gap, R-SkuId-1, not a failure)", WARN, service_level="M5")
 INGEST_ERRORS = Check("ingest_error_rate", FOCUS_TABLE, "M8: quarantined / raw rows below target", WARN,
                       service_level="M8")
+NORMALIZATION_LATENCY = Check("normalization_latency", FOCUS_TABLE,
+                              "M2: a delivery's FOCUS partition published within target of the delivery landing "
+                              "(measured when a publication carries a new delivery)", WARN, service_level="M2")
 FOCUS_CHECKS = [CONFORMANCE, BILLED_CONSERVED, EFFECTIVE_CONSERVED, ROWS_CONSERVED, ROW_ID_UNIQUE, SKU_MAPPING,
-                INGEST_ERRORS]
+                INGEST_ERRORS, NORMALIZATION_LATENCY]
+DELIVERED_AT = "delivered_at"  # raw_exports metadata: when the delivery landed (its newest object / export run)
+
+
+def delivered_at(context: dg.AssetExecutionContext, key: PartitionKey) -> datetime | None:
+    """When the delivery in the partition's latest raw_exports materialization landed."""
+    records = context.instance.fetch_materializations(dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey(RAW_ASSET), asset_partitions=[str(key)]), limit=1).records
+    materialization = records[0].asset_materialization if records else None
+    value = materialization.metadata.get(DELIVERED_AT) if materialization else None
+    return datetime.fromisoformat(value.value) if value is not None else None
+
+
+def latency_result(restatement, landed: datetime | None) -> dg.AssetCheckResult:
+    """M2 of a publication: from its delivery landing to now, when it publishes a delivery not published before."""
+    before = restatement.before.deliveries if restatement.before else ()
+    if landed is None or set(restatement.after.deliveries) <= set(before):
+        return NORMALIZATION_LATENCY.result(True, {"note": "no new delivery in this publication"})
+    measured = normalization_latency(landed, datetime.now(UTC))
+    return NORMALIZATION_LATENCY.result(bool(measured.meets), {"seconds": round(measured.value, 1),
+                                                              "delivered_at": landed.isoformat()})
 
 
 def check_results(checks: FocusChecks) -> list[dg.AssetCheckResult]:
@@ -209,7 +235,7 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         "change": dg.MetadataValue.json(published.restatement.change()),
         "warnings": dg.MetadataValue.json(checks.warnings),
         "table_uri": dg.MetadataValue.path(wh.uri(FOCUS_TABLE)),
-    }, check_results=check_results(checks))
+    }, check_results=[*check_results(checks), latency_result(published.restatement, delivered_at(context, key))])
     yield dg.MaterializeResult(asset_key=QUARANTINE_TABLE, metadata={
         "dagster/row_count": published.quarantine_rows,
         "table_uri": dg.MetadataValue.path(wh.uri(QUARANTINE_TABLE)),

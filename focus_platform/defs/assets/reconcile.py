@@ -25,17 +25,15 @@ periods it changed (``sensors/reconcile.py``). ``month_close`` reconciles the cl
 """
 
 
-import json
 from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
-from deltalake import CommitProperties, write_deltalake
 
 from focus_platform import __version__
 from focus_platform.defs.automation import follows_upstream
 from focus_platform.defs.checks import ERROR, WARN, Check, specs
-from focus_platform.defs.partitions import billing_periods
+from focus_platform.defs.partitions import reconcile_periods
 from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
 from focus_platform.periods import BillingPeriod, PartitionKey, PeriodError
 from focus_platform.reconciliation import catalog, currency, invoices, reconcile
@@ -47,7 +45,11 @@ from focus_platform.warehouse.catalog import (
     RECONCILIATION_TABLE,
     SKU_CATALOG_TABLE,
 )
-from focus_platform.warehouse.delta import Warehouse
+from focus_platform.warehouse.delta import (
+    ConcurrentPartitionWrite,
+    GateFailed,
+    Warehouse,
+)
 
 CODE_VERSION = __version__
 GROUP = "reconciliation"
@@ -62,22 +64,18 @@ FOLLOWS_FOCUS = follows_upstream(ignore=INVOICES_TABLE)
 
 
 # ---------------------------------------------------------------------------------------------
-# Delta helpers
+# Warehouse helpers
 # ---------------------------------------------------------------------------------------------
-def _props(metadata: dict) -> CommitProperties:
-    return CommitProperties(custom_metadata={k: json.dumps(v, default=str) for k, v in metadata.items()})
-
-
 def publish(wh: Warehouse, table: str, df: pl.DataFrame, key: PartitionKey, metadata: dict, run_id: str) -> int:
-    """Replace the table (unpartitioned) or one billing-period partition; returns the Delta version."""
-    if key.period is None:
-        write_deltalake(wh.uri(table), df.to_arrow(), mode="overwrite", schema_mode="overwrite",
-                        storage_options=wh.storage_options, commit_properties=_props(metadata))
-    else:
-        write_deltalake(wh.uri(table), df.to_arrow(), mode="overwrite", partition_by=[PERIOD_COLUMN],
-                        predicate=f"{PERIOD_COLUMN} = '{key.period}'", storage_options=wh.storage_options,
-                        commit_properties=_props(metadata))
-    return wh.table(table).version()
+    """The table (unpartitioned: ``PartitionKey()``) or one billing-period partition replaced through the
+    warehouse's one write path (contract gate, verified commit, restatement-log entry); returns the version."""
+    try:
+        published, _ = wh.publish(table, df.lazy(), key, commit_metadata=metadata, run_id=run_id)
+    except (GateFailed, ConcurrentPartitionWrite) as exc:
+        raise dg.Failure(f"{table} {key.describe()}: {exc}", metadata={"contract": dg.MetadataValue.json(
+            exc.details.metadata()) if isinstance(exc, GateFailed) and hasattr(exc.details, "metadata") else None}) \
+            from exc
+    return published.version
 
 
 def read_table(wh: Warehouse, table: str) -> pl.DataFrame | None:
@@ -247,7 +245,7 @@ def reconciliation_check_results(results: list[reconcile.Reconciliation]) -> lis
 
 
 @dg.asset(
-    name=RECONCILIATION_TABLE, partitions_def=billing_periods, deps=[INVOICES_TABLE, FOCUS_BY_PERIOD],
+    name=RECONCILIATION_TABLE, partitions_def=reconcile_periods, deps=[INVOICES_TABLE, FOCUS_BY_PERIOD],
     group_name=GROUP, code_version=CODE_VERSION, kinds={"delta", "polars"},
     check_specs=specs(RECONCILIATION_CHECKS), automation_condition=FOLLOWS_FOCUS, backfill_policy=BATCHED_BACKFILL,
     description="Per invoice (or per billing account × currency without an invoice): invoice total incl. credit "
@@ -302,7 +300,7 @@ _CHANGE_COLUMNS = ["ProviderName", "x_SkuLineageId", "x_PriceKey", "PreviousPeri
 
 
 @dg.asset(
-    name=SKU_CATALOG_TABLE, partitions_def=billing_periods, deps=[FOCUS_BY_PERIOD], group_name=GROUP,
+    name=SKU_CATALOG_TABLE, partitions_def=reconcile_periods, deps=[FOCUS_BY_PERIOD], group_name=GROUP,
     code_version=CODE_VERSION, kinds={"delta", "polars"}, check_specs=specs([PRICE_CHANGES, UNMAPPED_SKUS]),
     automation_condition=follows_upstream(), backfill_policy=BATCHED_BACKFILL,
     description="SKU / rate card of a billing period: ListUnitPrice and ContractedUnitPrice per ProviderName × SkuId "
@@ -350,7 +348,7 @@ def sku_catalog(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
 
 RECONCILE_ASSETS = [invoices_asset, exchange_rates_asset, invoice_reconciliation, sku_catalog]
 reconciliation_job = dg.define_asset_job(
-    "reconciliation", selection=[invoice_reconciliation, sku_catalog], partitions_def=billing_periods,
+    "reconciliation", selection=[invoice_reconciliation, sku_catalog], partitions_def=reconcile_periods,
     description="invoices vs FOCUS BilledCost and the SKU catalog for one billing period (all sources)")
 invoices_job = dg.define_asset_job("invoices_and_rates", selection=[invoices_asset, exchange_rates_asset],
                                    description="invoice documents (memos resolved) and exchange rates")

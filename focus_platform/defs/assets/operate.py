@@ -1,0 +1,128 @@
+"""Operate domain: retention, retention compliance (M11), end-to-end success (M15).
+
+- ``retention`` (job, daily at 03:00 UTC): drops every partition older than its table's policy
+  (``warehouse.retention``: catalog defaults, ``FOCUS_RETENTION``) through the warehouse's one write
+  path (one verified commit and one restatement-log entry with its totals per drop), then vacuums
+  each table's history older than the time-travel window (``FOCUS_TIME_TRAVEL_DAYS``, default 30):
+  until then a dropped or replaced version stays readable and restorable (``rollback``).
+- ``retention_<table>`` checks (M11, ERROR), one per partitioned table on the asset that writes it:
+  nothing older than the policy, nothing required missing. ``end_to_end_success`` (M15, WARN) on
+  focus_costs: successful runs / finished runs of the last ``RECENT_DAYS`` days. The
+  ``service_levels`` job runs these checks (daily at 03:30 UTC, after retention) and a failed run of
+  any job is logged by ``run_failure_alert`` (an alert hook to wire to a pager).
+"""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from focus_platform.defs.checks import ERROR, WARN, Check
+from focus_platform.defs.resources import WarehouseResource
+from focus_platform.service_levels import end_to_end_success
+from focus_platform.sources import RAW_TABLES
+from focus_platform.warehouse import retention
+from focus_platform.warehouse.catalog import FOCUS_TABLE, PERIOD_STATUS, TABLES
+
+RAW_ASSET = "raw_exports"
+RECENT_DAYS = 7
+
+
+def asset_of(table: str) -> str:
+    """The asset whose runs write a table (raw_* tables: raw_exports; period_status: focus_costs)."""
+    if table in RAW_TABLES:
+        return RAW_ASSET
+    return FOCUS_TABLE if table == PERIOD_STATUS else table
+
+
+def retention_check(table: str) -> Check:
+    return Check(f"retention_{table}", asset_of(table),
+                 f"M11: {table} holds no partition older than its retention policy and every partition its "
+                 "upstream tables hold inside the window", ERROR, service_level="M11")
+
+
+RETENTION_CHECKS = {name: retention_check(name) for name, spec in TABLES.items() if spec.partitioned}
+END_TO_END = Check("end_to_end_success", FOCUS_TABLE,
+                   f"M15: successful runs / finished runs of the last {RECENT_DAYS} days at or above target", WARN,
+                   service_level="M15")
+
+
+def compliance_result(check: Check, wh, table: str) -> dg.AssetCheckResult:
+    if not wh.exists(table):
+        return check.result(True, {"note": f"no {table} table yet"})
+    result = retention.compliance(wh, table)
+    return check.result(result.ok, {**result.metadata(), "rate": result.rate})
+
+
+def _retention_asset_check(table: str) -> dg.AssetChecksDefinition:
+    check = RETENTION_CHECKS[table]
+
+    @dg.asset_check(asset=check.asset, name=check.name, description=check.description,
+                    metadata=check.spec().metadata)
+    def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        return compliance_result(check, warehouse.warehouse(), table)
+
+    return _check
+
+
+def recent_outcomes(instance: dg.DagsterInstance, days: int = RECENT_DAYS) -> list[bool]:
+    """Finished runs of the last ``days`` days: True for success, False for failure (canceled and
+    running ones are not counted)."""
+    since = (datetime.now(UTC) - timedelta(days=days)).timestamp()
+    records = instance.get_run_records(dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE],
+        created_after=datetime.fromtimestamp(since, UTC)))
+    return [r.dagster_run.status == dg.DagsterRunStatus.SUCCESS for r in records]
+
+
+@dg.asset_check(asset=END_TO_END.asset, name=END_TO_END.name, description=END_TO_END.description,
+                metadata=END_TO_END.spec().metadata)
+def end_to_end_success_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    measured = end_to_end_success(recent_outcomes(context.instance))
+    if measured.value is None:
+        return END_TO_END.result(True, {"note": measured.reason or "no runs to measure"})
+    outcomes = recent_outcomes(context.instance)
+    return END_TO_END.result(bool(measured.meets), {"rate": measured.value, "runs": len(outcomes),
+                                                    "failed": outcomes.count(False), "days": RECENT_DAYS})
+
+
+@dg.op(description="drop expired partitions of every table (restatement-log entry each), vacuum history older "
+                   "than the time-travel window")
+def apply_retention(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> dg.Output:
+    report = retention.run_retention(warehouse.warehouse(), run_id=context.run_id)
+    for dropped in report.dropped:
+        context.log.info(f"dropped {dropped.table} {dropped.key}: {dropped.metadata()}")
+    return dg.Output(None, metadata={"dropped": len(report.dropped),
+                                     "report": dg.MetadataValue.json(report.metadata())})
+
+
+@dg.job(name="retention", description="partition-based retention per the table catalog (FOCUS_RETENTION), then "
+                                      "vacuum past the time-travel window (FOCUS_TIME_TRAVEL_DAYS)")
+def retention_job():
+    apply_retention()
+
+
+retention_schedule = dg.ScheduleDefinition(name="daily_retention", job=retention_job, cron_schedule="0 3 * * *",
+                                           execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
+RETENTION_ASSET_CHECKS = [_retention_asset_check(name) for name in RETENTION_CHECKS]
+service_levels_job = dg.define_asset_job(
+    "service_levels", selection=dg.AssetSelection.checks(*RETENTION_ASSET_CHECKS, end_to_end_success_check),
+    description="M11 retention compliance of every partitioned table and M15 end-to-end success")
+service_levels_schedule = dg.ScheduleDefinition(
+    name="daily_service_levels", job=service_levels_job, cron_schedule="30 3 * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING)
+
+
+@dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
+                       monitor_all_code_locations=False)
+def run_failure_alert(context: dg.RunFailureSensorContext):
+    """M15's alert on failure: every failed run is logged with its job, partition and error (wire a
+    pager or chat hook here)."""
+    run = context.dagster_run
+    context.log.error(f"run {run.run_id} of {run.job_name} failed (partition {run.tags.get('dagster/partition')}, "
+                      f"trigger {run.tags.get('focus/trigger', 'manual')}): "
+                      f"{context.failure_event.message if context.failure_event else ''}")
+
+
+operate = dg.Definitions(
+    jobs=[retention_job, service_levels_job], schedules=[retention_schedule, service_levels_schedule],
+    asset_checks=[*RETENTION_ASSET_CHECKS, end_to_end_success_check], sensors=[run_failure_alert])
