@@ -1,10 +1,16 @@
-"""Delta tables under one warehouse root: partition replace with stage → check → publish.
+"""Delta tables under one warehouse root: the one write path of every catalog table.
 
-``replace_partition`` streams a LazyFrame into bounded Parquet parts inside the partition's folder
-(not yet part of the table), runs the gate on exactly those parts, and only then commits them in
-one Delta transaction that also removes the partition's previous files. A reader never sees a
-partition that failed its gate, and Delta history keeps the version it replaced. Memory stays
-bounded by the part size, not the partition size (the plain deltalake writer buffers its input).
+``publish`` streams a LazyFrame into bounded Parquet parts inside the partition's folder (not yet
+part of the table), runs the table's contract and then the caller's gate on exactly those parts,
+and only then commits them in one Delta transaction that also removes the partition's previous
+files, then records the restatement-log entry. The partition columns come from the table's
+catalog spec (``warehouse.catalog``): billing period × export source, billing period, or none (a
+publication then replaces the whole table). A reader never sees a partition that failed a gate,
+and Delta history keeps the version it replaced. Memory stays bounded by the part size, not the
+partition size (the plain deltalake writer buffers its input). ``drop_partition`` removes a
+partition in one verified commit (retention), ``vacuum`` deletes files only versions older than a
+window need, ``append`` adds rows to the append-only restatement log. Nothing outside this
+package writes, deletes or vacuums a Delta table.
 
 Roots may be local folders, ``s3://…`` or ``gs://…`` (options from ``warehouse.storage``). Commits
 are safe with concurrent writers: Delta's optimistic concurrency (a conditional put of the next log
@@ -16,7 +22,8 @@ is always derived from the snapshot it lands on (version = snapshot + 1), so a l
 a table is re-read and committed as an ordinary partition overwrite (delta-rs 1.x would re-commit
 the loser's creation — protocol, metaData, adds — as a second ``CREATE TABLE`` at a later version,
 unchecked). After each commit the log entry is checked: this writer's files, removes of this
-partition's files only, every other partition unchanged (``CommitVerificationFailed`` otherwise). A writer killed mid-write leaves only uncommitted files in a ``stage-…``
+partition's files of the version it was derived from, every other partition unchanged
+(``CommitVerificationFailed`` otherwise). A writer killed mid-write leaves only uncommitted files in a ``stage-…``
 folder (readers never see them); ``remove_orphans`` deletes such files once they are old enough,
 keeping every file any table version refers to (Delta history stays restorable).
 """
