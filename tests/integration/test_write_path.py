@@ -21,6 +21,7 @@ from focus_platform.warehouse.delta import (
     Warehouse,
 )
 from focus_platform.warehouse.restatements import read_log
+from tests.integration.conftest_objectstore import moto_server, s3  # noqa: F401
 
 COSTS = "test_costs"  # billing period × export source, with money: its log entries carry totals
 BY_PERIOD = "test_by_period"
@@ -30,11 +31,23 @@ WHOLE = "test_whole"
 TEST_TABLES = (COSTS, BY_PERIOD, WHOLE)
 
 
+@pytest.fixture(params=["local", "s3"])
+def wh(request, tmp_path, catalog_test_tables) -> Warehouse:
+    if request.param == "s3":
+        return Warehouse(f"s3://{request.getfixturevalue('s3').new_bucket('write-path')}/wh")
+    return Warehouse(str(tmp_path / "wh"))
+
+
 @pytest.fixture
-def wh(tmp_path, monkeypatch) -> Warehouse:
-    """A warehouse whose catalog holds three test tables (no contract) of the three shapes. The
-    restatement log's contract allows the catalog's table names only: its entries about a test
-    table are checked as if about focus_costs (every other rule of the contract still applies)."""
+def local(tmp_path, catalog_test_tables) -> Warehouse:
+    return Warehouse(str(tmp_path / "wh"))
+
+
+@pytest.fixture
+def catalog_test_tables(monkeypatch) -> None:
+    """Three test tables (no contract) of the three shapes in the catalog. The restatement log's
+    contract allows the catalog's table names only: its entries about a test table are checked as
+    if about focus_costs (every other rule of the contract still applies)."""
     for spec in (
         catalog.TableSpec(COSTS, catalog.BY_PERIOD_AND_SOURCE, "test", "costs", totals=("cur", "billed", "effective")),
         catalog.TableSpec(BY_PERIOD, catalog.BY_PERIOD, "test", "one partition per period"),
@@ -50,7 +63,6 @@ def wh(tmp_path, monkeypatch) -> Warehouse:
         return real(table, staged, files, storage_options)
 
     monkeypatch.setattr(delta, "check_contract", check_contract)
-    return Warehouse(str(tmp_path / "wh"))
 
 
 def costs(billed: list[str], cur: str = "EUR") -> pl.LazyFrame:
@@ -59,7 +71,8 @@ def costs(billed: list[str], cur: str = "EUR") -> pl.LazyFrame:
                         schema={"cur": pl.String, "billed": MONEY, "effective": MONEY})
 
 
-def test_a_key_must_name_exactly_the_tables_partition_columns(wh):
+def test_a_key_must_name_exactly_the_tables_partition_columns(local):
+    wh = local
     with pytest.raises(ValueError, match="test_by_period is partitioned by x_BillingPeriod"):
         wh.publish(BY_PERIOD, pl.LazyFrame({"i": [1]}), PartitionKey.of("2024-01", "aws"))
     with pytest.raises(ValueError, match="nothing"):
@@ -154,7 +167,8 @@ def test_two_writers_of_two_periods_both_land(wh):
     print(f"commit retries: {wh.commit_retries}")
 
 
-def test_a_writer_whose_period_changed_since_its_base_commits_nothing(wh):
+def test_a_writer_whose_period_changed_since_its_base_commits_nothing(local):
+    wh = local
     key = PartitionKey.of("2024-01")
     wh.publish(BY_PERIOD, pl.LazyFrame({"i": [1]}), key)
     wh.publish(BY_PERIOD, pl.LazyFrame({"i": [1]}), PartitionKey.of("2024-02"))
@@ -188,7 +202,8 @@ def rates(rate: str) -> pl.LazyFrame:
                          "Rate": [Decimal(rate)], "Source": ["test"]}, schema=EXCHANGE_RATE_SCHEMA)
 
 
-def test_a_broken_contract_stops_publication_and_the_prior_version_stays(wh):
+def test_a_broken_contract_stops_publication_and_the_prior_version_stays(local):
+    wh = local
     published, _ = wh.publish(catalog.EXCHANGE_RATES_TABLE, rates("1.0950"), PartitionKey())
     prior = wh.scan(catalog.EXCHANGE_RATES_TABLE).collect()
     gate_ran = []
