@@ -12,7 +12,9 @@ Each stage reads and writes through the warehouse and gates what it publishes:
 - ``rollback_partition``: a partition back to an earlier Delta version.
 - ``convert_files``: export files → one typed FOCUS Parquet file, same rules and checks.
 
-Every replaced partition of a raw table and of ``focus_costs`` is recorded in ``restatement_log``.
+Every publication of a raw, ``focus_costs`` or ``focus_quarantine`` partition is recorded in
+``restatement_log`` by the warehouse's write path (``Warehouse.publish``), with the guard's and the
+period status's details the pipeline passes it; a no-op is recorded as ``unchanged``.
 """
 
 from __future__ import annotations
