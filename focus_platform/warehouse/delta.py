@@ -58,6 +58,7 @@ from focus_platform.warehouse.storage import StorageConfig, storage_handler
 DEFAULT_ROOT = "./.data/warehouse"
 ROWS_PER_PART = 1_000_000
 COMMIT_ATTEMPTS = 20
+APPEND_ATTEMPTS = 10  # blind appends conflict only when two writers create the table at once
 ORPHAN_AGE_HOURS = 24  # an uncommitted file older than this is a dead writer's leftover
 # Delta's default codec (Spark, delta-rs, DuckDB, BI readers all read it): about 15 % less CPU to
 # write than Polars' default zstd, for files about 1.7x larger.
@@ -317,12 +318,12 @@ class Warehouse:
         contract = check_contract(table, rows.lazy(), [], self.storage_options)
         if not contract.ok:
             raise GateFailed(contract.message(), contract)
-        for attempt in range(COMMIT_ATTEMPTS):
+        for attempt in range(APPEND_ATTEMPTS):
             try:
                 write_deltalake(self.uri(table), rows.to_arrow(), mode="append", storage_options=self.storage_options)
                 return
             except Exception:  # noqa: BLE001 - a concurrent creator or committer: retry
-                if attempt == COMMIT_ATTEMPTS - 1:
+                if attempt == APPEND_ATTEMPTS - 1:
                     raise
                 self.commit_retries += 1
                 time.sleep(0.05 * (attempt + 1))
