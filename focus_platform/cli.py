@@ -101,7 +101,7 @@ class PartitionOutcome:
 
 
 def partition_outcome(source: str, period: str, result) -> PartitionOutcome:
-    from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE
+    from focus_platform.warehouse.catalog import FOCUS_TABLE, QUARANTINE_TABLE
 
     outcome = PartitionOutcome(source, period, result.success)
     for event in result.get_asset_materialization_events():
@@ -424,7 +424,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import polars as pl
 
-    from focus_platform.pipeline import FOCUS_TABLE
+    from focus_platform.warehouse.catalog import FOCUS_TABLE
     from focus_platform.warehouse.restatements import PERIOD_STATUS, read_log
 
     warehouse = _warehouse(args)

@@ -47,15 +47,13 @@ from focus_platform.sources.common import (
 from focus_platform.spec.metadata import METADATA_SUFFIX, focus_metadata, write_metadata
 from focus_platform.spec.rules import ConformanceReport, check_conformance
 from focus_platform.warehouse import restatements as rs
+from focus_platform.warehouse.catalog import FOCUS_TABLE, QUARANTINE_TABLE
 from focus_platform.warehouse.delta import (
     PARQUET_COMPRESSION,
     GateFailed,
     Published,
     Warehouse,
 )
-
-FOCUS_TABLE = "focus_costs"
-QUARANTINE_TABLE = "focus_quarantine"
 
 
 def partition_of(source: str, period: str) -> dict[str, str]:

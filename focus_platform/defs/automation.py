@@ -6,7 +6,7 @@ for every billing period Dagster offers (the retention window, ``partitions``), 
 month two years back flows through like the open month. It waits while an upstream partition or
 the partition itself is in progress. It never requests a partition only because it is missing
 (that would backfill every empty month on the first tick). The default automation-condition
-sensor evaluates it (on by default; ``dg dev`` runs the daemon).
+sensor ``automation`` below evaluates it (running by default; ``dg dev`` runs the daemon).
 """
 
 import dagster as dg
@@ -21,3 +21,10 @@ def follows_upstream(ignore: str | None = None) -> dg.AutomationCondition:
     return (updated.since_last_handled()
             & ~dg.AutomationCondition.any_deps_in_progress()
             & ~dg.AutomationCondition.in_progress()).with_label(label)
+
+
+# Evaluates every asset's automation condition, running by default (Dagster's own default sensor is
+# created stopped on a new instance: a late re-delivery would then stop at raw_exports + focus_costs).
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "automation", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30, description="evaluates follows_upstream for every asset, every period")
