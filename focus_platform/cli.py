@@ -269,7 +269,8 @@ def run_downstream(defs, resources: dict, instance, periods: list[str], tags: di
 def print_downstream(outcomes: list[DownstreamOutcome]) -> None:
     print(f"\n{'job':<22}{'period':<9}{'status':<8}checks")
     for o in outcomes:
-        status = "ok" if o.success and not o.checks else ("warn" if o.success else "FAILED")
+        status = "FAILED" if not o.success else "error" if any("(ERROR)" in c for c in o.checks) \
+            else "warn" if o.checks else "ok"
         print(f"{o.job:<22}{o.period or '-':<9}{status:<8}{', '.join(o.checks) or 'all passed'}")
 
 

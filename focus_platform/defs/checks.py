@@ -32,6 +32,10 @@ class Check:
 
         return target(self.service_level)
 
+    @property
+    def key(self) -> dg.AssetCheckKey:
+        return dg.AssetCheckKey(dg.AssetKey(self.asset), self.name)
+
     def spec(self) -> dg.AssetCheckSpec:
         meta = {"severity": self.severity.value}
         if self.service_level:
@@ -53,3 +57,9 @@ class Check:
 
 def specs(checks) -> list[dg.AssetCheckSpec]:
     return [c.spec() for c in checks]
+
+
+def with_own_checks(assets, checks) -> dg.AssetSelection:
+    """A job's selection: the assets and exactly the checks they declare (not every check that targets
+    them: the service-level checks of the operate domain run in their own job)."""
+    return dg.AssetSelection.assets(*assets).without_checks() | dg.AssetSelection.checks(*(c.key for c in checks))

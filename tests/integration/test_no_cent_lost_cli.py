@@ -39,6 +39,8 @@ def demo_summary(stdout: str) -> dict[tuple[str, str], dict]:
     partitions: dict[tuple[str, str], dict] = {}
     current = None
     for line in stdout.splitlines():
+        if line.startswith("job "):  # the downstream runs' table follows the partitions'
+            break
         pair = MONEY_PAIR.search(line)
         if line and not line[0].isspace() and not line.startswith(("source ", "Delta ", "Dagster ", "Open ")):
             source, period, status = line.split()[:3]
@@ -85,12 +87,17 @@ def test_generate_then_demo_prints_the_expected_totals(case, instance_dirs, caps
     assert "Traceback" not in err
     printed = demo_summary(stdout)
     assert set(printed) == set(expected) and len({p for _, p in expected}) == 2
+    downstream = stdout[stdout.index("\njob "):].splitlines()[2:]  # the rest of the graph ran too
+    assert [line.split()[:3] for line in downstream] == [
+        ["invoices_and_rates", "-", line.split()[2]] if line.startswith("invoices") else line.split()[:3]
+        for line in downstream] and len(downstream) == 1 + 2
+    assert not any("FAILED" in line for line in downstream), downstream
     for key, partition in printed.items():
         assert partition["totals"] == expected[key], key
         if partition["status"] != "ok":  # a check that did not pass is named with its severity
             assert partition["status"] in ("warn", "error") and "failed: " in partition["line"], partition["line"]
     home = instance_dirs / "dagster"
-    assert f"DAGSTER_HOME={home.resolve()} dg dev -w " in stdout
+    assert re.search(rf"DAGSTER_HOME={re.escape(str(home.resolve()))} (FOCUS_RETENTION=\S+ )?dg dev -w ", stdout)
     assert f"Dagster instance: {home.resolve()}" in stdout
 
     rc, stdout, err = run_cli(capsys, "demo", "--landing-root", str(out),  # again: nothing new delivered
@@ -99,7 +106,7 @@ def test_generate_then_demo_prints_the_expected_totals(case, instance_dirs, caps
     assert stdout.count("raw_exports and focus_costs: unchanged (no new version)") == len(expected)
 
 
-def test_demo_runs_under_the_focus_pipeline_job(instance_dirs, capsys):
+def test_demo_runs_under_the_definitions_jobs(instance_dirs, capsys):
     import dagster as dg
 
     out = instance_dirs / "landing"
@@ -108,7 +115,7 @@ def test_demo_runs_under_the_focus_pipeline_job(instance_dirs, capsys):
                               "--warehouse-root", str(instance_dirs / "warehouse"))
     assert rc == 0, err[-3000:]
     runs = dg.DagsterInstance.get().get_runs()
-    assert runs and {r.job_name for r in runs} == {"focus_pipeline"}
+    assert runs and {r.job_name for r in runs} == {"focus_pipeline", "invoices_and_rates", "reconciliation"}
     assert all(r.tags.get("focus/origin") == "demo" for r in runs)
 
 
@@ -205,7 +212,8 @@ def test_one_bad_source_does_not_stop_the_others(instance_dirs, capsys):
     assert printed[("azure-ea", "2024-02")]["status"] == "ok"
     assert printed[("azure-mca", "2024-01")]["status"] == "ok"
     assert not any(source == "stray" for source, _ in printed)
-    assert re.search(r"Delta tables under \S+: raw_azure_cost_details, focus_costs, focus_quarantine\n", stdout)
+    assert re.search(r"Delta tables under \S+: raw_azure_cost_details, focus_costs, focus_quarantine, invoices, "
+                     r"exchange_rates, invoice_reconciliation, sku_catalog\n", stdout)
 
 
 def test_generate_adds_its_sources_to_sources_json(tmp_path, capsys):

@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from focus_platform import __version__
-from focus_platform.defs.assets.operate import SERVICE_LEVEL_SELECTION
 from focus_platform.defs.automation import follows_upstream
-from focus_platform.defs.checks import WARN, Check, specs
+from focus_platform.defs.checks import WARN, Check, specs, with_own_checks
 from focus_platform.defs.partitions import (
     PARTITIONS,
     dagster_key,
@@ -252,7 +251,7 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
 
 INGEST_ASSETS = [raw_exports, focus_costs]
 focus_pipeline_job = dg.define_asset_job(
-    "focus_pipeline", selection=dg.AssetSelection.assets(*INGEST_ASSETS) - SERVICE_LEVEL_SELECTION,
+    "focus_pipeline", selection=with_own_checks(INGEST_ASSETS, [DELIVERY_ACCEPTED, *FOCUS_CHECKS]),
     partitions_def=PARTITIONS,
     description="raw export → FOCUS 1.2 for one billing period × source")
 

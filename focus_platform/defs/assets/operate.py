@@ -105,9 +105,8 @@ retention_schedule = dg.ScheduleDefinition(name="daily_retention", job=retention
                                            execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
 RETENTION_ASSET_CHECKS = [_retention_asset_check(name) for name in RETENTION_CHECKS]
 # the service-level checks run in their own job, not in every run of the assets they sit on
-SERVICE_LEVEL_SELECTION = dg.AssetSelection.checks(*RETENTION_ASSET_CHECKS, end_to_end_success_check)
 service_levels_job = dg.define_asset_job(
-    "service_levels", selection=SERVICE_LEVEL_SELECTION,
+    "service_levels", selection=dg.AssetSelection.checks(*RETENTION_ASSET_CHECKS, end_to_end_success_check),
     description="M11 retention compliance of every partitioned table and M15 end-to-end success")
 service_levels_schedule = dg.ScheduleDefinition(
     name="daily_service_levels", job=service_levels_job, cron_schedule="30 3 * * *", execution_timezone="UTC",

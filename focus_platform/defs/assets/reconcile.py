@@ -31,9 +31,8 @@ import dagster as dg
 import polars as pl
 
 from focus_platform import __version__
-from focus_platform.defs.assets.operate import SERVICE_LEVEL_SELECTION
 from focus_platform.defs.automation import follows_upstream
-from focus_platform.defs.checks import ERROR, WARN, Check, specs
+from focus_platform.defs.checks import ERROR, WARN, Check, specs, with_own_checks
 from focus_platform.defs.partitions import reconcile_periods
 from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
 from focus_platform.periods import BillingPeriod, PartitionKey, PeriodError
@@ -350,7 +349,8 @@ def sku_catalog(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
 RECONCILE_ASSETS = [invoices_asset, exchange_rates_asset, invoice_reconciliation, sku_catalog]
 reconciliation_job = dg.define_asset_job(
     "reconciliation",
-    selection=dg.AssetSelection.assets(invoice_reconciliation, sku_catalog) - SERVICE_LEVEL_SELECTION,
+    selection=with_own_checks([invoice_reconciliation, sku_catalog],
+                              [*RECONCILIATION_CHECKS, PRICE_CHANGES, UNMAPPED_SKUS]),
     partitions_def=reconcile_periods,
     description="invoices vs FOCUS BilledCost and the SKU catalog for one billing period (all sources)")
 invoices_job = dg.define_asset_job("invoices_and_rates", selection=[invoices_asset, exchange_rates_asset],
