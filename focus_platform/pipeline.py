@@ -48,6 +48,7 @@ from focus_platform.spec.metadata import METADATA_SUFFIX, focus_metadata, write_
 from focus_platform.spec.rules import ConformanceReport, check_conformance
 from focus_platform.warehouse import restatements as rs
 from focus_platform.warehouse.catalog import FOCUS_TABLE, QUARANTINE_TABLE
+from focus_platform.warehouse.contracts import ContractReport
 from focus_platform.warehouse.delta import (
     PARQUET_COMPRESSION,
     GateFailed,
@@ -316,15 +317,17 @@ class RawIngest:
     restatement: rs.Restatement | None = None
     guard: rs.GuardResult | None = None
     unchanged: bool = False  # the same delivery was already published: nothing written (recorded)
+    contract: ContractReport | None = None  # the raw table's contract on what was published
 
 
 class DeliveryRefused(SourceFormatError):
-    """A delivery refused as a whole (empty, partial, changed while read, or failing the guard):
-    nothing committed, the published version stays."""
+    """A delivery refused as a whole (empty, partial, changed while read, failing the guard or the raw
+    table's contract): nothing committed, the published version stays."""
 
-    def __init__(self, message: str, guard: rs.GuardResult | None = None):
+    def __init__(self, message: str, guard: rs.GuardResult | None = None, contract: ContractReport | None = None):
         super().__init__(message)
         self.guard = guard
+        self.contract = contract
 
 
 def _check_objects(store, delivery: Delivery, label: str) -> None:
@@ -436,7 +439,8 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
             commit_metadata={"delivery": delivery.delivery_id, "files": delivery.files, "forced": policy.force,
                              "source": source.name, "period": delivery.billing_period, "fingerprint": digest})
     except GateFailed as exc:
-        raise DeliveryRefused(str(exc), exc.details if isinstance(exc.details, rs.GuardResult) else None) from exc
+        raise DeliveryRefused(str(exc), exc.details if isinstance(exc.details, rs.GuardResult) else None,
+                              exc.details if isinstance(exc.details, ContractReport) else None) from exc
     except DeliveryRefused:
         raise
     except (OSError, pl.exceptions.PolarsError, SourceFormatError) as exc:
@@ -449,7 +453,7 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
         raise SourceFormatError(f"{label} ({', '.join(delivery.files)}): {str(exc).splitlines()[0]}") from exc
     return RawIngest(source.name, delivery.billing_period, delivery.delivery_id, delivery.files, published.rows,
                      published.version, sorted(versions["x_SourceFormatVersion"].to_list()), published.restatement,
-                     result)
+                     result, contract=published.contract)
 
 
 @dataclass
@@ -463,6 +467,7 @@ class FocusPublish:
     status: str = rs.OPEN
     status_reason: str = ""
     unchanged: bool = False  # built from the same raw partition by the same converter: nothing written
+    contracts: dict[str, ContractReport] = field(default_factory=dict)  # focus_costs, focus_quarantine
 
 
 def _finality(fmt_name: str, stats: dict, period: str, has_invoice: Callable[[str, str], bool] | None) -> tuple[bool, str]:
@@ -545,12 +550,13 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
         commit_metadata=lambda g: {"source": source.name, "period": period, "totals": g[0].totals,
                                    "rows": g[0].rows.focus, "deliveries": list(g[1].deliveries), "status": g[2],
                                    "fingerprint": digest, "warnings": g[0].warnings})
-    warehouse.publish(QUARANTINE_TABLE, quarantine.lazy(), PartitionKey.of(period, source.name), run_id=run_id,
-                      commit_metadata={"source": source.name, "period": period})
+    quarantined, _ = warehouse.publish(QUARANTINE_TABLE, quarantine.lazy(), PartitionKey.of(period, source.name),
+                                       run_id=run_id, commit_metadata={"source": source.name, "period": period})
     _write_focus_metadata(warehouse)
     rs.write_status(warehouse, period, source.name, status, reason, published.version, after.deliveries)
     return FocusPublish(source.name, period, published.version, checks, quarantine.height, published.restatement,
-                        status, reason)
+                        status, reason, contracts={FOCUS_TABLE: published.contract,
+                                                   QUARANTINE_TABLE: quarantined.contract})
 
 
 def _unchanged_focus(warehouse: Warehouse, source: ExportSource, period: str, base, before: rs.PartitionState,

@@ -63,3 +63,29 @@ def with_own_checks(assets, checks) -> dg.AssetSelection:
     """A job's selection: the assets and exactly the checks they declare (not every check that targets
     them: the service-level checks of the operate domain run in their own job)."""
     return dg.AssetSelection.assets(*assets).without_checks() | dg.AssetSelection.checks(*(c.key for c in checks))
+
+
+def contract_check(asset: str) -> Check:
+    """The table contract of the table an asset writes (``warehouse.contracts``), checked on the staged
+    files before the commit: a failing contract publishes nothing."""
+    return Check("contract", asset, "the table's contract (types, nullability, allowed values, keys, cross-column "
+                 "rules) holds on the staged data; checked before the commit, so a broken one publishes nothing",
+                 blocking=True)
+
+
+def contract_result(check: Check, report) -> dg.AssetCheckResult:
+    """``report``: the ``ContractReport`` of what was (or would have been) published; None when nothing was
+    written (an unchanged delivery: the published version was checked when it was published)."""
+    if report is None:
+        return check.result(True, {"note": "nothing written: the published version was checked when published"})
+    meta = report.metadata()
+    meta["failures"] = dg.MetadataValue.json(meta["failures"])
+    if report.failures.height:
+        meta["failing_rows"] = dg.MetadataValue.md(_markdown(report.failures))
+    return check.result(report.ok, meta)
+
+
+def _markdown(df, limit: int = 20) -> str:
+    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
+    return head + "\n".join("| " + " | ".join("" if v is None else str(v) for v in r) + " |"
+                            for r in df.head(limit).iter_rows())

@@ -69,8 +69,8 @@ def in_window(period: str) -> bool:
 def outside_window(period: str) -> str:
     """The refusal of a billing period without a partition, naming the window."""
     return (f"{period} is outside the billing-period window {FIRST_PERIOD} to {last_period()} (the current month; "
-            f"retention {retention.RETENTION_VARIABLE}): no partition holds it, so it is not loaded; check the folder's "
-            "name or the retention policy")
+            f"retention {retention.RETENTION_VARIABLE}): no partition holds it, so it is not loaded; check the "
+            "folder's name or the retention policy")
 
 
 def open_and_previous(now=None) -> list[BillingPeriod]:

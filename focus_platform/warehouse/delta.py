@@ -52,7 +52,7 @@ from focus_platform.periods import PERIOD_COLUMN, SOURCE_COLUMN, PartitionKey
 from focus_platform.warehouse import restatements as rs
 from focus_platform.warehouse.catalog import RESTATEMENT_LOG
 from focus_platform.warehouse.catalog import table as table_spec
-from focus_platform.warehouse.contracts import check_contract
+from focus_platform.warehouse.contracts import ContractReport, check_contract
 from focus_platform.warehouse.storage import StorageConfig, storage_handler
 
 DEFAULT_ROOT = "./.data/warehouse"
@@ -99,6 +99,7 @@ class Published:
     files: int
     partition: dict[str, str]
     restatement: rs.Restatement | None = None  # the restatement-log entry recorded (logged tables)
+    contract: ContractReport | None = None  # the table's contract on the published files (publish only)
 
 
 def is_local(uri: str) -> bool:
@@ -299,7 +300,7 @@ class Warehouse:
             raise
         if fingerprint is not None:
             self._record_fingerprint(table, partition, fingerprint, frozenset(a.path for a in actions))
-        published = Published(table, version, rows, len(files), dict(partition))
+        published = Published(table, version, rows, len(files), dict(partition), contract=contract)
         if measure:
             before = self._measure(table, partition, seen)
             entry = rs.Restatement(table, partition.get(PERIOD_COLUMN), partition.get(SOURCE_COLUMN),

