@@ -14,7 +14,12 @@ import pytest
 from focus_platform.conformance import official_validator as ov
 from focus_platform.generate.oci import generate_oci
 from focus_platform.landing.zone import ExportSource, LocalStore, discover_deliveries
-from focus_platform.pipeline import FOCUS_TABLE, convert_files, ingest_delivery, publish_focus
+from focus_platform.pipeline import (
+    FOCUS_TABLE,
+    convert_files,
+    ingest_delivery,
+    publish_focus,
+)
 from focus_platform.warehouse.delta import Warehouse
 from tests.conftest import FIXTURES, SAMPLE_LANDING
 

@@ -22,7 +22,13 @@ import polars as pl
 import pytest
 
 from focus_platform.landing.zone import ExportSource, LocalStore, discover_deliveries
-from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE, ingest_delivery, partition_of, publish_focus
+from focus_platform.pipeline import (
+    FOCUS_TABLE,
+    QUARANTINE_TABLE,
+    ingest_delivery,
+    partition_of,
+    publish_focus,
+)
 from focus_platform.warehouse.delta import Warehouse
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "aws"

@@ -18,7 +18,13 @@ import pytest
 
 from focus_platform.cli import main
 from focus_platform.landing.zone import DeliveryError, discover_deliveries
-from focus_platform.pipeline import FOCUS_TABLE, QUARANTINE_TABLE, convert_files, ingest_delivery, publish_focus
+from focus_platform.pipeline import (
+    FOCUS_TABLE,
+    QUARANTINE_TABLE,
+    convert_files,
+    ingest_delivery,
+    publish_focus,
+)
 from focus_platform.sources import SourceFormatError, aws_cur
 from focus_platform.sources.common import Lineage
 from focus_platform.spec.columns import FOCUS_COLUMN_NAMES

@@ -11,7 +11,12 @@ import pytest
 
 from focus_platform.generate.aws_cur import generate_aws_cur
 from focus_platform.landing.zone import ExportSource, LocalStore, discover_deliveries
-from focus_platform.pipeline import FOCUS_TABLE, ingest_delivery, partition_of, publish_focus
+from focus_platform.pipeline import (
+    FOCUS_TABLE,
+    ingest_delivery,
+    partition_of,
+    publish_focus,
+)
 from focus_platform.warehouse.delta import Warehouse
 
 

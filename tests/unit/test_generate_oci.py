@@ -189,7 +189,11 @@ def test_bad_arguments(tmp_path):
 
 def test_generated_delivery_through_the_landing_zone(tmp_path):
     """Discover → raw_oci_cost → focus_costs: one delivery per month folder, totals as expected."""
-    from focus_platform.landing.zone import ExportSource, LocalStore, discover_deliveries
+    from focus_platform.landing.zone import (
+        ExportSource,
+        LocalStore,
+        discover_deliveries,
+    )
     from focus_platform.pipeline import FOCUS_TABLE, ingest_delivery, publish_focus
     from focus_platform.warehouse.delta import Warehouse
 
