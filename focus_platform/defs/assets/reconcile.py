@@ -150,11 +150,12 @@ class InvoicesConfig(dg.Config):
 MEMOS_RESOLVED = Check("credit_memos_resolved", INVOICES_TABLE,
                        "every credit memo is netted into the invoice it adjusts (pending: invoice not seen yet; "
                        "rejected: other currency/account)", WARN)
+INVOICES_CHECKS = [MEMOS_RESOLVED, CONTRACTS[INVOICES_TABLE]]
 
 
 @dg.asset(
     name=INVOICES_TABLE, deps=[FOCUS_TABLE], group_name=GROUP, code_version=CODE_VERSION, kinds={"delta", "polars"},
-    check_specs=specs([MEMOS_RESOLVED, CONTRACTS[INVOICES_TABLE]]), automation_condition=follows_upstream(),
+    check_specs=specs(INVOICES_CHECKS), automation_condition=follows_upstream(),
     description="Provider invoices and credit memos from <landing root>/invoices/** (CSV or JSON lines, Decimal "
                 "money; memos resolved to the invoice and period they adjust), plus invoice summaries derived "
                 "from focus_costs per billing account × period × currency × InvoiceId (x_InvoiceSource).",

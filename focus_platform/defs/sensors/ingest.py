@@ -20,7 +20,7 @@ import json
 
 import dagster as dg
 
-from focus_platform.defs.assets.ingest import focus_costs, raw_exports
+from focus_platform.defs.assets.ingest import focus_pipeline_job
 from focus_platform.defs.partitions import (
     EXPORT_SOURCE,
     dagster_key,
@@ -30,8 +30,6 @@ from focus_platform.defs.partitions import (
 from focus_platform.defs.resources import LandingZoneResource
 from focus_platform.periods import PartitionKey
 
-DELIVERY_ASSETS = [raw_exports, focus_costs]
-
 
 def read_cursor(text: str | None) -> dict[str, str]:
     """The delivery cursor, keys in ``PartitionKey``'s text (earlier ``source|period`` keys converted)."""
@@ -39,7 +37,7 @@ def read_cursor(text: str | None) -> dict[str, str]:
     return {str(PartitionKey.parse(k)): v for k, v in seen.items()}
 
 
-@dg.sensor(minimum_interval_seconds=60, asset_selection=DELIVERY_ASSETS,
+@dg.sensor(minimum_interval_seconds=60, job=focus_pipeline_job,
            default_status=dg.DefaultSensorStatus.RUNNING)
 def delivery_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZoneResource):
     """New export sources become partitions; a new or changed delivery runs exactly its partition."""

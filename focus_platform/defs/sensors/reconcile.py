@@ -24,7 +24,7 @@ import dagster as dg
 import polars as pl
 
 from focus_platform.defs.assets import reconcile
-from focus_platform.defs.assets.ingest import focus_costs
+from focus_platform.defs.assets.ingest import FOCUS_CHECKS, focus_costs
 from focus_platform.defs.partitions import dagster_key
 from focus_platform.defs.resources import (
     INVOICE_PREFIX,
@@ -86,11 +86,13 @@ def invoice_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZon
     digest = hashlib.sha256("|".join(f"{o.key}={o.etag}" for o in done).encode()).hexdigest()[:12]
     tags = {"focus/trigger": "invoice"}
     requests = [dg.RunRequest(run_key=f"invoice|{period}|{source}|{digest}", asset_selection=list(focus_costs.keys),
+                              asset_check_keys=[c.key for c in FOCUS_CHECKS],
                               partition_key=dagster_key(PartitionKey.of(period, source)), tags=tags)
                 for period, source in partitions]
     if done:
         requests.append(dg.RunRequest(run_key=f"invoice|invoices|{digest}",
                                       asset_selection=[reconcile.invoices_asset.key],
+                                      asset_check_keys=[c.key for c in reconcile.INVOICES_CHECKS],
                                       tags=tags))
     for p in problems + pending:
         context.log.warning(p)
