@@ -10,8 +10,9 @@ current month (UTC): per domain, the start of the longest-kept table its assets 
 With the catalog's defaults the ingest domain offers 36 months (focus_costs), the reconcile domain 84
 (invoice_reconciliation): a month past retention is not offered for backfill. A period outside the
 ingest window (a folder named ``2099-01``, a month past retention) has no partition: ``in_window`` says
-whether a period has one and ``outside_window`` the sentence that refuses it. The windows are read when
-the definitions load (the code location reloads daily under ``dg dev``/the daemon; a reload moves them).
+whether a period has one and ``outside_window`` the sentence that refuses it. A window's end follows the
+clock; its start is computed when the definitions load, so a long-running code location offers one month
+too many until it is reloaded or redeployed (the retention job and M11 use the clock, not this start).
 """
 
 import dagster as dg
