@@ -37,6 +37,7 @@ from importlib import resources
 from pathlib import Path
 
 from focus_platform.landing.zone import ExportSource, ObjectMissing
+from focus_platform.settings import SettingError
 from focus_platform.sources import FORMATS
 from focus_platform.warehouse.storage import scheme
 
@@ -54,10 +55,6 @@ REQUIRED_KEYS = ("name", "format")
 
 class SourcesFileError(ValueError):
     """A ``sources.json`` that cannot be used; the message names the file and the entry."""
-
-
-class SettingError(ValueError):
-    """A setting outside its allowed values; the message names the variable, its value and what is allowed."""
 
 
 # ---------------------------------------------------------------------------------------------

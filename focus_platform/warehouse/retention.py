@@ -25,13 +25,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from focus_platform.landing.config import SettingError
 from focus_platform.periods import (
     PERIOD_COLUMN,
     SOURCE_COLUMN,
     BillingPeriod,
     PartitionKey,
 )
+from focus_platform.settings import SettingError
 from focus_platform.sources import RAW_TABLES
 from focus_platform.warehouse.catalog import (
     FOCUS_TABLE,

@@ -31,7 +31,7 @@ from focus_platform.defs.resources import (
     default_resources,
 )
 from focus_platform.defs.sensors.ingest import delivery_sensor
-from focus_platform.landing.config import SettingError, SourcesFileError, load_sources
+from focus_platform.landing.config import SourcesFileError, load_sources
 from focus_platform.landing.stores import GCSStore, open_store
 from focus_platform.landing.zone import (
     DeliveryError,
@@ -41,6 +41,7 @@ from focus_platform.landing.zone import (
     discover_deliveries,
 )
 from focus_platform.periods import PartitionKey
+from focus_platform.settings import SettingError
 from focus_platform.warehouse.restatements import GuardPolicy
 from tests.integration.conftest_objectstore import gcs, gcs_server, moto_server, s3  # noqa: F401
 
