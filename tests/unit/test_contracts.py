@@ -208,7 +208,7 @@ BROKEN = [
     ("raw_focus", "missing lineage", drop("x_RowId"), "x_RowId", "column_in_dataframe", "x_RowId"),
     ("raw_focus", "null", set_value("x_RowId", None), "x_RowId", "not_nullable", None),
     ("raw_focus", "not allowed", set_value("x_SourceRow", 0), "x_SourceRow", "greater_than_or_equal_to(1)", "0"),
-    ("raw_focus", "duplicate key", duplicate_row(), "x_RowId", "field_uniqueness", None),
+    # raw and FOCUS x_RowId uniqueness: the FOCUS gate's row_id_unique over the whole partition, not a contract
     ("raw_focus", "rule", set_value("x_SourceRow", 5), "x_RowId, x_SourceRow",
      "x_RowId ends with -<x_SourceRow as 9 digits>", '"x_SourceRow":5'),
     ("focus_costs", "wrong dtype", cast("BilledCost", pl.Float64), "BilledCost", "dtype('Decimal(precision=38, scale=12)')",
@@ -219,7 +219,6 @@ BROKEN = [
      "dtype('Datetime(time_unit='us', time_zone='UTC')')", "Datetime(time_unit='us', time_zone=None)"),
     ("focus_costs", "null", set_value("x_RowId", None), "x_RowId", "not_nullable", None),
     ("focus_costs", "not allowed", set_value("BillingCurrency", "usd"), "BillingCurrency", "str_matches", "usd"),
-    ("focus_costs", "duplicate key", duplicate_row(2), "x_RowId", "field_uniqueness", None),
     ("focus_quarantine", "wrong dtype", cast("x_BilledCost", pl.String), "x_BilledCost", "dtype", "String"),
     ("focus_quarantine", "null", set_value("x_QuarantineReason", None), "x_QuarantineReason", "not_nullable", None),
     ("focus_quarantine", "not allowed", set_value("x_QuarantineReason", "  "), "x_QuarantineReason", "str_matches", "  "),
