@@ -18,8 +18,9 @@ Status of a row (``STATUSES``):
 ============================ =====================================================================
 match                        the invoice's net total equals sum(BilledCost) exactly
 rounding                     0 < |Difference| <= one minor currency unit (ISO 4217)
-difference                   |Difference| > one minor unit, drift <= 0.1 %            (M3 WARN)
-drift                        drift > 0.1 % (or |Difference| > one minor unit on a 0 total) (M3 ERROR)
+difference                   |Difference| > one minor unit, drift within M3's target   (M3 WARN)
+drift                        drift above M3's target (0.1 % unless FOCUS_SLO_TARGETS says otherwise;
+                             or |Difference| > one minor unit on a 0 total)            (M3 ERROR)
 no_focus_rows                an invoice with no FOCUS rows (e.g. an unknown billing account)
 currency_mismatch            an invoice whose FOCUS rows are in another currency (both sides listed)
 missing_invoice              FOCUS rows of a closed period without an invoice document
@@ -49,6 +50,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import polars as pl
 
+from focus_platform import service_levels
 from focus_platform.periods import BillingPeriod
 from focus_platform.reconciliation.currency import minor_unit
 from focus_platform.reconciliation.invoices import (
@@ -64,7 +66,6 @@ from focus_platform.reconciliation.invoices import (
 )
 from focus_platform.spec.columns import MONEY, TIMESTAMP
 
-DRIFT_ERROR_PERCENT = Decimal("0.1")  # M3: ERROR above 0.1 %
 DEFAULT_TOP_N = 10
 
 MATCH, ROUNDING, DIFFERENCE, DRIFT = "match", "rounding", "difference", "drift"
@@ -141,8 +142,8 @@ def classify(difference: Decimal, net_total: Decimal, currency: str) -> str:
         return MATCH
     if abs(difference) <= minor_unit(currency):
         return ROUNDING
-    drift = drift_percent(difference, net_total)
-    return DRIFT if drift is None or drift > DRIFT_ERROR_PERCENT else DIFFERENCE
+    drift = drift_percent(difference, net_total)  # a percent; M3's target is a fraction (service_levels)
+    return DRIFT if drift is None or not service_levels.meets("M3", float(drift / 100)) else DIFFERENCE
 
 
 @dataclass
