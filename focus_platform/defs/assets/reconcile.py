@@ -43,7 +43,13 @@ from focus_platform.defs.checks import (
 )
 from focus_platform.defs.partitions import reconcile_periods
 from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
-from focus_platform.periods import BillingPeriod, PartitionKey, PeriodError
+from focus_platform.periods import (
+    PERIOD_COLUMN,
+    SOURCE_COLUMN,
+    BillingPeriod,
+    PartitionKey,
+    PeriodError,
+)
 from focus_platform.reconciliation import catalog, currency, invoices, reconcile
 from focus_platform.spec.columns import focus_schema
 from focus_platform.warehouse.catalog import (
@@ -62,7 +68,6 @@ from focus_platform.warehouse.delta import (
 
 CODE_VERSION = __version__
 GROUP = "reconciliation"
-PERIOD_COLUMN = "x_BillingPeriod"
 
 # A monthly partition depends on every (billing period, export source) partition of focus_costs with that
 # period: Dagster infers MultiToSingleDimensionPartitionMapping on the billing-period dimension.
@@ -123,8 +128,8 @@ def focus_of_period(wh: Warehouse, period: str) -> pl.LazyFrame:
     """The FOCUS rows of one billing period, every export source (an empty frame when none)."""
     dt = wh.table(FOCUS_TABLE)
     parts = [p for p in (dt.partitions() if dt is not None else []) if p.get(PERIOD_COLUMN) == period]
-    frames = [wh.scan(FOCUS_TABLE, {PERIOD_COLUMN: period, "x_Source": p["x_Source"]})
-              for p in sorted(parts, key=lambda p: p["x_Source"])]
+    frames = [wh.scan(FOCUS_TABLE, PartitionKey.of(period, p[SOURCE_COLUMN]).values())
+              for p in sorted(parts, key=lambda p: p[SOURCE_COLUMN])]
     if not frames:
         return pl.LazyFrame(schema=focus_schema())
     return pl.concat(frames, how="diagonal_relaxed")
