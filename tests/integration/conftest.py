@@ -12,6 +12,7 @@ import csv
 import gzip
 import io
 import json
+import shutil
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
@@ -220,3 +221,38 @@ def h() -> SimpleNamespace:
         SMALL_CUR=SMALL_CUR, load_cur=load_cur, period_folder=period_folder, run_pipeline=run_pipeline,
         focus_rows=focus_rows, billed_by_currency=billed_by_currency, table_version=table_version,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole graph on one embedded sample month
+# ---------------------------------------------------------------------------------------------
+SAMPLE_SOURCE, SAMPLE_PERIOD = "aws-fc-sample", "2023-11"
+
+
+def published_sample_month(root: Path) -> SimpleNamespace:
+    """The embedded ``aws-fc-sample`` source (2023-11) and the sample invoices as a landing zone under
+    ``root``, every asset of the graph materialized once through Dagster: instance, resources, warehouse."""
+    import dagster as dg
+
+    from focus_platform.defs.assets.ingest import INGEST_ASSETS
+    from focus_platform.defs.assets.reconcile import RECONCILE_ASSETS
+    from focus_platform.defs.partitions import EXPORT_SOURCE
+    from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
+    from tests.conftest import SAMPLE_LANDING
+
+    land = root / "landing"
+    shutil.copytree(SAMPLE_LANDING / SAMPLE_SOURCE, land / SAMPLE_SOURCE)
+    shutil.copytree(SAMPLE_LANDING / "invoices", land / "invoices")
+    (land / "sources.json").write_text(json.dumps({"sources": [
+        {"name": SAMPLE_SOURCE, "format": "aws-cur", "location": SAMPLE_SOURCE}]}))
+    res = {"landing_zone": LandingZoneResource(root=str(land)), "warehouse": WarehouseResource(root=str(root / "wh"))}
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(EXPORT_SOURCE, [SAMPLE_SOURCE])
+    quiet = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    assert dg.materialize(INGEST_ASSETS, partition_key=f"{SAMPLE_PERIOD}|{SAMPLE_SOURCE}", instance=instance,
+                          resources=res, run_config=quiet).success
+    assert dg.materialize(RECONCILE_ASSETS, instance=instance, resources=res, run_config=quiet,
+                          selection=["invoices", "exchange_rates"]).success
+    assert dg.materialize(RECONCILE_ASSETS, partition_key=SAMPLE_PERIOD, instance=instance, resources=res,
+                          run_config=quiet, selection=["invoice_reconciliation", "sku_catalog"]).success
+    return SimpleNamespace(instance=instance, resources=res, warehouse=Warehouse(str(root / "wh")))

@@ -4,23 +4,11 @@ green; the dropped version stays readable by time travel inside the window."""
 
 from __future__ import annotations
 
-import json
-import shutil
-from importlib import resources
-from pathlib import Path
-
-import dagster as dg
 import polars as pl
 
-from focus_platform.defs.assets.ingest import INGEST_ASSETS
-from focus_platform.defs.assets.reconcile import RECONCILE_ASSETS
-from focus_platform.defs.partitions import EXPORT_SOURCE
-from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
 from focus_platform.warehouse.catalog import FOCUS_TABLE, RESTATEMENT_LOG
-from focus_platform.warehouse.delta import Warehouse
+from tests.integration.conftest import published_sample_month
 
-SAMPLE = Path(str(resources.files("focus_platform") / "sample_data" / "landing"))
-SOURCE, PERIOD = "aws-fc-sample", "2023-11"
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -32,20 +20,8 @@ def evaluations(result) -> dict[str, bool]:
 def test_retention_job_and_service_level_checks(tmp_path, monkeypatch):
     from focus_platform.definitions import defs
 
-    land = tmp_path / "landing"
-    shutil.copytree(SAMPLE / SOURCE, land / SOURCE)
-    shutil.copytree(SAMPLE / "invoices", land / "invoices")
-    (land / "sources.json").write_text(json.dumps({"sources": [{"name": SOURCE, "format": "aws-cur",
-                                                                 "location": SOURCE}]}))
-    res = {"landing_zone": LandingZoneResource(root=str(land)), "warehouse": WarehouseResource(root=str(tmp_path / "wh"))}
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(EXPORT_SOURCE, [SOURCE])
-    assert dg.materialize(INGEST_ASSETS, partition_key=f"{PERIOD}|{SOURCE}", instance=instance, resources=res,
-                          run_config=QUIET).success
-    for selection, key in ((["invoices"], None), (["invoice_reconciliation", "sku_catalog"], PERIOD)):
-        assert dg.materialize(RECONCILE_ASSETS, partition_key=key, instance=instance, resources=res, run_config=QUIET,
-                              selection=selection).success
-    wh = Warehouse(str(tmp_path / "wh"))
+    month = published_sample_month(tmp_path)
+    instance, res, wh = month.instance, month.resources, month.warehouse
     before = wh.table(FOCUS_TABLE).version()
 
     service_levels = defs.resolve_job_def("service_levels")

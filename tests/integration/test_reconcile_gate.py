@@ -4,19 +4,11 @@ nothing, and leaves the previously published version readable with the same rows
 
 from __future__ import annotations
 
-import json
-import shutil
-from importlib import resources
-from pathlib import Path
-
 import dagster as dg
 import polars as pl
 import pytest
 
-from focus_platform.defs.assets.ingest import INGEST_ASSETS
 from focus_platform.defs.assets.reconcile import RECONCILE_ASSETS
-from focus_platform.defs.partitions import EXPORT_SOURCE
-from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
 from focus_platform.reconciliation import catalog, currency, invoices, reconcile
 from focus_platform.warehouse.catalog import (
     EXCHANGE_RATES_TABLE,
@@ -24,10 +16,9 @@ from focus_platform.warehouse.catalog import (
     RECONCILIATION_TABLE,
     SKU_CATALOG_TABLE,
 )
-from focus_platform.warehouse.delta import Warehouse
+from tests.integration.conftest import SAMPLE_PERIOD, published_sample_month
 
-SAMPLE = Path(str(resources.files("focus_platform") / "sample_data" / "landing"))
-SOURCE, PERIOD = "aws-fc-sample", "2023-11"
+PERIOD = SAMPLE_PERIOD
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
@@ -47,22 +38,8 @@ BREAKS = {
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gate")
-    land = tmp / "landing"
-    shutil.copytree(SAMPLE / SOURCE, land / SOURCE)
-    shutil.copytree(SAMPLE / "invoices", land / "invoices")
-    (land / "sources.json").write_text(json.dumps({"sources": [{"name": SOURCE, "format": "aws-cur",
-                                                                 "location": SOURCE}]}))
-    res = {"landing_zone": LandingZoneResource(root=str(land)), "warehouse": WarehouseResource(root=str(tmp / "wh"))}
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(EXPORT_SOURCE, [SOURCE])
-    assert dg.materialize(INGEST_ASSETS, partition_key=f"{PERIOD}|{SOURCE}", instance=instance, resources=res,
-                          run_config=QUIET).success
-    assert dg.materialize(RECONCILE_ASSETS, instance=instance, resources=res, run_config=QUIET,
-                          selection=[INVOICES_TABLE, EXCHANGE_RATES_TABLE]).success
-    assert dg.materialize(RECONCILE_ASSETS, partition_key=PERIOD, instance=instance, resources=res, run_config=QUIET,
-                          selection=[RECONCILIATION_TABLE, SKU_CATALOG_TABLE]).success
-    return instance, res, Warehouse(str(tmp / "wh"))
+    month = published_sample_month(tmp_path_factory.mktemp("gate"))
+    return month.instance, month.resources, month.warehouse
 
 
 @pytest.mark.parametrize("table", list(BREAKS))
