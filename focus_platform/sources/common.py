@@ -200,6 +200,26 @@ def file_schema(lf: pl.LazyFrame, label: str) -> pl.Schema:
     return schema
 
 
+class RawColumns:
+    """Column access on a raw frame whose column set varies (columns come and go with format versions,
+    and a raw table may predate a column): a column the frame lacks reads as null of its raw type,
+    ``type_of(name)`` (a format's subclass says which; ``dtype`` overrides it for one call)."""
+
+    def __init__(self, schema: pl.Schema):
+        self.schema = schema
+
+    def type_of(self, name: str) -> pl.DataType:
+        return pl.String
+
+    def __call__(self, name: str, dtype: pl.DataType | None = None) -> pl.Expr:
+        if name in self.schema:
+            return pl.col(name)
+        return pl.lit(None, dtype or self.type_of(name))
+
+    def has(self, name: str) -> bool:
+        return name in self.schema
+
+
 def lookup_rows(name: str) -> list[dict[str, str]]:
     """The rows of a lookup CSV shipped beside the source modules (services, regions, units, ...)."""
     text = resources.files(__package__).joinpath(name).read_text("utf-8")

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import polars as pl
 
+from focus_platform.sources import common
 from focus_platform.sources.common import (
     DECLARED_CURRENCY,
     Lineage,
@@ -114,20 +115,12 @@ def missing_required(names: set[str], declared_currency: str | None = None) -> l
             if name not in names and not (name == CURRENCY_COLUMN and declared_currency)]
 
 
-class RawColumns:
-    """Column access on a raw frame whose column set varies (CUR columns come and go): an absent
-    column reads as null of its raw type."""
+class RawColumns(common.RawColumns):
+    """CUR columns come and go: an absent money column reads as a null Decimal, any other as a null
+    String (or the type a caller names)."""
 
-    def __init__(self, schema: pl.Schema):
-        self.schema = schema
-
-    def __call__(self, name: str, dtype: pl.DataType = pl.String) -> pl.Expr:
-        if name in self.schema:
-            return pl.col(name)
-        return pl.lit(None, MONEY if name in DECIMAL_COLUMNS else dtype)
-
-    def has(self, name: str) -> bool:
-        return name in self.schema
+    def type_of(self, name: str) -> pl.DataType:
+        return MONEY if name in DECIMAL_COLUMNS else pl.String
 
     def product(self, key: str, legacy: str) -> pl.Expr:
         """A product attribute: the legacy/Athena top-level column, else the CUR 2.0 product map."""

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import polars as pl
 
+from focus_platform.sources import common
 from focus_platform.sources.common import (
     DECLARED_CURRENCY,
     Lineage,
@@ -345,21 +346,12 @@ ENUM_SYNONYMS = {
 }
 V13_ONLY = tuple(n for n, c in spec_columns().items() if c.introduced == "1.3")
 
-class RawColumns:
-    """Column access on a raw frame whose column set varies by version and provider."""
+class RawColumns(common.RawColumns):
+    """The column set varies by FOCUS version and provider: an absent column reads as null of its FOCUS type."""
 
-    def __init__(self, schema: pl.Schema):
-        self.schema = schema
-
-    def __call__(self, name: str) -> pl.Expr:
-        if name in self.schema:
-            return pl.col(name)
+    def type_of(self, name: str) -> pl.DataType:
         spec = spec_columns().get(name)
-        dtype = {"Decimal": MONEY, "DateTime": TIMESTAMP}.get(spec.data_type if spec else "", pl.String)
-        return pl.lit(None, dtype)
-
-    def has(self, name: str) -> bool:
-        return name in self.schema
+        return {"Decimal": MONEY, "DateTime": TIMESTAMP}.get(spec.data_type if spec else "", pl.String)
 
     def text(self, name: str) -> pl.Expr:
         """An x_ / extra column as text (null when absent)."""

@@ -55,6 +55,7 @@ from pathlib import Path
 
 import polars as pl
 
+from focus_platform.sources import common
 from focus_platform.sources.common import (
     DECLARE_CURRENCY_HINT,
     DECLARED_CURRENCY,
@@ -448,16 +449,11 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
 # ---------------------------------------------------------------------------------------------
 # What a valid raw row is (the mapping and the totals both use this)
 # ---------------------------------------------------------------------------------------------
-class RawColumns:
-    """Column access on a raw frame (a raw table may predate a column)."""
+class RawColumns(common.RawColumns):
+    """An absent column (a raw table may predate it) reads as null of its raw type."""
 
-    def __init__(self, schema: pl.Schema):
-        self.schema = schema
-
-    def __call__(self, name: str) -> pl.Expr:
-        if name in self.schema:
-            return pl.col(name)
-        return pl.lit(None, RAW_TYPES.get(name, pl.String))
+    def type_of(self, name: str) -> pl.DataType:
+        return RAW_TYPES.get(name, pl.String)
 
 
 def _invoice_period(col: RawColumns) -> pl.Expr:
