@@ -6,7 +6,6 @@ values are computed by hand from the CUR columns, never read back from the conve
 
 from __future__ import annotations
 
-import ast
 from datetime import datetime, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -26,6 +25,7 @@ from focus_platform.sources.common import (
 )
 from focus_platform.spec.columns import MONEY
 from tests.helpers_aws import Converted, D, assert_gates, convert, write_cur
+from tests.helpers_imports import imported_names
 from tests.unit.test_aws_line_item_types import CASES, cur_row
 
 USAGE = CASES["usage"][0]  # on-demand usage, unblended 0.096
@@ -46,9 +46,7 @@ def notes(row: dict) -> list[str]:
 # Item 6: the totals are an independent gate
 # ---------------------------------------------------------------------------------------------
 def test_totals_never_import_the_mapping():
-    tree = ast.parse(Path(totals.__file__).read_text())
-    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    imported += [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names]
+    imported = imported_names(totals.__file__)
     assert imported and not [name for name in imported if "mapping" in name], imported
 
 

@@ -10,7 +10,6 @@ and costs are exact Decimal; actual and amortized files of different periods are
 
 from __future__ import annotations
 
-import ast
 import math
 from dataclasses import replace
 from decimal import Decimal
@@ -24,6 +23,7 @@ from focus_platform.sources import SourceFormatError, azure_cost
 from focus_platform.sources.azure_cost import mapping
 from focus_platform.sources.common import DECLARED_CURRENCY_NOTE, EFFECTIVE_COST_UNKNOWN
 from tests.conftest import FIXTURES
+from tests.helpers_imports import imported_names
 from tests.unit.test_azure_cost import (
     ACTUAL_ROWS,
     AMORTIZED_ROWS,
@@ -48,14 +48,7 @@ def _unknown_effective(r: dict) -> list[str]:
 # Item 6: independent gates
 # ---------------------------------------------------------------------------------------------
 def test_totals_never_imports_the_mapping():
-    tree = ast.parse((Path(azure_cost.__file__).parent / "totals.py").read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {part for alias in node.names for part in (alias.name, alias.asname) if part}
-        elif isinstance(node, ast.ImportFrom):
-            imported |= {node.module or ""} | {part for alias in node.names for part in (alias.name, alias.asname)
-                                               if part}
+    imported = imported_names(Path(azure_cost.__file__).parent / "totals.py")
     assert not [name for name in imported if "mapping" in name.split(".")], imported
 
 

@@ -7,7 +7,6 @@ identical rows are two charges), which the last test pins down.
 
 from __future__ import annotations
 
-import ast
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +25,7 @@ from focus_platform.sources.common import (
 )
 from focus_platform.sources.focus_native import totals
 from focus_platform.spec.columns import MONEY
+from tests.helpers_imports import imported_names
 from tests.unit.test_focus_native import BASE, NO_USAGE, SP, row, write_csv
 
 D = Decimal
@@ -47,9 +47,7 @@ def problems(focus: pl.DataFrame, quarantine: pl.DataFrame, raw_totals: pl.DataF
 # Item 6: the totals are an independent gate
 # ---------------------------------------------------------------------------------------------
 def test_totals_never_import_the_mapping():
-    tree = ast.parse(Path(totals.__file__).read_text())
-    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-    imported += [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names]
+    imported = imported_names(totals.__file__)
     assert imported and not [name for name in imported if "mapping" in name], imported
 
 

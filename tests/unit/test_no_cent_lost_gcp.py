@@ -8,7 +8,6 @@ a currency column needs a declared currency; unit prices and commitment quantiti
 decimals. Expected values are computed by hand from the rows below.
 """
 
-import ast
 import copy
 import csv
 import json
@@ -25,6 +24,7 @@ from focus_platform.sources import SourceFormatError
 from focus_platform.sources.common import DECLARED_CURRENCY_NOTE, Lineage
 from focus_platform.sources.gcp_billing import mapping, totals
 from focus_platform.spec.columns import MONEY
+from tests.helpers_imports import imported_names
 
 LINEAGE = Lineage(source="test", source_format=gcp.FORMAT, delivery_id="d", billing_period=None,
                   ingested_at=datetime(2024, 5, 1, tzinfo=UTC))
@@ -95,10 +95,7 @@ def checks_of(raw: pl.LazyFrame, to_focus=gcp.to_focus):
 
 # --- item 6: independent gates -----------------------------------------------------------------------
 def test_totals_imports_nothing_named_mapping():
-    tree = ast.parse(Path(totals.__file__).read_text(encoding="utf-8"))
-    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
-    imported += [f"{node.module or ''}.{alias.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                 for alias in node.names]
+    imported = imported_names(totals.__file__)
     assert imported and not [name for name in imported if "mapping" in name.split(".")]
     assert [name for name in imported if name.startswith("focus_platform.sources.gcp_billing.")] == [
         "focus_platform.sources.gcp_billing.raw.RawColumns", "focus_platform.sources.gcp_billing.raw.quarantine_reason"]

@@ -7,7 +7,6 @@ its amount); a report without a currency column needs a declared currency; no mo
 a float. Expected values are computed by hand from the rows below.
 """
 
-import ast
 import csv
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,6 +20,7 @@ from focus_platform.pipeline import check_focus, convert_files
 from focus_platform.sources import FORMATS, SourceFormatError
 from focus_platform.sources.common import DECLARED_CURRENCY_NOTE, Lineage
 from focus_platform.sources.oci_cost import mapping, totals
+from tests.helpers_imports import imported_names
 
 LINEAGE = Lineage(source="test", source_format=oci.FORMAT, delivery_id="d", billing_period=None,
                   ingested_at=datetime(2024, 1, 1, tzinfo=UTC))
@@ -76,10 +76,7 @@ def checks_of(raw: pl.LazyFrame, to_focus=oci.to_focus):
 
 # --- item 6: independent gates -----------------------------------------------------------------------
 def test_totals_imports_nothing_named_mapping():
-    tree = ast.parse(Path(totals.__file__).read_text(encoding="utf-8"))
-    imported = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
-    imported += [f"{node.module or ''}.{alias.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                 for alias in node.names]
+    imported = imported_names(totals.__file__)
     assert imported and not [name for name in imported if "mapping" in name.split(".")]
     assert {name.rsplit(".", 1)[0] for name in imported if name.startswith("focus_platform.sources.oci_cost.")} == {
         "focus_platform.sources.oci_cost.raw"}
