@@ -301,3 +301,33 @@ def test_late_credit_memo_re_runs_m_minus_2_through_the_sensors(env):
     row = table.filter(pl.col("InvoiceId") == invoice["InvoiceId"]).row(0, named=True)
     assert (row["Status"], row["Difference"]) == ("match", 0)
     assert tick(invoices_changed_sensor, event_cursor)[0] == []  # nothing new: no request
+
+
+def test_a_backfill_batches_the_period_tables_and_writes_what_one_run_per_period_writes(env):
+    """BackfillPolicy.multi_run(12): one run over a range of periods writes each period's reconciliation and
+    SKU catalog exactly as separate runs do (each period compared with the periods before it)."""
+    from focus_platform.defs.assets.reconcile import reconciliation_job
+
+    env.run([invoices_asset])
+
+    def tables() -> dict[str, pl.DataFrame]:
+        drop = ["x_ReconciledAt", "ExplainingRows"]
+        return {t: env.warehouse.scan(t).collect().drop(drop, strict=False).sort(pl.all())
+                for t in (RECONCILIATION_TABLE, SKU_CATALOG_TABLE)}
+
+    for period in PERIODS:
+        env.run([invoice_reconciliation, sku_catalog], period)
+    one_at_a_time = tables()
+    versions = {t: env.warehouse.table(t).version() for t in one_at_a_time}
+    job = dg.Definitions(assets=RECONCILE_ASSETS, jobs=[reconciliation_job],
+                         resources=env.resources).resolve_job_def(reconciliation_job.name)
+    result = job.execute_in_process(instance=env.instance, run_config=QUIET, tags={
+        "dagster/asset_partition_range_start": PERIODS[0], "dagster/asset_partition_range_end": PERIODS[-1]})
+    assert result.success
+    materialized = [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()]
+    assert sorted(materialized) == [RECONCILIATION_TABLE] * 3 + [SKU_CATALOG_TABLE] * 3  # one run, three periods
+    assert {t: env.warehouse.table(t).version() - v for t, v in versions.items()} == {t: 3 for t in versions}
+    batched = tables()
+    for table, frame in one_at_a_time.items():
+        assert batched[table].equals(frame), table
+    assert sorted(batched[SKU_CATALOG_TABLE]["x_BillingPeriod"].unique()) == PERIODS

@@ -50,7 +50,7 @@ def compliance_result(check: Check, wh, table: str) -> dg.AssetCheckResult:
     if not wh.exists(table):
         return check.result(True, {"note": f"no {table} table yet"})
     result = retention.compliance(wh, table)
-    return check.result(result.ok, {**result.metadata(), "rate": result.rate})
+    return check.result(result.ok, result.metadata())
 
 
 def _retention_asset_check(table: str) -> dg.AssetChecksDefinition:
@@ -77,10 +77,10 @@ def recent_outcomes(instance: dg.DagsterInstance, days: int = RECENT_DAYS) -> li
 @dg.asset_check(asset=END_TO_END.asset, name=END_TO_END.name, description=END_TO_END.description,
                 metadata=END_TO_END.spec().metadata)
 def end_to_end_success_check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    measured = end_to_end_success(recent_outcomes(context.instance))
+    outcomes = recent_outcomes(context.instance)
+    measured = end_to_end_success(outcomes)
     if measured.value is None:
         return END_TO_END.result(True, {"note": measured.reason or "no runs to measure"})
-    outcomes = recent_outcomes(context.instance)
     return END_TO_END.result(bool(measured.meets), {"rate": measured.value, "runs": len(outcomes),
                                                     "failed": outcomes.count(False), "days": RECENT_DAYS})
 

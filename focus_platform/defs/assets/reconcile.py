@@ -373,18 +373,20 @@ def sku_catalog(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
     except catalog.SkuRenameError as exc:
         raise dg.Failure(str(exc)) from exc
     rows_total, changes_all, mappings, versions, contracts = 0, [], {}, {}, {}
+    history = read_table(wh, SKU_CATALOG_TABLE)  # read once; each period published below is folded into it
     for period in sorted(context.partition_keys):  # oldest first: each period compares with the ones before
         focus = focus_of_period(wh, period)
         rows = catalog.build_catalog(focus, renames)
-        history = read_table(wh, SKU_CATALOG_TABLE)
-        history = history.filter(pl.col(PERIOD_COLUMN) < period) if history is not None else rows.clear()
-        changes_all.append(catalog.price_changes(rows, history, renames))
+        earlier = history.filter(pl.col(PERIOD_COLUMN) < period) if history is not None else rows.clear()
+        changes_all.append(catalog.price_changes(rows, earlier, renames))
         mappings[period] = catalog.sku_mapping(focus)
         try:
             versions[period], contracts[period] = publish(wh, SKU_CATALOG_TABLE, rows, PartitionKey.of(period),
                                                           {"period": period}, context.run_id)
         except NotPublished as exc:
             yield from refused(exc)
+        history = rows if history is None else pl.concat(
+            [history.filter(pl.col(PERIOD_COLUMN) != period), rows], how="diagonal_relaxed")
         rows_total += rows.height
     changes = pl.concat(changes_all, how="diagonal_relaxed")
     worst = max(mappings.values(), key=lambda m: m.rate)
