@@ -57,10 +57,6 @@ from focus_platform.warehouse.delta import (
 )
 
 
-def partition_of(source: str, period: str) -> dict[str, str]:
-    return {"x_BillingPeriod": period, "x_Source": source}
-
-
 # ---------------------------------------------------------------------------------------------
 # Conservation: defined once
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +368,7 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
     with action ``unchanged``."""
     fmt = FORMATS[source.format]
     policy = policy or rs.GuardPolicy()
-    part = partition_of(source.name, delivery.billing_period)
+    part = PartitionKey.of(delivery.billing_period, source.name).values()
     label = f"delivery {delivery.delivery_id} of {source.name} {delivery.billing_period}"
     for key in delivery.files:
         listed = delivery.objects.get(key)
@@ -506,7 +502,7 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
     same converter with the same settings is a recorded no-op: its checks run again on the published
     rows, its period status is brought up to date, no new table version is written."""
     fmt = FORMATS[source.format]
-    part = partition_of(source.name, period)
+    part = PartitionKey.of(period, source.name).values()
     if not warehouse.exists(fmt.raw_table):
         raise SourceFormatError(f"{fmt.raw_table} has no data yet: materialize the raw asset first")
     raw = fmt.with_line_item_copies(warehouse.scan(fmt.raw_table, part))
@@ -564,7 +560,7 @@ def _unchanged_focus(warehouse: Warehouse, source: ExportSource, period: str, ba
                      has_invoice, run_id: str | None, accept_unknown_money: bool) -> FocusPublish:
     """The no-op of ``publish_focus``: the published rows checked again, the period status brought
     up to date (an invoice may have arrived), an ``unchanged`` entry in the restatement log."""
-    published = warehouse.scan(FOCUS_TABLE, partition_of(source.name, period), version=base.version)
+    published = warehouse.scan(FOCUS_TABLE, PartitionKey.of(period, source.name).values(), version=base.version)
     checks = check_focus(published, raw_totals, quarantine, accept_unknown_money=accept_unknown_money)
     final, reason = _finality(source.format, _partition_stats(published), period, has_invoice)
     status = rs.next_status(status_before, final, False)
@@ -602,7 +598,7 @@ def rollback_partition(warehouse: Warehouse, table: str, period: str, source: st
     """Restore a partition to its content at ``to_version`` (default: the version before its latest
     change) in one new commit, and record it in ``restatement_log`` (and ``period_status`` for
     ``focus_costs``: a final period rolled back to other content is restated)."""
-    part = partition_of(source, period)
+    part = PartitionKey.of(period, source).values()
     base = warehouse.snapshot(table, part)
     if base.version is None:
         raise ValueError(f"table {table} does not exist under {warehouse.root}")

@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import convert_files
 from focus_platform.sources import SourceFormatError
 from tests.conftest import FIXTURES, SAMPLE_LANDING
@@ -214,7 +215,6 @@ def test_demo_delivery_through_the_landing_zone(tmp_path):
     from focus_platform.pipeline import (
         FOCUS_TABLE,
         ingest_delivery,
-        partition_of,
         publish_focus,
     )
     from focus_platform.warehouse.delta import Warehouse
@@ -228,7 +228,7 @@ def test_demo_delivery_through_the_landing_zone(tmp_path):
     published = publish_focus(warehouse, source, "2024-09")
     assert published.checks.problems == [] and published.quarantine_rows == 0
     expected = expected_totals(DEMO)
-    focus = warehouse.scan(FOCUS_TABLE, partition_of("focus-native", "2024-09")).collect()
+    focus = warehouse.scan(FOCUS_TABLE, PartitionKey.of("2024-09", "focus-native").values()).collect()
     got = {(r[0], r[1]): (r[2], r[3]) for r in focus.group_by("BillingAccountId", "BillingCurrency")
            .agg(pl.col("BilledCost").sum(), pl.col("EffectiveCost").sum()).iter_rows()}
     assert got == expected

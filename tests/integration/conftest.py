@@ -23,11 +23,11 @@ import polars as pl
 import pytest
 
 from focus_platform.landing.zone import ExportSource, LocalStore, discover_deliveries
+from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import (
     FOCUS_TABLE,
     QUARANTINE_TABLE,
     ingest_delivery,
-    partition_of,
     publish_focus,
 )
 from focus_platform.warehouse.delta import Warehouse
@@ -199,7 +199,7 @@ def run_pipeline(warehouse: Warehouse, landing: LandingZone, source: str, period
 
 def focus_rows(warehouse: Warehouse, source: str, period: str = PERIOD, *, version: int | None = None,
                table: str = FOCUS_TABLE) -> pl.DataFrame:
-    return warehouse.scan(table, partition_of(source, period), version=version).collect()
+    return warehouse.scan(table, PartitionKey.of(period, source).values(), version=version).collect()
 
 
 def billed_by_currency(df: pl.DataFrame, column: str = "BilledCost") -> dict[str, Decimal]:

@@ -11,10 +11,10 @@ import pytest
 
 from focus_platform.generate.aws_cur import generate_aws_cur
 from focus_platform.landing.zone import ExportSource, LocalStore, discover_deliveries
+from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import (
     FOCUS_TABLE,
     ingest_delivery,
-    partition_of,
     publish_focus,
 )
 from focus_platform.warehouse.delta import Warehouse
@@ -47,4 +47,4 @@ def test_generated_delivery_conserves_expected_totals(tmp_path, layout, file_for
         assert got[key] == (Decimal(e["billed_cost"]), Decimal(e["amortized_cost"])), key
     unused = focus.filter(pl.col("CommitmentDiscountStatus") == "Unused").height
     assert unused == sum(e["unused_commitment_rows"] for e in expected)
-    assert warehouse.scan(FOCUS_TABLE, partition_of("gen", sorted(deliveries)[0])).collect().height > 0
+    assert warehouse.scan(FOCUS_TABLE, PartitionKey.of(sorted(deliveries)[0], "gen").values()).collect().height > 0

@@ -34,7 +34,6 @@ from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import (
     FOCUS_TABLE,
     ingest_delivery,
-    partition_of,
     publish_focus,
 )
 from focus_platform.reconciliation.currency import (
@@ -112,7 +111,7 @@ def env(tmp_path):
 def inject(env: Env, period: str, rows: list[dict]) -> list[str]:
     """Add FOCUS rows to a published partition (copies of one Usage row of the row's billing account
     with the given values): a defect or a restatement the reconciliation must explain."""
-    part = partition_of(SOURCE, period)
+    part = PartitionKey.of(period, SOURCE).values()
     current = env.warehouse.scan(FOCUS_TABLE, part).collect()
     new = []
     for values in rows:
@@ -241,7 +240,7 @@ def test_exchange_rates_asset_and_reporting_columns_on_generated_data(env):
     assert "file:exchange_rates/eurofxref-hist.csv" in sources and any(s.startswith("ECB ") for s in sources)
     jan5 = rates.filter((pl.col("Currency") == "USD") & (pl.col("Date") == pl.date(2024, 1, 5)))
     assert jan5["Source"].item() == "file:exchange_rates/eurofxref-hist.csv"
-    focus = env.warehouse.scan(FOCUS_TABLE, partition_of(SOURCE, "2024-02"))
+    focus = env.warehouse.scan(FOCUS_TABLE, PartitionKey.of("2024-02", SOURCE).values())
     out = with_reporting_currency(focus, rates, "USD").collect()
     assert out.height == focus.collect().height  # no row lost
     eur = out.filter(pl.col("BillingCurrency") == "EUR")
