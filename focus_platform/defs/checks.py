@@ -81,11 +81,16 @@ def contract_result(check: Check, report) -> dg.AssetCheckResult:
     meta = report.metadata()
     meta["failures"] = dg.MetadataValue.json(meta["failures"])
     if report.failures.height:
-        meta["failing_rows"] = dg.MetadataValue.md(_markdown(report.failures))
+        meta["failing_rows"] = dg.MetadataValue.md(md_table(report.failures, report.failures.columns))
     return check.result(report.ok, meta)
 
 
-def _markdown(df, limit: int = 20) -> str:
-    head = "| " + " | ".join(df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
-    return head + "\n".join("| " + " | ".join("" if v is None else str(v) for v in r) + " |"
-                            for r in df.head(limit).iter_rows())
+def md_table(df, columns: list[str], limit: int = 20) -> str:
+    """Rows of check metadata as a markdown table (the first ``limit``, the rest counted)."""
+    if df.height == 0:
+        return "none"
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    rows = ["| " + " | ".join("" if v is None else str(v) for v in r) + " |"
+            for r in df.select(columns).head(limit).iter_rows()]
+    more = f"\n\n… and {df.height - limit} more" if df.height > limit else ""
+    return head + "\n".join(rows) + more

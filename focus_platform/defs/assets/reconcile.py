@@ -38,6 +38,7 @@ from focus_platform.defs.checks import (
     Check,
     contract_check,
     contract_result,
+    md_table,
     specs,
     with_own_checks,
 )
@@ -135,16 +136,6 @@ def focus_of_period(wh: Warehouse, period: str) -> pl.LazyFrame:
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def _md_table(df: pl.DataFrame, columns: list[str], limit: int = 20) -> str:
-    if df.height == 0:
-        return "none"
-    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    rows = ["| " + " | ".join("" if v is None else str(v) for v in r) + " |"
-            for r in df.select(columns).head(limit).iter_rows()]
-    more = f"\n\n… and {df.height - limit} more" if df.height > limit else ""
-    return head + "\n".join(rows) + more
-
-
 # ---------------------------------------------------------------------------------------------
 # invoices
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +187,7 @@ def invoices_asset(context: dg.AssetExecutionContext, config: InvoicesConfig, la
             "table_uri": dg.MetadataValue.path(wh.uri(INVOICES_TABLE)),
         },
         check_results=[contract, MEMOS_RESOLVED.result(held.height == 0, {
-            "held": held.height, "memos": dg.MetadataValue.md(_md_table(held, [
+            "held": held.height, "memos": dg.MetadataValue.md(md_table(held, [
                 "InvoiceId", "BillingAccountId", "BillingPeriod", "BillingCurrency", "InvoiceTotal", "AdjustsInvoiceId",
                 "x_InvoiceStatus", "x_StatusReason", "x_SourceFile"]))})],
     )
@@ -270,7 +261,7 @@ def _explaining_md(rows: pl.DataFrame) -> str:
             lines.append((r["InvoiceId"], e["Category"], e["x_RowId"], e["x_Source"], e["BilledCost"], e["Counted"]))
     if not lines:
         return "none"
-    return _md_table(pl.DataFrame(lines, schema=["invoice", "category", "x_RowId", "x_Source", "BilledCost", "counted"],
+    return md_table(pl.DataFrame(lines, schema=["invoice", "category", "x_RowId", "x_Source", "BilledCost", "counted"],
                                   orient="row"), ["invoice", "category", "x_RowId", "x_Source", "BilledCost", "counted"],
                      limit=40)
 
@@ -288,7 +279,7 @@ def reconciliation_check_results(results: list[reconcile.Reconciliation]) -> lis
     }
     out = []
     for check, rows in failing.items():
-        metadata = {"failing": rows.height, "rows": dg.MetadataValue.md(_md_table(rows, _SUMMARY_COLUMNS))}
+        metadata = {"failing": rows.height, "rows": dg.MetadataValue.md(md_table(rows, _SUMMARY_COLUMNS))}
         if check in (DRIFT, DIFFERENCE):
             metadata["explaining_rows"] = dg.MetadataValue.md(_explaining_md(rows))
             metadata["max_drift_percent"] = str(rows_of(lambda r: r.rows)["DriftPercent"].max())
@@ -335,7 +326,7 @@ def invoice_reconciliation(context: dg.AssetExecutionContext, config: Reconcilia
         metadata={
             "dagster/row_count": sum(r.rows.height for r in results),
             "statuses": dg.MetadataValue.json(statuses if len(results) > 1 else results[0].summary()),
-            "reconciliation": dg.MetadataValue.md(_md_table(
+            "reconciliation": dg.MetadataValue.md(md_table(
                 pl.concat([r.rows for r in results], how="diagonal_relaxed"), _SUMMARY_COLUMNS)),
             "delta_version": max(versions.values()),
             "table_uri": dg.MetadataValue.path(wh.uri(RECONCILIATION_TABLE)),
@@ -399,7 +390,7 @@ def sku_catalog(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         },
         check_results=[
             PRICE_CHANGES.result(changes.height == 0, {
-                "changes": changes.height, "changed_prices": dg.MetadataValue.md(_md_table(changes, _CHANGE_COLUMNS))}),
+                "changes": changes.height, "changed_prices": dg.MetadataValue.md(md_table(changes, _CHANGE_COLUMNS))}),
             contract_of_periods(SKU_CATALOG_TABLE, contracts),
             UNMAPPED_SKUS.result(all(m.ok for m in mappings.values()), {
                 "rate": worst.rate, "priced_rows": worst.priced_rows, "unmapped_rows": worst.unmapped_rows,
