@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from focus_platform.defs.assets.ingest import RAW_ASSET
 from focus_platform.defs.checks import ERROR, WARN, Check
 from focus_platform.defs.resources import WarehouseResource
 from focus_platform.service_levels import end_to_end_success
@@ -23,7 +24,6 @@ from focus_platform.sources import RAW_TABLES
 from focus_platform.warehouse import retention
 from focus_platform.warehouse.catalog import FOCUS_TABLE, PERIOD_STATUS, TABLES
 
-RAW_ASSET = "raw_exports"
 RECENT_DAYS = 7
 
 
