@@ -147,8 +147,8 @@ class Warehouse:
             return pl.scan_delta(self.uri(table), version=version, storage_options=self.storage_options)
         dt = DeltaTable(self.uri(table), version=version, storage_options=self.storage_options)
         files = dt.file_uris(partition_filters=[(k, "=", v) for k, v in partition.items()])
-        schema = pl.DataFrame(pa.schema(dt.schema()).empty_table()).schema
-        data_schema = {k: v for k, v in schema.items() if k not in partition}
+        schema = _polars_schema(dt)
+        data_schema = _data_schema(schema, partition)
         literals = [pl.lit(v, pl.String).alias(k) for k, v in partition.items()]
         if not files:
             return pl.LazyFrame(schema=data_schema).with_columns(literals).select(schema.names())
@@ -364,9 +364,8 @@ class Warehouse:
         if missing:
             raise FileNotFoundError(f"{table} version {version}: {len(missing)} data file(s) of partition "
                                     f"{partition} are gone (vacuumed?), e.g. {missing[0]}: cannot restore it")
-        schema = pl.DataFrame(pa.schema(old.schema()).empty_table()).schema
-        data_schema = pl.Schema({k: v for k, v in schema.items() if k not in partition})
-        v = self._commit(table, actions, partition, data_schema, commit_metadata or {}, base)
+        v = self._commit(table, actions, partition, _data_schema(_polars_schema(old), partition), commit_metadata or {},
+                         base)
         published = Published(table, v, sum(int(a["num_records"] or 0) for a in mine), len(mine), dict(partition))
         if measure:
             restored = self._measure(table, partition, self.snapshot(table, partition, version=version))
@@ -394,8 +393,7 @@ class Warehouse:
         if not base.files:
             return None
         before = self._measure(table, partition, base)
-        schema = pl.DataFrame(pa.schema(self.table(table).schema()).empty_table()).schema
-        data_schema = pl.Schema({k: v for k, v in schema.items() if k not in partition})
+        data_schema = _data_schema(_polars_schema(self.table(table)), partition)
         version = self._commit(table, [], partition, data_schema, {"dropped": partition, "note": note}, base)
         entry = rs.Restatement(table, partition.get(PERIOD_COLUMN), partition.get(SOURCE_COLUMN), "drop", before,
                                rs.PartitionState(version, 0, {}, {}, ()), version, run_id=run_id, note=note)
@@ -609,6 +607,15 @@ class Warehouse:
 
 
 FINGERPRINTS = "_fingerprints"  # beside a table's data: hidden from Delta readers and vacuum (leading _)
+
+
+def _polars_schema(dt: DeltaTable) -> pl.Schema:
+    return pl.DataFrame(pa.schema(dt.schema()).empty_table()).schema
+
+
+def _data_schema(schema: pl.Schema, partition: dict[str, str]) -> pl.Schema:
+    """A table's columns without the partition columns (Delta partition values, not file columns)."""
+    return pl.Schema({k: v for k, v in schema.items() if k not in partition})
 
 
 def _fingerprint_path(table: str, partition: dict[str, str]) -> str:
