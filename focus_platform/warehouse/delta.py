@@ -269,7 +269,8 @@ class Warehouse:
         measure = table_spec(table).logged and restatement is None
         seen = base if base is not None or not measure else self.snapshot(table, partition)
         frames = data if isinstance(data, list) else [data]
-        stage = _partition_dir(partition) + f"stage-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+        stamp = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+        stage = _partition_dir(partition) + f"stage-{stamp}"
         base_dir = f"{self.uri(table)}/{stage}"
         written: list = []  # polars SinkedPath: path, num_rows, num_bytes
         try:
