@@ -295,7 +295,8 @@ def print_demo_summary(outcomes: list[PartitionOutcome], warehouse_root: str, ta
             print(f"{'':<33}warning: {warning}")
     print(f"\nDelta tables under {warehouse_root}: {', '.join(tables) or 'none yet'}")
     print(f"Dagster instance: {home}")
-    print(f"Open the UI (the demo's runs are under the jobs focus_pipeline, invoices_and_rates and reconciliation): {ui_command(home)}")
+    print("Open the UI (the demo's runs are under the jobs focus_pipeline, invoices_and_rates and reconciliation): "
+          + ui_command(home))
 
 
 def change_lines(change: dict) -> list[str]:
