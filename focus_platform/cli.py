@@ -161,9 +161,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print("note: the embedded sample holds billing periods from 2018: FOCUS_RETENTION=keep for this demo",
               file=sys.stderr)
     home = ensure_dagster_home()
+    import warnings
+
     import dagster as dg
     from tqdm import tqdm
 
+    # Dagster's notes on its own APIs (backfill_policy in beta, folder loading in preview) are not the user's
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     from focus_platform.definitions import defs
     from focus_platform.defs.partitions import (
         EXPORT_SOURCE,
