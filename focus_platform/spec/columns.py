@@ -1,7 +1,11 @@
-"""The FOCUS 1.2 columns as data, and the one Polars schema of the canonical table.
+"""The FOCUS columns as data, and the one Polars schema of the canonical table.
 
 The column facts (type, feature level, nullability, allowed values) are shipped as
-``columns-1.2.csv`` beside this module, taken from the FOCUS 1.2 specification.
+``columns-<version>.csv`` beside this module, taken from the FOCUS specification: 1.2, the version of
+the canonical ``focus_costs`` table, and 1.3, the version of the ``focus_costs_v1_3`` view
+(``allocation.focus13``). The 1.3 file also lists the columns of the separate ContractCommitment
+dataset (ids ``ContractCommitment.<Column>``); the cost and usage columns are those without a dataset
+prefix, and only they are read here.
 """
 
 from __future__ import annotations
@@ -13,7 +17,8 @@ from importlib import resources
 
 import polars as pl
 
-FOCUS_VERSION = "1.2"
+FOCUS_VERSION = "1.2"  # the canonical table's version
+SUPPORTED_VERSIONS = (FOCUS_VERSION, "1.3")
 
 MONEY = pl.Decimal(38, 12)
 """Every cost and price: Decimal(38, 12), never a float."""
@@ -40,8 +45,9 @@ class FocusColumn:
 
 @cache
 def focus_columns(version: str = FOCUS_VERSION) -> tuple[FocusColumn, ...]:
-    if version != FOCUS_VERSION:
-        raise ValueError(f"FOCUS version {version!r} is not supported; supported: {FOCUS_VERSION}")
+    """The cost and usage columns of one FOCUS version, in the order of its csv."""
+    if version not in SUPPORTED_VERSIONS:
+        raise ValueError(f"FOCUS version {version!r} is not supported; supported: {', '.join(SUPPORTED_VERSIONS)}")
     text = resources.files(__package__).joinpath(f"columns-{version}.csv").read_text("utf-8")
     return tuple(
         FocusColumn(
@@ -54,6 +60,7 @@ def focus_columns(version: str = FOCUS_VERSION) -> tuple[FocusColumn, ...]:
             introduced=row["introduced"],
         )
         for row in csv.DictReader(text.splitlines())
+        if "." not in row["column_id"]  # 'ContractCommitment.<Column>': another dataset
     )
 
 
@@ -88,9 +95,10 @@ PROVIDER_X_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def focus_schema(include_x: bool = True) -> pl.Schema:
-    """The canonical FOCUS 1.2 table: 57 FOCUS columns, then the x_ columns."""
-    cols: dict[str, pl.DataType] = {c.name: c.dtype for c in focus_columns()}
+def focus_schema(include_x: bool = True, version: str = FOCUS_VERSION) -> pl.Schema:
+    """The canonical FOCUS 1.2 table: 57 FOCUS columns, then the x_ columns (``version="1.3"``: the 65
+    FOCUS 1.3 cost and usage columns, the x_ columns of the canonical table after them)."""
+    cols: dict[str, pl.DataType] = {c.name: c.dtype for c in focus_columns(version)}
     if include_x:
         cols.update(PROVIDER_X_SCHEMA)
         cols.update(LINEAGE_SCHEMA)
