@@ -240,8 +240,10 @@ def _parse_yaml(data: bytes, path: str) -> object:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = " ".join(str(e.problem or e.context).split())
         raise RulesError(f"{path}: {where}not valid YAML: {problem}") from None
-    except yaml.YAMLError as e:
-        raise RulesError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    except yaml.reader.ReaderError as e:
+        character = f"byte 0x{e.character:02x}" if isinstance(e.character, int) else f"character {e.character!r}"
+        raise RulesError(f"{path}: not valid YAML: {character} at position {e.position} is not allowed "
+                         f"({e.reason}); a rules file is UTF-8 text") from None
 
 
 # ---------------------------------------------------------------------------------------------
