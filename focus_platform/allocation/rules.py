@@ -157,6 +157,7 @@ def default_rules() -> Rules:
 
 
 def read_settings(data: bytes, path: str) -> AllocationSettings:
+    """``active: rules/<file>.yaml`` and optionally ``candidate: rules/<file>.yaml``; any other key is refused."""
     root = _Where(path)
     fields = _fields(root, _parse_yaml(data, path), SETTINGS_FIELDS, ("active",))
     return AllocationSettings(active=_text(root["active"], fields["active"]),
@@ -170,8 +171,8 @@ def select_rules(files: dict[str, bytes], settings: bytes | None) -> tuple[Rules
     file, the built-in default rules are."""
     if settings is not None:
         chosen = read_settings(settings, SETTINGS_FILE)
-        candidate = _named_rules(files, chosen.candidate, "candidate") if chosen.candidate else None
-        return _named_rules(files, chosen.active, "active"), candidate
+        active = _named_rules(files, chosen.active, "active")
+        return active, _named_rules(files, chosen.candidate, "candidate") if chosen.candidate else None
     if not files:
         return default_rules(), None
     if len(files) > 1:
