@@ -65,7 +65,8 @@ from focus_platform.allocation.model import (
 from focus_platform.periods import BillingPeriod, PeriodError
 from focus_platform.spec.columns import focus_columns
 
-SETTINGS_FILE = "allocation/settings.yaml"
+ALLOCATION_FOLDER = "allocation"  # under the landing root: settings.yaml and rules/*.yaml
+SETTINGS_FILE = f"{ALLOCATION_FOLDER}/settings.yaml"
 TAG_PREFIX = "tag:"
 DIMENSION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # virtual tag and pool ids, driver names (folder names)
@@ -168,7 +169,8 @@ def select_rules(files: dict[str, bytes], settings: bytes | None) -> tuple[Rules
     """The active and candidate rules. ``files``: the rules files present, keyed by their path relative to
     ``<landing>/allocation/`` (``rules/<file>.yaml``, as the settings name them); ``settings``: the bytes of
     ``allocation/settings.yaml`` or None. Without settings, a single rules file is active; without any rules
-    file, the built-in default rules are."""
+    file, the built-in default rules are. Errors and ``Rules.path`` name a rules file by its path under the
+    landing root (``allocation/rules/<file>.yaml``)."""
     if settings is not None:
         chosen = read_settings(settings, SETTINGS_FILE)
         active = _named_rules(files, chosen.active, "active")
@@ -178,15 +180,15 @@ def select_rules(files: dict[str, bytes], settings: bytes | None) -> tuple[Rules
     if len(files) > 1:
         raise RulesError(f"{SETTINGS_FILE}: missing, and there are {len(files)} rules files "
                          f"({', '.join(sorted(files))}): name the active one (active: <file>)")
-    [(path, data)] = files.items()
-    return load_rules(data, path), None
+    [(name, data)] = files.items()
+    return load_rules(data, f"{ALLOCATION_FOLDER}/{name}"), None
 
 
 def _named_rules(files: dict[str, bytes], name: str, role: str) -> Rules:
     if name not in files:
         present = ", ".join(sorted(files)) or "none"
         raise RulesError(f"{SETTINGS_FILE}: {role}: rules file {name!r} does not exist; rules files: {present}")
-    return load_rules(files[name], name)
+    return load_rules(files[name], f"{ALLOCATION_FOLDER}/{name}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -314,15 +314,16 @@ def test_settings_choose_active_and_candidate_among_several_files():
     active, candidate = select_rules({"rules/a.yaml": a, "rules/b.yaml": b},
                                      b"active: rules/a.yaml\ncandidate: rules/b.yaml\n")
 
-    assert (active.name, active.path, candidate.name, candidate.path) == ("acme", "rules/a.yaml", "t", "rules/b.yaml")
+    assert (active.name, active.path, candidate.name, candidate.path) == ("acme", "allocation/rules/a.yaml", "t",
+                                                                         "allocation/rules/b.yaml")
     active, candidate = select_rules({"rules/a.yaml": a, "rules/b.yaml": b}, b"active: rules/b.yaml\n")
-    assert (active.path, candidate) == ("rules/b.yaml", None)
+    assert (active.path, candidate) == ("allocation/rules/b.yaml", None)
 
 
 def test_without_settings_a_single_rules_file_is_active():
     active, candidate = select_rules({"rules/only.yaml": HEAD.encode()}, None)
 
-    assert (active.path, candidate) == ("rules/only.yaml", None)
+    assert (active.path, candidate) == ("allocation/rules/only.yaml", None)
 
 
 def test_without_any_rules_file_the_default_rules_run():
@@ -352,5 +353,5 @@ def test_settings_naming_an_absent_file_are_an_error(settings, role):
 
 
 def test_a_bad_selected_rules_file_names_itself():
-    with pytest.raises(RulesError, match=r"^rules/a.yaml: pools: must be a list"):
+    with pytest.raises(RulesError, match=r"^allocation/rules/a.yaml: pools: must be a list"):
         select_rules({"rules/a.yaml": HEAD.encode() + b"pools: 3\n"}, b"active: rules/a.yaml\n")
