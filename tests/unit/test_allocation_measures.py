@@ -15,6 +15,7 @@ from focus_platform.allocation.measures import (
     SpotCheckError,
     allocation_conservation,
     attribution_accuracy,
+    carried_tag_keys,
     coverage,
     read_spot_checks,
     tag_cardinality,
@@ -273,3 +274,15 @@ def test_tag_cardinality_counts_published_values_per_dimension():
     rows = allocations(arow("u1", "web", "1", env="prod"), arow("u2", "other", "1", env="prod"),
                        arow("u3", "web", "1"))
     assert tag_cardinality(rows, RULES).rows() == [("team", 2, 2, True), ("environment", 2, None, False)]
+
+
+def test_carried_tag_keys_reads_json_members_not_text_inside_values():
+    tags = pl.DataFrame({"Tags": ['{"a": "x\\": \\"b\\": y", "c":1, "d" : null, "e":" ", "te\\u0061m":"web"}',
+                                  "{}", None]})
+    keys = tags.select(carried_tag_keys(pl.col("Tags"))).to_series().to_list()
+    assert keys == [["a", "c", "te\\u0061m"], [], None]  # the escaped key is decoded when matched to aliases
+    rules = Rules(name="t", version="1", digest="0" * 16, path="r.yaml",
+                  dimensions=(Dimension("team", tag_keys=("team",), required=True),))
+    result = tag_compliance(focus(frow("r1", "2", tags='{"te\\u0061m": "web"}')), allocations(arow("r1", "web", "2")),
+                            rules)
+    assert result.value == 1.0
