@@ -60,8 +60,9 @@ class ServiceLevel:
 
 SERVICE_LEVELS: tuple[ServiceLevel, ...] = (
     ServiceLevel("M1", "allocation coverage",
-                 'spend with an owner other than the default "unallocated" owner, per billing period and currency',
-                 "total spend", ">=", 0.95, FRACTION, "WARN", "allocation (planned)"),
+                 'spend (\\|allocated EffectiveCost\\|) whose owner on the first dimension is not the default '
+                 '"unallocated", per billing period and currency', "spend", ">=", 0.95, FRACTION, "WARN",
+                 "asset check cost_allocations: allocation_coverage (every dimension in metadata)"),
     ServiceLevel("M2", "normalization latency",
                  "seconds from a delivery landing (its newest object's modification time) to its FOCUS partition's "
                  "commit", None, "<", 3600.0, SECONDS, "freshness",
@@ -71,8 +72,10 @@ SERVICE_LEVELS: tuple[ServiceLevel, ...] = (
                  "invoice total", "<=", 0.001, FRACTION, "ERROR",
                  "asset checks invoice_reconciliation: reconciliation_drift, reconciliation_difference",
                  note="WARN above one minor currency unit"),
-    ServiceLevel("M4", "unallocated spend trend", "week-over-week change of the unallocated share",
-                 "the previous week's unallocated share", "<", 0.20, RATIO, "WARN", "allocation (planned)"),
+    ServiceLevel("M4", "unallocated spend trend",
+                 "change of the unallocated share from the week before to the last complete week (ISO weeks, UTC)",
+                 "the week before's unallocated share", "<", 0.20, RATIO, "WARN",
+                 "asset check cost_allocations: unallocated_trend (reads the previous period's partition)"),
     ServiceLevel("M5", "SKU mapping failure rate",
                  "Usage/Purchase rows whose SKU the provider delivers is missing or whose ServiceCategory is a "
                  "fallback (`sources.common.sku_mapping_failure`)", "Usage/Purchase rows", "<", 0.001, FRACTION,
@@ -80,8 +83,9 @@ SERVICE_LEVELS: tuple[ServiceLevel, ...] = (
     ServiceLevel("M6", "policy action rate", "automated actions per policy per day (shadow and enforce apart)",
                  None, None, None, COUNT, "metadata", "policies (planned)", note="per policy"),
     ServiceLevel("M7", "attribution accuracy",
-                 "allocation rows matching a known ground truth (generated data, audited samples)", "rows checked",
-                 ">", 0.98, FRACTION, "WARN", "allocation benchmark (planned)"),
+                 "spot checks (a row or resource → its expected owner) the allocation agrees with",
+                 "spot checks of rows or resources in the period", ">", 0.98, FRACTION, "WARN",
+                 "asset check cost_allocations: attribution_accuracy (`<landing>/allocation/spot_checks/`)"),
     ServiceLevel("M8", "ingest error rate", "raw rows quarantined", "raw rows read, per delivery", "<", 0.005,
                  FRACTION, "ERROR", "asset check focus_costs: ingest_error_rate (reported as WARN today)"),
     ServiceLevel("M9", "anomaly false-positive rate", "alerts on days with no injected or confirmed anomaly",
@@ -96,7 +100,8 @@ SERVICE_LEVELS: tuple[ServiceLevel, ...] = (
     ServiceLevel("M13", "budget burn rate", "spend forecast at period end", "budget", "<=", 1.2, RATIO, "ERROR",
                  "budgets (planned)", note="WARN at 50 % of the period with a projected overrun"),
     ServiceLevel("M14", "tag compliance", "spend (and resources) carrying every required tag key, per owner",
-                 "total spend (resources)", ">=", 0.98, FRACTION, "WARN", "allocation (planned)"),
+                 "total spend (resources)", ">=", 0.98, FRACTION, "WARN",
+                 "asset check cost_allocations: tag_compliance (per key and per owner in metadata)"),
     ServiceLevel("M15", "end-to-end success", "successful runs of the daily chain", "runs", ">=", 0.99, FRACTION,
                  "metadata + alert", "`end_to_end_success()`; Dagster wiring (run-status sensor) planned"),
     ServiceLevel("conservation", "cost conservation (invariant)",
