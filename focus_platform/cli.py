@@ -331,13 +331,15 @@ def share_change(before: int | str | None, after: int | str) -> str:
 
 # ---------------------------------------------------------------------------------------------
 def cmd_convert(args: argparse.Namespace) -> int:
+    from focus_platform.allocation.accounts import read_catalog
     from focus_platform.pipeline import convert_files
 
     if args.focus_version != "1.2":
         return _fail(f"FOCUS version {args.focus_version} is not supported (supported: 1.2)")
     started = time.perf_counter()
+    accounts = read_catalog([(p, Path(p).read_bytes()) for p in args.accounts]) if args.accounts else None
     result = convert_files(args.paths, args.out, fmt=args.format, billing_currency=args.billing_currency,
-                           accept_unknown_money=args.accept_unknown_money)
+                           accept_unknown_money=args.accept_unknown_money, accounts=accounts)
     elapsed = time.perf_counter() - started
     checks = result.checks
     print(f"formats: {', '.join(result.formats)}")
@@ -494,6 +496,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ISO 4217 currency of exports that carry none (recorded on every row)")
     c.add_argument("--accept-unknown-money", action="store_true",
                    help="write the output although some amounts cannot be read (kept in x_UnreadableAmounts)")
+    c.add_argument("--accounts", nargs="+", metavar="FILE", default=[],
+                   help="account catalog files (AWS Organizations, Azure, GCP, OCI exports or "
+                        "provider,account_id,account_name,kind,path CSV): names the exports lack are filled "
+                        "(noted per row)")
     v = command("validate", "check a FOCUS file (Parquet or CSV) against our FOCUS 1.2 rules")
     v.add_argument("file")
     g = command("generate", "write a realistic synthetic delivery with expected totals, invoices and the "

@@ -30,6 +30,11 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform import __version__
+from focus_platform.allocation.accounts import (
+    bill_accounts,
+    catalog_digest,
+    fill_account_names,
+)
 from focus_platform.landing.zone import (
     Delivery,
     ExportSource,
@@ -493,14 +498,16 @@ def _partition_stats(focus: pl.LazyFrame) -> dict:
 
 def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
                   has_invoice: Callable[[str, str], bool] | None = None, run_id: str | None = None,
-                  accept_unknown_money: bool = False) -> FocusPublish:
+                  accept_unknown_money: bool = False, accounts: pl.DataFrame | None = None) -> FocusPublish:
     """Convert the raw partition to FOCUS; publish it only when every gating check passes; record
     what changed (``restatement_log``) and the period status (``period_status``).
 
     ``accept_unknown_money``: publish although quarantined rows hold amounts that cannot be read
-    (recorded in the restatement log). A partition already built from the same raw partition by the
-    same converter with the same settings is a recorded no-op: its checks run again on the published
-    rows, its period status is brought up to date, no new table version is written."""
+    (recorded in the restatement log). ``accounts``: the account catalog (``allocation.accounts``);
+    account names the export lacks are filled from it before the gates. A partition already built
+    from the same raw partition by the same converter with the same settings and the same catalog
+    entries for its accounts is a recorded no-op: its checks run again on the published rows, its
+    period status is brought up to date, no new table version is written."""
     fmt = FORMATS[source.format]
     part = PartitionKey.of(period, source.name).values()
     if not warehouse.exists(fmt.raw_table):
@@ -514,10 +521,19 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
         if base.files else None
     previous = rs.read_status(warehouse, period, source.name)
     status_before = previous["status"] if previous else None
-    digest = fingerprint(sorted(warehouse.snapshot(fmt.raw_table, part).files), __version__, accept_unknown_money)
-    if warehouse.published_fingerprint(FOCUS_TABLE, part, base) == digest:
-        return _unchanged_focus(warehouse, source, period, base, before, raw_totals, quarantine, status_before,
-                                has_invoice, run_id, accept_unknown_money)
+    raw_files = sorted(warehouse.snapshot(fmt.raw_table, part).files)
+
+    def built_from(rows: Callable[[], pl.LazyFrame]) -> str:
+        """What the partition is built from; the catalog entries of the accounts in ``rows``, if any."""
+        names = catalog_digest(accounts, bill_accounts(rows())) if accounts is not None and accounts.height else ""
+        return fingerprint(raw_files, __version__, accept_unknown_money, *([names] if names else []))
+
+    if base.files:
+        digest = built_from(lambda: warehouse.scan(FOCUS_TABLE, part, version=base.version))
+        if warehouse.published_fingerprint(FOCUS_TABLE, part, base) == digest:
+            return _unchanged_focus(warehouse, source, period, base, before, raw_totals, quarantine, status_before,
+                                    has_invoice, run_id, accept_unknown_money)
+    digest = built_from(lambda: fmt.to_focus(raw))  # the accounts of the rows about to be published
 
     def gate(staged: pl.LazyFrame):
         checks = check_focus(staged, raw_totals, quarantine, accept_unknown_money=accept_unknown_money)
@@ -541,7 +557,8 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
                               note="; ".join(checks.warnings) or None)
 
     published, (checks, after, status, reason) = warehouse.publish(
-        FOCUS_TABLE, fmt.to_focus(raw), PartitionKey.of(period, source.name), gate=gate, base=base, fingerprint=digest,
+        FOCUS_TABLE, fill_account_names(fmt.to_focus(raw), accounts), PartitionKey.of(period, source.name), gate=gate,
+        base=base, fingerprint=digest,
         restatement=restatement,
         commit_metadata=lambda g: {"source": source.name, "period": period, "totals": g[0].totals,
                                    "rows": g[0].rows.focus, "deliveries": list(g[1].deliveries), "status": g[2],
@@ -641,13 +658,15 @@ class ConvertResult:
 
 
 def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str = "cli",
-                  billing_currency: str | None = None, accept_unknown_money: bool = False) -> ConvertResult:
+                  billing_currency: str | None = None, accept_unknown_money: bool = False,
+                  accounts: pl.DataFrame | None = None) -> ConvertResult:
     """Export files → one FOCUS 1.2 Parquet file (and ``<out>.quarantine.parquet`` when needed).
 
     Each file is read and mapped by its own format (an AWS CUR and an OCI report in one call are
     each converted as what they are); the checks run over the whole output against every format's
     raw totals. ``billing_currency``: the currency of exports without a currency column (recorded
-    per row). ``accept_unknown_money``: write the output although amounts could not be read."""
+    per row). ``accept_unknown_money``: write the output although amounts could not be read.
+    ``accounts``: the account catalog; account names the exports lack are filled from it (noted per row)."""
     if billing_currency is not None and not is_currency_code(billing_currency):
         raise SourceFormatError(f"--billing-currency {billing_currency!r} is not an ISO 4217 currency code")
     if not out.lower().endswith(".parquet"):
@@ -670,8 +689,8 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
             for table, frames in families.items()}
     try:
         # Separate streaming passes, not one collect_all: sharing the scan would cache it in memory.
-        pl.concat([mappers[t].to_focus(raw) for t, raw in raws.items()], how="diagonal_relaxed").sink_parquet(
-            out, compression=PARQUET_COMPRESSION)
+        focus = pl.concat([mappers[t].to_focus(raw) for t, raw in raws.items()], how="diagonal_relaxed")
+        fill_account_names(focus, accounts).sink_parquet(out, compression=PARQUET_COMPRESSION)
         sides = [raw_side(mappers[t], raw) for t, raw in raws.items()]
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceFormatError(f"{', '.join(paths)}: cannot be converted: {str(exc).splitlines()[0]}") from exc
