@@ -10,6 +10,13 @@ the (period, source) partition of a new or changed delivery, one run per partiti
 scaled on its own: ``BackfillPolicy.multi_run(1)``); ``daily_refresh`` re-reads the open and the
 previous month of every source (an unchanged delivery is a no-op); focus_costs also follows any
 raw_exports partition updated some other way (a manual run) through its automation condition.
+The account catalog sensor (``account_catalog_sensor``) re-runs focus_costs for the partitions whose
+accounts' catalog entries changed.
+
+focus_costs reads the account catalog (``<landing root>/accounts/**``, ``allocation.accounts``) on every
+run: names an export lacks are filled from it, and its metadata lists the catalog accounts the bill does
+not name and the billed accounts the catalog lacks. A catalog file that cannot be read fails the run
+with its one-line error (file, line or JSON path, column); the published partition stays.
 """
 
 
@@ -18,6 +25,15 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from focus_platform import __version__
+from focus_platform.allocation.accounts import (
+    PROVIDER_OF_FORMAT,
+    CatalogError,
+    bill_accounts,
+    catalog_files,
+    coverage,
+    names_filled,
+    read_catalog,
+)
 from focus_platform.defs.automation import follows_upstream
 from focus_platform.defs.checks import (
     WARN,
@@ -234,9 +250,14 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
     source = landing_zone.source(source_name)
     wh = warehouse.warehouse()
     try:
+        catalog = read_catalog(catalog_files(landing_zone.store()))
+    except (CatalogError, DeliveryError) as exc:
+        raise dg.Failure(f"account catalog: {exc}: focus_costs {key} not published, the published version "
+                         "stays") from exc
+    try:
         published = publish_focus(wh, source, period, has_invoice=landing_zone.invoice_lookup(),
                                   run_id=context.run_id,
-                                  accept_unknown_money=_tag_set(context, ACCEPT_UNKNOWN_MONEY_TAG))
+                                  accept_unknown_money=_tag_set(context, ACCEPT_UNKNOWN_MONEY_TAG), accounts=catalog)
     except GateFailed as exc:
         if isinstance(exc.details, FocusChecks):
             yield from check_results(exc.details)
@@ -247,6 +268,8 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
     except (SourceFormatError, ConcurrentPartitionWrite) as exc:
         raise dg.Failure(str(exc)) from exc
     checks = published.checks
+    rows = wh.scan(FOCUS_TABLE, key.values(), version=published.version)
+    covered = coverage(catalog, bill_accounts(rows), provider=PROVIDER_OF_FORMAT.get(source.format))
     yield dg.MaterializeResult(asset_key=FOCUS_TABLE, metadata={
         "dagster/row_count": checks.rows.focus,
         "totals_by_currency": dg.MetadataValue.json(checks.totals),
@@ -258,6 +281,9 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         "change": dg.MetadataValue.json(published.restatement.change()),
         "warnings": dg.MetadataValue.json(checks.warnings),
         "table_uri": dg.MetadataValue.path(wh.uri(FOCUS_TABLE)),
+        "account_catalog_accounts": catalog.height,
+        "account_names_filled_rows": names_filled(rows),
+        **{k: dg.MetadataValue.json(v) if isinstance(v, list) else v for k, v in covered.metadata().items()},
     }, check_results=[*check_results(checks), contract_result(FOCUS_CONTRACT, published.contracts.get(FOCUS_TABLE)),
                       latency_result(published.restatement, delivered_at(context, key),
                                      context.run.tags.get("focus/trigger"))])

@@ -12,6 +12,13 @@ reason and leaves its cursor entries as they were, so it is looked at again on e
 the other periods and sources run as usual (``LandingZoneResource.discover_all``). A period outside
 the billing-period window (``partitions.in_window``: a folder ``2099-01``, a month past retention) has
 no partition: it is refused the same way, never requested.
+
+``account_catalog_sensor`` (running by default): a new, changed or removed file under
+``<landing root>/accounts/`` re-runs ``focus_costs`` for exactly the (period, source) partitions in the
+billing-period window whose BillingAccountId or SubAccountId has a catalog entry that was added, removed,
+renamed or moved (only those two columns of focus_costs are read). Cursor: ``{"files": <digest of the
+files listed>, "accounts": {<lower-cased account id>: <digest of its entries>}}``; a catalog that cannot
+be read is logged and skipped with its cursor kept, so it is read again on every tick until fixed.
 """
 
 from __future__ import annotations
@@ -19,16 +26,33 @@ from __future__ import annotations
 import json
 
 import dagster as dg
+import polars as pl
 
-from focus_platform.defs.assets.ingest import focus_pipeline_job
+from focus_platform.allocation.accounts import (
+    CatalogError,
+    catalog_files,
+    catalog_files_fingerprint,
+    changed_accounts,
+    entry_digests,
+    read_catalog,
+)
+from focus_platform.defs.assets.ingest import (
+    FOCUS_CHECKS,
+    focus_costs,
+    focus_pipeline_job,
+)
 from focus_platform.defs.partitions import (
     EXPORT_SOURCE,
+    FIRST_PERIOD,
     dagster_key,
     in_window,
+    last_period,
     outside_window,
 )
-from focus_platform.defs.resources import LandingZoneResource
+from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
+from focus_platform.landing.zone import DeliveryError
 from focus_platform.periods import PartitionKey
+from focus_platform.warehouse.catalog import FOCUS_TABLE
 
 
 def read_cursor(text: str | None) -> dict[str, str]:
@@ -81,3 +105,45 @@ def _summary(problems: list[str], each: int = 400, total: int = 4000) -> str:
     return " | ".join(p if len(p) <= each else p[:each - 1] + "…" for p in problems)[:total]
 
 
+
+
+def partitions_with_accounts(warehouse: WarehouseResource, accounts: set[str]) -> list[PartitionKey]:
+    """The focus_costs partitions of the billing-period window whose BillingAccountId or SubAccountId is
+    one of ``accounts`` (lower-cased ids; only those two columns and the partition columns are read)."""
+    wh = warehouse.warehouse()
+    if not accounts or not wh.exists(FOCUS_TABLE):
+        return []
+    ids = sorted(accounts)
+    found = (wh.scan(FOCUS_TABLE)
+             .filter(pl.col("x_BillingPeriod").is_between(pl.lit(FIRST_PERIOD), pl.lit(last_period())))
+             .filter(pl.col("BillingAccountId").str.to_lowercase().is_in(ids)
+                     | pl.col("SubAccountId").str.to_lowercase().is_in(ids))
+             .select("x_BillingPeriod", "x_Source").unique().sort("x_BillingPeriod", "x_Source").collect())
+    return [PartitionKey.of(period, source) for period, source in found.iter_rows()]
+
+
+@dg.sensor(minimum_interval_seconds=300, asset_selection=[focus_costs], default_status=dg.DefaultSensorStatus.RUNNING)
+def account_catalog_sensor(context: dg.SensorEvaluationContext, landing_zone: LandingZoneResource,
+                           warehouse: WarehouseResource):
+    """A changed account catalog re-publishes exactly the FOCUS partitions whose accounts' entries changed."""
+    seen = json.loads(context.cursor) if context.cursor else {"files": None, "accounts": {}}
+    store = landing_zone.store()
+    files = catalog_files_fingerprint(store)
+    if files == seen["files"]:
+        return dg.SkipReason("account catalog unchanged")
+    try:
+        catalog = read_catalog(catalog_files(store))
+    except (CatalogError, DeliveryError) as exc:  # kept for the next tick: the cursor stays
+        context.log.warning(f"account catalog not read: {exc}")
+        return dg.SkipReason(f"account catalog not read: {exc}")
+    entries = entry_digests(catalog)
+    changed = changed_accounts(seen["accounts"], entries)
+    partitions = partitions_with_accounts(warehouse, changed)
+    requests = [dg.RunRequest(run_key=f"accounts|{key}|{files}", asset_selection=list(focus_costs.keys),
+                              asset_check_keys=[c.key for c in FOCUS_CHECKS], partition_key=dagster_key(key),
+                              tags={"focus/trigger": "account_catalog"}) for key in partitions]
+    return dg.SensorResult(
+        run_requests=requests, cursor=json.dumps({"files": files, "accounts": entries}, sort_keys=True),
+        skip_reason=None if requests else dg.SkipReason(
+            f"account catalog changed ({len(changed)} account(s) added, removed, renamed or moved); no published "
+            "FOCUS partition in the window has them"))
