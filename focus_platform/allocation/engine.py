@@ -1,0 +1,735 @@
+"""Applying allocation rules to the FOCUS rows of one billing period: every row gets owners (no Dagster here).
+
+Order, per dimension: (1) the mapped tag value, (2) virtual tags in file order — the first whose match
+holds decides, and it beats a tag only with ``override: true`` —, (3) the dimension's default. Then
+(4) Kubernetes: node rows (ResourceId in the telemetry) whose ChargePeriodStart falls in a telemetry
+window are split over that window's workloads by weight; a namespace's owner values replace the row's
+for the dimensions they set. (5) Pools: the other rows matching a pool (the first in file order) are
+split over the pool's targets on its dimension; weights per (x_BillingPeriod, BillingCurrency) window,
+per day for a daily driver table. Every split goes through ``split.split_exact``: the shares of a row
+sum exactly to its BilledCost and EffectiveCost. Rows that are not split are copied (share 1).
+
+Tag values: a value found in the dimension's value map becomes the mapped owner; any other value is
+used normalized (case-folded, trimmed), so ``Web`` and ``web `` are one owner. An empty value is no tag.
+Pool targets by default: every owner value of the pool's dimension with a non-zero direct ``measure``
+(rows that are not pool rows) in the window, ``unallocated`` included; a proportional target's weight
+is its direct measure, negative totals counting 0. Each tag string, each virtual-tag match and each
+owner evidence is computed over distinct values or as Polars expressions, never per row in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+import polars as pl
+
+from focus_platform.allocation.accounts import HIERARCHY_COLUMNS, with_hierarchy
+from focus_platform.allocation.model import (
+    DRIVER,
+    EQUALS,
+    EVEN,
+    EXISTS,
+    FIXED,
+    IN,
+    ON_ZERO_EVEN,
+    OTHER_VALUE,
+    PREFIX,
+    PROPORTIONAL,
+    REGEX,
+    ColumnValue,
+    Condition,
+    Dimension,
+    Match,
+    Pool,
+    Rules,
+)
+from focus_platform.allocation.rules import (
+    TAG_PREFIX,
+    normalize_tag_key,
+    normalize_value,
+)
+from focus_platform.allocation.split import MONEY, split_exact
+
+TIMESTAMP = pl.Datetime("us", "UTC")
+FOCUS_KEPT = {  # the FOCUS row's columns every allocation row repeats
+    "x_BillingPeriod": pl.String, "x_Source": pl.String, "BillingAccountId": pl.String, "SubAccountId": pl.String,
+    "BillingCurrency": pl.String, "x_RowId": pl.String, "ChargePeriodStart": TIMESTAMP,
+    "ChargeCategory": pl.String, "ServiceName": pl.String, "ResourceId": pl.String,
+}
+ALLOCATION_COLUMNS = {  # after the dimensions
+    "x_AllocatedBilledCost": MONEY, "x_AllocatedEffectiveCost": MONEY, "x_AllocationShare": MONEY,
+    "x_AllocationWeight": MONEY, "x_AllocationRuleId": pl.String, "x_AllocationMethod": pl.String,
+    "x_AllocatedResourceId": pl.String, "x_AllocatedResourceName": pl.String, "x_OwnerEvidence": pl.String,
+    "x_RulesVersion": pl.String,
+}
+AMOUNTS = ["BilledCost", "EffectiveCost"]
+SOURCE_ROW = ["x_Source", "x_RowId"]  # one FOCUS row of the period
+WINDOW = ["x_BillingPeriod", "BillingCurrency"]  # pool weights are computed per window
+KUBERNETES_COLUMNS = ["ResourceId", "x_WindowStart", "x_WindowEnd", "x_Cluster", "x_Namespace",
+                      "x_AllocatedResourceId", "x_AllocatedResourceName", "weight"]
+IDLE_NAMESPACE = "__idle__"
+DIRECT, KUBERNETES, KUBERNETES_IDLE = "direct", "kubernetes", "kubernetes-idle"
+RULE_TAGS, RULE_DEFAULT = "tags", "default"
+ONE = Decimal(1)
+
+
+class AllocationError(ValueError):
+    """Rules that cannot be applied to this data, in one line (a pool's zero weights, a driver table missing …)."""
+
+
+@dataclass
+class AllocationInputs:
+    rules: Rules
+    accounts: pl.DataFrame | None = None  # accounts.read_catalog frame
+    drivers: dict[str, pl.DataFrame] = field(default_factory=dict)  # name → read_driver frame
+    kubernetes: pl.DataFrame | None = None  # kubernetes.node_weights frame
+
+
+@dataclass(frozen=True)
+class UncoveredNodeCost:
+    """Kubernetes node rows of one cluster and currency that no telemetry window covers: kept whole, own owner."""
+    cluster: str
+    currency: str
+    rows: int
+    billed: Decimal
+    effective: Decimal
+    days: tuple[date, ...]
+
+
+@dataclass(frozen=True)
+class AllocationReport:
+    period: str
+    rules_version: str
+    rows_in: int  # FOCUS rows of the period
+    rows_out: int  # allocation rows (≥ rows_in)
+    matches: dict[str, int]  # virtual tag or pool id → FOCUS rows its match holds on (decided or not)
+    unmatched_rules: tuple[str, ...]  # virtual tags and pools whose match holds on no row
+    tag_key_conflicts: dict[str, int]  # normalized key → rows with several raw keys equal after normalization
+    even_fallbacks: dict[str, int]  # pool id → source rows split evenly because the window's weights were 0
+    null_costs: int  # rows with a null BilledCost or EffectiveCost (FOCUS forbids it), allocated as 0
+    uncovered_nodes: tuple[UncoveredNodeCost, ...]
+    unmapped_namespaces: tuple[tuple[str, str], ...]  # (cluster, namespace) whose rows set no owner value
+    cardinality: dict[str, tuple[int, int]]  # dimension → distinct owner values before and after its cap
+
+
+@dataclass(frozen=True)
+class Allocation:
+    rows: pl.LazyFrame  # allocation_schema(rules)
+    report: AllocationReport
+
+
+def allocation_schema(rules: Rules) -> pl.Schema:
+    """The columns of ``cost_allocations`` for these rules, in order."""
+    return pl.Schema({**FOCUS_KEPT, **{d: pl.String for d in rules.dimension_names}, **ALLOCATION_COLUMNS})
+
+
+def rules_version(rules: Rules) -> str:
+    return f"{rules.version}@{rules.digest}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver tables
+# ---------------------------------------------------------------------------------------------
+def read_driver(files: list[tuple[str, bytes]], name: str) -> pl.DataFrame:
+    """A driver table from its CSV files: ``date`` (YYYY-MM-DD, Date) or ``period`` (YYYY-MM), one dimension
+    column (the owner value), ``value`` (Decimal(38,12) ≥ 0). Every file has the same columns; an error names
+    the file, data row and column."""
+    frames, layout = [], None
+    for path, data in files:
+        frame = _driver_file(path, data, name)
+        if layout is not None and frame.columns != layout[1]:
+            raise AllocationError(f"driver {name!r}: {path} has columns {', '.join(frame.columns)}, "
+                                  f"{layout[0]} has {', '.join(layout[1])}")
+        layout = layout or (path, frame.columns)
+        frames.append(frame)
+    if not frames:
+        raise AllocationError(f"driver {name!r}: no CSV file")
+    return pl.concat(frames, how="vertical")
+
+
+def _driver_file(path: str, data: bytes, name: str) -> pl.DataFrame:
+    where = f"driver {name!r}: {path}"
+    try:
+        raw = pl.read_csv(data, infer_schema=False)
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as error:
+        raise AllocationError(f"{where}: not a readable CSV ({str(error).splitlines()[0]})") from None
+    time = [c for c in ("date", "period") if c in raw.columns]
+    dimensions = [c for c in raw.columns if c not in ("date", "period", "value")]
+    if len(time) != 1 or "value" not in raw.columns or len(dimensions) != 1:
+        raise AllocationError(f"{where}: columns must be date or period, one dimension column and value "
+                              f"(found {', '.join(raw.columns) or 'none'})")
+    time_column, dimension = time[0], dimensions[0]
+    if time_column == "date":
+        parsed_time = raw["date"].str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
+    else:
+        text = raw["period"].str.strip_chars()
+        parsed_time = text.str.to_date("%Y-%m", strict=False).dt.strftime("%Y-%m")
+        parsed_time = pl.select(pl.when(parsed_time == text).then(text)).to_series()
+    value_text = raw["value"].str.strip_chars()
+    value = value_text.cast(MONEY, strict=False)
+    owner = raw[dimension].str.strip_chars()
+    checks = [
+        (time_column, parsed_time.is_null(), "YYYY-MM-DD date" if time_column == "date" else "YYYY-MM period"),
+        (dimension, owner.is_null() | (owner == ""), "non-empty owner value"),
+        ("value", value.is_null() | (value < 0), "number ≥ 0"),
+    ]
+    for column, bad, expected in checks:
+        if bad.any():
+            row = bad.arg_true()[0]
+            raise AllocationError(f"{where}: data row {row + 1}, column {column}: {raw[column][row]!r} "
+                                  f"is not a {expected}")
+    return pl.DataFrame({time_column: parsed_time, dimension: owner, "value": value})
+
+
+# ---------------------------------------------------------------------------------------------
+# Allocation
+# ---------------------------------------------------------------------------------------------
+def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allocation:
+    """The allocation rows of ``period`` (lazy, ``allocation_schema``) and the report of what the rules did.
+
+    Reads the data a few times: once for the distinct tag strings, once for the window totals the pools
+    and the report need (aggregated, small); the rows themselves are produced when ``rows`` is collected or
+    sunk. Raises ``AllocationError`` for a pool that cannot be split (zero weights with ``on_zero: error``,
+    no target, a driver table missing)."""
+    rules = inputs.rules
+    dims = list(rules.dimensions)
+    lf = focus.filter(pl.col("x_BillingPeriod") == period)
+    tag_table, conflicts = _tag_table(lf, rules)
+    prepared = _classified(_prepared(lf, inputs, tag_table), rules)
+    k8s = inputs.kubernetes
+    if k8s is not None and k8s.height:
+        node_ids = k8s["ResourceId"].unique()
+        is_node = pl.col("ResourceId").is_in(node_ids.implode())
+        covered, uncovered = _node_rows(prepared.filter(is_node), k8s)
+        split_nodes = _kubernetes_split(covered, k8s, rules)
+        rest = pl.concat([prepared.filter(~is_node).with_columns(_pool_index(rules)),
+                          uncovered.with_columns(__pool=pl.lit(None, pl.Int32))], how="diagonal_relaxed")
+    else:
+        split_nodes, rest = None, prepared.with_columns(_pool_index(rules))
+    by_day = _is_daily_driver_pool(rules, inputs)
+    if split_nodes is not None:
+        by_day = by_day | pl.col("__uncovered").is_not_null()
+    rest = rest.with_columns(__day=pl.when(by_day).then(pl.col("ChargePeriodStart").dt.date()))
+    before_pools = rest if split_nodes is None else pl.concat([rest, split_nodes], how="diagonal_relaxed")
+    summary = _summary(before_pools, rules)
+    weights, fallbacks = _pool_weights(summary, rules, inputs, period)
+    direct = _direct_rows(rest.filter(pl.col("__pool").is_null()), rules)
+    parts = [direct]
+    if rules.pools:
+        parts.append(_pool_split(rest.filter(pl.col("__pool").is_not_null()), weights, rules))
+    if split_nodes is not None:
+        parts.append(split_nodes)
+    caps = _caps(summary, weights, rules)
+    rows = pl.concat([p.select(_output(rules)) for p in parts], how="vertical") if len(parts) > 1 else \
+        parts[0].select(_output(rules))
+    rows = rows.with_columns([_capped(d, caps[d.name][2]) for d in dims if caps[d.name][2] is not None])
+    report = _report(summary, weights, fallbacks, conflicts, caps, rules, period, k8s)
+    return Allocation(rows=rows, report=report)
+
+
+# --- tags ------------------------------------------------------------------------------------
+def _needed_tag_keys(rules: Rules) -> set[str]:
+    return ({key for d in rules.dimensions for key in d.tag_keys}
+            | {c.column.removeprefix(TAG_PREFIX) for c in _conditions(rules) if c.column.startswith(TAG_PREFIX)})
+
+
+def _tag_table(lf: pl.LazyFrame, rules: Rules) -> tuple[pl.DataFrame | None, dict[str, int]]:
+    """Per distinct Tags string: per dimension the mapped tag value and its evidence, and the raw value of
+    each ``tag:<key>`` a match reads. Each string is parsed once; conflicts are counted in rows."""
+    if not _needed_tag_keys(rules):
+        return None, {}
+    distinct = lf.group_by(pl.col("Tags").fill_null("")).agg(__rows=pl.len()).collect(engine="streaming")
+    match_keys = sorted({c.column for c in _conditions(rules) if c.column.startswith(TAG_PREFIX)})
+    conflicts: Counter[str] = Counter()
+    records = []
+    for text, rows in distinct.iter_rows():
+        chosen, clashing = _chosen_tags(text, lf)
+        conflicts.update({key: rows for key in clashing})
+        record = {"__tags": text}
+        for i, dimension in enumerate(rules.dimensions):
+            record[f"__tag{i}"], record[f"__tagev{i}"] = _tag_owner(dimension, chosen)
+        for column in match_keys:
+            found = chosen.get(column.removeprefix(TAG_PREFIX))
+            record[column] = found[1] if found else None
+        records.append(record)
+    schema = {"__tags": pl.String, **{f"__tag{i}": pl.String for i in range(len(rules.dimensions))},
+              **{f"__tagev{i}": pl.String for i in range(len(rules.dimensions))},
+              **{c: pl.String for c in match_keys}}
+    return pl.DataFrame(records, schema=schema), dict(conflicts)
+
+
+def _chosen_tags(text: str, lf: pl.LazyFrame) -> tuple[dict[str, tuple[str, str]], list[str]]:
+    """Normalized key → (raw key, raw value): among raw keys equal after normalization the smallest wins;
+    the normalized keys that had several raw keys on this string."""
+    if not text:
+        return {}, []
+    try:
+        tags = json.loads(text)
+    except ValueError:
+        tags = None
+    if not isinstance(tags, dict):
+        first = lf.filter(pl.col("Tags") == text).select(SOURCE_ROW).head(1).collect().row(0)
+        raise AllocationError(f"Tags of x_Source={first[0]!r} x_RowId={first[1]!r} is not a JSON object: {text[:80]!r}")
+    by_key: dict[str, list[tuple[str, str]]] = {}
+    for raw_key, raw_value in tags.items():
+        if raw_value is not None:
+            value = raw_value if isinstance(raw_value, str) else json.dumps(raw_value)
+            by_key.setdefault(normalize_tag_key(raw_key), []).append((raw_key, value))
+    return {key: min(pairs) for key, pairs in by_key.items()}, [k for k, pairs in by_key.items() if len(pairs) > 1]
+
+
+def _tag_owner(dimension: Dimension, chosen: dict[str, tuple[str, str]]) -> tuple[str | None, str | None]:
+    """The owner value of the first alias present with a non-empty value, and its evidence (JSON text)."""
+    for alias in dimension.tag_keys:
+        if alias in chosen:
+            raw_key, raw_value = chosen[alias]
+            value = normalize_value(raw_value)
+            if value:
+                return dimension.value_map.get(value, value), json.dumps(f"tag:{raw_key}={raw_value}")
+    return None, None
+
+
+# --- conditions and owners -------------------------------------------------------------------
+def _conditions(rules: Rules) -> list[Condition]:
+    matches = [vt.match for vt in rules.virtual_tags] + [p.match for p in rules.pools]
+    return [c for m in matches for c in m.conditions]
+
+
+def _read_columns(rules: Rules) -> set[str]:
+    """Every non-tag column a match or a virtual tag's ``{column: …}`` reads."""
+    columns = {c.column for c in _conditions(rules) if not c.column.startswith(TAG_PREFIX)}
+    columns |= {v.column for vt in rules.virtual_tags for v in vt.values.values() if isinstance(v, ColumnValue)}
+    return columns
+
+
+def _prepared(lf: pl.LazyFrame, inputs: AllocationInputs, tag_table: pl.DataFrame | None) -> pl.LazyFrame:
+    """The columns the allocation needs (costs null → 0, flagged), the hierarchy and the tag table joined."""
+    rules = inputs.rules
+    read = _read_columns(rules)
+    if read & set(HIERARCHY_COLUMNS):
+        lf = with_hierarchy(lf, inputs.accounts)
+    present = lf.collect_schema().names()
+    measures = {p.measure for p in rules.pools if p.method == PROPORTIONAL} - set(AMOUNTS)
+    wanted = [*FOCUS_KEPT, *AMOUNTS, *sorted(measures), *sorted(read - set(FOCUS_KEPT) - set(AMOUNTS) - measures)]
+    lf = lf.select(
+        *[pl.col(c) if c in present else pl.lit(None, pl.String).alias(c) for c in wanted],
+        __null_cost=pl.any_horizontal(pl.col(a).is_null() for a in AMOUNTS),
+        **({"__tags": pl.col("Tags").fill_null("")} if tag_table is not None else {}))
+    lf = lf.with_columns(pl.col(a).fill_null(Decimal(0)).cast(MONEY) for a in AMOUNTS)
+    if tag_table is not None:
+        lf = lf.join(tag_table.lazy(), on="__tags", how="left").drop("__tags")
+    return lf
+
+
+def _condition(condition: Condition) -> pl.Expr:
+    column = pl.col(condition.column).cast(pl.String)
+    values = condition.values
+    if condition.op == EQUALS:
+        return column == values[0]
+    if condition.op == IN:
+        return column.is_in(list(values))
+    if condition.op == REGEX:
+        return column.str.contains(values[0])
+    if condition.op == PREFIX:
+        return column.str.starts_with(values[0])
+    assert condition.op == EXISTS
+    return column.is_not_null()
+
+
+def _matches(match: Match) -> pl.Expr:
+    return pl.all_horizontal(_condition(c) for c in match.conditions).fill_null(False) if match.conditions \
+        else pl.lit(True)
+
+
+def _first_hit(hits: list[tuple[int, pl.Expr]]) -> pl.Expr:
+    """The index of the first expression that holds on the row (null: none)."""
+    chain = pl.lit(None, pl.Int32)
+    for index, hit in reversed(hits):
+        chain = pl.when(hit).then(pl.lit(index, pl.Int32)).otherwise(chain)
+    return chain
+
+
+def _json(text: str) -> str:
+    return json.dumps(text)
+
+
+def _classified(lf: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
+    """Match flags of every virtual tag (``__vt<k>``) and pool (``__pm<j>``), then per dimension ``i`` the
+    owner, its evidence (``__ev<i>``) and, for the first dimension, the deciding rule (``__rule``)."""
+    lf = lf.with_columns(
+        *[_matches(vt.match).alias(f"__vt{k}") for k, vt in enumerate(rules.virtual_tags)],
+        *[_matches(p.match).alias(f"__pm{j}") for j, p in enumerate(rules.pools)])
+    owners = []
+    for i, dimension in enumerate(rules.dimensions):
+        owners += _owner(i, dimension, rules)
+    lf = lf.with_columns(owners)
+    return lf.drop([f"__tag{i}" for i in range(len(rules.dimensions))]
+                   + [f"__tagev{i}" for i in range(len(rules.dimensions))], strict=False)
+
+
+def _owner(i: int, dimension: Dimension, rules: Rules) -> list[pl.Expr]:
+    setting = [(k, vt) for k, vt in enumerate(rules.virtual_tags) if dimension.name in vt.values]
+    if not setting:
+        return _tag_or_default(i, dimension, use_vt=pl.lit(False), vt_value=pl.lit(None, pl.String),
+                               vt_evidence=pl.lit(None, pl.String), vt_rule=pl.lit(None, pl.String))
+    hits = []
+    for k, vt in setting:
+        value = vt.values[dimension.name]
+        hit = pl.col(f"__vt{k}")
+        if isinstance(value, ColumnValue):
+            hit = hit & pl.col(value.column).is_not_null()
+        hits.append((k, hit))
+    chosen = _first_hit(hits)
+    literal_values = {k: vt.values[dimension.name] for k, vt in setting
+                      if not isinstance(vt.values[dimension.name], ColumnValue)}
+    vt_value = chosen.replace_strict(literal_values, default=None, return_dtype=pl.String)
+    for k, vt in setting:
+        if isinstance(vt.values[dimension.name], ColumnValue):
+            column = vt.values[dimension.name].column
+            vt_value = pl.when(chosen == k).then(pl.col(column).cast(pl.String)).otherwise(vt_value)
+    overriding = chosen.is_in([k for k, vt in setting if vt.override]).fill_null(False)
+    use_vt = chosen.is_not_null() & (overriding | _tag(i, dimension).is_null())
+    return _tag_or_default(
+        i, dimension, use_vt=use_vt, vt_value=vt_value,
+        vt_evidence=chosen.replace_strict({k: _json(f"virtual:{vt.id}") for k, vt in setting}, default=None,
+                                          return_dtype=pl.String),
+        vt_rule=chosen.replace_strict({k: vt.id for k, vt in setting}, default=None, return_dtype=pl.String))
+
+
+def _tag(i: int, dimension: Dimension, evidence: bool = False) -> pl.Expr:
+    return pl.col(f"__tag{'ev' if evidence else ''}{i}") if dimension.tag_keys else pl.lit(None, pl.String)
+
+
+def _tag_or_default(i: int, dimension: Dimension, *, use_vt: pl.Expr, vt_value: pl.Expr, vt_evidence: pl.Expr,
+                    vt_rule: pl.Expr) -> list[pl.Expr]:
+    """The owner column, its evidence and (first dimension) the deciding rule: the virtual tag where
+    ``use_vt``, else the tag, else the default."""
+    tag = _tag(i, dimension)
+    use_tag = ~use_vt & tag.is_not_null()
+    out = [
+        pl.when(use_vt).then(vt_value).when(use_tag).then(tag).otherwise(pl.lit(dimension.default))
+        .alias(dimension.name),
+        pl.when(use_vt).then(vt_evidence).when(use_tag).then(_tag(i, dimension, evidence=True))
+        .otherwise(pl.lit(_json(RULE_DEFAULT))).alias(f"__ev{i}"),
+    ]
+    if i == 0:
+        out.append(pl.when(use_vt).then(vt_rule).when(use_tag).then(pl.lit(RULE_TAGS))
+                   .otherwise(pl.lit(RULE_DEFAULT)).alias("__rule"))
+    return out
+
+
+def _pool_index(rules: Rules) -> pl.Expr:
+    """The first pool whose match holds (null: not a pool row). Kubernetes node rows never get here."""
+    return _first_hit([(j, pl.col(f"__pm{j}")) for j in range(len(rules.pools))]).alias("__pool")
+
+
+def _is_daily_driver_pool(rules: Rules, inputs: AllocationInputs) -> pl.Expr:
+    daily = [j for j, p in enumerate(rules.pools) if p.method == DRIVER and "date" in _driver(p, inputs).columns]
+    return pl.col("__pool").is_in(daily).fill_null(False)
+
+
+def _driver(pool: Pool, inputs: AllocationInputs) -> pl.DataFrame:
+    if pool.driver not in inputs.drivers:
+        raise AllocationError(f"pool {pool.id!r}: driver table {pool.driver!r} not found "
+                              f"(<landing>/allocation/drivers/{pool.driver}/*.csv)")
+    table = inputs.drivers[pool.driver]
+    if pool.dimension not in table.columns:
+        raise AllocationError(f"pool {pool.id!r}: driver table {pool.driver!r} has no column {pool.dimension!r} "
+                              f"(columns: {', '.join(table.columns)})")
+    return table
+
+
+# --- Kubernetes ------------------------------------------------------------------------------
+def _node_rows(nodes: pl.LazyFrame, k8s: pl.DataFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Node rows with the telemetry window their ChargePeriodStart falls in (covered), and without (uncovered,
+    with ``__uncovered`` = the node's cluster)."""
+    windows = k8s.select("ResourceId", "x_WindowStart", "x_WindowEnd", "x_Cluster").unique().sort("x_WindowStart")
+    clusters = windows.select("ResourceId", __uncovered="x_Cluster").unique(subset="ResourceId", keep="first")
+    found = nodes.sort("ChargePeriodStart").join_asof(
+        windows.lazy().drop("x_Cluster"), left_on="ChargePeriodStart", right_on="x_WindowStart", by="ResourceId",
+        strategy="backward", check_sortedness=False)
+    inside = pl.col("x_WindowEnd").is_not_null() & (pl.col("ChargePeriodStart") < pl.col("x_WindowEnd"))
+    covered = found.filter(inside).drop("x_WindowEnd")
+    uncovered = found.filter(~inside).drop("x_WindowStart", "x_WindowEnd").join(clusters.lazy(), on="ResourceId")
+    return covered, uncovered
+
+
+def _kubernetes_split(covered: pl.LazyFrame, k8s: pl.DataFrame, rules: Rules) -> pl.LazyFrame:
+    """Covered node rows × their window's workloads, amounts split exactly by weight; owner values of the
+    namespace where it sets them, evidence ``k8s:<namespace>``."""
+    dims = [(i, d.name) for i, d in enumerate(rules.dimensions) if d.name in k8s.columns]
+    namespaces = k8s["x_Namespace"].unique().to_list()
+    weights = k8s.select(
+        *KUBERNETES_COLUMNS[:2], *KUBERNETES_COLUMNS[3:], *[pl.col(d).alias(f"__k8s_{d}") for _, d in dims],
+        __nsev=pl.col("x_Namespace").replace_strict({ns: _json(f"k8s:{ns}") for ns in namespaces},
+                                                     return_dtype=pl.String),
+    ).with_columns(__first=pl.int_range(pl.len()).over("ResourceId", "x_WindowStart") == 0)
+    exploded = covered.join(weights.lazy(), on=["ResourceId", "x_WindowStart"], how="inner")
+    split = split_exact(exploded, key=SOURCE_ROW, weight="weight", amounts=AMOUNTS,
+                        order=["x_AllocatedResourceId", "x_Namespace"], share="x_AllocationShare")
+    return split.with_columns(
+        *[pl.coalesce(f"__k8s_{d}", d).alias(d) for _, d in dims],
+        *[pl.when(pl.col(f"__k8s_{d}").is_not_null()).then("__nsev").otherwise(f"__ev{i}").alias(f"__ev{i}")
+          for i, d in dims],
+        __pool=pl.lit(None, pl.Int32),
+        x_AllocationWeight=pl.col("weight").cast(MONEY),
+        x_AllocationRuleId=pl.concat_str(pl.lit("k8s:"), "x_Cluster"),
+        x_AllocationMethod=pl.when(pl.col("x_Namespace") == IDLE_NAMESPACE).then(pl.lit(KUBERNETES_IDLE))
+        .otherwise(pl.lit(KUBERNETES)),
+    )
+
+
+# --- window totals ---------------------------------------------------------------------------
+def _summary(lf: pl.LazyFrame, rules: Rules) -> pl.DataFrame:
+    """One pass: per window, pool, day (driver pools and uncovered node rows) and owner values, the amounts,
+    proportional measures, rows, source rows and match counts the pools and the report need."""
+    measures = sorted({p.measure for p in rules.pools if p.method == PROPORTIONAL} | set(AMOUNTS))
+    schema = lf.collect_schema()
+    first = pl.col("__first") if "__first" in schema else pl.lit(True)
+    source = first.fill_null(True)  # one row per FOCUS row: kubernetes splits count once
+    keys = [*WINDOW, "__pool", "__day", *rules.dimension_names]
+    if "__uncovered" in schema:
+        keys.append("__uncovered")
+    return lf.group_by(keys).agg(
+        *[pl.col(m).sum() for m in measures],
+        __rows=pl.len(),
+        __sources=source.sum(),
+        __null_costs=(pl.col("__null_cost") & source).sum(),
+        *[(pl.col(f"__vt{k}") & source).sum().alias(f"__vt{k}") for k in range(len(rules.virtual_tags))],
+        *[(pl.col(f"__pm{j}") & source).sum().alias(f"__pm{j}") for j in range(len(rules.pools))],
+    ).collect(engine="streaming")
+
+
+def _pool_weights(summary: pl.DataFrame, rules: Rules, inputs: AllocationInputs,
+                  period: str) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Per pool, window and day (driver pools by date): target, weight (Decimal(38,12)) and method. Raises
+    ``AllocationError`` for a window whose weights are all 0 (``on_zero: error``) or that has no target."""
+    frames, fallbacks = [], {}
+    direct = summary.filter(pl.col("__pool").is_null())
+    for j, pool in enumerate(rules.pools):
+        rows = summary.filter(pl.col("__pool") == j).group_by(*WINDOW, "__day").agg(__sources=pl.col("__sources").sum())
+        if rows.height == 0:
+            continue
+        candidates = _weights_of(pool, j, rows, direct, inputs, period)
+        totals = candidates.group_by(*WINDOW, "__day").agg(__total=pl.col("weight").sum(), __targets=pl.len())
+        windows = rows.join(totals, on=[*WINDOW, "__day"], how="left", nulls_equal=True)
+        no_target = windows.filter(pl.col("__targets").is_null())
+        if no_target.height:
+            why = "the driver table names no owner in the period" if pool.method == DRIVER else \
+                f"no owner of {pool.dimension!r} has a direct {_measure(pool)} in it"
+            raise AllocationError(f"pool {pool.id!r}: no target in window {_window_name(no_target.row(0, named=True))} "
+                                  f"({why}, and the pool declares no targets)")
+        zero = windows.filter(pl.col("__total") == 0)
+        if zero.height and pool.on_zero != ON_ZERO_EVEN:
+            raise AllocationError(f"pool {pool.id!r} ({pool.method}): the weights of its targets total 0 in window "
+                                  f"{_window_name(zero.row(0, named=True))}; declare on_zero: even to split it "
+                                  "evenly (recorded), or fix the weights")
+        if zero.height:
+            fallbacks[pool.id] = int(zero["__sources"].sum())
+        zero_keys = zero.select(*WINDOW, "__day", __zero=pl.lit(True))
+        candidates = candidates.join(zero_keys, on=[*WINDOW, "__day"], how="left", nulls_equal=True).with_columns(
+            weight=pl.when(pl.col("__zero")).then(pl.lit(ONE, MONEY)).otherwise("weight"),
+            __method=pl.when(pl.col("__zero")).then(pl.lit(f"{pool.method}-even-fallback"))
+            .otherwise(pl.lit(pool.method)))
+        frames.append(candidates.filter(pl.col("weight") > 0).select(
+            *WINDOW, "__day", pl.lit(j, pl.Int32).alias("__pool"), "__target", "weight", "__method"))
+    schema = {**{c: pl.String for c in WINDOW}, "__day": pl.Date, "__pool": pl.Int32, "__target": pl.String,
+              "weight": MONEY, "__method": pl.String}
+    return (pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=schema)), fallbacks
+
+
+def _window_name(row: dict) -> str:
+    day = f" on {row['__day']}" if row.get("__day") else ""
+    return f"{row['x_BillingPeriod']} {row['BillingCurrency']}{day}"
+
+
+def _weights_of(pool: Pool, j: int, rows: pl.DataFrame, direct: pl.DataFrame, inputs: AllocationInputs,
+                period: str) -> pl.DataFrame:
+    """The candidate targets and their weights per (window, __day) where the pool has rows."""
+    keys = [*WINDOW, "__day"]
+    if pool.method == FIXED:
+        targets = pl.DataFrame({"__target": list(pool.weights), "weight": list(pool.weights.values())},
+                               schema={"__target": pl.String, "weight": MONEY})
+        return rows.select(keys).join(targets, how="cross")
+    if pool.method == DRIVER:
+        return _driver_weights(pool, rows, _driver(pool, inputs), period)
+    owners = direct.group_by(*WINDOW, __target=pool.dimension).agg(pl.col(_measure(pool)).sum().alias("__measure"))
+    if pool.targets:
+        owners = owners.filter(pl.col("__target").is_in(list(pool.targets)))
+        declared = pl.DataFrame({"__target": list(pool.targets)})
+        owners = rows.select(WINDOW).join(declared, how="cross").join(owners, on=[*WINDOW, "__target"], how="left")
+    else:
+        owners = owners.filter(pl.col("__measure") != 0)
+    weight = pl.lit(ONE, MONEY) if pool.method == EVEN else \
+        pl.max_horizontal(pl.col("__measure").fill_null(Decimal(0)), pl.lit(Decimal(0), MONEY)).cast(MONEY)
+    return rows.select(keys).join(owners.with_columns(weight=weight).select(*WINDOW, "__target", "weight"),
+                                  on=WINDOW, how="inner")
+
+
+def _measure(pool: Pool) -> str:
+    """What weighs a proportional pool's targets, and which owners have direct cost for default targets."""
+    return pool.measure if pool.method == PROPORTIONAL else "EffectiveCost"
+
+
+def _driver_weights(pool: Pool, rows: pl.DataFrame, table: pl.DataFrame, period: str) -> pl.DataFrame:
+    """Sum of the driver's values per target per day (``date`` tables) or for the period (``period`` tables);
+    targets: the declared ones, else every owner the table names in the period (0 where it has no value)."""
+    values = table.rename({pool.dimension: "__target"})
+    if "date" in values.columns:
+        values = values.rename({"date": "__day"}).filter(pl.col("__day").dt.strftime("%Y-%m") == period)
+    else:
+        values = values.filter(pl.col("period") == period).with_columns(__day=pl.lit(None, pl.Date))
+    targets = list(pool.targets) or sorted(values["__target"].unique().to_list())
+    sums = values.filter(pl.col("__target").is_in(targets)).group_by("__day", "__target") \
+        .agg(weight=pl.col("value").sum())
+    candidates = rows.select(*WINDOW, "__day").join(pl.DataFrame({"__target": targets}, schema={"__target": pl.String}),
+                                                    how="cross")
+    return candidates.join(sums, on=["__day", "__target"], how="left", nulls_equal=True) \
+        .with_columns(pl.col("weight").fill_null(Decimal(0)).cast(MONEY))
+
+
+# --- rows ------------------------------------------------------------------------------------
+def _direct_rows(lf: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
+    """Rows no pool or node split touches: the amounts copied, share and weight 1."""
+    return lf.with_columns(
+        x_AllocationShare=pl.lit(ONE, MONEY), x_AllocationWeight=pl.lit(ONE, MONEY),
+        x_AllocationRuleId=pl.col("__rule"), x_AllocationMethod=pl.lit(DIRECT),
+        x_AllocatedResourceId=pl.lit(None, pl.String), x_AllocatedResourceName=pl.lit(None, pl.String))
+
+
+def _pool_split(pool_rows: pl.LazyFrame, weights: pl.DataFrame, rules: Rules) -> pl.LazyFrame:
+    """Pool rows × their window's targets, amounts split exactly; the pool's dimension takes the target."""
+    exploded = pool_rows.join(weights.lazy(), on=[*WINDOW, "__day", "__pool"], how="inner", nulls_equal=True)
+    split = split_exact(exploded, key=SOURCE_ROW, weight="weight", amounts=AMOUNTS, order=["__target"],
+                        share="x_AllocationShare")
+    ids = {j: p.id for j, p in enumerate(rules.pools)}
+    dimension_of = {j: p.dimension for j, p in enumerate(rules.pools)}
+    columns = []
+    for i, dimension in enumerate(rules.dimensions):
+        here = [j for j, d in dimension_of.items() if d == dimension.name]
+        if here:
+            mine = pl.col("__pool").is_in(here)
+            columns += [pl.when(mine).then("__target").otherwise(dimension.name).alias(dimension.name),
+                        pl.when(mine).then(pl.col("__pool").replace_strict(
+                            {j: _json(f"pool:{ids[j]}") for j in here}, default=None, return_dtype=pl.String))
+                        .otherwise(f"__ev{i}").alias(f"__ev{i}")]
+    return split.with_columns(
+        *columns,
+        x_AllocationWeight=pl.col("weight"),
+        x_AllocationRuleId=pl.col("__pool").replace_strict(ids, return_dtype=pl.String),
+        x_AllocationMethod=pl.col("__method"),
+        x_AllocatedResourceId=pl.lit(None, pl.String), x_AllocatedResourceName=pl.lit(None, pl.String))
+
+
+def _output(rules: Rules) -> list[pl.Expr]:
+    names = rules.dimension_names
+    evidence = [pl.lit("{")]
+    for i, name in enumerate(names):
+        evidence += [pl.lit(("," if i else "") + _json(name) + ":"), pl.col(f"__ev{i}")]
+    evidence.append(pl.lit("}"))
+    return [
+        *[pl.col(c).cast(t) for c, t in FOCUS_KEPT.items()],
+        *[pl.col(d) for d in names],
+        pl.col("BilledCost").alias("x_AllocatedBilledCost"),
+        pl.col("EffectiveCost").alias("x_AllocatedEffectiveCost"),
+        *[pl.col(c).cast(t) for c, t in list(ALLOCATION_COLUMNS.items())[2:8]],
+        pl.concat_str(evidence).alias("x_OwnerEvidence"),
+        pl.lit(rules_version(rules)).alias("x_RulesVersion"),
+    ]
+
+
+# --- cardinality cap -------------------------------------------------------------------------
+def _caps(summary: pl.DataFrame, weights: pl.DataFrame, rules: Rules) -> dict[str, tuple[int, int, list | None]]:
+    """Per dimension: distinct owner values before and after the cap, and the values kept (None: no cap
+    needed). Values rank by the magnitude of their allocated EffectiveCost in the period (pool shares by
+    their weights); the default owner is always kept; the rest become ``other``."""
+    spend = _allocated_effective(summary, weights, rules)
+    caps = {}
+    for dimension in rules.dimensions:
+        totals = spend[dimension.name]
+        before = len(totals)
+        if dimension.max_values is None or before <= dimension.max_values:
+            caps[dimension.name] = (before, before, None)
+            continue
+        ranked = sorted((v for v in totals if v != dimension.default), key=lambda v: (-abs(totals[v]), v))
+        kept = ranked[:max(dimension.max_values - 2, 0)] + [dimension.default]
+        after = len([v for v in kept if v in totals]) + 1
+        caps[dimension.name] = (before, after, kept)
+    return caps
+
+
+def _allocated_effective(summary: pl.DataFrame, weights: pl.DataFrame, rules: Rules) -> dict[str, dict[str, Decimal]]:
+    spend: dict[str, dict[str, Decimal]] = {d: {} for d in rules.dimension_names}
+    pool_dimension = {j: p.dimension for j, p in enumerate(rules.pools)}
+    shares: dict[tuple, list[tuple[str, Decimal]]] = {}
+    for row in weights.iter_rows(named=True):
+        shares.setdefault((row["BillingCurrency"], row["__day"], row["__pool"]), []).append((row["__target"], row["weight"]))
+    for row in summary.select("BillingCurrency", "__day", "__pool", "EffectiveCost", *rules.dimension_names).iter_rows(named=True):
+        amount = row["EffectiveCost"]
+        for name in rules.dimension_names:
+            if row["__pool"] is not None and pool_dimension[row["__pool"]] == name:
+                targets = shares.get((row["BillingCurrency"], row["__day"], row["__pool"]), [])
+                total = sum(w for _, w in targets)
+                for target, weight in targets:
+                    spend[name][target] = spend[name].get(target, Decimal(0)) + amount * weight / total
+            else:
+                spend[name][row[name]] = spend[name].get(row[name], Decimal(0)) + amount
+    return spend
+
+
+def _capped(dimension: Dimension, kept: list[str]) -> pl.Expr:
+    column = pl.col(dimension.name)
+    return pl.when(column.is_in(kept)).then(column).otherwise(pl.lit(OTHER_VALUE)).alias(dimension.name)
+
+
+# --- report ----------------------------------------------------------------------------------
+def _report(summary: pl.DataFrame, weights: pl.DataFrame, fallbacks: dict[str, int], conflicts: dict[str, int],
+            caps: dict, rules: Rules, period: str, k8s: pl.DataFrame | None) -> AllocationReport:
+    totals = summary.select(pl.col("__sources", "__null_costs",
+                                   *[f"__vt{k}" for k in range(len(rules.virtual_tags))],
+                                   *[f"__pm{j}" for j in range(len(rules.pools))]).sum()).row(0, named=True)
+    matches = {vt.id: int(totals[f"__vt{k}"] or 0) for k, vt in enumerate(rules.virtual_tags)}
+    matches |= {p.id: int(totals[f"__pm{j}"] or 0) for j, p in enumerate(rules.pools)}
+    pool_rows = summary.filter(pl.col("__pool").is_not_null()).group_by(*WINDOW, "__day", "__pool") \
+        .agg(pl.col("__sources").sum())
+    targets = weights.group_by(*WINDOW, "__day", "__pool").agg(__targets=pl.len())
+    exploded = pool_rows.join(targets, on=[*WINDOW, "__day", "__pool"], how="left", nulls_equal=True) \
+        .select((pl.col("__sources") * pl.col("__targets").fill_null(0)).sum()).item() or 0
+    rows_out = int(summary["__rows"].sum()) - int(pool_rows["__sources"].sum() or 0) + int(exploded)
+    return AllocationReport(
+        period=period,
+        rules_version=rules_version(rules),
+        rows_in=int(totals["__sources"] or 0),
+        rows_out=rows_out,
+        matches=matches,
+        unmatched_rules=tuple(rule for rule, n in matches.items() if n == 0),
+        tag_key_conflicts=dict(sorted(conflicts.items())),
+        even_fallbacks=fallbacks,
+        null_costs=int(totals["__null_costs"] or 0),
+        uncovered_nodes=_uncovered(summary),
+        unmapped_namespaces=_unmapped_namespaces(k8s, rules),
+        cardinality={name: cap[:2] for name, cap in caps.items()},
+    )
+
+
+def _uncovered(summary: pl.DataFrame) -> tuple[UncoveredNodeCost, ...]:
+    if "__uncovered" not in summary.columns:
+        return ()
+    found = summary.filter(pl.col("__uncovered").is_not_null()).group_by("__uncovered", "BillingCurrency").agg(
+        pl.col("__rows").sum(), pl.col("BilledCost").sum(), pl.col("EffectiveCost").sum(),
+        pl.col("__day").unique().sort()).sort("__uncovered", "BillingCurrency")
+    return tuple(UncoveredNodeCost(cluster=c, currency=cur, rows=n, billed=b, effective=e, days=tuple(days))
+                 for c, cur, n, b, e, days in found.iter_rows())
+
+
+def _unmapped_namespaces(k8s: pl.DataFrame | None, rules: Rules) -> tuple[tuple[str, str], ...]:
+    if k8s is None or k8s.height == 0:
+        return ()
+    dims = [d for d in rules.dimension_names if d in k8s.columns]
+    unowned = pl.all_horizontal(pl.col(d).is_null() for d in dims) if dims else pl.lit(True)
+    found = k8s.filter(unowned, pl.col("x_Namespace") != IDLE_NAMESPACE).select("x_Cluster", "x_Namespace")
+    return tuple(found.unique().sort("x_Cluster", "x_Namespace").rows())
