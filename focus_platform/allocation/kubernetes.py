@@ -56,6 +56,13 @@ WORKLOAD_COLUMNS = ("ControllerKind", "ControllerName", "Pod", "Container")  # a
 QUANTITY_COLUMNS = ("CPUCoreUsageAverage", "CPUCoreRequestAverage", "RAMBytesUsageAverage", "RAMBytesRequestAverage")
 NODE_FILE_COLUMNS = ("node", "provider_id", "cpu_cores", "memory_bytes")
 BARE_POD_KIND = "pod"  # a pod without a controller is its own workload
+TELEMETRY_SCHEMA = pl.Schema({
+    "x_Cluster": pl.String, "x_File": pl.String, "x_Row": pl.Int64, "Date": pl.Date, "Node": pl.String,
+    "Namespace": pl.String, **{name: pl.String for name in WORKLOAD_COLUMNS},
+    **{name: QUANTITY for name in QUANTITY_COLUMNS}})
+
+NODES_SCHEMA = pl.Schema({"x_Cluster": pl.String, "node": pl.String, "provider_id": pl.String,
+                          "ResourceId": pl.String, "cpu_cores": QUANTITY, "memory_bytes": QUANTITY})
 
 _DIVISION = Context(prec=80)
 _WEIGHT_STEP = Decimal("1e-12")
@@ -131,7 +138,7 @@ def _csv_columns(data: bytes, path: str) -> dict[str, list[str]]:
     return columns
 
 
-def _missing_column(path: str, columns: dict[str, list[str]], required: tuple[str, ...]) -> None:
+def _require_columns(path: str, columns: dict[str, list[str]], required: tuple[str, ...]) -> None:
     for name in required:
         if name not in columns:
             hint = (": export with ALLOCATION_NODE_LABELS_INCLUDE_LIST including kubernetes.io/hostname and "
@@ -156,7 +163,7 @@ def _quantity(path: str, raw: pl.Series, column: str) -> pl.Series:
 
 def _read_export(path: str, data: bytes, cluster: str) -> pl.DataFrame:
     columns = _csv_columns(data, path)
-    _missing_column(path, columns, REQUIRED_COLUMNS)
+    _require_columns(path, columns, REQUIRED_COLUMNS)
     rows = len(columns["Date"])
     raw = pl.DataFrame({name: pl.Series(columns[name], dtype=pl.String) for name in columns})
     day = raw["Date"].str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
@@ -178,15 +185,6 @@ def _non_blank(values: pl.Series) -> pl.Series:
     """Trimmed text, an empty cell as null."""
     stripped = values.str.strip_chars()
     return pl.select(pl.when(stripped != "").then(stripped)).to_series().alias(values.name)
-
-
-TELEMETRY_SCHEMA = pl.Schema({
-    "x_Cluster": pl.String, "x_File": pl.String, "x_Row": pl.Int64, "Date": pl.Date, "Node": pl.String,
-    "Namespace": pl.String, **{name: pl.String for name in WORKLOAD_COLUMNS},
-    **{name: QUANTITY for name in QUANTITY_COLUMNS}})
-
-NODES_SCHEMA = pl.Schema({"x_Cluster": pl.String, "node": pl.String, "provider_id": pl.String,
-                          "ResourceId": pl.String, "cpu_cores": QUANTITY, "memory_bytes": QUANTITY})
 
 
 def read_opencost(files: list[tuple[str, bytes]], cluster: str) -> pl.DataFrame:
@@ -228,7 +226,7 @@ def resource_id(provider_id: str) -> str:
 def read_nodes(path: str, data: bytes, cluster: str) -> pl.DataFrame:
     """A cluster's ``nodes.csv`` (``NODES_SCHEMA``): each node once, a provider id, capacities above 0."""
     columns = _csv_columns(data, path)
-    _missing_column(path, columns, NODE_FILE_COLUMNS)
+    _require_columns(path, columns, NODE_FILE_COLUMNS)
     seen: set[str] = set()
     rows = []
     for index, values in enumerate(zip(*(columns[name] for name in NODE_FILE_COLUMNS)), start=1):
@@ -253,11 +251,14 @@ def read_nodes(path: str, data: bytes, cluster: str) -> pl.DataFrame:
 
 def read_cluster(files: list[tuple[str, bytes]], cluster: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(telemetry, nodes) of one cluster folder: ``nodes.csv`` is the nodes file, every other CSV an export."""
-    nodes = [(path, data) for path, data in files if path.replace("\\", "/").rsplit("/", 1)[-1] == NODES_FILE]
+    def is_nodes_file(path: str) -> bool:
+        return path.replace("\\", "/").rsplit("/", 1)[-1] == NODES_FILE
+
+    nodes = [(path, data) for path, data in files if is_nodes_file(path)]
     if len(nodes) != 1:
         raise KubernetesError(f"kubernetes/{cluster}: expected one {NODES_FILE} beside the OpenCost exports, "
                               f"found {len(nodes)}")
-    exports = [(path, data) for path, data in files if (path, data) not in nodes]
+    exports = [(path, data) for path, data in files if not is_nodes_file(path)]
     return read_opencost(exports, cluster), read_nodes(*nodes[0], cluster)
 
 

@@ -10,7 +10,8 @@
 Nodes are compute instances: Usage rows whose ResourceId is an instance as the bill names it (AWS
 ``i-…``, an Azure VM or scale set, a zonal GCE instance, an OCI instance OCID). Instances that carry a
 cluster tag (``CLUSTER_TAG_KEYS``) form their tag's cluster; the generated bills carry none, so then
-``nodes_per_cluster`` instances per cluster are chosen by seed among those with the most usage rows.
+up to ``nodes_per_cluster`` instances of one region per cluster are chosen by seed among those with the most
+usage rows.
 Every node reports every day of the months its rows fall in. Workloads request CPU in steps of 250m and
 memory in steps of 256 MiB on nodes of 4, 8 or 16 cores (4 GiB per core) and never more than the node
 holds, so each share is an exact decimal and the truth (``requests`` basis, ``cpu_weight`` 0.5, idle as
@@ -128,8 +129,8 @@ def choose_nodes(focus: pl.DataFrame | pl.LazyFrame, *, seed: int, clusters: tup
         picked = [(row["cluster"], row) for row in tagged.sort("cluster", "ResourceId").iter_rows(named=True)]
     else:
         ranked = found.with_columns(draw=pl.Series(rng.random(found.height))).sort(
-            "rows", "draw", descending=[True, False]).head(len(clusters) * nodes_per_cluster)
-        picked = [(clusters[i % len(clusters)], row) for i, row in enumerate(ranked.iter_rows(named=True))]
+            "rows", "draw", descending=[True, False])
+        picked = _one_region_each(list(ranked.iter_rows(named=True)), clusters, nodes_per_cluster)
     count: dict[str, int] = {}
     nodes = []
     for cluster, row in picked:
@@ -138,6 +139,19 @@ def choose_nodes(focus: pl.DataFrame | pl.LazyFrame, *, seed: int, clusters: tup
                           int(rng.choice(NODE_SIZES))))
     months = sorted({m for _, row in picked for m in row["months"]})
     return nodes, months, bool(tagged.height)
+
+
+def _one_region_each(ranked: list[dict], clusters: tuple[str, ...], size: int) -> list[tuple[str, dict]]:
+    """Each cluster in turn takes the best-ranked instance left and up to ``size`` − 1 more of its region."""
+    left, picked = list(ranked), []
+    for cluster in clusters:
+        if not left:
+            break
+        region = left[0]["region"]
+        members = [row for row in left if row["region"] == region][:size]
+        picked += [(cluster, row) for row in members]
+        left = [row for row in left if row not in members]
+    return picked
 
 
 def _days(months: list[str]) -> list[date]:
