@@ -318,6 +318,7 @@ def _prepared(lf: pl.LazyFrame, inputs: AllocationInputs, tag_table: pl.DataFram
     lf = lf.select(
         *[pl.col(c) if c in present else pl.lit(None, pl.String).alias(c) for c in wanted],
         __null_cost=pl.any_horizontal(pl.col(a).is_null() for a in AMOUNTS),
+        __first=pl.lit(True),  # the first allocation row of its FOCUS row (counts FOCUS rows after a split)
         **({"__tags": pl.col("Tags").fill_null("")} if tag_table is not None else {}))
     lf = lf.with_columns(pl.col(a).fill_null(Decimal(0)).cast(MONEY) for a in AMOUNTS)
     if tag_table is not None:
@@ -468,7 +469,7 @@ def _kubernetes_split(covered: pl.LazyFrame, k8s: pl.DataFrame, rules: Rules) ->
         __nsev=pl.col("x_Namespace").replace_strict({ns: _json(f"k8s:{ns}") for ns in namespaces},
                                                      return_dtype=pl.String),
     ).with_columns(__first=pl.int_range(pl.len()).over("ResourceId", "x_WindowStart") == 0)
-    exploded = covered.join(weights.lazy(), on=["ResourceId", "x_WindowStart"], how="inner")
+    exploded = covered.drop("__first").join(weights.lazy(), on=["ResourceId", "x_WindowStart"], how="inner")
     split = split_exact(exploded, key=SOURCE_ROW, weight="weight", amounts=AMOUNTS,
                         order=["x_AllocatedResourceId", "x_Namespace"], share="x_AllocationShare")
     return split.with_columns(
@@ -488,11 +489,9 @@ def _summary(lf: pl.LazyFrame, rules: Rules) -> pl.DataFrame:
     """One pass: per window, pool, day (driver pools and uncovered node rows) and owner values, the amounts,
     proportional measures, rows, source rows and match counts the pools and the report need."""
     measures = sorted({p.measure for p in rules.pools if p.method == PROPORTIONAL} | set(AMOUNTS))
-    schema = lf.collect_schema()
-    first = pl.col("__first") if "__first" in schema else pl.lit(True)
-    source = first.fill_null(True)  # one row per FOCUS row: kubernetes splits count once
+    source = pl.col("__first")
     keys = [*WINDOW, "__pool", "__day", *rules.dimension_names]
-    if "__uncovered" in schema:
+    if "__uncovered" in lf.collect_schema():
         keys.append("__uncovered")
     return lf.group_by(keys).agg(
         *[pl.col(m).sum() for m in measures],
@@ -645,18 +644,19 @@ def _output(rules: Rules) -> list[pl.Expr]:
 # --- cardinality cap -------------------------------------------------------------------------
 def _caps(summary: pl.DataFrame, weights: pl.DataFrame, rules: Rules) -> dict[str, tuple[int, int, list | None]]:
     """Per dimension: distinct owner values before and after the cap, and the values kept (None: no cap
-    needed). Values rank by the magnitude of their allocated EffectiveCost in the period (pool shares by
-    their weights); the default owner is always kept; the rest become ``other``."""
+    needed). The ``max_values`` values with the largest magnitude of allocated EffectiveCost in the period
+    (pool shares by their weights) are kept, and the default owner always (unowned cost stays visible);
+    the rest become ``other``."""
     spend = _allocated_effective(summary, weights, rules)
     caps = {}
     for dimension in rules.dimensions:
         totals = spend[dimension.name]
         before = len(totals)
-        if dimension.max_values is None or before <= dimension.max_values:
+        ranked = sorted((v for v in totals if v != dimension.default), key=lambda v: (-abs(totals[v]), v))
+        if dimension.max_values is None or len(ranked) <= dimension.max_values:
             caps[dimension.name] = (before, before, None)
             continue
-        ranked = sorted((v for v in totals if v != dimension.default), key=lambda v: (-abs(totals[v]), v))
-        kept = ranked[:max(dimension.max_values - 2, 0)] + [dimension.default]
+        kept = ranked[:dimension.max_values] + [dimension.default]
         after = len([v for v in kept if v in totals]) + 1
         caps[dimension.name] = (before, after, kept)
     return caps
