@@ -13,6 +13,7 @@ from decimal import Decimal
 import polars as pl
 import pytest
 
+from focus_platform.allocation.diff import allocation_diff
 from focus_platform.allocation.engine import (
     AllocationError,
     AllocationInputs,
@@ -482,3 +483,39 @@ def test_read_driver_errors_name_file_row_and_column(content, message):
 def test_read_driver_files_must_agree_on_columns():
     with pytest.raises(AllocationError, match="b.csv has columns date, env, value, a.csv has date, team, value"):
         read_driver([("a.csv", b"date,team,value\n"), ("b.csv", b"date,env,value\n")], "logs")
+
+
+# ---------------------------------------------------------------------------------------------
+# shadow diff
+# ---------------------------------------------------------------------------------------------
+def test_shadow_diff_names_exactly_the_owners_a_changed_virtual_tag_moves():
+    lf = focus({"Tags": {"team": "web"}, "BilledCost": "30"},
+               {"ServiceName": "Amazon S3", "BilledCost": "20", "EffectiveCost": "18"},
+               {"ServiceName": "AWS Support", "BilledCost": "10"},
+               {"Tags": {"team": "ml"}, "BilledCost": "5", "BillingCurrency": "EUR"})
+    pool = Pool("support", SUPPORT, "team", PROPORTIONAL)
+    storage = VirtualTag("s3", match(ServiceName=("equals", "Amazon S3")), {"team": "storage"})
+    active = allocate(lf, AllocationInputs(rules(virtual_tags=[storage], pools=[pool])), PERIOD).rows
+    changed = Rules(name="test", version="2", digest="fedcba9876543210", path="rules/next.yaml", dimensions=(TEAM,),
+                    virtual_tags=(VirtualTag("s3", storage.match, {"team": "web"}),), pools=(pool,))
+    candidate = allocate(lf, AllocationInputs(changed), PERIOD).rows
+    diff = allocation_diff(active, candidate, ["team"])
+    # active: web 30 + support 10·30/48, storage 20 + 10·18/48 (EffectiveCost weighs); candidate: web gets all 60
+    assert diff.columns == ["x_BillingPeriod", "BillingCurrency", "team", "x_ActiveBilled", "x_CandidateBilled",
+                            "x_MovedBilled", "x_ActiveEffective", "x_CandidateEffective", "x_MovedEffective",
+                            "x_ActiveRulesVersion", "x_CandidateRulesVersion"]
+    assert diff.rows() == [
+        (PERIOD, "USD", "storage", D("23.75"), D(0), D("-23.75"), D("21.75"), D(0), D("-21.75"),
+         "1@0123456789abcdef", "2@fedcba9876543210"),
+        (PERIOD, "USD", "web", D("36.25"), D(60), D("23.75"), D("36.25"), D(58), D("21.75"),
+         "1@0123456789abcdef", "2@fedcba9876543210")]
+    assert diff.group_by("x_BillingPeriod", "BillingCurrency").agg(pl.col("x_MovedBilled", "x_MovedEffective").sum()) \
+        .rows() == [(PERIOD, "USD", D(0), D(0))]
+
+
+def test_shadow_diff_of_identical_allocations_is_empty_and_needs_the_dimensions():
+    lf = focus({"Tags": {"team": "web"}})
+    rows = allocate(lf, AllocationInputs(rules()), PERIOD).rows
+    assert allocation_diff(rows, rows, ["team"]).height == 0
+    with pytest.raises(ValueError, match="candidate allocation has no dimension column environment"):
+        allocation_diff(rows.with_columns(environment=pl.lit("x")), rows, ["team", "environment"])
