@@ -48,9 +48,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import math
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -63,6 +63,7 @@ import numpy as np
 import polars as pl
 import yaml
 
+from focus_platform.generate.kubernetes import generate_kubernetes
 from focus_platform.generate.landing import export_source, write_sources
 
 AMOUNT_SCALE = 10**8  # generated amounts: integers of 1e-8
@@ -107,10 +108,8 @@ POOL_TARGETS = ("data-eng", "ml", "platform", "web")
 NETWORK_WEIGHTS = {"platform": 50, "web": 30, "ml": 20}
 ZERO_DRIVER_DAY = 9  # 0-based day of each month on which every team's driver value is 0
 
-# Kubernetes namespaces → team (None: no mapping, the node row's own team stays)
-NAMESPACE_TEAMS = {"payments": "web", "checkout": "web", "ml-training": "ml", "ml-serving": "ml", "etl": "data-eng",
-                   "kube-system": None}
-K8S_NODES_PER_CLUSTER = 3
+# Kubernetes namespaces (full-match patterns, first wins) → team; other namespaces keep the node row's team
+NAMESPACE_TEAMS = (("payments|checkout", "web"), ("ml-.*", "ml"), ("data-etl", "data-eng"))
 
 
 @dataclass(frozen=True)
@@ -600,143 +599,100 @@ def _other_rows(p: Provider, m: Month, seed: int, res: Resources) -> list[Specia
 
 
 # ---------------------------------------------------------------------------------------------
-# Kubernetes: node groups billed per day, and OpenCost telemetry of their pods
+# Kubernetes: node instances billed per day; their telemetry is generate.kubernetes'
 # ---------------------------------------------------------------------------------------------
-NODE_CPU_CORES = 8
-NODE_MEMORY_BYTES = 32 * 2**30
-CPU_STEP_MILLI = 250  # requests in steps of 250m and 256Mi: every share a short exact decimal
-MEMORY_STEP_BYTES = 256 * 2**20
-CPU_WEIGHT = Fraction(1, 2)
-WORKLOADS = (  # namespace, controller, replicas, CPU request (steps), memory request (steps)
-    ("payments", "payments-api", 2, 4, 8), ("checkout", "checkout-web", 2, 2, 6), ("ml-training", "trainer", 1, 12, 40),
-    ("ml-serving", "model-server", 2, 6, 16), ("etl", "nightly-etl", 1, 8, 24), ("kube-system", "coredns", 2, 1, 1))
-EXPORT_HEADER = ("Date", "Namespace", "ControllerKind", "ControllerName", "Pod", "Container", "CPUCoreUsageAverage",
-                 "CPUCoreRequestAverage", "RAMBytesUsageAverage", "RAMBytesRequestAverage", "NetworkReceiveBytes",
-                 "NetworkTransferBytes", "GPUs", "PVBytes", "CPUCost", "RAMCost", "NetworkCost", "PVCost", "GPUCost",
-                 "TotalCost", "Label_kubernetes_io_hostname")
+CPU_WEIGHT = Fraction(1, 2)  # the rules' cpu_weight (requests basis, idle owned by IDLE_TEAM)
 
 
 @dataclass(frozen=True)
-class NodeGroup:
-    """What one FOCUS node row bills: an EC2 instance, or an Azure scale set (cost details bill the set)."""
+class NodeInstance:
+    """A compute instance a cluster runs on, as the bill names it (AWS ``i-…``, an Azure VM or scale set)."""
     resource_id: str
     name: str
-    nodes: tuple[tuple[str, str], ...]  # (node name, .spec.providerID)
     reserved: bool  # covered by a reservation: BilledCost 0, EffectiveCost the reservation's rate
 
 
-def _node_groups(p: Provider, seed: int) -> list[NodeGroup]:
+def _node_instances(p: Provider, seed: int) -> list[NodeInstance]:
     if p.key == "aws":
-        out = []
-        for i in range(3):
-            instance = f"i-{_h(seed, p.cluster, i) % 16**17:017x}"
-            name = f"ip-10-0-{i}-{_h(seed, p.cluster, i, 'ip') % 250 + 1}.ec2.internal"
-            out.append(NodeGroup(instance, name, ((name, f"aws:///{p.region[0]}a/{instance}"),), reserved=i == 1))
-        return out
+        return [NodeInstance(f"i-{_h(seed, p.cluster, i) % 16**17:017x}", f"{p.cluster}-worker-{i}", i == 1)
+                for i in range(3)]
     base = (f"/subscriptions/{_sub_account_id(p, seed, SHARED)}/resourceGroups/mc_rg-aks_{p.cluster}_westeurope/"
-            f"providers/Microsoft.Compute/virtualMachineScaleSets")
-    groups = []
-    for pool, instances, reserved in (("nodepool1", 2, True), ("nodepool2", 1, False)):
-        vmss = f"aks-{pool}-{_h(seed, pool) % 10**8:08d}-vmss"
-        nodes = tuple((f"{vmss}{n:06d}", f"azure://{base}/{vmss}/virtualMachines/{n}") for n in range(instances))
-        groups.append(NodeGroup(f"{base}/{vmss}", vmss, nodes, reserved))
-    return groups
+            f"providers/Microsoft.Compute")
+    return [NodeInstance(f"{base}/virtualMachineScaleSets/aks-nodepool1-{_h(seed, 1) % 10**8:08d}-vmss",
+                         "aks-nodepool1", True),
+            NodeInstance(f"{base}/virtualMachineScaleSets/aks-nodepool2-{_h(seed, 2) % 10**8:08d}-vmss",
+                         "aks-nodepool2", False),
+            NodeInstance(f"{base}/virtualMachines/aks-system-0", "aks-system-0", False)]
 
 
-def _node_rows(p: Provider, m: Month, seed: int, groups: list[NodeGroup]) -> list[SpecialRow]:
+def _node_rows(p: Provider, m: Month, seed: int, instances: list[NodeInstance]) -> list[SpecialRow]:
+    """One row per instance and day, tagged with its cluster (which is how generate.kubernetes finds it)."""
     rng = _rng(seed, p.key, m.period, "nodes")
     rows = []
     for d, day in enumerate(_days(m)):
-        for i, g in enumerate(groups):
-            hours = 24 * len(g.nodes)
+        for i, node in enumerate(instances):
             price = p.node.price + int(rng.integers(0, 10**4))
-            cost = price * hours
+            cost = price * 24
             rows.append(SpecialRow(
                 f"{p.key}-{m.period}-n{d:02d}-{i}", f"k8s:{p.cluster}", "Usage", p.node, SHARED, day,
-                day + timedelta(days=1), 0 if g.reserved else cost, cost * 6 // 10 if g.reserved else cost, qty=hours,
-                price=price, resource_id=g.resource_id, resource_name=g.name,
+                day + timedelta(days=1), 0 if node.reserved else cost, cost * 6 // 10 if node.reserved else cost,
+                qty=24, price=price, resource_id=node.resource_id, resource_name=node.name,
                 tags=_tags_json([("kubernetes-cluster", p.cluster)]), owner=ACCOUNT_OWNERS[SHARED],
-                description=f"{p.node.name} {g.name}",
-                commitment=f"{p.key}-reservation-{p.cluster}-{g.name}" if g.reserved else None))
+                description=f"{p.node.name} {node.name}",
+                commitment=f"{p.key}-reservation-{p.cluster}-{node.name}" if node.reserved else None))
     return rows
 
 
-@dataclass(frozen=True)
-class Pod:
-    node: str
-    namespace: str
-    kind: str  # the controller's kind
-    controller: str
-    name: str
-    cpu_milli: int
-    memory_bytes: int
+def _decimal_text(text: str) -> Fraction:
+    return Fraction(Decimal(text))
 
 
-def _pods(p: Provider, seed: int, groups: list[NodeGroup], day: date) -> list[Pod]:
-    """The day's pods: a deployment's replicas each placed on one node, and a daemon set's pod on every node
-    (so that every node reports telemetry every day; requests never over-commit a node)."""
-    nodes = [n for g in groups for n, _ in g.nodes]
-    out = [Pod(node, "kube-system", "daemonset", "kube-proxy", f"kube-proxy-{i}", CPU_STEP_MILLI, MEMORY_STEP_BYTES)
-           for i, node in enumerate(nodes)]
-    for namespace, controller, replicas, cpu, memory in WORKLOADS:
-        for r in range(replicas):
-            node = nodes[_h(seed, p.cluster, day, controller, r) % len(nodes)]
-            pod = f"{controller}-{_h(seed, controller, day) % 16**5:05x}-{r}"
-            out.append(Pod(node, namespace, "deployment", controller, pod, cpu * CPU_STEP_MILLI,
-                           memory * MEMORY_STEP_BYTES))
-    return out
-
-
-def _telemetry_csv(p: Provider, seed: int, groups: list[NodeGroup], month: Month) -> bytes:
-    """One month of an OpenCost CSV export (a row per container and day; costs left 0: never read)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(EXPORT_HEADER)
-    for day in _days(month):
-        for pod in _pods(p, seed, groups, day.date()):
-            usage = _h(seed, pod.name, day) % 100 / 100
-            w.writerow([day.date().isoformat(), pod.namespace, pod.kind, pod.controller, pod.name, "main",
-                        f"{pod.cpu_milli / 1000 * usage:.6f}", f"{pod.cpu_milli / 1000:g}",
-                        f"{int(pod.memory_bytes * usage)}", f"{pod.memory_bytes}", 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                        pod.node])
-    return buf.getvalue().encode()
-
-
-def _nodes_csv(groups: list[NodeGroup]) -> bytes:
-    lines = ["node,provider_id,cpu_cores,memory_bytes"]
-    lines += [f"{n},{pid},{NODE_CPU_CORES},{NODE_MEMORY_BYTES}" for g in groups for n, pid in g.nodes]
-    return ("\n".join(lines) + "\n").encode()
-
-
-def _floor12(value: Fraction) -> int:
-    """A weight as integers of 1e-12, floored (as node weights are)."""
-    return math.floor(value * UNITS)
-
-
-def workload_weights(p: Provider, seed: int, groups: list[NodeGroup], day: date) -> dict[str, list[tuple[str, str, int]]]:
-    """Per node group's ResourceId: (x_AllocatedResourceId, team or None, weight in 1e-12) of each workload on its
-    nodes that day, and each node's idle capacity: the documented requests basis, CPU weighed ``CPU_WEIGHT``."""
-    pods = _pods(p, seed, groups, day)
-    out: dict[str, list[tuple[str, str | None, int]]] = {}
-    for g in groups:
-        entries = []
-        for node, _ in g.nodes:
-            on_node = [q for q in pods if q.node == node]
-            per_workload: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
-            for q in on_node:
-                per_workload[(q.namespace, q.kind, q.controller)][0] += q.cpu_milli
-                per_workload[(q.namespace, q.kind, q.controller)][1] += q.memory_bytes
-            cpu_whole = max(NODE_CPU_CORES * 1000, sum(v[0] for v in per_workload.values()))
-            ram_whole = max(NODE_MEMORY_BYTES, sum(v[1] for v in per_workload.values()))
-            used = 0
-            for (namespace, kind, controller), (cpu, ram) in sorted(per_workload.items()):
-                weight = _floor12(CPU_WEIGHT * Fraction(cpu, cpu_whole) + (1 - CPU_WEIGHT) * Fraction(ram, ram_whole))
+def workload_weights(kubernetes_dir: Path) -> dict[tuple[str, date], list[tuple[str, str | None, int]]]:
+    """From the OpenCost exports and nodes files as written, per (node ResourceId, day): each workload's
+    (x_AllocatedResourceId, team or None, weight in integers of 1e-12) and the node's idle capacity — the
+    documented requests basis: ``cpu_weight × cpu / max(capacity, Σ cpu) + (1 − cpu_weight) × memory /
+    max(capacity, Σ memory)``, floored to 12 places, idle the rest (read here with ``csv``, not by
+    ``allocation.kubernetes``)."""
+    requests: dict[tuple[str, str, date], dict[tuple[str, str, str], list[Fraction]]] = defaultdict(dict)
+    capacity: dict[tuple[str, str], tuple[str, Fraction, Fraction]] = {}
+    for folder in sorted(d for d in kubernetes_dir.iterdir() if d.is_dir()):
+        cluster = folder.name
+        with (folder / "nodes.csv").open(newline="", encoding="utf-8") as handle:
+            for r in csv.DictReader(handle):
+                resource = r["provider_id"].split("/")[-1] if r["provider_id"].startswith("aws://") \
+                    else r["provider_id"].removeprefix("azure://")
+                capacity[(cluster, r["node"])] = (resource, _decimal_text(r["cpu_cores"]),
+                                                  _decimal_text(r["memory_bytes"]))
+        for export in sorted(folder.glob("opencost-*.csv")):
+            with export.open(newline="", encoding="utf-8") as handle:
+                for r in csv.DictReader(handle):
+                    if not r["Label_kubernetes_io_hostname"]:
+                        continue  # volumes no pod mounts: no node
+                    workload = (r["Namespace"], r["ControllerKind"] or "pod", r["ControllerName"] or r["Pod"])
+                    entry = requests[(cluster, r["Label_kubernetes_io_hostname"], date.fromisoformat(r["Date"]))]
+                    cpu, ram = entry.setdefault(workload, [Fraction(0), Fraction(0)])
+                    entry[workload] = [cpu + _decimal_text(r["CPUCoreRequestAverage"]),
+                                       ram + _decimal_text(r["RAMBytesRequestAverage"])]
+    out: dict[tuple[str, date], list[tuple[str, str | None, int]]] = defaultdict(list)
+    for (cluster, node, day), workloads in sorted(requests.items()):
+        resource, cores, memory = capacity[(cluster, node)]
+        cpu_whole = max(cores, sum(v[0] for v in workloads.values()))
+        ram_whole = max(memory, sum(v[1] for v in workloads.values()))
+        used = 0
+        for (namespace, kind, controller), (cpu, ram) in sorted(workloads.items()):
+            weight = math.floor((CPU_WEIGHT * cpu / cpu_whole + (1 - CPU_WEIGHT) * ram / ram_whole) * UNITS)
+            if weight > 0:
                 used += weight
-                entries.append((f"{p.cluster}/{namespace}/{kind}/{controller}", NAMESPACE_TEAMS[namespace], weight))
-            if UNITS - used > 0:
-                entries.append((f"{p.cluster}/__idle__", IDLE_TEAM, UNITS - used))
-        out[g.resource_id] = entries
+                out[(resource, day)].append((f"{cluster}/{namespace}/{kind}/{controller}",
+                                             _namespace_team(namespace), weight))
+        if used < UNITS:
+            out[(resource, day)].append((f"{cluster}/__idle__", IDLE_TEAM, UNITS - used))
     return out
+
+
+def _namespace_team(namespace: str) -> str | None:
+    """The rules' namespace mapping (first full match), None: the node row keeps its own team."""
+    return next((team for pattern, team in NAMESPACE_TEAMS if re.fullmatch(pattern, namespace)), None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -770,7 +726,9 @@ class Truth:
 
     def split(self, row: SpecialRow, period: str, currency: str, rule: str, targets: list[tuple[str, str | None, int]],
               method: str) -> None:
-        """Split ``row`` over (target key, team or None = the row's own, weight) and record every share."""
+        """Split ``row`` over (target key, team or None = the row's own, weight) and record every share (a target
+        of weight 0 gets nothing: no share)."""
+        targets = [t for t in targets if t[2] > 0]
         weights = [(key, w) for key, _, w in targets]
         billed = largest_remainder(row.billed * TO_UNITS, weights)
         effective = largest_remainder(row.effective * TO_UNITS, weights)
@@ -860,9 +818,7 @@ def rules_document(providers: tuple[Provider, ...], seed: int) -> dict:
         ],
         "kubernetes": {
             "basis": "requests", "cpu_weight": float(CPU_WEIGHT), "idle": "owner", "idle_values": {"team": IDLE_TEAM},
-            "namespaces": [{"pattern": "payments|checkout", "set": {"team": "web"}},
-                           {"pattern": "ml-.*", "set": {"team": "ml"}},
-                           {"pattern": "etl", "set": {"team": "data-eng"}}],
+            "namespaces": [{"pattern": pattern, "set": {"team": team}} for pattern, team in NAMESPACE_TEAMS],
         },
     }
 
@@ -932,32 +888,35 @@ def generate_allocation(out: str | Path, *, rows: int, months: int = 1, seed: in
     truth = Truth()
     data_files: list[Path] = []
     rows_per_period = dict.fromkeys((m.period for m in plan), 0)
-    truth_parts: list[Path] = []
     expected = out / "expected"
+    split_rows: dict[tuple[int, int], tuple[list[SpecialRow], list[SpecialRow]]] = {}  # (provider, month) → nodes, pools
+    node_frames = []
     for k, (p, res) in enumerate(zip(providers, resources)):
-        groups = _node_groups(p, seed)
+        instances = _node_instances(p, seed)
         for m in plan:
             n = _part(_part(rows, len(providers), k), months, m.idx)
-            folder = out / "focus" / p.key / m.period
-            pools = _pool_rows(p, m, seed)
-            nodes = _node_rows(p, m, seed, groups)
+            split_rows[(k, m.idx)] = nodes, pools = _node_rows(p, m, seed, instances), _pool_rows(p, m, seed)
             blocks = [_bulk(p, m, seed, res, lo, min(n, lo + CHUNK_ROWS)) for lo in range(0, n, CHUNK_ROWS)]
             blocks.append(_special_block(p, m, seed, [*_other_rows(p, m, seed, res), *pools, *nodes]))
             for i, block in enumerate(blocks):
                 frame = block.frame()
-                path = folder / f"part-{i:05d}.parquet"
+                path = out / "focus" / p.key / m.period / f"part-{i:05d}.parquet"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 frame.select(FOCUS_COLUMNS).write_parquet(path)
                 data_files.append(path)
-                truth_parts.append(_write_truth_part(frame, p, m, expected / "rows" / f"{p.key}-{m.period}-{i:05d}.parquet"))
+                _write_truth_part(frame, p, m, expected / "rows" / f"{p.key}-{m.period}-{i:05d}.parquet")
                 _add_direct(truth, frame, m, p)
                 rows_per_period[m.period] += frame.height
-            for row in nodes:
-                weights = workload_weights(p, seed, groups, row.start.date())[row.resource_id]
-                truth.split(row, m.period, p.currency, f"k8s:{p.cluster}", weights, "kubernetes")
-            _pools_truth(truth, p, m, seed, pools)
-            _write_text(out / "kubernetes" / p.cluster / f"opencost-{m.period}.csv", _telemetry_csv(p, seed, groups, m))
-        _write_text(out / "kubernetes" / p.cluster / "nodes.csv", _nodes_csv(groups))
+            node_frames.append(frame.filter(pl.col("kind").str.starts_with("k8s:")))  # the last block: special rows
+    telemetry = generate_kubernetes(pl.concat(node_frames), out, seed=seed)
+    telemetry.expected_path.replace(expected / telemetry.expected_path.name)  # truth stays out of the landing zone
+    weights = workload_weights(out / "kubernetes")
+    for (k, month_idx), (nodes, pools) in split_rows.items():
+        p, m = providers[k], plan[month_idx]
+        for row in nodes:
+            truth.split(row, m.period, p.currency, f"k8s:{p.cluster}", weights[(row.resource_id, row.start.date())],
+                        "kubernetes")
+        _pools_truth(truth, p, m, seed, pools)
     pl.DataFrame(truth.splits).write_parquet(expected / "splits.parquet")
     _write_text(expected / "totals.json", json.dumps(truth.as_json(), indent=1) + "\n")
     rules_path = _write_text(out / "allocation" / RULES_FILE,
