@@ -21,7 +21,7 @@ BY_PERIOD_AND_SOURCE = (PERIOD_COLUMN, SOURCE_COLUMN)
 BY_PERIOD = (PERIOD_COLUMN,)
 UNPARTITIONED: tuple[str, ...] = ()
 
-INGEST, RECONCILE, OPERATE = "ingest", "reconcile", "operate"
+INGEST, RECONCILE, ALLOCATE, OPERATE = "ingest", "reconcile", "allocate", "operate"
 
 FOCUS_TABLE = "focus_costs"
 QUARANTINE_TABLE = "focus_quarantine"
@@ -31,6 +31,9 @@ INVOICES_TABLE = "invoices"
 EXCHANGE_RATES_TABLE = "exchange_rates"
 RECONCILIATION_TABLE = "invoice_reconciliation"
 SKU_CATALOG_TABLE = "sku_catalog"
+ALLOCATIONS_TABLE = "cost_allocations"
+ALLOCATION_DIFF_TABLE = "allocation_diff"
+FOCUS_V1_3_TABLE = "focus_costs_v1_3"
 
 RAW_RETENTION, FOCUS_RETENTION, RECONCILIATION_RETENTION = 24, 36, 84
 
@@ -79,6 +82,17 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
               RECONCILIATION_RETENTION, gates=("contract",)),
     TableSpec(SKU_CATALOG_TABLE, BY_PERIOD, RECONCILE, "SKU / rate card of a billing period",
               RECONCILIATION_RETENTION, gates=("contract",)),
+    TableSpec(ALLOCATIONS_TABLE, BY_PERIOD, ALLOCATE, "one row per FOCUS row × owner share (every source of the "
+              "period): owner columns as the rules file declares them, exact allocated amounts, rule and rules "
+              "version", RECONCILIATION_RETENTION, gates=("contract", "allocation_conserved"),
+              totals=("BillingCurrency", "x_AllocatedBilledCost", "x_AllocatedEffectiveCost")),
+    # a shadow view recomputed from the active and candidate rules on every run: Delta history keeps its
+    # versions, the restatement log is for published money
+    TableSpec(ALLOCATION_DIFF_TABLE, BY_PERIOD, ALLOCATE, "shadow mode: per owner, what a candidate rules version "
+              "would move against the active one", RECONCILIATION_RETENTION, gates=("contract",), logged=False),
+    TableSpec(FOCUS_V1_3_TABLE, BY_PERIOD, ALLOCATE, "focus_costs as FOCUS 1.3 (every source of the period), "
+              "split-cost columns from cost_allocations", FOCUS_RETENTION,
+              gates=("contract", "totals_equal_focus"), totals=("BillingCurrency", "BilledCost", "EffectiveCost")),
 ]}
 
 

@@ -73,13 +73,14 @@ failing value; at most ``MAX_FAILURES`` are kept, all are counted.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandera.polars as pa
 import polars as pl
 from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
+from focus_platform.allocation import diff, engine, rules
 from focus_platform.periods import PERIOD_COLUMN, SOURCE_COLUMN
 from focus_platform.reconciliation.catalog import CATALOG_SCHEMA, PRICED_CATEGORIES
 from focus_platform.reconciliation.currency import EXCHANGE_RATE_SCHEMA
@@ -101,8 +102,11 @@ from focus_platform.sources import RAW_TABLES
 from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, focus_schema
 from focus_platform.warehouse import restatements as rs
 from focus_platform.warehouse.catalog import (
+    ALLOCATION_DIFF_TABLE,
+    ALLOCATIONS_TABLE,
     EXCHANGE_RATES_TABLE,
     FOCUS_TABLE,
+    FOCUS_V1_3_TABLE,
     INVOICES_TABLE,
     PERIOD_STATUS,
     QUARANTINE_TABLE,
@@ -144,6 +148,16 @@ class Contract:
     key: tuple[str, ...] = ()  # per file: unique (partition columns left out: constant in a partition)
     rules: tuple[Rule, ...] = ()  # per file
     open_columns: bool = False  # columns beyond ``columns`` allowed
+    dimensions: bool = False  # columns beyond ``columns`` are owner dimensions a rules file declares: not-null Strings
+
+    def of_staged(self, names: list[str]) -> Contract:
+        """The contract of one staged partition: with ``dimensions``, each column beyond the declared ones
+        is a dimension, declared as a not-null ``String`` (any other type fails the schema check)."""
+        if not self.dimensions:
+            return self
+        extra = [n for n in names if n not in self.columns]
+        return replace(self, columns=pl.Schema({**self.columns, **dict.fromkeys(extra, pl.String)}),
+                       not_null=(*self.not_null, *extra), dimensions=False)
 
     def schema_level(self) -> pa.DataFrameSchema:
         return pa.DataFrameSchema({n: pa.Column(t, nullable=True) for n, t in self.columns.items()},
@@ -302,10 +316,47 @@ SKU_CATALOG_CONTRACT = Contract(
            Rule("ContractedUnitPrice <= x_ContractedUnitPriceMax", ("ContractedUnitPrice", "x_ContractedUnitPriceMax"),
                 pl.col("ContractedUnitPrice") <= pl.col("x_ContractedUnitPriceMax"))))
 
+
+
+
+def _without_dimensions(schema: pl.Schema, dimensions: tuple[str, ...]) -> pl.Schema:
+    return pl.Schema({n: t for n, t in schema.items() if n not in dimensions})
+
+
+_NO_RULES = rules.default_rules()  # its one dimension is left out: the fixed columns remain
+ALLOCATION_CONTRACT = Contract(
+    ALLOCATIONS_TABLE, _without_dimensions(engine.allocation_schema(_NO_RULES), _NO_RULES.dimension_names),
+    not_null=("x_Source", "BillingAccountId", "BillingCurrency", "x_RowId", "x_AllocatedBilledCost",
+              "x_AllocatedEffectiveCost", "x_AllocationShare", "x_AllocationWeight", "x_AllocationRuleId",
+              "x_AllocationMethod", "x_RulesVersion"),
+    values={"BillingCurrency": matches(CURRENCY_CODE), "x_AllocationShare": (pa.Check.in_range(0, 1),),
+            "x_AllocationWeight": (pa.Check.ge(0),)},
+    dimensions=True)
+
+_EMPTY_ALLOCATION = pl.LazyFrame(schema=engine.allocation_schema(_NO_RULES))
+DIFF_SCHEMA = diff.allocation_diff(_EMPTY_ALLOCATION, _EMPTY_ALLOCATION, []).schema
+ALLOCATION_DIFF_CONTRACT = Contract(
+    ALLOCATION_DIFF_TABLE, DIFF_SCHEMA,
+    not_null=("BillingCurrency", "x_ActiveBilled", "x_CandidateBilled", "x_MovedBilled", "x_ActiveEffective",
+              "x_CandidateEffective", "x_MovedEffective", "x_ActiveRulesVersion"),
+    values={"BillingCurrency": matches(CURRENCY_CODE)},
+    rules=(Rule("x_MovedBilled = x_CandidateBilled - x_ActiveBilled",
+                ("x_MovedBilled", "x_CandidateBilled", "x_ActiveBilled"),
+                pl.col("x_MovedBilled") == pl.col("x_CandidateBilled") - pl.col("x_ActiveBilled")),
+           Rule("x_MovedEffective = x_CandidateEffective - x_ActiveEffective",
+                ("x_MovedEffective", "x_CandidateEffective", "x_ActiveEffective"),
+                pl.col("x_MovedEffective") == pl.col("x_CandidateEffective") - pl.col("x_ActiveEffective"))),
+    dimensions=True)
+
+FOCUS_V1_3_CONTRACT = Contract(
+    FOCUS_V1_3_TABLE, focus_schema(include_x=False, version="1.3"),
+    not_null=("x_RowId", "ServiceProviderName", "HostProviderName"),
+    values={"BillingCurrency": matches(CURRENCY_CODE)}, open_columns=True)
+
 CONTRACTS: dict[str, Contract] = {c.table: c for c in [
     *(raw_contract(name) for name in RAW_TABLES),
     FOCUS_CONTRACT, QUARANTINE_CONTRACT, STATUS_CONTRACT, LOG_CONTRACT, INVOICE_CONTRACT, EXCHANGE_RATE_CONTRACT,
-    RECONCILIATION_CONTRACT, SKU_CATALOG_CONTRACT,
+    RECONCILIATION_CONTRACT, SKU_CATALOG_CONTRACT, ALLOCATION_CONTRACT, ALLOCATION_DIFF_CONTRACT, FOCUS_V1_3_CONTRACT,
 ]}
 
 
@@ -320,6 +371,7 @@ def check_contract(table: str, staged: pl.LazyFrame, files: list[str],
     contract = CONTRACTS.get(table)
     if contract is None:
         return ContractReport(table, pl.DataFrame(schema=FAILURE_SCHEMA), 0, 0, len(files))
+    contract = contract.of_staged(staged.collect_schema().names())
     failures = _failures(contract.schema_level(), staged, None, {})
     if failures.height:  # the per-file checks need the columns as declared
         return ContractReport(table, failures.head(MAX_FAILURES), failures.height, 0, len(files))
