@@ -1,0 +1,548 @@
+"""Allocate domain: cost_allocations, allocation_diff and focus_costs_v1_3, with their checks.
+
+Thin: each asset reads its inputs from the landing zone and the warehouse, calls
+``focus_platform.allocation`` and publishes one billing-period partition (every export source of the
+period together: pools and proportional weights are computed per period and currency) through the
+warehouse's one write path.
+
+- ``cost_allocations``: ``engine.allocate`` with the active rules on the period's focus_costs. Inputs
+  (all optional, ``read_inputs``): ``<landing>/allocation/settings.yaml`` (``active:`` and
+  ``candidate:`` rules files; without it the only file under ``allocation/rules/`` is active; no
+  rules file at all: the built-in default rules, everything ``unallocated``),
+  ``allocation/drivers/<name>/*.csv``, ``allocation/spot_checks/**.csv`` (M7; a ``YYYY-MM`` in a
+  file's path limits it to that period), the account catalog ``accounts/**`` and OpenCost telemetry
+  ``kubernetes/<cluster>/*.csv`` (with the cluster's ``nodes.csv``; files directly under
+  ``kubernetes/`` or ``drivers/`` belong to no cluster or driver and are not read). The publication
+  is gated by the table's contract and by ``allocation_conserved``: per x_Source × BillingAccountId ×
+  period × currency the allocated billed and effective sums equal focus_costs exactly and every FOCUS
+  row has an allocation row, or nothing is committed. A period before the active rules' ``applies_from``
+  is left as published (a no-op that says so) unless run config ``force: true``.
+- ``allocation_diff`` (shadow mode): with a ``candidate:`` in the settings, the period is allocated
+  again with the candidate (never published as cost_allocations) and the owners whose amounts would
+  move are published; without one, an empty partition ("no candidate rules"). Promotion is a change
+  of ``active:`` in the settings file.
+- ``focus_costs_v1_3``: focus_costs of the period as FOCUS 1.3, the split-cost columns from the
+  Kubernetes rows of cost_allocations; gated by its totals equalling focus_costs.
+
+Triggers: each asset follows its upstream partitions (``automation.follows_upstream``: a re-published
+focus_costs partition re-allocates its period); a change of rules, drivers, telemetry or spot checks
+re-runs the periods it covers (``sensors/allocate.py``). Backfills batch up to 12 months per run.
+"""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import dagster as dg
+import polars as pl
+
+from focus_platform import __version__
+from focus_platform.allocation import (
+    accounts,
+    diff,
+    engine,
+    focus13,
+    kubernetes,
+    measures,
+    rules,
+)
+from focus_platform.allocation.model import Rules
+from focus_platform.defs.assets.reconcile import (
+    BATCHED_BACKFILL,
+    FOCUS_BY_PERIOD,
+    focus_of_period,
+)
+from focus_platform.defs.automation import follows_upstream
+from focus_platform.defs.checks import (
+    ERROR,
+    WARN,
+    Check,
+    contract_check,
+    contract_result,
+    md_table,
+    specs,
+    with_own_checks,
+)
+from focus_platform.defs.partitions import reconcile_periods
+from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
+from focus_platform.periods import (
+    PERIOD_COLUMN,
+    BillingPeriod,
+    PartitionKey,
+    is_billing_period,
+)
+from focus_platform.warehouse.catalog import (
+    ALLOCATION_DIFF_TABLE,
+    ALLOCATIONS_TABLE,
+    FOCUS_V1_3_TABLE,
+)
+from focus_platform.warehouse.contracts import ContractReport
+from focus_platform.warehouse.delta import (
+    ConcurrentPartitionWrite,
+    GateFailed,
+    Warehouse,
+)
+
+CODE_VERSION = __version__
+GROUP = "allocation"
+
+ALLOCATION_PREFIX = "allocation"
+SETTINGS_KEY = f"{ALLOCATION_PREFIX}/settings.yaml"
+RULES_PREFIX = f"{ALLOCATION_PREFIX}/rules"
+DRIVERS_PREFIX = f"{ALLOCATION_PREFIX}/drivers"
+SPOT_CHECKS_PREFIX = f"{ALLOCATION_PREFIX}/spot_checks"
+KUBERNETES_PREFIX = "kubernetes"
+INPUT_PREFIXES = (ALLOCATION_PREFIX, KUBERNETES_PREFIX)  # what the allocation inputs sensor watches
+_PERIOD_IN_PATH = re.compile(r"(?<!\d)(\d{4}-\d{2})(?!\d)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Landing-zone inputs
+# ---------------------------------------------------------------------------------------------
+def is_input_file(key: str) -> bool:
+    """A data file of an input folder (not a hidden file, not a folder's README)."""
+    name = key.rsplit("/", 1)[-1]
+    return not name.startswith(".") and name.lower() != "readme.md"
+
+
+def landed_files(store, prefix: str) -> list[tuple[str, bytes]]:
+    """(key, bytes) of every input file under a prefix, in key order (none when the folder is absent)."""
+    return [(o.key, store.read_bytes(o.key)) for o in store.list(prefix) if is_input_file(o.key)]
+
+
+def folder_of(key: str, prefix: str) -> str:
+    """The first folder below ``prefix`` in a key (a driver's name, a cluster's name)."""
+    return key.removeprefix(f"{prefix}/").split("/", 1)[0]
+
+
+def by_folder(files: list[tuple[str, bytes]], prefix: str) -> dict[str, list[tuple[str, bytes]]]:
+    """The files of each folder below ``prefix`` (one driver, one cluster); files directly under ``prefix``
+    belong to none (e.g. the generator's expected_namespace_shares.csv beside the clusters)."""
+    out: dict[str, list[tuple[str, bytes]]] = {}
+    for key, data in files:
+        if "/" in key.removeprefix(f"{prefix}/"):
+            out.setdefault(folder_of(key, prefix), []).append((key, data))
+    return out
+
+
+def periods_in_path(key: str) -> list[str]:
+    """The billing periods a file's path names (``spot_checks/2018-10/rows.csv``); none: it names no period."""
+    return sorted({p for p in _PERIOD_IN_PATH.findall(key) if is_billing_period(p)})
+
+
+def read_rules(store) -> tuple[Rules, Rules | None]:
+    """The active and candidate rules (``rules.RulesError`` naming file and YAML path for a bad one)."""
+    files = {key.removeprefix(f"{ALLOCATION_PREFIX}/"): data for key, data in landed_files(store, RULES_PREFIX)}
+    settings = store.read_bytes(SETTINGS_KEY) if store.exists(SETTINGS_KEY) else None
+    return rules.select_rules(files, settings)
+
+
+@dataclass(frozen=True)
+class AllocationInputs:
+    """What the landing zone holds for allocation, read once per run."""
+    active: Rules
+    candidate: Rules | None = None
+    catalog: pl.DataFrame | None = None
+    drivers: dict[str, pl.DataFrame] = field(default_factory=dict)
+    telemetry: pl.DataFrame | None = None  # every cluster's OpenCost rows (x_Cluster)
+    nodes: pl.DataFrame | None = None  # every cluster's nodes
+    spot_checks: pl.DataFrame | None = None  # as the active rules read them (x_SpotCheckFile: the file)
+
+    def for_period(self, ruleset: Rules, period: str) -> engine.AllocationInputs:
+        """The engine's inputs for one period (the node weights of every cluster in that period)."""
+        weights = None
+        if ruleset.kubernetes is not None and self.telemetry is not None:
+            weights = kubernetes.node_weights(self.telemetry, self.nodes, ruleset.kubernetes, period)
+        return engine.AllocationInputs(ruleset, accounts=self.catalog, drivers=self.drivers, kubernetes=weights)
+
+    def spot_checks_of(self, period: str) -> pl.DataFrame | None:
+        """The spot checks that apply to a period: those of files whose path names it, or names no period."""
+        if self.spot_checks is None:
+            return None
+        files = self.spot_checks["x_SpotCheckFile"].unique().to_list()
+        applying = [f for f in files if not periods_in_path(f) or period in periods_in_path(f)]
+        checks = self.spot_checks.filter(pl.col("x_SpotCheckFile").is_in(applying))
+        return checks if checks.height else None
+
+
+def read_inputs(store) -> AllocationInputs:
+    """Every allocation input of the landing zone; a bad file is a ``dg.Failure`` naming it."""
+    try:
+        active, candidate = read_rules(store)
+        catalog_files = accounts.catalog_files(store)
+        clusters = [kubernetes.read_cluster(files, name)
+                    for name, files in by_folder(landed_files(store, KUBERNETES_PREFIX), KUBERNETES_PREFIX).items()]
+        spot = landed_files(store, SPOT_CHECKS_PREFIX)
+        return AllocationInputs(
+            active, candidate,
+            catalog=accounts.read_catalog(catalog_files) if catalog_files else None,
+            drivers={name: engine.read_driver(files, name)
+                     for name, files in by_folder(landed_files(store, DRIVERS_PREFIX), DRIVERS_PREFIX).items()},
+            telemetry=pl.concat([t for t, _ in clusters]) if clusters else None,
+            nodes=pl.concat([n for _, n in clusters]) if clusters else None,
+            spot_checks=measures.read_spot_checks(spot, active) if spot else None)
+    except (rules.RulesError, accounts.CatalogError, engine.AllocationError, kubernetes.KubernetesError,
+            measures.SpotCheckError) as exc:
+        raise dg.Failure(str(exc)) from exc
+
+
+def before_cutoff(ruleset: Rules, period: str) -> bool:
+    """Whether a period lies before the rules' ``applies_from`` (its published allocation stays)."""
+    return ruleset.applies_from is not None and period < ruleset.applies_from
+
+
+def allocate(inputs: AllocationInputs, ruleset: Rules, focus: pl.LazyFrame, period: str) -> engine.Allocation:
+    try:
+        return engine.allocate(focus, inputs.for_period(ruleset, period), period)
+    except engine.AllocationError as exc:
+        raise dg.Failure(f"{period}, rules {ruleset.path}: {exc}") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Publishing and check outcomes
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """One check's outcome for one period."""
+    passed: bool
+    metadata: dict
+
+
+def conservation_outcome(result: measures.ConservationResult) -> Outcome:
+    return Outcome(result.ok, {
+        "keys": result.rows.height, "failing": result.failing.height,
+        "problems": result.problems,
+        "totals": dg.MetadataValue.md(md_table(result.rows, ["x_Source", "BillingAccountId", "BillingCurrency",
+                                                             "focus_billed", "allocated_billed", "focus_effective",
+                                                             "allocated_effective"]))})
+
+
+def service_level_outcome(meets: bool | None, metadata: dict, none: str) -> Outcome:
+    """A service level measured on a period: passes unless it misses its target (nothing to measure: ``none``)."""
+    return Outcome(meets is not False, metadata if meets is not None else {**metadata, "note": none})
+
+
+def over_periods(check: Check, outcomes: dict[str, Outcome]) -> dg.AssetCheckResult:
+    """One result of a check over the periods of a run (a backfill batches up to 12): passed when every
+    period passed; the one period's metadata, or each period's."""
+    if len(outcomes) == 1:
+        (outcome,) = outcomes.values()
+        return check.result(outcome.passed, outcome.metadata)
+    return check.result(all(o.passed for o in outcomes.values()), {
+        "failing_periods": sorted(p for p, o in outcomes.items() if not o.passed),
+        "by_period": {p: {k: v for k, v in o.metadata.items() if isinstance(v, int | float | str | bool)}
+                      for p, o in sorted(outcomes.items())}})
+
+
+CONTRACTS = {table: contract_check(table) for table in (ALLOCATIONS_TABLE, ALLOCATION_DIFF_TABLE, FOCUS_V1_3_TABLE)}
+
+
+class Refused(Exception):
+    """A publication the warehouse refused (nothing committed): the failing gate's outcome and the run's failure."""
+
+    def __init__(self, failure: dg.Failure, result: dg.AssetCheckResult | None):
+        super().__init__(str(failure))
+        self.failure, self.result = failure, result
+
+
+def publish(wh: Warehouse, table: str, rows: pl.LazyFrame, period: str, run_id: str, metadata: dict, *,
+            gate: Check | None = None, measure: Callable[[pl.LazyFrame], Outcome] | None = None
+            ) -> tuple[int, Outcome, Outcome | None]:
+    """One billing-period partition replaced through the warehouse's one write path, gated by the table's
+    contract and then by ``measure`` (the outcome of the blocking check ``gate``) on the staged rows:
+    the version and both outcomes. Refused: ``Refused`` (the published version stays)."""
+    def gated(staged: pl.LazyFrame) -> Outcome:
+        outcome = measure(staged)
+        if not outcome.passed:
+            raise GateFailed(f"{gate.name} failed: {'; '.join(outcome.metadata.get('problems', []))}", outcome)
+        return outcome
+
+    try:
+        published, outcome = wh.publish(table, rows, PartitionKey.of(period), gate=gated if measure else None,
+                                        commit_metadata=metadata, run_id=run_id)
+    except (GateFailed, ConcurrentPartitionWrite) as exc:
+        details = exc.details if isinstance(exc, GateFailed) else None
+        result = (contract_result(CONTRACTS[table], details) if isinstance(details, ContractReport)
+                  else gate.result(False, details.metadata) if isinstance(details, Outcome) else None)
+        raise Refused(dg.Failure(f"{table} {PartitionKey.of(period).describe()}: {exc}"), result) from exc
+    contract = contract_result(CONTRACTS[table], published.contract)
+    return published.version, Outcome(contract.passed, contract.metadata), outcome
+
+
+def refused(exc: Refused):
+    """What an asset yields for a refused publication before it fails."""
+    if exc.result is not None:
+        yield exc.result
+    raise exc.failure from exc
+
+
+def read_partition(wh: Warehouse, table: str, period: str) -> pl.LazyFrame | None:
+    """A published billing-period partition (None when the table or the partition does not exist)."""
+    dt = wh.table(table)
+    if dt is None or not any(p.get(PERIOD_COLUMN) == period for p in dt.partitions()):
+        return None
+    return wh.scan(table, PartitionKey.of(period).values())
+
+
+# ---------------------------------------------------------------------------------------------
+# cost_allocations
+# ---------------------------------------------------------------------------------------------
+CONSERVED = Check("allocation_conserved", ALLOCATIONS_TABLE,
+                  "per x_Source × BillingAccountId × billing period × currency, sum(x_AllocatedBilledCost) = "
+                  "sum(BilledCost) and sum(x_AllocatedEffectiveCost) = sum(EffectiveCost) of focus_costs, exactly, "
+                  "and every FOCUS row allocated; checked before the commit, so an allocation that makes or loses "
+                  "money publishes nothing", ERROR, blocking=True)
+COVERAGE = Check("allocation_coverage", ALLOCATIONS_TABLE,
+                 "M1: spend whose owner (first dimension) is not the default 'unallocated' at or above target, per "
+                 "billing period and currency", WARN, service_level="M1")
+TAG_COMPLIANCE = Check("tag_compliance", ALLOCATIONS_TABLE,
+                       "M14: spend carrying every required tag key at or above target (per key and per owner in "
+                       "metadata)", WARN, service_level="M14")
+UNALLOCATED_TREND = Check("unallocated_trend", ALLOCATIONS_TABLE,
+                          "M4: the unallocated share of the last complete week rose less than the target against "
+                          "the week before (the previous period's partition completes the weeks across the month "
+                          "boundary)", WARN, service_level="M4")
+ATTRIBUTION = Check("attribution_accuracy", ALLOCATIONS_TABLE,
+                    "M7: spot checks (<landing>/allocation/spot_checks/; a YYYY-MM in the path limits a file to that "
+                    "period) whose expected owner the allocation gives, at or above target", WARN,
+                    service_level="M7")
+RULES_MATCH = Check("rules_all_match", ALLOCATIONS_TABLE,
+                    "every virtual tag and pool of the active rules matched at least one row of the period", WARN)
+ALLOCATION_CONTRACT = CONTRACTS[ALLOCATIONS_TABLE]
+ALLOCATION_CHECKS = [CONSERVED, ALLOCATION_CONTRACT, COVERAGE, TAG_COMPLIANCE, UNALLOCATED_TREND, ATTRIBUTION,
+                     RULES_MATCH]
+
+
+class AllocationConfig(dg.Config):
+    force: bool = False  # re-allocate periods before the rules' applies_from (otherwise their allocation stays)
+
+
+def rules_label(ruleset: Rules) -> str:
+    return f"{ruleset.name} {ruleset.version}@{ruleset.digest} ({ruleset.path})"
+
+
+def measured(period: str, allocated: pl.LazyFrame, focus: pl.LazyFrame, previous: pl.LazyFrame | None,
+             allocation: engine.Allocation, inputs: AllocationInputs) -> dict[Check, Outcome]:
+    """The WARN checks of one allocated period."""
+    ruleset = inputs.active
+    cover = measures.coverage(allocated, ruleset)
+    tags = measures.tag_compliance(focus, allocated, ruleset)
+    trend = measures.unallocated_trend(allocated, previous, ruleset)
+    unmatched = list(allocation.report.unmatched_rules)
+    out = {
+        COVERAGE: service_level_outcome(cover.meets, cover.metadata(), "no spend in the period"),
+        TAG_COMPLIANCE: service_level_outcome(tags.meets, tags.metadata(), "no required tag key in the rules"
+                                              if not tags.required else "no spend in the period"),
+        UNALLOCATED_TREND: Outcome(not trend.alert, trend.metadata()),
+        RULES_MATCH: Outcome(not unmatched, {"unmatched": len(unmatched), "rules": unmatched,
+                                             "rules_file": rules_label(ruleset)}),
+    }
+    spot_checks = inputs.spot_checks_of(period)
+    if spot_checks is None:
+        out[ATTRIBUTION] = Outcome(True, {"note": f"no spot checks under {SPOT_CHECKS_PREFIX}/ for {period}"})
+    else:
+        accuracy = measures.attribution_accuracy(allocated, spot_checks, ruleset)
+        out[ATTRIBUTION] = service_level_outcome(accuracy.meets, accuracy.metadata(),
+                                                 "no spot-checked row or resource in the period")
+    return out
+
+
+def report_metadata(allocation: engine.Allocation, rows: pl.DataFrame, ruleset: Rules) -> dict:
+    """The materialization's metadata of one allocated period: what the engine reports."""
+    report = allocation.report
+    methods = rows.group_by("x_AllocationMethod").len().sort("x_AllocationMethod")
+    return {
+        "rules": rules_label(ruleset),
+        "focus_rows": report.rows_in,
+        "rows_by_method": dict(methods.iter_rows()),
+        "matches_by_rule": report.matches,
+        "unmatched_rules": list(report.unmatched_rules),
+        "tag_cardinality": dg.MetadataValue.md(md_table(
+            pl.DataFrame([(d.name, *report.cardinality.get(d.name, (0, 0)), d.max_values) for d in ruleset.dimensions],
+                         schema=["dimension", "values_before_cap", "values_after_cap", "max_values"], orient="row"),
+            ["dimension", "values_before_cap", "values_after_cap", "max_values"])),
+        "tag_key_conflicts": report.tag_key_conflicts,
+        "even_fallbacks": report.even_fallbacks,
+        "null_costs": report.null_costs,
+        "k8s_uncovered_cost": [{"cluster": u.cluster, "currency": u.currency, "rows": u.rows, "billed": str(u.billed),
+                                "effective": str(u.effective), "days": len(u.days)} for u in report.uncovered_nodes],
+        "k8s_unmapped_namespaces": [f"{cluster}/{namespace}" for cluster, namespace in report.unmapped_namespaces],
+    }
+
+
+@dg.asset(
+    name=ALLOCATIONS_TABLE, partitions_def=reconcile_periods, deps=[FOCUS_BY_PERIOD], group_name=GROUP,
+    code_version=CODE_VERSION, kinds={"delta", "polars"}, check_specs=specs(ALLOCATION_CHECKS),
+    automation_condition=follows_upstream(), backfill_policy=BATCHED_BACKFILL,
+    description="One row per FOCUS row × owner share, every export source of the billing period: the owner "
+                "columns the rules file declares (tags, virtual tags, default 'unallocated'), Kubernetes node "
+                "cost split to namespaces from OpenCost telemetry, shared-cost pools split even / proportional / "
+                "fixed / by a driver table; x_AllocatedBilledCost and x_AllocatedEffectiveCost exact to 10^-12, "
+                "summing to focus_costs per source, billing account, period and currency.",
+)
+def cost_allocations(context: dg.AssetExecutionContext, config: AllocationConfig, landing_zone: LandingZoneResource,
+                     warehouse: WarehouseResource):
+    wh = warehouse.warehouse()
+    inputs = read_inputs(landing_zone.store())
+    ruleset = inputs.active
+    outcomes: dict[Check, dict[str, Outcome]] = {check: {} for check in ALLOCATION_CHECKS}
+    versions, metadata, rows_total = {}, {}, 0
+    for period in sorted(context.partition_keys):  # oldest first: M4 reads the period before
+        if before_cutoff(ruleset, period) and not config.force:
+            note = (f"{period} is before applies_from {ruleset.applies_from} of {rules_label(ruleset)}: its "
+                    "published allocation stays (run config force: true re-allocates it)")
+            context.log.info(note)
+            for check in ALLOCATION_CHECKS:
+                outcomes[check][period] = Outcome(True, {"note": note})
+            continue
+        focus = focus_of_period(wh, period).collect(engine="streaming").lazy()
+        allocation = allocate(inputs, ruleset, focus, period)
+        rows = allocation.rows.collect(engine="streaming")
+        try:
+            versions[period], outcomes[ALLOCATION_CONTRACT][period], outcomes[CONSERVED][period] = publish(
+                wh, ALLOCATIONS_TABLE, rows.lazy(), period, context.run_id,
+                {"period": period, "rules": f"{ruleset.version}@{ruleset.digest}"}, gate=CONSERVED,
+                measure=lambda staged, focus=focus: conservation_outcome(
+                    measures.allocation_conservation(focus, staged)))
+        except Refused as exc:
+            yield from refused(exc)
+        previous = read_partition(wh, ALLOCATIONS_TABLE, str(BillingPeriod.parse(period).shift(-1)))
+        for check, outcome in measured(period, rows.lazy(), focus, previous, allocation, inputs).items():
+            outcomes[check][period] = outcome
+        metadata[period] = report_metadata(allocation, rows, ruleset)
+        rows_total += rows.height
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": rows_total,
+            **(next(iter(metadata.values())) if len(metadata) == 1 else {}),
+            "periods_allocated": sorted(versions),
+            "periods_left_as_published": sorted(set(context.partition_keys) - set(versions)),
+            **({"delta_version": max(versions.values())} if versions else {}),
+            "table_uri": dg.MetadataValue.path(wh.uri(ALLOCATIONS_TABLE)),
+        },
+        check_results=[over_periods(check, outcomes[check]) for check in ALLOCATION_CHECKS])
+
+
+# ---------------------------------------------------------------------------------------------
+# allocation_diff (shadow mode)
+# ---------------------------------------------------------------------------------------------
+DIFF_CONTRACT = CONTRACTS[ALLOCATION_DIFF_TABLE]
+MOVED_COLUMNS = ["x_ActiveBilled", "x_CandidateBilled", "x_MovedBilled", "x_ActiveEffective", "x_CandidateEffective",
+                 "x_MovedEffective"]
+
+
+@dg.asset(
+    name=ALLOCATION_DIFF_TABLE, partitions_def=reconcile_periods, deps=[ALLOCATIONS_TABLE, FOCUS_BY_PERIOD],
+    group_name=GROUP, code_version=CODE_VERSION, kinds={"delta", "polars"}, check_specs=[DIFF_CONTRACT.spec()],
+    automation_condition=follows_upstream(), backfill_policy=BATCHED_BACKFILL,
+    description="Shadow mode: the billing period allocated with the candidate rules of "
+                "<landing>/allocation/settings.yaml (never published as cost_allocations) against the published "
+                "allocation: per owner, active and candidate billed / effective amounts and what would move. Empty "
+                "without a candidate; promotion is setting active: to the candidate's file.",
+)
+def allocation_diff(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource,
+                    warehouse: WarehouseResource):
+    wh = warehouse.warehouse()
+    inputs = read_inputs(landing_zone.store())
+    candidate = inputs.candidate
+    dims = [d for d in inputs.active.dimension_names if candidate is None or d in candidate.dimension_names]
+    versions, contracts, moved = {}, {}, []
+    for period in sorted(context.partition_keys):
+        if candidate is None:
+            nothing = pl.LazyFrame(schema=engine.allocation_schema(inputs.active))
+            table = diff.allocation_diff(nothing, nothing, dims)
+        else:
+            active = read_partition(wh, ALLOCATIONS_TABLE, period)
+            if active is None:
+                raise dg.Failure(f"{ALLOCATIONS_TABLE} has no partition {period}: materialize it before its diff")
+            shadow = allocate(inputs, candidate, focus_of_period(wh, period), period)
+            table = diff.allocation_diff(active, shadow.rows, dims)
+        try:
+            versions[period], contracts[period], _ = publish(wh, ALLOCATION_DIFF_TABLE, table.lazy(), period,
+                                                             context.run_id, {"period": period})
+        except Refused as exc:
+            yield from refused(exc)
+        moved.append(table)
+    owners = pl.concat(moved, how="vertical")
+    yield dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": owners.height,
+            "active": rules_label(inputs.active),
+            "candidate": rules_label(candidate) if candidate else "no candidate rules",
+            "owners_that_move": dg.MetadataValue.md(
+                md_table(owners, ["x_BillingPeriod", "BillingCurrency", *dims, *MOVED_COLUMNS], limit=40)
+                if candidate else "no candidate rules"),
+            "delta_version": max(versions.values()),
+            "table_uri": dg.MetadataValue.path(wh.uri(ALLOCATION_DIFF_TABLE)),
+        },
+        check_results=[over_periods(DIFF_CONTRACT, contracts)])
+
+
+# ---------------------------------------------------------------------------------------------
+# focus_costs_v1_3
+# ---------------------------------------------------------------------------------------------
+V1_3_CONTRACT = CONTRACTS[FOCUS_V1_3_TABLE]
+TOTALS_EQUAL = Check("totals_equal_focus", FOCUS_V1_3_TABLE,
+                     "per x_Source × BillingAccountId × currency, sum(BilledCost) and sum(EffectiveCost) equal "
+                     "focus_costs of the period exactly; checked before the commit", ERROR, blocking=True)
+V1_3_COLUMNS = Check("focus_1_3_columns", FOCUS_V1_3_TABLE,
+                     "the FOCUS 1.3 column rules hold (nullability, allowed values, JSON objects, the Allocated* "
+                     "columns together on the rows the Kubernetes split divided); a provider-data gap of focus_costs "
+                     "(a null the export leaves) shows here too, hence WARN", WARN)
+V1_3_CHECKS = [TOTALS_EQUAL, V1_3_CONTRACT, V1_3_COLUMNS]
+
+
+def as_allocated(view: pl.LazyFrame) -> pl.LazyFrame:
+    """The view's amounts under the allocation's names, so that one conservation measure compares both with
+    focus_costs (every FOCUS row present, the sums per source, account and currency equal)."""
+    return view.select(*measures.KEYS, "x_RowId", x_AllocatedBilledCost=pl.col("BilledCost"),
+                       x_AllocatedEffectiveCost=pl.col("EffectiveCost"))
+
+
+@dg.asset(
+    name=FOCUS_V1_3_TABLE, partitions_def=reconcile_periods, deps=[FOCUS_BY_PERIOD, ALLOCATIONS_TABLE],
+    group_name=GROUP, code_version=CODE_VERSION, kinds={"delta", "polars"}, check_specs=specs(V1_3_CHECKS),
+    automation_condition=follows_upstream(), backfill_policy=BATCHED_BACKFILL,
+    description="focus_costs of the billing period (every source) as FOCUS 1.3: every column of the 1.3 "
+                "specification (null where it does not apply), ServiceProviderName / HostProviderName, and the "
+                "split-cost columns (AllocatedMethodId, AllocatedResourceId, AllocatedTags, …) on the rows the "
+                "Kubernetes split of cost_allocations divided. The 1.2 table keeps its columns.",
+)
+def focus_costs_v1_3(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource,
+                     warehouse: WarehouseResource):
+    wh = warehouse.warehouse()
+    try:
+        kubernetes_rules = read_rules(landing_zone.store())[0].kubernetes  # what named the split method
+    except rules.RulesError as exc:
+        raise dg.Failure(str(exc)) from exc
+    outcomes: dict[Check, dict[str, Outcome]] = {check: {} for check in V1_3_CHECKS}
+    versions, rows_total = {}, 0
+    for period in sorted(context.partition_keys):
+        focus = focus_of_period(wh, period).collect(engine="streaming").lazy()
+        splits = read_partition(wh, ALLOCATIONS_TABLE, period) if kubernetes_rules is not None else None
+        try:
+            rows = focus13.focus_v1_3(focus, splits, kubernetes_rules).collect(engine="streaming")
+        except focus13.ViewError as exc:
+            raise dg.Failure(f"{FOCUS_V1_3_TABLE} {period}: {exc}") from exc
+        try:
+            versions[period], outcomes[V1_3_CONTRACT][period], outcomes[TOTALS_EQUAL][period] = publish(
+                wh, FOCUS_V1_3_TABLE, rows.lazy(), period, context.run_id, {"period": period}, gate=TOTALS_EQUAL,
+                measure=lambda staged, focus=focus: conservation_outcome(
+                    measures.allocation_conservation(focus, as_allocated(staged))))
+        except Refused as exc:
+            yield from refused(exc)
+        problems = focus13.check_v1_3(rows.lazy())
+        outcomes[V1_3_COLUMNS][period] = Outcome(not problems, {"problems": problems, "rows": rows.height})
+        rows_total += rows.height
+    yield dg.MaterializeResult(
+        metadata={"dagster/row_count": rows_total, "delta_version": max(versions.values()),
+                  "table_uri": dg.MetadataValue.path(wh.uri(FOCUS_V1_3_TABLE))},
+        check_results=[over_periods(check, outcomes[check]) for check in V1_3_CHECKS])
+
+
+ALLOCATE_ASSETS = [cost_allocations, allocation_diff, focus_costs_v1_3]
+allocation_job = dg.define_asset_job(
+    "allocation",
+    selection=with_own_checks(ALLOCATE_ASSETS, [*ALLOCATION_CHECKS, DIFF_CONTRACT, *V1_3_CHECKS]),
+    partitions_def=reconcile_periods,
+    description="cost allocation of one billing period (all sources), its shadow diff and the FOCUS 1.3 view")
