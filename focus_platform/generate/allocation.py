@@ -391,30 +391,40 @@ def _accounts(b: Block, p: Provider, seed: int, roles: np.ndarray) -> None:
     b.cols["SubAccountName"] = np.array(ACCOUNT_NAMES)[roles]
 
 
-def _service(b: Block, p: Provider, services: list[Service]) -> None:
+def _per_service(table: tuple[Service, ...], index: np.ndarray, value) -> np.ndarray:
+    """``value(service)`` of each row's service (``index`` into ``table``)."""
+    return np.array([value(s) for s in table], dtype=object)[index]
+
+
+def _service(b: Block, p: Provider, table: tuple[Service, ...], index: np.ndarray) -> None:
     b.cols.update({
-        "ServiceName": [s.name for s in services], "ServiceCategory": [s.category for s in services],
-        "ServiceSubcategory": [s.subcategory for s in services],
-        "x_ServiceCode": [s.code for s in services] if p.key == "aws" else None,
+        "ServiceName": _per_service(table, index, lambda s: s.name),
+        "ServiceCategory": _per_service(table, index, lambda s: s.category),
+        "ServiceSubcategory": _per_service(table, index, lambda s: s.subcategory),
+        "x_ServiceCode": _per_service(table, index, lambda s: s.code) if p.key == "aws" else None,
+        "ResourceType": _per_service(table, index, lambda s: s.resource_type),
     })
 
 
-def _priced(b: Block, p: Provider, services: list[Service], qty: np.ndarray, price: np.ndarray,
-            billed: np.ndarray, effective: np.ndarray, covered: np.ndarray, commitment: str) -> None:
+def _priced(b: Block, p: Provider, table: tuple[Service, ...], index: np.ndarray, qty: np.ndarray,
+            price: np.ndarray, billed: np.ndarray, effective: np.ndarray, covered: np.ndarray, commitment: str) -> None:
     """Usage-like priced columns: list = contracted = price × qty; covered rows are savings-plan usage."""
     cost = price * qty
+    sku = lambda s: f"SKU-{s.resource_type.split('/')[-1].upper()}"  # noqa: E731
     b.cols.update({
         "BilledCost": billed, "EffectiveCost": effective, "PricingCurrencyEffectiveCost": effective,
         "ListCost": cost, "ContractedCost": cost, "ListUnitPrice": price, "ContractedUnitPrice": price,
         "PricingCurrencyListUnitPrice": price, "PricingCurrencyContractedUnitPrice": price,
         "PricingQuantity": qty * AMOUNT_SCALE, "ConsumedQuantity": qty * AMOUNT_SCALE,
-        "PricingUnit": [s.unit for s in services], "ConsumedUnit": [s.unit for s in services],
+        "PricingUnit": _per_service(table, index, lambda s: s.unit),
+        "ConsumedUnit": _per_service(table, index, lambda s: s.unit),
         "PricingCategory": np.where(covered, "Committed", "Standard"),
         "ChargeCategory": "Usage", "ChargeFrequency": "Usage-Based",
         "RegionId": p.region[0], "RegionName": p.region[1],
-        "SkuId": [f"SKU-{s.resource_type.split('/')[-1].upper()}" for s in services],
-        "SkuPriceId": [f"SKU-{s.resource_type.split('/')[-1].upper()}-{s.unit.upper()}" for s in services],
-        "SkuMeter": [s.unit for s in services],
+        "SkuId": _per_service(table, index, sku),
+        "SkuPriceId": _per_service(table, index, lambda s: f"{sku(s)}-{s.unit.upper()}"),
+        "SkuMeter": _per_service(table, index, lambda s: s.unit),
+        "ChargeDescription": _per_service(table, index, lambda s: f"{s.name} usage"),
         "CommitmentDiscountId": np.where(covered, commitment, None),
         "CommitmentDiscountCategory": np.where(covered, "Spend", None),
         "CommitmentDiscountName": np.where(covered, "compute savings plan", None),
@@ -437,7 +447,6 @@ def _bulk(p: Provider, m: Month, seed: int, res: Resources, lo: int, hi: int) ->
     rng = _rng(seed, p.key, m.period, "bulk", lo)
     r = rng.integers(len(res.ids), size=n)
     service_of = np.array(res.service)[r]
-    services = [p.services[i] for i in service_of]
     start = _us(m.start) + rng.integers(m.days * 24, size=n) * 3_600_000_000
     qty = rng.integers(1, 40, size=n)
     price = np.array([s.price for s in p.services])[service_of]
@@ -447,16 +456,16 @@ def _bulk(p: Provider, m: Month, seed: int, res: Resources, lo: int, hi: int) ->
     b = Block(n)
     _common(b, p, m, seed)
     _accounts(b, p, seed, np.array(res.account)[r])
-    _service(b, p, services)
-    _priced(b, p, services, qty, price, np.where(covered, 0, cost), effective, covered, _commitment_id(p, seed))
-    owners = [res.owner[i] for i in r]
+    _service(b, p, p.services, service_of)
+    _priced(b, p, p.services, service_of, qty, price, np.where(covered, 0, cost), effective, covered,
+            _commitment_id(p, seed))
+    numbers = pl.Series(np.arange(lo, hi)).cast(pl.String).str.zfill(9)
     b.cols.update({
         "ChargePeriodStart": start, "ChargePeriodEnd": start + 3_600_000_000,
-        "ChargeDescription": [f"{s.name} usage" for s in services],
         "ResourceId": np.array(res.ids)[r], "ResourceName": np.array(res.names)[r],
-        "ResourceType": [s.resource_type for s in services], "Tags": np.array(res.tags, dtype=object)[r],
-        ROW_KEY: [f"{p.key}-{m.period}-u{lo + i:09d}" for i in range(n)], "kind": "direct",
-        **{d: [o[k] for o in owners] for k, d in enumerate(DIMENSIONS)},
+        "Tags": np.array(res.tags, dtype=object)[r],
+        ROW_KEY: (f"{p.key}-{m.period}-u" + numbers).to_numpy(), "kind": "direct",
+        **{d: np.array([o[k] for o in res.owner], dtype=object)[r] for k, d in enumerate(DIMENSIONS)},
     })
     return b
 
@@ -492,12 +501,14 @@ def _special_block(p: Provider, m: Month, seed: int, rows: list[SpecialRow]) -> 
     purchase = [r.category == "Purchase" for r in rows]
     tax = [r.category == "Tax" for r in rows]
     services = [r.service or TAX_SERVICE for r in rows]
-    _service(b, p, services)
+    table = tuple(dict.fromkeys(services))
+    index = np.array([table.index(s) for s in services], dtype=np.int64)
+    _service(b, p, table, index)
     covered = np.array([u and r.commitment is not None for u, r in zip(usage, rows)])
     qty = np.array([r.qty or 1 for r in rows], dtype=np.int64)
     price = np.array([r.billed // (r.qty or 1) if r.price is None else r.price for r in rows], dtype=np.int64)
-    _priced(b, p, services, qty, price, np.array([r.billed for r in rows]), np.array([r.effective for r in rows]),
-            covered, "")
+    _priced(b, p, table, index, qty, price, np.array([r.billed for r in rows]),
+            np.array([r.effective for r in rows]), covered, "")
     amounts = np.array([r.billed for r in rows], dtype=np.int64)
     list_cost = np.where(usage, price * qty, amounts)
     priced = np.array(usage) | np.array(purchase)
