@@ -347,10 +347,10 @@ def measured(period: str, allocated: pl.LazyFrame, focus: pl.LazyFrame, previous
     return out
 
 
-def report_metadata(allocation: engine.Allocation, rows: pl.DataFrame, ruleset: Rules) -> dict:
+def report_metadata(allocation: engine.Allocation, published: pl.LazyFrame, ruleset: Rules) -> dict:
     """The materialization's metadata of one allocated period: what the engine reports."""
     report = allocation.report
-    methods = rows.group_by("x_AllocationMethod").len().sort("x_AllocationMethod")
+    methods = published.group_by("x_AllocationMethod").len().sort("x_AllocationMethod").collect()
     return {
         "rules": rules_label(ruleset),
         "focus_rows": report.rows_in,
@@ -395,22 +395,22 @@ def cost_allocations(context: dg.AssetExecutionContext, config: AllocationConfig
             for check in ALLOCATION_CHECKS:
                 outcomes[check][period] = Outcome(True, {"note": note})
             continue
-        focus = focus_of_period(wh, period).collect(engine="streaming").lazy()
+        focus = focus_of_period(wh, period)
         allocation = allocate(inputs, ruleset, focus, period)
-        rows = allocation.rows.collect(engine="streaming")
-        try:
+        try:  # the rows stream into the staged files: a period is never held in memory whole
             versions[period], outcomes[ALLOCATION_CONTRACT][period], outcomes[CONSERVED][period] = publish(
-                wh, ALLOCATIONS_TABLE, rows.lazy(), period, context.run_id,
+                wh, ALLOCATIONS_TABLE, allocation.rows, period, context.run_id,
                 {"period": period, "rules": f"{ruleset.version}@{ruleset.digest}"}, gate=CONSERVED,
                 measure=lambda staged, focus=focus: conservation_outcome(
                     measures.allocation_conservation(focus, staged)))
         except Refused as exc:
             yield from refused(exc)
+        published = read_partition(wh, ALLOCATIONS_TABLE, period)  # what readers now see
         previous = read_partition(wh, ALLOCATIONS_TABLE, str(BillingPeriod.parse(period).shift(-1)))
-        for check, outcome in measured(period, rows.lazy(), focus, previous, allocation, inputs).items():
+        for check, outcome in measured(period, published, focus, previous, allocation, inputs).items():
             outcomes[check][period] = outcome
-        metadata[period] = report_metadata(allocation, rows, ruleset)
-        rows_total += rows.height
+        metadata[period] = report_metadata(allocation, published, ruleset)
+        rows_total += allocation.report.rows_out
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows_total,
@@ -518,22 +518,23 @@ def focus_costs_v1_3(context: dg.AssetExecutionContext, landing_zone: LandingZon
     outcomes: dict[Check, dict[str, Outcome]] = {check: {} for check in V1_3_CHECKS}
     versions, rows_total = {}, 0
     for period in sorted(context.partition_keys):
-        focus = focus_of_period(wh, period).collect(engine="streaming").lazy()
+        focus = focus_of_period(wh, period)
         splits = read_partition(wh, ALLOCATIONS_TABLE, period) if kubernetes_rules is not None else None
         try:
-            rows = focus13.focus_v1_3(focus, splits, kubernetes_rules).collect(engine="streaming")
-        except focus13.ViewError as exc:
-            raise dg.Failure(f"{FOCUS_V1_3_TABLE} {period}: {exc}") from exc
-        try:
+            view = focus13.focus_v1_3(focus, splits, kubernetes_rules)
             versions[period], outcomes[V1_3_CONTRACT][period], outcomes[TOTALS_EQUAL][period] = publish(
-                wh, FOCUS_V1_3_TABLE, rows.lazy(), period, context.run_id, {"period": period}, gate=TOTALS_EQUAL,
+                wh, FOCUS_V1_3_TABLE, view, period, context.run_id, {"period": period}, gate=TOTALS_EQUAL,
                 measure=lambda staged, focus=focus: conservation_outcome(
                     measures.allocation_conservation(focus, as_allocated(staged))))
+        except focus13.ViewError as exc:
+            raise dg.Failure(f"{FOCUS_V1_3_TABLE} {period}: {exc}") from exc
         except Refused as exc:
             yield from refused(exc)
-        problems = focus13.check_v1_3(rows.lazy())
-        outcomes[V1_3_COLUMNS][period] = Outcome(not problems, {"problems": problems, "rows": rows.height})
-        rows_total += rows.height
+        published = read_partition(wh, FOCUS_V1_3_TABLE, period)
+        problems = focus13.check_v1_3(published)
+        rows = published.select(pl.len()).collect().item()
+        outcomes[V1_3_COLUMNS][period] = Outcome(not problems, {"problems": problems, "rows": rows})
+        rows_total += rows
     yield dg.MaterializeResult(
         metadata={"dagster/row_count": rows_total, "delta_version": max(versions.values()),
                   "table_uri": dg.MetadataValue.path(wh.uri(FOCUS_V1_3_TABLE))},
