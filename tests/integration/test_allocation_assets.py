@@ -291,6 +291,27 @@ def test_a_removed_input_file_reruns_the_periods_it_covered(month):
     assert requested(requests) == {(PERIOD, ALL)}
 
 
+def test_telemetry_covers_the_periods_of_its_dates_and_a_nodes_file_those_of_its_cluster(month):
+    land = land_of(month)
+    use_rules(land, rules_yaml("storage"))
+    _, cursor, _ = tick(month)
+    try:
+        cluster = land / "kubernetes" / "c1"
+        cluster.mkdir(parents=True)
+        (cluster / "nodes.csv").write_text("node,provider_id,cpu_cores,memory_bytes\nn1,aws:///z/i-0abc,2,4Gi\n")
+        (cluster / "opencost-2023-11-05.csv").write_text("Date,Namespace\n2023-11-05,web\n")
+        requests, cursor, _ = tick(month, cursor)
+        assert requested(requests) == {(PERIOD, ALL)}
+        (cluster / "nodes.csv").write_text("node,provider_id,cpu_cores,memory_bytes\nn1,aws:///z/i-0abc,4,8Gi\n")
+        requests, cursor, _ = tick(month, cursor)
+        assert requested(requests) == {(PERIOD, ALL)}
+        (cluster / "opencost-2023-11-05.csv").write_text("Date,Namespace\n2023-12-01,web\n")
+        requests, _, _ = tick(month, cursor)  # what the file covered before (2023-11) and now (2023-12: no FOCUS rows)
+        assert requested(requests) == {(PERIOD, ALL)}
+    finally:  # the other tests read this landing zone
+        shutil.rmtree(land / "kubernetes")
+
+
 def test_the_embedded_sample_inputs_are_read():
     """The sample landing zone's rules, driver, spot checks and telemetry load as the assets read them."""
     from focus_platform.landing.zone import LocalStore

@@ -228,10 +228,13 @@ def over_periods(check: Check, outcomes: dict[str, Outcome]) -> dg.AssetCheckRes
     if len(outcomes) == 1:
         (outcome,) = outcomes.values()
         return check.result(outcome.passed, outcome.metadata)
+    def figures(metadata: dict) -> dict:  # the plain figures of a period's metadata (not its tables)
+        plain = {k: v.value if isinstance(v, dg.MetadataValue) else v for k, v in metadata.items()}
+        return {k: v for k, v in plain.items() if isinstance(v, int | float | str | bool)}
+
     return check.result(all(o.passed for o in outcomes.values()), {
         "failing_periods": sorted(p for p, o in outcomes.items() if not o.passed),
-        "by_period": {p: {k: v for k, v in o.metadata.items() if isinstance(v, int | float | str | bool)}
-                      for p, o in sorted(outcomes.items())}})
+        "by_period": {p: figures(o.metadata) for p, o in sorted(outcomes.items())}})
 
 
 CONTRACTS = {table: contract_check(table) for table in (ALLOCATIONS_TABLE, ALLOCATION_DIFF_TABLE, FOCUS_V1_3_TABLE)}
