@@ -81,7 +81,7 @@ class _Node:
 
 
 def _fail(file: str, where: str, column: str, what: str) -> CatalogError:
-    return CatalogError(f"{file} {where}: {column}: {what}")
+    return CatalogError(f"{file} {where}: {f'{column}: ' if column else ''}{what}")
 
 
 def _text(obj: dict, column: str, file: str, where: str, required: bool = True) -> str | None:

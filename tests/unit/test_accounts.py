@@ -104,6 +104,7 @@ def test_deeper_than_six_levels_kept_in_the_path():
     ("bad.json", '{"data": [{"id": "ocid1.compartment.oc1..x", "compartment-id": "ocid1.tenancy.oc1..t"}]}',
      "accounts/bad.json $.data[0]: name: missing"),
     ("bad.json", '{"Accounts": [', "accounts/bad.json line 1 column 15: invalid JSON"),
+    ("bad.json", '{"Accounts": {"Id": "1"}}', "accounts/bad.json $.Accounts: expected a list, found dict"),
     ("bad.json", '{"Invoices": []}', "accounts/bad.json: not an account catalog format"),
 ])
 def test_a_broken_file_names_file_row_and_column(name, content, message):

@@ -282,7 +282,7 @@ def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         "warnings": dg.MetadataValue.json(checks.warnings),
         "table_uri": dg.MetadataValue.path(wh.uri(FOCUS_TABLE)),
         "account_catalog_accounts": catalog.height,
-        "account_names_filled_rows": names_filled(rows),
+        "account_names_filled_rows": names_filled(rows) if catalog.height else 0,
         **{k: dg.MetadataValue.json(v) if isinstance(v, list) else v for k, v in covered.metadata().items()},
     }, check_results=[*check_results(checks), contract_result(FOCUS_CONTRACT, published.contracts.get(FOCUS_TABLE)),
                       latency_result(published.restatement, delivered_at(context, key),
