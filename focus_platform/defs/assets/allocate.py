@@ -222,16 +222,18 @@ def service_level_outcome(meets: bool | None, metadata: dict, none: str) -> Outc
     return Outcome(meets is not False, metadata if meets is not None else {**metadata, "note": none})
 
 
+def figures(metadata: dict) -> dict:
+    """The plain figures of a period's check metadata (numbers, flags and text; not its tables)."""
+    plain = {k: v.value if isinstance(v, dg.MetadataValue) else v for k, v in metadata.items()}
+    return {k: v for k, v in plain.items() if isinstance(v, int | float | str | bool)}
+
+
 def over_periods(check: Check, outcomes: dict[str, Outcome]) -> dg.AssetCheckResult:
     """One result of a check over the periods of a run (a backfill batches up to 12): passed when every
-    period passed; the one period's metadata, or each period's."""
+    period passed; the one period's metadata, or each period's figures."""
     if len(outcomes) == 1:
         (outcome,) = outcomes.values()
         return check.result(outcome.passed, outcome.metadata)
-    def figures(metadata: dict) -> dict:  # the plain figures of a period's metadata (not its tables)
-        plain = {k: v.value if isinstance(v, dg.MetadataValue) else v for k, v in metadata.items()}
-        return {k: v for k, v in plain.items() if isinstance(v, int | float | str | bool)}
-
     return check.result(all(o.passed for o in outcomes.values()), {
         "failing_periods": sorted(p for p, o in outcomes.items() if not o.passed),
         "by_period": {p: figures(o.metadata) for p, o in sorted(outcomes.items())}})
