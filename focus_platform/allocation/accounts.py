@@ -242,7 +242,7 @@ def _csv_nodes(text: str, file: str) -> list[_Node]:
     return out
 
 
-def read_file(file: str, content: bytes) -> list[_Node]:
+def _read_file(file: str, content: bytes) -> list[_Node]:
     """One catalog file's nodes, its format recognised from its content."""
     try:
         text = content.decode("utf-8-sig")
@@ -306,7 +306,7 @@ def read_catalog(files: list[tuple[str, bytes]]) -> pl.DataFrame:
     ``x_AccountPath`` the names of the containers above the account from the top, ``x_AccountLevel1..6``
     its parts (deeper parts are in the path only). FOCUS rows are matched by id alone, so one id (any
     provider, any case) named two ways is refused, naming both files."""
-    merged = _merge([n for file, content in files for n in read_file(file, content)])
+    merged = _merge([n for file, content in files for n in _read_file(file, content)])
     rows = [{"x_Provider": n.provider, "AccountId": n.key, "AccountName": n.name, "AccountKind": n.kind,
              "x_AccountPath": _path(n, merged), "x_CatalogFile": n.file}
             for n in merged.values() if n.kind is not None]
