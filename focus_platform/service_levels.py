@@ -107,8 +107,8 @@ SERVICE_LEVELS: tuple[ServiceLevel, ...] = (
     ServiceLevel("conservation", "cost conservation (invariant)",
                  "\\|raw basis − (sum(BilledCost) + quarantined)\\| per source, billing account, period and currency, "
                  "exact Decimal (amortized: EffectiveCost likewise)", None, "=", 0.0, AMOUNT, "ERROR",
-                 "asset checks focus_costs: billed_cost_conserved, effective_cost_conserved",
-                 note="unreadable money fails it", configurable=False),
+                 "asset checks focus_costs: billed_cost_conserved, effective_cost_conserved; cost_allocations: "
+                 "allocation_conserved (allocated = FOCUS)", note="unreadable money fails it", configurable=False),
     ServiceLevel("conformance", "FOCUS conformance (invariant)",
                  "converter defects by the FOCUS 1.2 rules (provider-data gaps are counted, not defects)", None,
                  "=", 0.0, COUNT, "ERROR", "asset check focus_costs: conformance", configurable=False),
