@@ -55,6 +55,34 @@ class Check:
                                    severity=severity or self.severity, metadata=meta)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """One check's outcome for one billing period of a run (a backfill batches several)."""
+    passed: bool
+    metadata: dict
+
+    @classmethod
+    def of(cls, result: dg.AssetCheckResult) -> Outcome:
+        return cls(result.passed, dict(result.metadata))
+
+
+def figures(metadata: dict) -> dict:
+    """The plain figures of a period's check metadata (numbers, flags and text; not its tables)."""
+    plain = {k: v.value if isinstance(v, dg.MetadataValue) else v for k, v in metadata.items()}
+    return {k: v for k, v in plain.items() if isinstance(v, int | float | str | bool)}
+
+
+def over_periods(check: Check, outcomes: dict[str, Outcome]) -> dg.AssetCheckResult:
+    """One result of a check over the periods of a run (a backfill batches up to 12): passed when every
+    period passed; the one period's metadata, or each period's figures."""
+    if len(outcomes) == 1:
+        (outcome,) = outcomes.values()
+        return check.result(outcome.passed, outcome.metadata)
+    return check.result(all(o.passed for o in outcomes.values()), {
+        "failing_periods": sorted(p for p, o in outcomes.items() if not o.passed),
+        "by_period": {p: figures(o.metadata) for p, o in sorted(outcomes.items())}})
+
+
 def specs(checks) -> list[dg.AssetCheckSpec]:
     return [c.spec() for c in checks]
 

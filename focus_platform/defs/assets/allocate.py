@@ -30,7 +30,6 @@ re-runs the periods it covers (``sensors/allocate.py``). Backfills batch up to 1
 """
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -57,13 +56,15 @@ from focus_platform.defs.checks import (
     ERROR,
     WARN,
     Check,
+    Outcome,
     contract_check,
-    contract_result,
     md_table,
+    over_periods,
     specs,
     with_own_checks,
 )
-from focus_platform.defs.partitions import reconcile_periods
+from focus_platform.defs.partitions import allocate_periods
+from focus_platform.defs.publish import NotPublished, publish, refused
 from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
 from focus_platform.periods import (
     PERIOD_COLUMN,
@@ -76,12 +77,7 @@ from focus_platform.warehouse.catalog import (
     ALLOCATIONS_TABLE,
     FOCUS_V1_3_TABLE,
 )
-from focus_platform.warehouse.contracts import ContractReport
-from focus_platform.warehouse.delta import (
-    ConcurrentPartitionWrite,
-    GateFailed,
-    Warehouse,
-)
+from focus_platform.warehouse.delta import Warehouse
 
 CODE_VERSION = __version__
 GROUP = "allocation"
@@ -201,13 +197,6 @@ def allocate(inputs: AllocationInputs, ruleset: Rules, focus: pl.LazyFrame, peri
 # ---------------------------------------------------------------------------------------------
 # Publishing and check outcomes
 # ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Outcome:
-    """One check's outcome for one period."""
-    passed: bool
-    metadata: dict
-
-
 def conservation_outcome(result: measures.ConservationResult) -> Outcome:
     return Outcome(result.ok, {
         "keys": result.rows.height, "failing": result.failing.height,
@@ -222,63 +211,7 @@ def service_level_outcome(meets: bool | None, metadata: dict, none: str) -> Outc
     return Outcome(meets is not False, metadata if meets is not None else {**metadata, "note": none})
 
 
-def figures(metadata: dict) -> dict:
-    """The plain figures of a period's check metadata (numbers, flags and text; not its tables)."""
-    plain = {k: v.value if isinstance(v, dg.MetadataValue) else v for k, v in metadata.items()}
-    return {k: v for k, v in plain.items() if isinstance(v, int | float | str | bool)}
-
-
-def over_periods(check: Check, outcomes: dict[str, Outcome]) -> dg.AssetCheckResult:
-    """One result of a check over the periods of a run (a backfill batches up to 12): passed when every
-    period passed; the one period's metadata, or each period's figures."""
-    if len(outcomes) == 1:
-        (outcome,) = outcomes.values()
-        return check.result(outcome.passed, outcome.metadata)
-    return check.result(all(o.passed for o in outcomes.values()), {
-        "failing_periods": sorted(p for p, o in outcomes.items() if not o.passed),
-        "by_period": {p: figures(o.metadata) for p, o in sorted(outcomes.items())}})
-
-
 CONTRACTS = {table: contract_check(table) for table in (ALLOCATIONS_TABLE, ALLOCATION_DIFF_TABLE, FOCUS_V1_3_TABLE)}
-
-
-class Refused(Exception):
-    """A publication the warehouse refused (nothing committed): the failing gate's outcome and the run's failure."""
-
-    def __init__(self, failure: dg.Failure, result: dg.AssetCheckResult | None):
-        super().__init__(str(failure))
-        self.failure, self.result = failure, result
-
-
-def publish(wh: Warehouse, table: str, rows: pl.LazyFrame, period: str, run_id: str, metadata: dict, *,
-            gate: Check | None = None, measure: Callable[[pl.LazyFrame], Outcome] | None = None
-            ) -> tuple[int, Outcome, Outcome | None]:
-    """One billing-period partition replaced through the warehouse's one write path, gated by the table's
-    contract and then by ``measure`` (the outcome of the blocking check ``gate``) on the staged rows:
-    the version and both outcomes. Refused: ``Refused`` (the published version stays)."""
-    def gated(staged: pl.LazyFrame) -> Outcome:
-        outcome = measure(staged)
-        if not outcome.passed:
-            raise GateFailed(f"{gate.name} failed: {'; '.join(outcome.metadata.get('problems', []))}", outcome)
-        return outcome
-
-    try:
-        published, outcome = wh.publish(table, rows, PartitionKey.of(period), gate=gated if measure else None,
-                                        commit_metadata=metadata, run_id=run_id)
-    except (GateFailed, ConcurrentPartitionWrite) as exc:
-        details = exc.details if isinstance(exc, GateFailed) else None
-        result = (contract_result(CONTRACTS[table], details) if isinstance(details, ContractReport)
-                  else gate.result(False, details.metadata) if isinstance(details, Outcome) else None)
-        raise Refused(dg.Failure(f"{table} {PartitionKey.of(period).describe()}: {exc}"), result) from exc
-    contract = contract_result(CONTRACTS[table], published.contract)
-    return published.version, Outcome(contract.passed, contract.metadata), outcome
-
-
-def refused(exc: Refused):
-    """What an asset yields for a refused publication before it fails."""
-    if exc.result is not None:
-        yield exc.result
-    raise exc.failure from exc
 
 
 def read_partition(wh: Warehouse, table: str, period: str) -> pl.LazyFrame | None:
@@ -376,7 +309,7 @@ def report_metadata(allocation: engine.Allocation, published: pl.LazyFrame, rule
 
 
 @dg.asset(
-    name=ALLOCATIONS_TABLE, partitions_def=reconcile_periods, deps=[FOCUS_BY_PERIOD], group_name=GROUP,
+    name=ALLOCATIONS_TABLE, partitions_def=allocate_periods, deps=[FOCUS_BY_PERIOD], group_name=GROUP,
     code_version=CODE_VERSION, kinds={"delta", "polars"}, check_specs=specs(ALLOCATION_CHECKS),
     automation_condition=follows_upstream(), backfill_policy=BATCHED_BACKFILL,
     description="One row per FOCUS row × owner share, every export source of the billing period: the owner "
@@ -404,11 +337,11 @@ def cost_allocations(context: dg.AssetExecutionContext, config: AllocationConfig
         allocation = allocate(inputs, ruleset, focus, period)
         try:  # the rows stream into the staged files: a period is never held in memory whole
             versions[period], outcomes[ALLOCATION_CONTRACT][period], outcomes[CONSERVED][period] = publish(
-                wh, ALLOCATIONS_TABLE, allocation.rows, period, context.run_id,
+                wh, ALLOCATIONS_TABLE, allocation.rows, PartitionKey.of(period), context.run_id,
                 {"period": period, "rules": f"{ruleset.version}@{ruleset.digest}"}, gate=CONSERVED,
                 measure=lambda staged, focus=focus: conservation_outcome(
                     measures.allocation_conservation(focus, staged)))
-        except Refused as exc:
+        except NotPublished as exc:
             yield from refused(exc)
         published = read_partition(wh, ALLOCATIONS_TABLE, period)  # what readers now see
         previous = read_partition(wh, ALLOCATIONS_TABLE, str(BillingPeriod.parse(period).shift(-1)))
@@ -437,7 +370,7 @@ MOVED_COLUMNS = ["x_ActiveBilled", "x_CandidateBilled", "x_MovedBilled", "x_Acti
 
 
 @dg.asset(
-    name=ALLOCATION_DIFF_TABLE, partitions_def=reconcile_periods, deps=[ALLOCATIONS_TABLE, FOCUS_BY_PERIOD],
+    name=ALLOCATION_DIFF_TABLE, partitions_def=allocate_periods, deps=[ALLOCATIONS_TABLE, FOCUS_BY_PERIOD],
     group_name=GROUP, code_version=CODE_VERSION, kinds={"delta", "polars"}, check_specs=[DIFF_CONTRACT.spec()],
     automation_condition=follows_upstream(), backfill_policy=BATCHED_BACKFILL,
     description="Shadow mode: the billing period allocated with the candidate rules of "
@@ -463,9 +396,10 @@ def allocation_diff(context: dg.AssetExecutionContext, landing_zone: LandingZone
             shadow = allocate(inputs, candidate, focus_of_period(wh, period), period)
             table = diff.allocation_diff(active, shadow.rows, dims)
         try:
-            versions[period], contracts[period], _ = publish(wh, ALLOCATION_DIFF_TABLE, table.lazy(), period,
+            versions[period], contracts[period], _ = publish(wh, ALLOCATION_DIFF_TABLE, table.lazy(),
+                                                             PartitionKey.of(period),
                                                              context.run_id, {"period": period})
-        except Refused as exc:
+        except NotPublished as exc:
             yield from refused(exc)
         moved.append(table)
     owners = pl.concat(moved, how="vertical")
@@ -505,7 +439,7 @@ def as_allocated(view: pl.LazyFrame) -> pl.LazyFrame:
 
 
 @dg.asset(
-    name=FOCUS_V1_3_TABLE, partitions_def=reconcile_periods, deps=[FOCUS_BY_PERIOD, ALLOCATIONS_TABLE],
+    name=FOCUS_V1_3_TABLE, partitions_def=allocate_periods, deps=[FOCUS_BY_PERIOD, ALLOCATIONS_TABLE],
     group_name=GROUP, code_version=CODE_VERSION, kinds={"delta", "polars"}, check_specs=specs(V1_3_CHECKS),
     automation_condition=follows_upstream(), backfill_policy=BATCHED_BACKFILL,
     description="focus_costs of the billing period (every source) as FOCUS 1.3: every column of the 1.3 "
@@ -528,12 +462,12 @@ def focus_costs_v1_3(context: dg.AssetExecutionContext, landing_zone: LandingZon
         try:
             view = focus13.focus_v1_3(focus, splits, kubernetes_rules)
             versions[period], outcomes[V1_3_CONTRACT][period], outcomes[TOTALS_EQUAL][period] = publish(
-                wh, FOCUS_V1_3_TABLE, view, period, context.run_id, {"period": period}, gate=TOTALS_EQUAL,
+                wh, FOCUS_V1_3_TABLE, view, PartitionKey.of(period), context.run_id, {"period": period}, gate=TOTALS_EQUAL,
                 measure=lambda staged, focus=focus: conservation_outcome(
                     measures.allocation_conservation(focus, as_allocated(staged))))
         except focus13.ViewError as exc:
             raise dg.Failure(f"{FOCUS_V1_3_TABLE} {period}: {exc}") from exc
-        except Refused as exc:
+        except NotPublished as exc:
             yield from refused(exc)
         published = read_partition(wh, FOCUS_V1_3_TABLE, period)
         problems = focus13.check_v1_3(published)
@@ -550,5 +484,5 @@ ALLOCATE_ASSETS = [cost_allocations, allocation_diff, focus_costs_v1_3]
 allocation_job = dg.define_asset_job(
     "allocation",
     selection=with_own_checks(ALLOCATE_ASSETS, [*ALLOCATION_CHECKS, DIFF_CONTRACT, *V1_3_CHECKS]),
-    partitions_def=reconcile_periods,
+    partitions_def=allocate_periods,
     description="cost allocation of one billing period (all sources), its shadow diff and the FOCUS 1.3 view")

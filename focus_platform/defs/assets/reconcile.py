@@ -37,12 +37,13 @@ from focus_platform.defs.checks import (
     WARN,
     Check,
     contract_check,
-    contract_result,
     md_table,
+    over_periods,
     specs,
     with_own_checks,
 )
 from focus_platform.defs.partitions import reconcile_periods
+from focus_platform.defs.publish import NotPublished, publish, refused
 from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
 from focus_platform.periods import (
     PERIOD_COLUMN,
@@ -60,10 +61,7 @@ from focus_platform.warehouse.catalog import (
     RECONCILIATION_TABLE,
     SKU_CATALOG_TABLE,
 )
-from focus_platform.warehouse.contracts import ContractReport
 from focus_platform.warehouse.delta import (
-    ConcurrentPartitionWrite,
-    GateFailed,
     Warehouse,
 )
 
@@ -83,42 +81,6 @@ FOLLOWS_FOCUS = follows_upstream(ignore=INVOICES_TABLE)
 # ---------------------------------------------------------------------------------------------
 CONTRACTS = {table: contract_check(table)
              for table in (INVOICES_TABLE, EXCHANGE_RATES_TABLE, RECONCILIATION_TABLE, SKU_CATALOG_TABLE)}
-
-
-class NotPublished(Exception):
-    """A publication refused by the warehouse: the contract's result (if it was the contract) and the failure."""
-
-    def __init__(self, failure: dg.Failure, contract: dg.AssetCheckResult | None):
-        super().__init__(str(failure))
-        self.failure, self.contract = failure, contract
-
-
-def publish(wh: Warehouse, table: str, df: pl.DataFrame, key: PartitionKey, metadata: dict,
-            run_id: str) -> tuple[int, dg.AssetCheckResult]:
-    """The table (unpartitioned: ``PartitionKey()``) or one billing-period partition replaced through the
-    warehouse's one write path (contract gate, verified commit, restatement-log entry): the version and the
-    contract's result. Refused: ``NotPublished`` (nothing committed, the published version stays)."""
-    try:
-        published, _ = wh.publish(table, df.lazy(), key, commit_metadata=metadata, run_id=run_id)
-    except (GateFailed, ConcurrentPartitionWrite) as exc:
-        report = exc.details if isinstance(exc, GateFailed) and isinstance(exc.details, ContractReport) else None
-        raise NotPublished(dg.Failure(f"{table} {key.describe()}: {exc}"),
-                           contract_result(CONTRACTS[table], report) if report else None) from exc
-    return published.version, contract_result(CONTRACTS[table], published.contract)
-
-
-def contract_of_periods(table: str, results: dict[str, dg.AssetCheckResult]) -> dg.AssetCheckResult:
-    """One contract result for a run over several periods (each published only after its contract held)."""
-    if len(results) == 1:
-        return next(iter(results.values()))
-    return CONTRACTS[table].result(True, {"periods": dg.MetadataValue.json(sorted(results))})
-
-
-def refused(exc: NotPublished):
-    """What an asset yields for a refused publication before it fails."""
-    if exc.contract is not None:
-        yield exc.contract
-    raise exc.failure from exc
 
 
 def read_table(wh: Warehouse, table: str) -> pl.DataFrame | None:
@@ -170,8 +132,8 @@ def invoices_asset(context: dg.AssetExecutionContext, config: InvoicesConfig, la
     previous = read_table(wh, INVOICES_TABLE)
     affected = invoices.affected_periods(previous, table)
     try:
-        version, contract = publish(wh, INVOICES_TABLE, table, PartitionKey(), {"affected_periods": affected},
-                                    context.run_id)
+        version, contract, _ = publish(wh, INVOICES_TABLE, table.lazy(), PartitionKey(), context.run_id,
+                                       {"affected_periods": affected})
     except NotPublished as exc:
         yield from refused(exc)
     held = docs.filter(pl.col("x_InvoiceStatus").is_in([invoices.STATUS_PENDING, invoices.STATUS_REJECTED]))
@@ -186,7 +148,7 @@ def invoices_asset(context: dg.AssetExecutionContext, config: InvoicesConfig, la
             "delta_version": version,
             "table_uri": dg.MetadataValue.path(wh.uri(INVOICES_TABLE)),
         },
-        check_results=[contract, MEMOS_RESOLVED.result(held.height == 0, {
+        check_results=[over_periods(CONTRACTS[INVOICES_TABLE], {"": contract}), MEMOS_RESOLVED.result(held.height == 0, {
             "held": held.height, "memos": dg.MetadataValue.md(md_table(held, [
                 "InvoiceId", "BillingAccountId", "BillingPeriod", "BillingCurrency", "InvoiceTotal", "AdjustsInvoiceId",
                 "x_InvoiceStatus", "x_StatusReason", "x_SourceFile"]))})],
@@ -218,11 +180,11 @@ def exchange_rates_asset(context: dg.AssetExecutionContext, config: ExchangeRate
         raise dg.Failure(str(exc)) from exc
     summary = currency.summarize_rates(rates)
     try:
-        version, contract = publish(wh, EXCHANGE_RATES_TABLE, rates, PartitionKey(), {"files": [f for f, _ in files]},
-                                    context.run_id)
+        version, contract, _ = publish(wh, EXCHANGE_RATES_TABLE, rates.lazy(), PartitionKey(), context.run_id,
+                                       {"files": [f for f, _ in files]})
     except NotPublished as exc:
         yield from refused(exc)
-    yield dg.MaterializeResult(check_results=[contract], metadata={
+    yield dg.MaterializeResult(check_results=[over_periods(CONTRACTS[EXCHANGE_RATES_TABLE], {"": contract})], metadata={
         "dagster/row_count": rates.height,
         "currencies": summary.currencies,
         "first_date": str(summary.first), "last_date": str(summary.last),
@@ -315,9 +277,9 @@ def invoice_reconciliation(context: dg.AssetExecutionContext, config: Reconcilia
                                             closed_through=str(closed_through) if closed_through else None,
                                             top_n=config.top_n, now=datetime.now(UTC))
         try:
-            versions[period], contracts[period] = publish(
-                wh, RECONCILIATION_TABLE, result.rows, PartitionKey.of(period),
-                {"period": period, "statuses": result.summary()}, context.run_id)
+            versions[period], contracts[period], _ = publish(
+                wh, RECONCILIATION_TABLE, result.rows.lazy(), PartitionKey.of(period), context.run_id,
+                {"period": period, "statuses": result.summary()})
         except NotPublished as exc:
             yield from refused(exc)
         results.append(result)
@@ -331,7 +293,7 @@ def invoice_reconciliation(context: dg.AssetExecutionContext, config: Reconcilia
             "delta_version": max(versions.values()),
             "table_uri": dg.MetadataValue.path(wh.uri(RECONCILIATION_TABLE)),
         },
-        check_results=[*reconciliation_check_results(results), contract_of_periods(RECONCILIATION_TABLE, contracts)],
+        check_results=[*reconciliation_check_results(results), over_periods(CONTRACTS[RECONCILIATION_TABLE], contracts)],
     )
 
 
@@ -372,8 +334,8 @@ def sku_catalog(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         changes_all.append(catalog.price_changes(rows, earlier, renames))
         mappings[period] = catalog.sku_mapping(focus)
         try:
-            versions[period], contracts[period] = publish(wh, SKU_CATALOG_TABLE, rows, PartitionKey.of(period),
-                                                          {"period": period}, context.run_id)
+            versions[period], contracts[period], _ = publish(wh, SKU_CATALOG_TABLE, rows.lazy(),
+                                                             PartitionKey.of(period), context.run_id, {"period": period})
         except NotPublished as exc:
             yield from refused(exc)
         history = rows if history is None else pl.concat(
@@ -391,7 +353,7 @@ def sku_catalog(context: dg.AssetExecutionContext, landing_zone: LandingZoneReso
         check_results=[
             PRICE_CHANGES.result(changes.height == 0, {
                 "changes": changes.height, "changed_prices": dg.MetadataValue.md(md_table(changes, _CHANGE_COLUMNS))}),
-            contract_of_periods(SKU_CATALOG_TABLE, contracts),
+            over_periods(CONTRACTS[SKU_CATALOG_TABLE], contracts),
             UNMAPPED_SKUS.result(all(m.ok for m in mappings.values()), {
                 "rate": worst.rate, "priced_rows": worst.priced_rows, "unmapped_rows": worst.unmapped_rows,
                 "without_sku": worst.without_sku, "fallback_service_category": worst.fallback_category,
