@@ -7,9 +7,9 @@ Delta predicate.
 The billing-period windows Dagster offers run from the first period the retention policy keeps to the
 current month (UTC): per domain, the start of the longest-kept table its assets write
 (``warehouse.retention.offered_window``; 2017-01 when they keep everything, e.g. ``FOCUS_RETENTION=keep``).
-With the catalog's defaults the ingest domain offers 36 months (focus_costs), the reconcile domain 84
-(invoice_reconciliation): a month past retention is not offered for backfill. A period outside the
-ingest window (a folder named ``2099-01``, a month past retention) has no partition: ``in_window`` says
+With the catalog's defaults the ingest domain offers 36 months (focus_costs), the reconcile and
+allocate domains 84 (invoice_reconciliation, cost_allocations): a month past retention is not offered for
+backfill. A period outside the ingest window (a folder named ``2099-01``, a month past retention) has no partition: ``in_window`` says
 whether a period has one and ``outside_window`` the sentence that refuses it. A window's end follows the
 clock; its start is computed when the definitions load, so a long-running code location offers one month
 too many until it is reloaded or redeployed (the retention job and M11 use the clock, not this start).
@@ -21,7 +21,10 @@ from focus_platform.periods import BillingPeriod, PartitionKey, is_billing_perio
 from focus_platform.sources import RAW_TABLES
 from focus_platform.warehouse import retention
 from focus_platform.warehouse.catalog import (
+    ALLOCATION_DIFF_TABLE,
+    ALLOCATIONS_TABLE,
     FOCUS_TABLE,
+    FOCUS_V1_3_TABLE,
     PERIOD_STATUS,
     QUARANTINE_TABLE,
     RECONCILIATION_TABLE,
@@ -32,6 +35,7 @@ BILLING_PERIOD = "billing_period"
 EXPORT_SOURCE = "export_source"
 INGEST_TABLES = (*RAW_TABLES, FOCUS_TABLE, QUARANTINE_TABLE, PERIOD_STATUS)
 RECONCILE_TABLES = (RECONCILIATION_TABLE, SKU_CATALOG_TABLE)
+ALLOCATE_TABLES = (ALLOCATIONS_TABLE, ALLOCATION_DIFF_TABLE, FOCUS_V1_3_TABLE)
 FIRST_PERIOD = str(retention.offered_window(INGEST_TABLES))  # the ingest window's first period
 
 
@@ -41,6 +45,7 @@ def _monthly(first: str) -> dg.MonthlyPartitionsDefinition:
 
 billing_periods = _monthly(FIRST_PERIOD)
 reconcile_periods = _monthly(str(retention.offered_window(RECONCILE_TABLES)))
+allocate_periods = _monthly(str(retention.offered_window(ALLOCATE_TABLES)))
 export_sources = dg.DynamicPartitionsDefinition(name=EXPORT_SOURCE)
 PARTITIONS = dg.MultiPartitionsDefinition({BILLING_PERIOD: billing_periods, EXPORT_SOURCE: export_sources})
 

@@ -36,7 +36,7 @@ import polars as pl
 from focus_platform.allocation import rules
 from focus_platform.allocation.kubernetes import NODES_FILE
 from focus_platform.defs.assets import allocate
-from focus_platform.defs.partitions import reconcile_periods
+from focus_platform.defs.partitions import allocate_periods
 from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
 from focus_platform.periods import PERIOD_COLUMN, is_billing_period
 from focus_platform.warehouse.catalog import FOCUS_TABLE
@@ -90,7 +90,7 @@ def from_cutoff(periods: list[str], ruleset: rules.Rules) -> list[str]:
 def published_periods(warehouse: WarehouseResource) -> list[str]:
     """Billing periods with a published focus_costs partition, inside the allocate window."""
     dt = warehouse.warehouse().table(FOCUS_TABLE)
-    window = set(reconcile_periods.get_partition_keys())
+    window = set(allocate_periods.get_partition_keys())
     return sorted({p[PERIOD_COLUMN] for p in (dt.partitions() if dt is not None else [])} & window)
 
 
