@@ -66,7 +66,7 @@ SERVICE_LEVELS: tuple[ServiceLevel, ...] = (
     ServiceLevel("M2", "normalization latency",
                  "seconds from a delivery landing (its newest object's modification time) to its FOCUS partition's "
                  "commit", None, "<", 3600.0, SECONDS, "freshness",
-                 "`normalization_latency()`; Dagster wiring (focus_costs metadata) planned"),
+                 "asset check focus_costs: normalization_latency (WARN; sensor and daily_refresh publications)"),
     ServiceLevel("M3", "reconciliation drift",
                  "\\|invoice total − sum(BilledCost)\\|, per invoice (or billing account × period × currency)",
                  "invoice total", "<=", 0.001, FRACTION, "ERROR",
@@ -94,7 +94,7 @@ SERVICE_LEVELS: tuple[ServiceLevel, ...] = (
                  None, "<", 2.0, SECONDS, "benchmark", "marts benchmark (planned)", note="goal < 1 s"),
     ServiceLevel("M11", "retention compliance",
                  "partitions present as the retention policy requires and none older than it", "partitions checked",
-                 "=", 1.0, FRACTION, "ERROR", "retention (`warehouse/retention.py`; its check planned)"),
+                 "=", 1.0, FRACTION, "ERROR", "asset checks retention_<table> on each partitioned table's asset (`warehouse/retention.py`)"),
     ServiceLevel("M12", "shadow-to-enforce lag", "days a policy ran in shadow before enforce", None, None, None, DAYS,
                  "metadata", "policies (planned)", note="7–30 days"),
     ServiceLevel("M13", "budget burn rate", "spend forecast at period end", "budget", "<=", 1.2, RATIO, "ERROR",
@@ -103,7 +103,7 @@ SERVICE_LEVELS: tuple[ServiceLevel, ...] = (
                  "total spend (resources)", ">=", 0.98, FRACTION, "WARN",
                  "asset check cost_allocations: tag_compliance (per key and per owner in metadata)"),
     ServiceLevel("M15", "end-to-end success", "successful runs of the daily chain", "runs", ">=", 0.99, FRACTION,
-                 "metadata + alert", "`end_to_end_success()`; Dagster wiring (run-status sensor) planned"),
+                 "metadata + alert", "asset check end_to_end_success (WARN) + run_failure_alert sensor"),
     ServiceLevel("conservation", "cost conservation (invariant)",
                  "\\|raw basis − (sum(BilledCost) + quarantined)\\| per source, billing account, period and currency, "
                  "exact Decimal (amortized: EffectiveCost likewise)", None, "=", 0.0, AMOUNT, "ERROR",

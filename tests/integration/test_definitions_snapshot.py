@@ -85,7 +85,9 @@ def test_every_check_declares_severity_and_the_blocking_ones_gate_their_asset():
     assert all(c["severity"] in ("ERROR", "WARN") for c in snapshot["checks"].values())
     blocking = {k for k, c in snapshot["checks"].items() if c["blocking"]}
     contracts = {f"{asset}:contract" for asset in ("raw_exports", "focus_costs", "focus_quarantine", "invoices",
-                                                   "exchange_rates", "invoice_reconciliation", "sku_catalog")}
+                                                   "exchange_rates", "invoice_reconciliation", "sku_catalog",
+                                                   "cost_allocations", "allocation_diff", "focus_costs_v1_3")}
     assert blocking == {"raw_exports:delivery_accepted", "focus_costs:conformance", "focus_costs:billed_cost_conserved",
                         "focus_costs:effective_cost_conserved", "focus_costs:rows_conserved",
-                        "focus_costs:row_id_unique", *contracts}
+                        "focus_costs:row_id_unique", "cost_allocations:allocation_conserved",
+                        "focus_costs_v1_3:totals_equal_focus", *contracts}

@@ -33,4 +33,6 @@ def test_the_ui_lists_every_schedule_and_sensor_running_by_default():
     sensors = {s["name"]: (s["sensorType"], s["sensorState"]["status"]) for s in repository["sensors"]}
     assert sensors == {"automation": ("AUTO_MATERIALIZE", "RUNNING"), "delivery_sensor": ("STANDARD", "RUNNING"),
                        "invoice_sensor": ("STANDARD", "RUNNING"), "invoices_changed_sensor": ("ASSET", "RUNNING"),
-                       "run_failure_alert": ("RUN_STATUS", "RUNNING")}
+                       "run_failure_alert": ("RUN_STATUS", "RUNNING"),
+                       "account_catalog_sensor": ("STANDARD", "RUNNING"),
+                       "allocation_inputs_sensor": ("STANDARD", "RUNNING")}
