@@ -387,11 +387,19 @@ GENERATORS = {  # provider: (module, function, file formats (the first is the de
 }
 
 
+# generators of what goes beside a bill: owners with their truth, and Kubernetes telemetry for a bill's instances
+COMPANION_GENERATORS = ("allocation", "kubernetes")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     import importlib
 
     from tqdm import tqdm
 
+    if args.provider == "allocation":
+        return generate_allocation(args)
+    if args.provider == "kubernetes":
+        return generate_kubernetes(args)
     module, function, file_formats = GENERATORS[args.provider]
     file_format = args.file_format or file_formats[0]
     if file_format not in file_formats:
@@ -405,6 +413,38 @@ def cmd_generate(args: argparse.Namespace) -> int:
     print(f"wrote {summary.rows:,} rows in {len(summary.data_files)} files under {args.out} "
           f"(expected totals: {summary.expected_totals_path}; invoices: {len(summary.invoice_files)} files)")
     print(f"run the pipeline on it: focus-platform demo --landing-root {Path(args.out).resolve()}")
+    return 0
+
+
+def generate_allocation(args: argparse.Namespace) -> int:
+    from focus_platform.generate.allocation import generate_allocation
+
+    summary = generate_allocation(args.out, rows=args.rows, months=args.months, seed=args.seed,
+                                  start_period=args.start_period)
+    print(f"wrote {summary.rows:,} FOCUS rows of {len(summary.sources)} export sources with known owners under "
+          f"{args.out}: rules {summary.rules_path}, Kubernetes clusters {', '.join(sorted(summary.clusters))}; "
+          f"the truth under {summary.expected_dir}")
+    print(f"run the pipeline on it: focus-platform demo --landing-root {Path(args.out).resolve()}")
+    return 0
+
+
+def generate_kubernetes(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from focus_platform.generate.kubernetes import generate_kubernetes
+
+    if not args.focus:
+        return _fail("generate kubernetes needs --focus: a FOCUS Parquet file (convert's output) or a focus_costs "
+                     "Delta table whose compute instances become the clusters' nodes")
+    focus = pl.scan_delta(args.focus) if (Path(args.focus) / "_delta_log").is_dir() else pl.scan_parquet(args.focus)
+    clusters = tuple(c.strip() for c in args.clusters.split(",") if c.strip())
+    summary = generate_kubernetes(focus, args.out, seed=args.seed, clusters=clusters,
+                                  nodes_per_cluster=args.nodes_per_cluster)
+    how = "from the instances' cluster tags" if summary.tagged else "nodes chosen by seed among the instances"
+    print(f"wrote OpenCost telemetry for {len(summary.clusters)} clusters ({how}; "
+          + ", ".join(f"{c}: {n} nodes" for c, n in sorted(summary.clusters.items()))
+          + f") over {summary.days} days, {summary.telemetry_rows:,} rows under {summary.out_dir}; "
+          f"the true namespace shares: {summary.expected_path}")
     return 0
 
 
@@ -503,8 +543,10 @@ def build_parser() -> argparse.ArgumentParser:
     v = command("validate", "check a FOCUS file (Parquet or CSV) against our FOCUS 1.2 rules")
     v.add_argument("file")
     g = command("generate", "write a realistic synthetic delivery with expected totals, invoices and the "
-                            "sources.json that 'demo --landing-root OUT' reads")
-    g.add_argument("provider", choices=list(GENERATORS))
+                            "sources.json that 'demo --landing-root OUT' reads; 'allocation': native FOCUS "
+                            "deliveries with known owners and their rules; 'kubernetes': OpenCost telemetry for "
+                            "the instances of a FOCUS file")
+    g.add_argument("provider", choices=[*GENERATORS, *COMPANION_GENERATORS])
     g.add_argument("--rows", type=int, default=100_000)
     g.add_argument("--months", type=int, default=1)
     g.add_argument("--start-period", type=billing_period, default="2024-01", help="first billing period, YYYY-MM")
@@ -514,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: the provider's usual one (first of: " + "; ".join(
                        f"{p} {'/'.join(fs)}" for p, (_, _, fs) in GENERATORS.items()) + ")")
     g.add_argument("--out", required=True)
+    g.add_argument("--focus", help="kubernetes only: FOCUS Parquet file or focus_costs Delta table to take nodes from")
+    g.add_argument("--clusters", default="k8s-prod,k8s-dev", help="kubernetes only: cluster names, comma-separated")
+    g.add_argument("--nodes-per-cluster", type=int, default=3, help="kubernetes only")
     r = command("rollback", "restore a partition of a Delta table from its history (recorded in restatement_log)")
     r.add_argument("table", help="e.g. focus_costs, raw_aws_cur")
     r.add_argument("--period", type=billing_period, required=True)
