@@ -155,3 +155,59 @@ def test_a_reserved_node_splits_its_effective_cost_not_its_list_price(allocated)
     assert (shares["x_AllocatedEffectiveCost"] == shares["EffectiveCost"]).all()
     assert (shares["x_AllocatedEffectiveCost"] < shares["ListCost"]).all()
     assert (shares["namespaces"] > 1).all()
+
+
+# ---------------------------------------------------------------------------------------------
+# The same truth through Dagster: ingest assets per (period, source), then cost_allocations per period
+# ---------------------------------------------------------------------------------------------
+DAGSTER_PERIODS = PERIODS[:2]
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+@pytest.fixture(scope="module")
+def materialized(tmp_path_factory):
+    import dagster as dg
+
+    from focus_platform.defs.assets import allocate as allocate_assets
+    from focus_platform.defs.assets.ingest import INGEST_ASSETS
+    from focus_platform.defs.partitions import EXPORT_SOURCE, dagster_key
+    from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
+    from focus_platform.periods import PartitionKey
+
+    landing = tmp_path_factory.mktemp("dagster-landing")
+    warehouse = tmp_path_factory.mktemp("dagster-warehouse")
+    summary = generate_allocation(landing, rows=1500, months=len(DAGSTER_PERIODS), seed=21,
+                                  start_period=DAGSTER_PERIODS[0])
+    resources = {"landing_zone": LandingZoneResource(root=str(landing)),
+                 "warehouse": WarehouseResource(root=str(warehouse))}
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions(EXPORT_SOURCE, list(summary.sources))
+        for period in DAGSTER_PERIODS:
+            for source in summary.sources:
+                ingested = dg.materialize(INGEST_ASSETS, partition_key=dagster_key(PartitionKey.of(period, source)),
+                                          instance=instance, resources=resources, run_config=QUIET)
+                assert ingested.success
+            allocated = dg.materialize(allocate_assets.ALLOCATE_ASSETS, partition_key=period, instance=instance,
+                                       resources=resources, run_config=QUIET, selection=["cost_allocations"],
+                                       raise_on_error=False)
+            failures = [e.message for e in allocated.all_events if e.is_failure]
+            assert allocated.success, failures
+    return summary, Warehouse(str(warehouse))
+
+
+def test_cost_allocations_through_dagster_are_the_truth(materialized):
+    from focus_platform.warehouse.catalog import ALLOCATIONS_TABLE
+
+    summary, warehouse = materialized
+    expected = {(t["x_BillingPeriod"], t["BillingCurrency"], *(t[d] for d in DIMENSIONS)):
+                (Decimal(t["x_AllocatedBilledCost"]), Decimal(t["x_AllocatedEffectiveCost"]))
+                for t in json.loads((summary.expected_dir / "totals.json").read_text())}
+    table = warehouse.scan(ALLOCATIONS_TABLE).collect()
+    got = {k[:-2]: k[-2:] for k in table.group_by("x_BillingPeriod", "BillingCurrency", *DIMENSIONS)
+           .agg(pl.col(AMOUNTS).sum()).rows()}
+    assert got == expected
+    focus = warehouse.scan(FOCUS_TABLE).collect()
+    truth = pl.read_parquet(summary.expected_dir / "rows" / "*.parquet").filter(pl.col("kind") == "direct")
+    owners = keyed(table, focus).join(truth, left_on=TRUTH_KEY, right_on=ROW_KEY, suffix="_true")
+    assert owners.height == truth.height
+    assert owners.filter(pl.any_horizontal([pl.col(d) != pl.col(f"{d}_true") for d in DIMENSIONS])).height == 0
