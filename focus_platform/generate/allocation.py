@@ -10,9 +10,10 @@
     allocation/drivers/log-requests/requests.csv     the logging pool's driver: requests per team per day
     allocation/spot_checks/spot_checks.csv           a sample of resources with their true owners (M7)
     kubernetes/<cluster>/…                           OpenCost telemetry of the two clusters (generate.kubernetes)
-    expected/rows.parquet                            per FOCUS row: its identity and true owner values
+    expected/rows/*.parquet                          per FOCUS row: its identity, amounts and true owner values
     expected/splits.parquet                          per split row (pool, Kubernetes) × target: the exact shares
     expected/totals.json                             per (period, currency, owner values): allocated billed, effective
+    expected/expected_namespace_shares.csv           generate.kubernetes' truth per node, day and namespace
 
 How the owners are decided, then written as evidence
 ----------------------------------------------------

@@ -19,6 +19,7 @@ import pytest
 from focus_platform.allocation.accounts import read_catalog
 from focus_platform.allocation.engine import AllocationInputs, allocate, read_driver
 from focus_platform.allocation.kubernetes import node_weights, read_cluster
+from focus_platform.allocation.measures import attribution_accuracy, read_spot_checks
 from focus_platform.allocation.rules import select_rules
 from focus_platform.generate.allocation import (
     DIMENSIONS,
@@ -155,6 +156,15 @@ def test_a_reserved_node_splits_its_effective_cost_not_its_list_price(allocated)
     assert (shares["x_AllocatedEffectiveCost"] == shares["EffectiveCost"]).all()
     assert (shares["x_AllocatedEffectiveCost"] < shares["ListCost"]).all()
     assert (shares["namespaces"] > 1).all()
+
+
+def test_the_generated_spot_checks_are_all_met(allocated):
+    summary, _, allocations, _ = allocated
+    rules = inputs_of(summary.out_dir, PERIODS[0]).rules
+    checks = read_spot_checks(files_under(summary.out_dir, "allocation/spot_checks"), rules)
+    accuracy = attribution_accuracy(allocations.lazy(), checks, rules)
+    assert accuracy.found.height > 0 and accuracy.mismatches.height == 0, accuracy.mismatches
+    assert accuracy.value == 1.0
 
 
 # ---------------------------------------------------------------------------------------------
