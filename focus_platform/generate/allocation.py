@@ -861,9 +861,9 @@ def _spot_checks_csv(providers: tuple[Provider, ...], resources: list[Resources]
     return "\n".join(lines) + "\n"
 
 
-def _write_text(path: Path, text: str | bytes) -> Path:
+def _write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    (path.write_bytes if isinstance(text, bytes) else lambda t: path.write_text(t, encoding="utf-8"))(text)
+    path.write_text(text, encoding="utf-8")
     return path
 
 
