@@ -215,7 +215,7 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
         by_day = by_day | pl.col("__uncovered").is_not_null()
     rest = rest.with_columns(__day=pl.when(by_day).then(pl.col("ChargePeriodStart").dt.date()))
     before_pools = rest if split_nodes is None else pl.concat([rest, split_nodes], how="diagonal_relaxed")
-    summary = _summary(before_pools, rules)
+    summary, counts = _summary(before_pools, rules)
     weights, fallbacks = _pool_weights(summary, rules, inputs, period)
     direct = _direct_rows(rest.filter(pl.col("__pool").is_null()), rules)
     parts = [direct]
@@ -224,10 +224,10 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
     if split_nodes is not None:
         parts.append(split_nodes)
     caps = _caps(summary, weights, rules)
-    rows = pl.concat([p.select(_output(rules)) for p in parts], how="vertical") if len(parts) > 1 else \
+    rows = pl.union([p.select(_output(rules)) for p in parts], how="vertical") if len(parts) > 1 else \
         parts[0].select(_output(rules))
     rows = rows.with_columns([_capped(d, caps[d.name][2]) for d in dims if caps[d.name][2] is not None])
-    report = _report(summary, weights, fallbacks, conflicts, caps, rules, period, k8s)
+    report = _report(summary, counts, weights, fallbacks, conflicts, caps, rules, period, k8s)
     return Allocation(rows=rows, report=report)
 
 
@@ -346,12 +346,11 @@ def _matches(match: Match) -> pl.Expr:
         else pl.lit(True)
 
 
-def _first_hit(hits: list[tuple[int, pl.Expr]]) -> pl.Expr:
-    """The index of the first expression that holds on the row (null: none)."""
-    chain = pl.lit(None, pl.Int32)
-    for index, hit in reversed(hits):
-        chain = pl.when(hit).then(pl.lit(index, pl.Int32)).otherwise(chain)
-    return chain
+def _first_hit(hits: list[tuple[int, pl.Expr]], dtype: pl.DataType = pl.Int32) -> pl.Expr:
+    """The number paired with the first expression that holds on the row (null: none)."""
+    if not hits:
+        return pl.lit(None, dtype)
+    return pl.coalesce([pl.when(hit).then(pl.lit(number, dtype)) for number, hit in hits])
 
 
 def _json(text: str) -> str:
@@ -359,46 +358,73 @@ def _json(text: str) -> str:
 
 
 def _classified(lf: pl.LazyFrame, rules: Rules) -> pl.LazyFrame:
-    """Match flags of every virtual tag (``__vt<k>``) and pool (``__pm<j>``), then per dimension ``i`` the
-    owner, its evidence (``__ev<i>``) and, for the first dimension, the deciding rule (``__rule``)."""
+    """Match flags of every virtual tag (``__vt<k>``) and pool (``__pm<j>``), per dimension ``i`` the code of
+    the first virtual tag that sets it (``__vtcode<i>``, see ``_VirtualTagChoice``), then the owner, its
+    evidence (``__ev<i>``) and, for the first dimension, the deciding rule (``__rule``)."""
     lf = lf.with_columns(
         *[_matches(vt.match).alias(f"__vt{k}") for k, vt in enumerate(rules.virtual_tags)],
         *[_matches(p.match).alias(f"__pm{j}") for j, p in enumerate(rules.pools)])
+    choices = {i: _VirtualTagChoice(i, dimension, rules) for i, dimension in enumerate(rules.dimensions)}
+    lf = lf.with_columns(choice.code() for choice in choices.values() if choice.setting)
     owners = []
     for i, dimension in enumerate(rules.dimensions):
-        owners += _owner(i, dimension, rules)
-    lf = lf.with_columns(owners)
-    return lf.drop([f"__tag{i}" for i in range(len(rules.dimensions))]
-                   + [f"__tagev{i}" for i in range(len(rules.dimensions))], strict=False)
+        owners += _owner(i, dimension, choices[i])
+    return lf.with_columns(owners).drop(
+        [f"__{c}{i}" for c in ("tag", "tagev", "vtcode") for i in range(len(rules.dimensions))], strict=False)
 
 
-def _owner(i: int, dimension: Dimension, rules: Rules) -> list[pl.Expr]:
-    setting = [(k, vt) for k, vt in enumerate(rules.virtual_tags) if dimension.name in vt.values]
-    if not setting:
+class _VirtualTagChoice:
+    """The first virtual tag that sets dimension ``i`` on a row, as one UInt32 code per row:
+    ``(position · 2 + override) · U + value position`` (position among the virtual tags that set the
+    dimension, U distinct literal values). Decoding is arithmetic and a cast to an Enum of the distinct
+    strings: elementwise, so it streams (a replace or a join per dimension would hold whole columns)."""
+
+    def __init__(self, i: int, dimension: Dimension, rules: Rules):
+        self.column = pl.col(f"__vtcode{i}")
+        self.dimension = dimension
+        self.setting = [(k, vt) for k, vt in enumerate(rules.virtual_tags) if dimension.name in vt.values]
+        literal = [vt.values[dimension.name] for _, vt in self.setting]
+        self.values = sorted({v for v in literal if not isinstance(v, ColumnValue)}) or [""]  # "": a placeholder
+
+    def code(self) -> pl.Expr:
+        hits = []
+        for position, (k, vt) in enumerate(self.setting):
+            value = vt.values[self.dimension.name]
+            hit = pl.col(f"__vt{k}")
+            if isinstance(value, ColumnValue):
+                hit = hit & pl.col(value.column).is_not_null()
+            slot = 0 if isinstance(value, ColumnValue) else self.values.index(value)
+            hits.append(((position * 2 + vt.override) * len(self.values) + slot, hit))
+        return _first_hit(hits, pl.UInt32).alias(self.column.meta.output_name())
+
+    def position(self) -> pl.Expr:
+        return self.column // (2 * len(self.values))
+
+    def value(self) -> pl.Expr:
+        value = (self.column % len(self.values)).cat.to(pl.Enum(self.values)).cast(pl.String)
+        for position, (_, vt) in enumerate(self.setting):
+            if isinstance(vt.values[self.dimension.name], ColumnValue):
+                column = pl.col(vt.values[self.dimension.name].column).cast(pl.String)
+                value = pl.when(self.position() == position).then(column).otherwise(value)
+        return value
+
+    def overrides(self) -> pl.Expr:
+        return (self.column // len(self.values) % 2 == 1).fill_null(False)
+
+    def evidence(self) -> pl.Expr:
+        return self.position().cat.to(pl.Enum([_json(f"virtual:{vt.id}") for _, vt in self.setting])).cast(pl.String)
+
+    def rule(self) -> pl.Expr:
+        return self.position().cat.to(pl.Enum([vt.id for _, vt in self.setting])).cast(pl.String)
+
+
+def _owner(i: int, dimension: Dimension, choice: _VirtualTagChoice) -> list[pl.Expr]:
+    if not choice.setting:
         return _tag_or_default(i, dimension, use_vt=pl.lit(False), vt_value=pl.lit(None, pl.String),
                                vt_evidence=pl.lit(None, pl.String), vt_rule=pl.lit(None, pl.String))
-    hits = []
-    for k, vt in setting:
-        value = vt.values[dimension.name]
-        hit = pl.col(f"__vt{k}")
-        if isinstance(value, ColumnValue):
-            hit = hit & pl.col(value.column).is_not_null()
-        hits.append((k, hit))
-    chosen = _first_hit(hits)
-    literal_values = {k: vt.values[dimension.name] for k, vt in setting
-                      if not isinstance(vt.values[dimension.name], ColumnValue)}
-    vt_value = chosen.replace_strict(literal_values, default=None, return_dtype=pl.String)
-    for k, vt in setting:
-        if isinstance(vt.values[dimension.name], ColumnValue):
-            column = vt.values[dimension.name].column
-            vt_value = pl.when(chosen == k).then(pl.col(column).cast(pl.String)).otherwise(vt_value)
-    overriding = chosen.is_in([k for k, vt in setting if vt.override]).fill_null(False)
-    use_vt = chosen.is_not_null() & (overriding | _tag(i, dimension).is_null())
-    return _tag_or_default(
-        i, dimension, use_vt=use_vt, vt_value=vt_value,
-        vt_evidence=chosen.replace_strict({k: _json(f"virtual:{vt.id}") for k, vt in setting}, default=None,
-                                          return_dtype=pl.String),
-        vt_rule=chosen.replace_strict({k: vt.id for k, vt in setting}, default=None, return_dtype=pl.String))
+    use_vt = choice.column.is_not_null() & (choice.overrides() | _tag(i, dimension).is_null())
+    return _tag_or_default(i, dimension, use_vt=use_vt, vt_value=choice.value(), vt_evidence=choice.evidence(),
+                           vt_rule=choice.rule())
 
 
 def _tag(i: int, dimension: Dimension, evidence: bool = False) -> pl.Expr:
@@ -430,7 +456,7 @@ def _pool_index(rules: Rules) -> pl.Expr:
 
 def _is_daily_driver_pool(rules: Rules, inputs: AllocationInputs) -> pl.Expr:
     daily = [j for j, p in enumerate(rules.pools) if p.method == DRIVER and "date" in _driver(p, inputs).columns]
-    return pl.col("__pool").is_in(daily).fill_null(False)
+    return pl.any_horizontal(pl.col("__pool") == j for j in daily).fill_null(False) if daily else pl.lit(False)
 
 
 def _driver(pool: Pool, inputs: AllocationInputs) -> pl.DataFrame:
@@ -485,22 +511,21 @@ def _kubernetes_split(covered: pl.LazyFrame, k8s: pl.DataFrame, rules: Rules) ->
 
 
 # --- window totals ---------------------------------------------------------------------------
-def _summary(lf: pl.LazyFrame, rules: Rules) -> pl.DataFrame:
-    """One pass: per window, pool, day (driver pools and uncovered node rows) and owner values, the amounts,
-    proportional measures, rows, source rows and match counts the pools and the report need."""
+def _summary(lf: pl.LazyFrame, rules: Rules) -> tuple[pl.DataFrame, dict[str, int]]:
+    """One pass over the rows: per window, pool, day (driver pools and uncovered node rows) and owner values
+    the amounts, proportional measures, rows and FOCUS rows the pools and the report need; and over all
+    FOCUS rows the counts of the report (``__sources``, ``__null_costs``, each match ``__vt<k>``, ``__pm<j>``)."""
     measures = sorted({p.measure for p in rules.pools if p.method == PROPORTIONAL} | set(AMOUNTS))
     source = pl.col("__first")
     keys = [*WINDOW, "__pool", "__day", *rules.dimension_names]
     if "__uncovered" in lf.collect_schema():
         keys.append("__uncovered")
-    return lf.group_by(keys).agg(
-        *[pl.col(m).sum() for m in measures],
-        __rows=pl.len(),
-        __sources=source.sum(),
-        __null_costs=(pl.col("__null_cost") & source).sum(),
-        *[(pl.col(f"__vt{k}") & source).sum().alias(f"__vt{k}") for k in range(len(rules.virtual_tags))],
-        *[(pl.col(f"__pm{j}") & source).sum().alias(f"__pm{j}") for j in range(len(rules.pools))],
-    ).collect(engine="streaming")
+    grouped = lf.group_by(keys).agg(*[pl.col(m).sum() for m in measures], __rows=pl.len(), __sources=source.sum())
+    flags = ["__null_cost", *[f"__vt{k}" for k in range(len(rules.virtual_tags))],
+             *[f"__pm{j}" for j in range(len(rules.pools))]]
+    counts = lf.select(source.sum().alias("__sources"), *[(pl.col(f) & source).sum().alias(f) for f in flags])
+    summary, totals = pl.collect_all([grouped, counts], engine="streaming")
+    return summary, {name: int(value or 0) for name, value in totals.row(0, named=True).items()}
 
 
 def _pool_weights(summary: pl.DataFrame, rules: Rules, inputs: AllocationInputs,
@@ -687,13 +712,11 @@ def _capped(dimension: Dimension, kept: list[str]) -> pl.Expr:
 
 
 # --- report ----------------------------------------------------------------------------------
-def _report(summary: pl.DataFrame, weights: pl.DataFrame, fallbacks: dict[str, int], conflicts: dict[str, int],
-            caps: dict, rules: Rules, period: str, k8s: pl.DataFrame | None) -> AllocationReport:
-    totals = summary.select(pl.col("__sources", "__null_costs",
-                                   *[f"__vt{k}" for k in range(len(rules.virtual_tags))],
-                                   *[f"__pm{j}" for j in range(len(rules.pools))]).sum()).row(0, named=True)
-    matches = {vt.id: int(totals[f"__vt{k}"] or 0) for k, vt in enumerate(rules.virtual_tags)}
-    matches |= {p.id: int(totals[f"__pm{j}"] or 0) for j, p in enumerate(rules.pools)}
+def _report(summary: pl.DataFrame, counts: dict[str, int], weights: pl.DataFrame, fallbacks: dict[str, int],
+            conflicts: dict[str, int], caps: dict, rules: Rules, period: str,
+            k8s: pl.DataFrame | None) -> AllocationReport:
+    matches = {vt.id: counts[f"__vt{k}"] for k, vt in enumerate(rules.virtual_tags)}
+    matches |= {p.id: counts[f"__pm{j}"] for j, p in enumerate(rules.pools)}
     pool_rows = summary.filter(pl.col("__pool").is_not_null()).group_by(*WINDOW, "__day", "__pool") \
         .agg(pl.col("__sources").sum())
     targets = weights.group_by(*WINDOW, "__day", "__pool").agg(__targets=pl.len())
@@ -703,13 +726,13 @@ def _report(summary: pl.DataFrame, weights: pl.DataFrame, fallbacks: dict[str, i
     return AllocationReport(
         period=period,
         rules_version=rules_version(rules),
-        rows_in=int(totals["__sources"] or 0),
+        rows_in=counts["__sources"],
         rows_out=rows_out,
         matches=matches,
         unmatched_rules=tuple(rule for rule, n in matches.items() if n == 0),
         tag_key_conflicts=dict(sorted(conflicts.items())),
         even_fallbacks=fallbacks,
-        null_costs=int(totals["__null_costs"] or 0),
+        null_costs=counts["__null_cost"],
         uncovered_nodes=_uncovered(summary),
         unmapped_namespaces=_unmapped_namespaces(k8s, rules),
         cardinality={name: cap[:2] for name, cap in caps.items()},
