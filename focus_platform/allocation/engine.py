@@ -203,7 +203,7 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
     k8s = inputs.kubernetes
     if k8s is not None and k8s.height:
         node_ids = k8s["ResourceId"].unique()
-        is_node = pl.col("ResourceId").is_in(node_ids.implode())
+        is_node = pl.col("ResourceId").is_in(node_ids.implode()).fill_null(False)  # null ResourceId: not a node
         covered, uncovered = _node_rows(prepared.filter(is_node), k8s)
         split_nodes = _kubernetes_split(covered, k8s, rules)
         rest = pl.concat([prepared.filter(~is_node).with_columns(_pool_index(rules)),

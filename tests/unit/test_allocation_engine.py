@@ -402,7 +402,8 @@ def test_kubernetes_node_rows_split_by_window_weights():
                 "Tags": {"team": "platform", "env": "prd"}},
                {"ResourceId": "i-1", "ChargePeriodStart": at(2, 23), "BilledCost": "1"},
                {"ResourceId": "i-1", "ChargePeriodStart": at(3), "BilledCost": "7", "Tags": {"team": "ml"}},  # uncovered
-               {"ResourceId": "i-other", "BilledCost": "1"})
+               {"ResourceId": "i-other", "BilledCost": "1"},
+               {"ResourceId": None, "BilledCost": "2", "ServiceName": "S3"})  # no resource: an ordinary row
     rows, report = run(lf, AllocationInputs(rules(TEAM, ENV, pools=pools), kubernetes=k8s))
     r0 = rows.filter(pl.col("x_RowId") == "r0").sort("x_AllocatedResourceId")
     assert r0.select("team", "environment", "x_AllocatedBilledCost", "x_AllocatedEffectiveCost",
@@ -421,7 +422,8 @@ def test_kubernetes_node_rows_split_by_window_weights():
     assert (uncovered.cluster, uncovered.currency, uncovered.rows, uncovered.billed, uncovered.days) == (
         "prod", "USD", 1, D(7), (date(2026, 1, 3),))
     assert report.unmapped_namespaces == (("prod", "ml-train"),)
-    assert report.rows_in == 4 and report.matches["all-ec2"] == 4
+    assert owners(rows)["r4"] == "unallocated"
+    assert report.rows_in == 5 and report.matches["all-ec2"] == 4
 
 
 # ---------------------------------------------------------------------------------------------
