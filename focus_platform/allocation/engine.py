@@ -224,9 +224,8 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
     if split_nodes is not None:
         parts.append(split_nodes)
     caps = _caps(summary, weights, rules)
-    rows = pl.union([p.select(_output(rules)) for p in parts], how="vertical") if len(parts) > 1 else \
-        parts[0].select(_output(rules))
-    rows = rows.with_columns([_capped(d, caps[d.name][2]) for d in dims if caps[d.name][2] is not None])
+    rows = pl.union([p.select(_output(rules)) for p in parts], how="vertical").with_columns(
+        _capped(d, caps[d.name][2]) for d in dims if caps[d.name][2] is not None)
     report = _report(summary, counts, weights, fallbacks, conflicts, caps, rules, period, k8s)
     return Allocation(rows=rows, report=report)
 
@@ -479,7 +478,7 @@ def _node_rows(nodes: pl.LazyFrame, k8s: pl.DataFrame) -> tuple[pl.LazyFrame, pl
     found = nodes.sort("ChargePeriodStart").join_asof(
         windows.lazy().drop("x_Cluster"), left_on="ChargePeriodStart", right_on="x_WindowStart", by="ResourceId",
         strategy="backward", check_sortedness=False)
-    inside = pl.col("x_WindowEnd").is_not_null() & (pl.col("ChargePeriodStart") < pl.col("x_WindowEnd"))
+    inside = (pl.col("ChargePeriodStart") < pl.col("x_WindowEnd")).fill_null(False)  # no window found: null
     covered = found.filter(inside).drop("x_WindowEnd")
     uncovered = found.filter(~inside).drop("x_WindowStart", "x_WindowEnd").join(clusters.lazy(), on="ResourceId")
     return covered, uncovered
@@ -687,22 +686,26 @@ def _caps(summary: pl.DataFrame, weights: pl.DataFrame, rules: Rules) -> dict[st
     return caps
 
 
-def _allocated_effective(summary: pl.DataFrame, weights: pl.DataFrame, rules: Rules) -> dict[str, dict[str, Decimal]]:
-    spend: dict[str, dict[str, Decimal]] = {d: {} for d in rules.dimension_names}
+def _allocated_effective(summary: pl.DataFrame, weights: pl.DataFrame,
+                         rules: Rules) -> dict[str, dict[str, Decimal]]:
+    """Per dimension, owner value → allocated EffectiveCost of the period (pool rows pro rata to the weights:
+    for ranking only; the amounts themselves are split exactly)."""
+    spend: dict[str, Counter[str]] = {d: Counter() for d in rules.dimension_names}
     pool_dimension = {j: p.dimension for j, p in enumerate(rules.pools)}
     shares: dict[tuple, list[tuple[str, Decimal]]] = {}
-    for row in weights.iter_rows(named=True):
-        shares.setdefault((row["BillingCurrency"], row["__day"], row["__pool"]), []).append((row["__target"], row["weight"]))
-    for row in summary.select("BillingCurrency", "__day", "__pool", "EffectiveCost", *rules.dimension_names).iter_rows(named=True):
+    for currency, day, pool, target, weight in weights.select("BillingCurrency", "__day", "__pool", "__target",
+                                                              "weight").iter_rows():
+        shares.setdefault((currency, day, pool), []).append((target, weight))
+    for row in summary.select("BillingCurrency", "__day", "__pool", "EffectiveCost",
+                              *rules.dimension_names).iter_rows(named=True):
         amount = row["EffectiveCost"]
         for name in rules.dimension_names:
             if row["__pool"] is not None and pool_dimension[row["__pool"]] == name:
                 targets = shares.get((row["BillingCurrency"], row["__day"], row["__pool"]), [])
                 total = sum(w for _, w in targets)
-                for target, weight in targets:
-                    spend[name][target] = spend[name].get(target, Decimal(0)) + amount * weight / total
+                spend[name].update({target: amount * weight / total for target, weight in targets})
             else:
-                spend[name][row[name]] = spend[name].get(row[name], Decimal(0)) + amount
+                spend[name].update({row[name]: amount})
     return spend
 
 
