@@ -599,11 +599,12 @@ def _measure(pool: Pool) -> str:
 
 
 def _driver_weights(pool: Pool, rows: pl.DataFrame, table: pl.DataFrame, period: str) -> pl.DataFrame:
-    """Sum of the driver's values per target per day (``date`` tables) or for the period (``period`` tables);
-    targets: the declared ones, else every owner the table names in the period (0 where it has no value)."""
+    """Sum of the driver's values per target per day of the pool's rows (``date`` tables) or for the billing
+    period (``period`` tables); targets: the declared ones, else every owner the table names on those days
+    or in that period (0 where it has no value)."""
     values = table.rename({pool.dimension: "__target"})
     if "date" in values.columns:
-        values = values.rename({"date": "__day"}).filter(pl.col("__day").dt.strftime("%Y-%m") == period)
+        values = values.rename({"date": "__day"}).filter(pl.col("__day").is_in(rows["__day"].implode()))
     else:
         values = values.filter(pl.col("period") == period).with_columns(__day=pl.lit(None, pl.Date))
     targets = list(pool.targets) or sorted(values["__target"].unique().to_list())

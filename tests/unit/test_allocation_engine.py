@@ -300,6 +300,15 @@ def test_driver_pool_weights_per_day():
     assert dict(rows.filter(pl.col("x_RowId") == "r1").select("team", "x_AllocationWeight").rows()) == {"ml": 10}
 
 
+def test_driver_pool_row_charged_before_its_billing_period_uses_its_own_day():
+    drivers = {"d": driver_table((date(2025, 12, 31), "ml", 1), (date(2026, 1, 1), "web", 1))}
+    pool = Pool("logging", LOGS, "team", DRIVER, driver="d")
+    late = datetime(2025, 12, 31, 22, tzinfo=timezone.utc)
+    rows, _ = run(focus({"ServiceName": "CloudWatch", "BilledCost": "3", "ChargePeriodStart": late}),
+                  AllocationInputs(rules(pools=[pool]), drivers=drivers))
+    assert split_of(rows, "r0") == {"ml": D(3)}
+
+
 def test_driver_pool_with_a_period_table():
     drivers = {"d": pl.DataFrame({"period": ["2026-01", "2026-01", "2025-12"], "team": ["web", "ml", "web"],
                                   "value": [D(1), D(1), D(100)]}, schema_overrides={"value": MONEY})}
