@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import polars as pl
 
-from focus_platform.allocation.split import MONEY
+from focus_platform.spec.columns import MONEY
 
 GROUP = ["x_BillingPeriod", "BillingCurrency"]
 AMOUNTS = {"Billed": "x_AllocatedBilledCost", "Effective": "x_AllocatedEffectiveCost"}

@@ -28,6 +28,7 @@ from decimal import Decimal
 import polars as pl
 
 from focus_platform.allocation.accounts import HIERARCHY_COLUMNS, with_hierarchy
+from focus_platform.allocation.kubernetes import IDLE_NAMESPACE
 from focus_platform.allocation.model import (
     DRIVER,
     EQUALS,
@@ -52,9 +53,9 @@ from focus_platform.allocation.rules import (
     normalize_tag_key,
     normalize_value,
 )
-from focus_platform.allocation.split import MONEY, split_exact
+from focus_platform.allocation.split import split_exact
+from focus_platform.spec.columns import MONEY, TIMESTAMP
 
-TIMESTAMP = pl.Datetime("us", "UTC")
 FOCUS_KEPT = {  # the FOCUS row's columns every allocation row repeats
     "x_BillingPeriod": pl.String, "x_Source": pl.String, "BillingAccountId": pl.String, "SubAccountId": pl.String,
     "BillingCurrency": pl.String, "x_RowId": pl.String, "ChargePeriodStart": TIMESTAMP,
@@ -71,7 +72,6 @@ SOURCE_ROW = ["x_Source", "x_RowId"]  # one FOCUS row of the period
 WINDOW = ["x_BillingPeriod", "BillingCurrency"]  # pool weights are computed per window
 KUBERNETES_COLUMNS = ["ResourceId", "x_WindowStart", "x_WindowEnd", "x_Cluster", "x_Namespace",
                       "x_AllocatedResourceId", "x_AllocatedResourceName", "weight"]
-IDLE_NAMESPACE = "__idle__"
 DIRECT, KUBERNETES, KUBERNETES_IDLE = "direct", "kubernetes", "kubernetes-idle"
 RULE_TAGS, RULE_DEFAULT = "tags", "default"
 ONE = Decimal(1)

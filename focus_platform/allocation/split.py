@@ -19,7 +19,8 @@ from decimal import Decimal
 
 import polars as pl
 
-MONEY = pl.Decimal(38, 12)
+from focus_platform.spec.columns import MONEY
+
 UNITS_PER_MONEY = 10**12  # Decimal(38,12): one unit is 10^-12
 MAX_TOTAL_WEIGHT = 10**18  # largest weight total split without truncation (W² must fit Int128)
 _INT128_MAX = 2**127 - 1
