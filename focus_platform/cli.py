@@ -178,15 +178,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     from focus_platform.defs.resources import default_resources
     from focus_platform.periods import PartitionKey
-    from focus_platform.sources import RAW_TABLES
-    from focus_platform.warehouse.catalog import (
-        EXCHANGE_RATES_TABLE,
-        FOCUS_TABLE,
-        INVOICES_TABLE,
-        QUARANTINE_TABLE,
-        RECONCILIATION_TABLE,
-        SKU_CATALOG_TABLE,
-    )
+    from focus_platform.warehouse.catalog import TABLES
     from focus_platform.warehouse.restatements import (
         ACCEPT_UNKNOWN_MONEY_TAG,
         FORCE_TAG,
@@ -231,10 +223,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(debug_details(result), file=sys.stderr)
     published = sorted({o.period for o in outcomes if o.success})
     downstream = run_downstream(defs, resources, instance, published, tags, args.debug)
-    tables = [t for t in (*RAW_TABLES, FOCUS_TABLE, QUARANTINE_TABLE, INVOICES_TABLE, EXCHANGE_RATES_TABLE,
-                          RECONCILIATION_TABLE, SKU_CATALOG_TABLE) if warehouse.exists(t)]
+    tables = [t for t in TABLES if warehouse.exists(t)]
     print_demo_summary(outcomes, warehouse.root, tables, home)
     print_downstream(downstream)
+    print_owners(warehouse, published)
     for outcome in outcomes:
         if not outcome.success:
             _fail(f"{outcome.source} {outcome.period}: {outcome.reason}")
@@ -256,8 +248,9 @@ class DownstreamOutcome:
 def run_downstream(defs, resources: dict, instance, periods: list[str], tags: dict,
                    debug: bool) -> list[DownstreamOutcome]:
     """The rest of the graph after the ingested partitions, as the daemon would run it: invoices and
-    exchange rates, then each published period's reconciliation and SKU catalog."""
-    runs = [("invoices_and_rates", None)] + [("reconciliation", p) for p in periods]
+    exchange rates, then each published period's reconciliation and SKU catalog, then its allocation (cost
+    allocations, the shadow diff, the FOCUS 1.3 view)."""
+    runs = [("invoices_and_rates", None)] + [(job, p) for job in ("reconciliation", "allocation") for p in periods]
     out = []
     for name, period in runs:
         job = defs.resolve_job_def(name)
@@ -277,6 +270,40 @@ def print_downstream(outcomes: list[DownstreamOutcome]) -> None:
         status = "FAILED" if not o.success else "error" if any("(ERROR)" in c for c in o.checks) \
             else "warn" if o.checks else "ok"
         print(f"{o.job:<22}{o.period or '-':<9}{status:<8}{', '.join(o.checks) or 'all passed'}")
+
+
+def print_owners(warehouse, periods: list[str], top: int = 5) -> None:
+    """Per allocated period and currency: the first owner dimension's biggest owners by EffectiveCost, the
+    unallocated share, and what the candidate rules would move (allocation_diff)."""
+    import polars as pl
+
+    from focus_platform.allocation.rules import ALLOCATION_TABLE_COLUMNS
+    from focus_platform.warehouse.catalog import (
+        ALLOCATION_DIFF_TABLE,
+        ALLOCATIONS_TABLE,
+    )
+
+    if not warehouse.exists(ALLOCATIONS_TABLE):
+        return
+    allocations = warehouse.scan(ALLOCATIONS_TABLE).filter(pl.col("x_BillingPeriod").is_in(periods))
+    dimension = next(c for c in allocations.collect_schema().names() if c not in ALLOCATION_TABLE_COLUMNS)
+    by_owner = (allocations.group_by("x_BillingPeriod", "BillingCurrency", dimension)
+                .agg(pl.col("x_AllocatedEffectiveCost").sum().alias("cost")).collect())
+    print(f"\ncost by {dimension} (cost_allocations, EffectiveCost; top {top} per period and currency)")
+    for (period, currency), rows in sorted(by_owner.group_by("x_BillingPeriod", "BillingCurrency"),
+                                           key=lambda g: g[0]):
+        total = sum(rows["cost"], Decimal(0))
+        owners = rows.sort("cost", descending=True).head(top)
+        print(f"  {period} {currency} {total:,.2f}: " + ", ".join(
+            f"{o} {c:,.2f}" for o, c in owners.select(dimension, "cost").iter_rows()))
+    if warehouse.exists(ALLOCATION_DIFF_TABLE):
+        moves = (warehouse.scan(ALLOCATION_DIFF_TABLE).filter(pl.col("x_BillingPeriod").is_in(periods))
+                 .select("x_BillingPeriod", "BillingCurrency", dimension, "x_MovedEffective",
+                         "x_CandidateRulesVersion").collect())
+        if moves.height:
+            print(f"  shadow mode: the candidate rules ({moves['x_CandidateRulesVersion'][0]}) would move "
+                  + "; ".join(f"{p} {o} {m:+,.2f} {c}" for p, c, o, m, _ in moves.sort(
+                      "x_BillingPeriod", dimension).iter_rows()) + " (allocation_diff)")
 
 
 def print_demo_summary(outcomes: list[PartitionOutcome], warehouse_root: str, tables: list[str], home: Path) -> None:
@@ -300,7 +327,8 @@ def print_demo_summary(outcomes: list[PartitionOutcome], warehouse_root: str, ta
             print(f"{'':<33}warning: {warning}")
     print(f"\nDelta tables under {warehouse_root}: {', '.join(tables) or 'none yet'}")
     print(f"Dagster instance: {home}")
-    print("Open the UI (the demo's runs are under the jobs focus_pipeline, invoices_and_rates and reconciliation): "
+    print("Open the UI (the demo's runs are under the jobs focus_pipeline, invoices_and_rates, reconciliation and "
+          "allocation): "
           + ui_command(home))
 
 
