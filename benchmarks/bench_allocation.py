@@ -67,19 +67,14 @@ ALLOCATE = """
 import json, sys, time
 from pathlib import Path
 import polars as pl
-from focus_platform.allocation.accounts import read_catalog
-from focus_platform.allocation.engine import AllocationInputs, allocate, read_driver
-from focus_platform.allocation.kubernetes import node_weights, read_cluster
+from focus_platform.allocation.engine import allocate
+from focus_platform.allocation.inputs import read_inputs
 from focus_platform.allocation.rules import load_rules
+from focus_platform.landing.zone import LocalStore
 landing, partition, rules_path, dst, period = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4], sys.argv[5]
 start = time.perf_counter()
-files = lambda folder: [(str(p), p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()]
 rules = load_rules(rules_path.read_bytes(), str(rules_path))
-clusters = [read_cluster(files(d), d.name) for d in sorted((landing / "kubernetes").iterdir()) if d.is_dir()]
-inputs = AllocationInputs(
-    rules, accounts=read_catalog(files(landing / "accounts")),
-    drivers={d.name: read_driver(files(d), d.name) for d in (landing / "allocation" / "drivers").iterdir()},
-    kubernetes=pl.concat([node_weights(t, n, rules.kubernetes, period) for t, n in clusters]))
+inputs = read_inputs(LocalStore(landing)).for_period(rules, period)
 read = time.perf_counter()
 allocation = allocate(pl.scan_parquet(partition + "/*.parquet"), inputs, period)
 planned = time.perf_counter()

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from pathlib import Path
 
 import polars as pl
 import pytest
 
-from focus_platform.allocation.accounts import read_catalog
-from focus_platform.allocation.engine import AllocationInputs, allocate, read_driver
-from focus_platform.allocation.kubernetes import node_weights, read_cluster
-from focus_platform.allocation.measures import attribution_accuracy, read_spot_checks
-from focus_platform.allocation.rules import select_rules
+from focus_platform.allocation.engine import allocate
+from focus_platform.allocation.inputs import read_inputs
+from focus_platform.allocation.measures import attribution_accuracy
 from focus_platform.generate.allocation import (
     DIMENSIONS,
-    DRIVER,
     ROW_KEY,
     generate_allocation,
 )
@@ -37,40 +33,23 @@ TRUTH_KEY = f"x_{ROW_KEY}"  # the delivered GeneratedRowKey as native FOCUS keep
 AMOUNTS = ["x_AllocatedBilledCost", "x_AllocatedEffectiveCost"]
 
 
-def files_under(root: Path, folder: str) -> list[tuple[str, bytes]]:
-    return [(str(p.relative_to(root)), p.read_bytes()) for p in sorted((root / folder).rglob("*")) if p.is_file()]
-
-
-def inputs_of(landing: Path, period: str) -> AllocationInputs:
-    """The landing zone's allocation inputs for one period: active rules, account catalog, driver, node weights."""
-    rule_files = {str(p.relative_to(landing / "allocation")): p.read_bytes()
-                  for p in (landing / "allocation" / "rules").glob("*.yaml")}
-    rules, _ = select_rules(rule_files, (landing / "allocation" / "settings.yaml").read_bytes())
-    clusters = [read_cluster(files_under(landing, f"kubernetes/{d.name}"), d.name)
-                for d in sorted((landing / "kubernetes").iterdir()) if d.is_dir()]
-    weights = pl.concat([node_weights(telemetry, nodes, rules.kubernetes, period) for telemetry, nodes in clusters])
-    return AllocationInputs(rules=rules, accounts=read_catalog(files_under(landing, "accounts")),
-                            drivers={DRIVER: read_driver(files_under(landing, f"allocation/drivers/{DRIVER}"), DRIVER)},
-                            kubernetes=weights)
-
-
 @pytest.fixture(scope="module")
 def allocated(tmp_path_factory):
     landing = tmp_path_factory.mktemp("landing")
     warehouse = Warehouse(str(tmp_path_factory.mktemp("warehouse")))
     summary = generate_allocation(landing, rows=3000, months=len(PERIODS), seed=12, start_period=PERIODS[0])
     store = LocalStore(landing)
-    catalog = read_catalog(files_under(landing, "accounts"))
+    landed = read_inputs(store)
     for source in load_sources(str(landing)):
         deliveries = discover_deliveries(store, source)
         assert sorted(deliveries) == PERIODS
         for period, delivery in sorted(deliveries.items()):
             ingest_delivery(warehouse, store, source, delivery)
-            assert publish_focus(warehouse, source, period, accounts=catalog).checks.problems == []
+            assert publish_focus(warehouse, source, period, accounts=landed.catalog).checks.problems == []
     focus = warehouse.scan(FOCUS_TABLE)
     allocations, reports = [], {}
     for period in PERIODS:
-        allocation = allocate(focus, inputs_of(landing, period), period)
+        allocation = allocate(focus, landed.for_period(landed.active, period), period)
         allocations.append(allocation.rows.collect())
         reports[period] = allocation.report
     return summary, focus.collect(), pl.concat(allocations), reports
@@ -160,9 +139,9 @@ def test_a_reserved_node_splits_its_effective_cost_not_its_list_price(allocated)
 
 def test_the_generated_spot_checks_are_all_met(allocated):
     summary, _, allocations, _ = allocated
-    rules = inputs_of(summary.out_dir, PERIODS[0]).rules
-    checks = read_spot_checks(files_under(summary.out_dir, "allocation/spot_checks"), rules)
-    accuracy = attribution_accuracy(allocations.lazy(), checks, rules)
+    landed = read_inputs(LocalStore(summary.out_dir))
+    assert landed.spot_checks is not None
+    accuracy = attribution_accuracy(allocations.lazy(), landed.spot_checks, landed.active)
     assert accuracy.found.height > 0 and accuracy.mismatches.height == 0, accuracy.mismatches
     assert accuracy.value == 1.0
 

@@ -29,22 +29,20 @@ focus_costs partition re-allocates its period); a change of rules, drivers, tele
 re-runs the periods it covers (``sensors/allocate.py``). Backfills batch up to 12 months per run.
 """
 
-import re
-from dataclasses import dataclass, field
 
 import dagster as dg
 import polars as pl
 
 from focus_platform import __version__
 from focus_platform.allocation import (
-    accounts,
     diff,
     engine,
     focus13,
-    kubernetes,
+    inputs,
     measures,
     rules,
 )
+from focus_platform.allocation.inputs import LandingInputs
 from focus_platform.allocation.model import Rules
 from focus_platform.defs.assets.reconcile import (
     BATCHED_BACKFILL,
@@ -70,7 +68,6 @@ from focus_platform.periods import (
     PERIOD_COLUMN,
     BillingPeriod,
     PartitionKey,
-    is_billing_period,
 )
 from focus_platform.warehouse.catalog import (
     ALLOCATION_DIFF_TABLE,
@@ -82,103 +79,13 @@ from focus_platform.warehouse.delta import Warehouse
 CODE_VERSION = __version__
 GROUP = "allocation"
 
-ALLOCATION_PREFIX = "allocation"
-SETTINGS_KEY = f"{ALLOCATION_PREFIX}/settings.yaml"
-RULES_PREFIX = f"{ALLOCATION_PREFIX}/rules"
-DRIVERS_PREFIX = f"{ALLOCATION_PREFIX}/drivers"
-SPOT_CHECKS_PREFIX = f"{ALLOCATION_PREFIX}/spot_checks"
-KUBERNETES_PREFIX = "kubernetes"
-INPUT_PREFIXES = (ALLOCATION_PREFIX, KUBERNETES_PREFIX)  # what the allocation inputs sensor watches
-_PERIOD_IN_PATH = re.compile(r"(?<!\d)(\d{4}-\d{2})(?!\d)")
 
 
-# ---------------------------------------------------------------------------------------------
-# Landing-zone inputs
-# ---------------------------------------------------------------------------------------------
-def is_input_file(key: str) -> bool:
-    """A data file of an input folder (not a hidden file, not a folder's README)."""
-    name = key.rsplit("/", 1)[-1]
-    return not name.startswith(".") and name.lower() != "readme.md"
-
-
-def landed_files(store, prefix: str) -> list[tuple[str, bytes]]:
-    """(key, bytes) of every input file under a prefix, in key order (none when the folder is absent)."""
-    return [(o.key, store.read_bytes(o.key)) for o in store.list(prefix) if is_input_file(o.key)]
-
-
-def folder_of(key: str, prefix: str) -> str:
-    """The first folder below ``prefix`` in a key (a driver's name, a cluster's name)."""
-    return key.removeprefix(f"{prefix}/").split("/", 1)[0]
-
-
-def by_folder(files: list[tuple[str, bytes]], prefix: str) -> dict[str, list[tuple[str, bytes]]]:
-    """The files of each folder below ``prefix`` (one driver, one cluster); files directly under ``prefix``
-    belong to none (e.g. the generator's expected_namespace_shares.csv beside the clusters)."""
-    out: dict[str, list[tuple[str, bytes]]] = {}
-    for key, data in files:
-        if "/" in key.removeprefix(f"{prefix}/"):
-            out.setdefault(folder_of(key, prefix), []).append((key, data))
-    return out
-
-
-def periods_in_path(key: str) -> list[str]:
-    """The billing periods a file's path names (``spot_checks/2018-10/rows.csv``); none: it names no period."""
-    return sorted({p for p in _PERIOD_IN_PATH.findall(key) if is_billing_period(p)})
-
-
-def read_rules(store) -> tuple[Rules, Rules | None]:
-    """The active and candidate rules (``rules.RulesError`` naming file and YAML path for a bad one)."""
-    files = {key.removeprefix(f"{ALLOCATION_PREFIX}/"): data for key, data in landed_files(store, RULES_PREFIX)}
-    settings = store.read_bytes(SETTINGS_KEY) if store.exists(SETTINGS_KEY) else None
-    return rules.select_rules(files, settings)
-
-
-@dataclass(frozen=True)
-class AllocationInputs:
-    """What the landing zone holds for allocation, read once per run."""
-    active: Rules
-    candidate: Rules | None = None
-    catalog: pl.DataFrame | None = None
-    drivers: dict[str, pl.DataFrame] = field(default_factory=dict)
-    telemetry: pl.DataFrame | None = None  # every cluster's OpenCost rows (x_Cluster)
-    nodes: pl.DataFrame | None = None  # every cluster's nodes
-    spot_checks: pl.DataFrame | None = None  # as the active rules read them (x_SpotCheckFile: the file)
-
-    def for_period(self, ruleset: Rules, period: str) -> engine.AllocationInputs:
-        """The engine's inputs for one period (the node weights of every cluster in that period)."""
-        weights = None
-        if ruleset.kubernetes is not None and self.telemetry is not None:
-            weights = kubernetes.node_weights(self.telemetry, self.nodes, ruleset.kubernetes, period)
-        return engine.AllocationInputs(ruleset, accounts=self.catalog, drivers=self.drivers, kubernetes=weights)
-
-    def spot_checks_of(self, period: str) -> pl.DataFrame | None:
-        """The spot checks that apply to a period: those of files whose path names it, or names no period."""
-        if self.spot_checks is None:
-            return None
-        files = self.spot_checks["x_SpotCheckFile"].unique().to_list()
-        applying = [f for f in files if not periods_in_path(f) or period in periods_in_path(f)]
-        checks = self.spot_checks.filter(pl.col("x_SpotCheckFile").is_in(applying))
-        return checks if checks.height else None
-
-
-def read_inputs(store) -> AllocationInputs:
+def read_inputs(store) -> LandingInputs:
     """Every allocation input of the landing zone; a bad file is a ``dg.Failure`` naming it."""
     try:
-        active, candidate = read_rules(store)
-        catalog_files = accounts.catalog_files(store)
-        clusters = [kubernetes.read_cluster(files, name)
-                    for name, files in by_folder(landed_files(store, KUBERNETES_PREFIX), KUBERNETES_PREFIX).items()]
-        spot = landed_files(store, SPOT_CHECKS_PREFIX)
-        return AllocationInputs(
-            active, candidate,
-            catalog=accounts.read_catalog(catalog_files) if catalog_files else None,
-            drivers={name: engine.read_driver(files, name)
-                     for name, files in by_folder(landed_files(store, DRIVERS_PREFIX), DRIVERS_PREFIX).items()},
-            telemetry=pl.concat([t for t, _ in clusters]) if clusters else None,
-            nodes=pl.concat([n for _, n in clusters]) if clusters else None,
-            spot_checks=measures.read_spot_checks(spot, active) if spot else None)
-    except (rules.RulesError, accounts.CatalogError, engine.AllocationError, kubernetes.KubernetesError,
-            measures.SpotCheckError) as exc:
+        return inputs.read_inputs(store)
+    except inputs.INPUT_ERRORS as exc:
         raise dg.Failure(str(exc)) from exc
 
 
@@ -187,9 +94,9 @@ def before_cutoff(ruleset: Rules, period: str) -> bool:
     return ruleset.applies_from is not None and period < ruleset.applies_from
 
 
-def allocate(inputs: AllocationInputs, ruleset: Rules, focus: pl.LazyFrame, period: str) -> engine.Allocation:
+def allocate(landed: LandingInputs, ruleset: Rules, focus: pl.LazyFrame, period: str) -> engine.Allocation:
     try:
-        return engine.allocate(focus, inputs.for_period(ruleset, period), period)
+        return engine.allocate(focus, landed.for_period(ruleset, period), period)
     except engine.AllocationError as exc:
         raise dg.Failure(f"{period}, rules {ruleset.path}: {exc}") from exc
 
@@ -260,9 +167,9 @@ def rules_label(ruleset: Rules) -> str:
 
 
 def measured(period: str, allocated: pl.LazyFrame, focus: pl.LazyFrame, previous: pl.LazyFrame | None,
-             allocation: engine.Allocation, inputs: AllocationInputs) -> dict[Check, Outcome]:
+             allocation: engine.Allocation, landed: LandingInputs) -> dict[Check, Outcome]:
     """The WARN checks of one allocated period."""
-    ruleset = inputs.active
+    ruleset = landed.active
     cover = measures.coverage(allocated, ruleset)
     tags = measures.tag_compliance(focus, allocated, ruleset)
     trend = measures.unallocated_trend(allocated, previous, ruleset)
@@ -275,9 +182,9 @@ def measured(period: str, allocated: pl.LazyFrame, focus: pl.LazyFrame, previous
         RULES_MATCH: Outcome(not unmatched, {"unmatched": len(unmatched), "rules": unmatched,
                                              "rules_file": rules_label(ruleset)}),
     }
-    spot_checks = inputs.spot_checks_of(period)
+    spot_checks = landed.spot_checks_of(period)
     if spot_checks is None:
-        out[ATTRIBUTION] = Outcome(True, {"note": f"no spot checks under {SPOT_CHECKS_PREFIX}/ for {period}"})
+        out[ATTRIBUTION] = Outcome(True, {"note": f"no spot checks under {inputs.SPOT_CHECKS_PREFIX}/ for {period}"})
     else:
         accuracy = measures.attribution_accuracy(allocated, spot_checks, ruleset)
         out[ATTRIBUTION] = service_level_outcome(accuracy.meets, accuracy.metadata(),
@@ -321,8 +228,8 @@ def report_metadata(allocation: engine.Allocation, published: pl.LazyFrame, rule
 def cost_allocations(context: dg.AssetExecutionContext, config: AllocationConfig, landing_zone: LandingZoneResource,
                      warehouse: WarehouseResource):
     wh = warehouse.warehouse()
-    inputs = read_inputs(landing_zone.store())
-    ruleset = inputs.active
+    landed = read_inputs(landing_zone.store())
+    ruleset = landed.active
     outcomes: dict[Check, dict[str, Outcome]] = {check: {} for check in ALLOCATION_CHECKS}
     versions, metadata, rows_total = {}, {}, 0
     for period in sorted(context.partition_keys):  # oldest first: M4 reads the period before
@@ -334,7 +241,7 @@ def cost_allocations(context: dg.AssetExecutionContext, config: AllocationConfig
                 outcomes[check][period] = Outcome(True, {"note": note})
             continue
         focus = focus_of_period(wh, period)
-        allocation = allocate(inputs, ruleset, focus, period)
+        allocation = allocate(landed, ruleset, focus, period)
         try:  # the rows stream into the staged files: a period is never held in memory whole
             versions[period], outcomes[ALLOCATION_CONTRACT][period], outcomes[CONSERVED][period] = publish(
                 wh, ALLOCATIONS_TABLE, allocation.rows, PartitionKey.of(period), context.run_id,
@@ -345,7 +252,7 @@ def cost_allocations(context: dg.AssetExecutionContext, config: AllocationConfig
             yield from refused(exc)
         published = read_partition(wh, ALLOCATIONS_TABLE, period)  # what readers now see
         previous = read_partition(wh, ALLOCATIONS_TABLE, str(BillingPeriod.parse(period).shift(-1)))
-        for check, outcome in measured(period, published, focus, previous, allocation, inputs).items():
+        for check, outcome in measured(period, published, focus, previous, allocation, landed).items():
             outcomes[check][period] = outcome
         metadata[period] = report_metadata(allocation, published, ruleset)
         rows_total += allocation.report.rows_out
@@ -381,19 +288,19 @@ MOVED_COLUMNS = ["x_ActiveBilled", "x_CandidateBilled", "x_MovedBilled", "x_Acti
 def allocation_diff(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource,
                     warehouse: WarehouseResource):
     wh = warehouse.warehouse()
-    inputs = read_inputs(landing_zone.store())
-    candidate = inputs.candidate
-    dims = [d for d in inputs.active.dimension_names if candidate is None or d in candidate.dimension_names]
+    landed = read_inputs(landing_zone.store())
+    candidate = landed.candidate
+    dims = [d for d in landed.active.dimension_names if candidate is None or d in candidate.dimension_names]
     versions, contracts, moved = {}, {}, []
     for period in sorted(context.partition_keys):
         if candidate is None:
-            nothing = pl.LazyFrame(schema=engine.allocation_schema(inputs.active))
+            nothing = pl.LazyFrame(schema=engine.allocation_schema(landed.active))
             table = diff.allocation_diff(nothing, nothing, dims)
         else:
             active = read_partition(wh, ALLOCATIONS_TABLE, period)
             if active is None:
                 raise dg.Failure(f"{ALLOCATIONS_TABLE} has no partition {period}: materialize it before its diff")
-            shadow = allocate(inputs, candidate, focus_of_period(wh, period), period)
+            shadow = allocate(landed, candidate, focus_of_period(wh, period), period)
             table = diff.allocation_diff(active, shadow.rows, dims)
         try:
             versions[period], contracts[period], _ = publish(wh, ALLOCATION_DIFF_TABLE, table.lazy(),
@@ -406,7 +313,7 @@ def allocation_diff(context: dg.AssetExecutionContext, landing_zone: LandingZone
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": owners.height,
-            "active": rules_label(inputs.active),
+            "active": rules_label(landed.active),
             "candidate": rules_label(candidate) if candidate else "no candidate rules",
             "owners_that_move": dg.MetadataValue.md(
                 md_table(owners, ["x_BillingPeriod", "BillingCurrency", *dims, *MOVED_COLUMNS], limit=40)
@@ -451,7 +358,7 @@ def focus_costs_v1_3(context: dg.AssetExecutionContext, landing_zone: LandingZon
                      warehouse: WarehouseResource):
     wh = warehouse.warehouse()
     try:
-        kubernetes_rules = read_rules(landing_zone.store())[0].kubernetes  # what named the split method
+        kubernetes_rules = inputs.read_rules(landing_zone.store())[0].kubernetes  # what named the split method
     except rules.RulesError as exc:
         raise dg.Failure(str(exc)) from exc
     outcomes: dict[Check, dict[str, Outcome]] = {check: {} for check in V1_3_CHECKS}

@@ -33,7 +33,7 @@ import json
 import dagster as dg
 import polars as pl
 
-from focus_platform.allocation import rules
+from focus_platform.allocation import inputs, rules
 from focus_platform.allocation.kubernetes import NODES_FILE
 from focus_platform.defs.assets import allocate
 from focus_platform.defs.partitions import allocate_periods
@@ -64,18 +64,18 @@ def periods_in_columns(data: bytes, columns: tuple[str, ...]) -> list[str]:
 
 def covered_periods(key: str, data: bytes) -> list[str]:
     """The billing periods an input file covers (module docstring); rules files: none (their own trigger)."""
-    if key.startswith(f"{allocate.DRIVERS_PREFIX}/"):
+    if key.startswith(f"{inputs.DRIVERS_PREFIX}/"):
         return periods_in_columns(data, DRIVER_DATE_COLUMNS)
-    if key.startswith(f"{allocate.SPOT_CHECKS_PREFIX}/"):
-        return allocate.periods_in_path(key.removeprefix(f"{allocate.SPOT_CHECKS_PREFIX}/")) or [EVERY_PERIOD]
-    if key.startswith(f"{allocate.KUBERNETES_PREFIX}/") and key.rsplit("/", 1)[-1] != NODES_FILE:
+    if key.startswith(f"{inputs.SPOT_CHECKS_PREFIX}/"):
+        return inputs.periods_in_path(key.removeprefix(f"{inputs.SPOT_CHECKS_PREFIX}/")) or [EVERY_PERIOD]
+    if key.startswith(f"{inputs.KUBERNETES_PREFIX}/") and key.rsplit("/", 1)[-1] != NODES_FILE:
         return periods_in_columns(data, TELEMETRY_DATE_COLUMNS)
     return []
 
 
 def cluster_periods(files: dict[str, list], key: str) -> list[str]:
     """A nodes file covers every period of its cluster's telemetry."""
-    cluster = f"{allocate.KUBERNETES_PREFIX}/{allocate.folder_of(key, allocate.KUBERNETES_PREFIX)}/"
+    cluster = f"{inputs.KUBERNETES_PREFIX}/{inputs.folder_of(key, inputs.KUBERNETES_PREFIX)}/"
     return sorted({p for k, (_, periods) in files.items() if k.startswith(cluster) for p in periods})
 
 
@@ -106,14 +106,14 @@ def allocation_inputs_sensor(context: dg.SensorEvaluationContext, landing_zone: 
     """New, changed or removed allocation inputs: the periods they cover are allocated again."""
     cursor = json.loads(context.cursor) if context.cursor else {"files": {}, "active": None, "candidate": None}
     store = landing_zone.store()
-    objects = {o.key: o.etag for prefix in allocate.INPUT_PREFIXES for o in store.list(prefix)
-               if allocate.is_input_file(o.key)}
+    objects = {o.key: o.etag for prefix in inputs.INPUT_PREFIXES for o in store.list(prefix)
+               if inputs.is_input_file(o.key)}
     seen: dict[str, list] = cursor["files"]
     changed = sorted(k for k in objects.keys() | seen.keys() if seen.get(k, [None])[0] != objects.get(k))
     if not changed:
         return dg.SkipReason(f"no new, changed or removed allocation inputs ({len(objects)} known)")
     try:
-        active, candidate = allocate.read_rules(store)
+        active, candidate = inputs.read_rules(store)
     except rules.RulesError as exc:
         return dg.SkipReason(f"rules not readable, nothing requested: {exc}")
     files = {k: v for k, v in seen.items() if k in objects}
@@ -123,7 +123,7 @@ def allocation_inputs_sensor(context: dg.SensorEvaluationContext, landing_zone: 
     # what a changed file covers now and what it covered before (a removed file: before only)
     affected = {p for key in changed for entry in (files.get(key), seen.get(key)) if entry for p in entry[1]}
     affected |= {p for key in changed if key.rsplit("/", 1)[-1] == NODES_FILE
-                 and key.startswith(f"{allocate.KUBERNETES_PREFIX}/") for p in cluster_periods(files, key)}
+                 and key.startswith(f"{inputs.KUBERNETES_PREFIX}/") for p in cluster_periods(files, key)}
     periods = published_periods(warehouse)
     inputs_periods = periods if EVERY_PERIOD in affected else sorted(affected & set(periods))
     active_changed = rules_id(active) != cursor["active"]
