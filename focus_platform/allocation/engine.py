@@ -196,38 +196,52 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
     sunk. Raises ``AllocationError`` for a pool that cannot be split (zero weights with ``on_zero: error``,
     no target, a driver table missing)."""
     rules = inputs.rules
-    dims = list(rules.dimensions)
     lf = focus.filter(pl.col("x_BillingPeriod") == period)
     tag_table, conflicts = _tag_table(lf, rules)
-    prepared = _classified(_prepared(lf, inputs, tag_table), rules)
-    k8s = inputs.kubernetes
-    if k8s is not None and k8s.height:
-        node_ids = k8s["ResourceId"].unique()
-        is_node = pl.col("ResourceId").is_in(node_ids.implode()).fill_null(False)  # null ResourceId: not a node
-        covered, uncovered = _node_rows(prepared.filter(is_node), k8s)
-        split_nodes = _kubernetes_split(covered, k8s, rules)
-        rest = pl.concat([prepared.filter(~is_node).with_columns(_pool_index(rules)),
-                          uncovered.with_columns(__pool=pl.lit(None, pl.Int32))], how="diagonal_relaxed")
-    else:
-        split_nodes, rest = None, prepared.with_columns(_pool_index(rules))
-    by_day = _is_daily_driver_pool(rules, inputs)
-    if split_nodes is not None:
-        by_day = by_day | pl.col("__uncovered").is_not_null()
-    rest = rest.with_columns(__day=pl.when(by_day).then(pl.col("ChargePeriodStart").dt.date()))
-    before_pools = rest if split_nodes is None else pl.concat([rest, split_nodes], how="diagonal_relaxed")
-    summary, counts = _summary(before_pools, rules)
+    base = _prepared(lf, inputs, tag_table)
+    summary, counts = _summary(pl.concat([f for f in _stages(base, inputs) if f is not None], how="diagonal_relaxed"),
+                               rules)
     weights, fallbacks = _pool_weights(summary, rules, inputs, period)
-    direct = _direct_rows(rest.filter(pl.col("__pool").is_null()), rules)
-    parts = [direct]
+    # the rows: each part classifies only its own rows (the filters come before the rules)
+    pool_row = pl.any_horizontal(_matches(p.match) for p in rules.pools) & ~_is_node(inputs.kubernetes) \
+        if rules.pools else pl.lit(False)
+    direct, split_nodes = _stages(base.filter(~pool_row), inputs)
+    parts = [_direct_rows(direct, rules)]
     if rules.pools:
-        parts.append(_pool_split(rest.filter(pl.col("__pool").is_not_null()), weights, rules))
+        parts.append(_pool_split(_stages(base.filter(pool_row), inputs)[0], weights, rules))
     if split_nodes is not None:
         parts.append(split_nodes)
     caps = _caps(summary, weights, rules)
     rows = pl.union([p.select(_output(rules)) for p in parts], how="vertical").with_columns(
-        _capped(d, caps[d.name][2]) for d in dims if caps[d.name][2] is not None)
-    report = _report(summary, counts, weights, fallbacks, conflicts, caps, rules, period, k8s)
+        _capped(d, caps[d.name][2]) for d in rules.dimensions if caps[d.name][2] is not None)
+    report = _report(summary, counts, weights, fallbacks, conflicts, caps, rules, period, inputs.kubernetes)
     return Allocation(rows=rows, report=report)
+
+
+def _is_node(k8s: pl.DataFrame | None) -> pl.Expr:
+    """The row is a Kubernetes node's (its ResourceId is in the telemetry; a null ResourceId is not)."""
+    if k8s is None or k8s.height == 0:
+        return pl.lit(False)
+    return pl.col("ResourceId").is_in(k8s["ResourceId"].unique().implode()).fill_null(False)
+
+
+def _stages(base: pl.LazyFrame, inputs: AllocationInputs) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+    """``base`` rows classified: the rows that are not split by Kubernetes (with ``__pool``, the pool they
+    belong to, and ``__day``, their UTC date where a daily driver or the uncovered-node report needs it),
+    and the Kubernetes split rows (None without telemetry)."""
+    rules, k8s = inputs.rules, inputs.kubernetes
+    classified = _classified(base, rules)
+    by_day = _is_daily_driver_pool(rules, inputs)
+    if k8s is None or k8s.height == 0:
+        rest, split_nodes = classified.with_columns(_pool_index(rules)), None
+    else:
+        is_node = _is_node(k8s)
+        covered, uncovered = _node_rows(classified.filter(is_node), k8s)
+        split_nodes = _kubernetes_split(covered, k8s, rules)
+        rest = pl.concat([classified.filter(~is_node).with_columns(_pool_index(rules)),
+                          uncovered.with_columns(__pool=pl.lit(None, pl.Int32))], how="diagonal_relaxed")
+        by_day = by_day | pl.col("__uncovered").is_not_null()
+    return rest.with_columns(__day=pl.when(by_day).then(pl.col("ChargePeriodStart").dt.date())), split_nodes
 
 
 # --- tags ------------------------------------------------------------------------------------
