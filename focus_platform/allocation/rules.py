@@ -472,6 +472,9 @@ def _dimensions(where: _Where, node: object) -> tuple[Dimension, ...]:
 
 def _dimension(where: _Where, node: object) -> Dimension:
     fields = _fields(where, node, DIMENSION_FIELDS, ("name",))
+    if fields.get("required") is True and not fields.get("tag_keys"):
+        raise where["required"].error("a required dimension needs tag_keys: tag compliance (M14) counts the spend "
+                                      "carrying one of them")
     return Dimension(
         name=_dimension_name(where["name"], fields["name"]),
         default=_optional(where, fields, "default", _text, Dimension.default),

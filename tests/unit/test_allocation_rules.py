@@ -108,9 +108,14 @@ def test_decimals_never_pass_through_a_float():
 
 
 def test_yes_is_a_boolean_where_a_boolean_is_expected():
-    rules = load_rules(HEAD.replace("tag_keys: [team]", "required: yes").encode(), "rules.yaml")
+    rules = load_rules(HEAD.replace("tag_keys: [team]", "tag_keys: [team]\n    required: yes").encode(), "rules.yaml")
 
     assert rules.dimensions[0].required is True
+
+
+def test_a_required_dimension_needs_tag_keys():
+    message = rules_error(HEAD.replace("tag_keys: [team]", "required: true"))
+    assert "dimensions[0].required: a required dimension needs tag_keys" in message
 
 
 def test_keys_and_values_are_normalized():
