@@ -70,6 +70,7 @@ ALLOCATION_COLUMNS = {  # after the dimensions
 AMOUNTS = ["BilledCost", "EffectiveCost"]
 SOURCE_ROW = ["x_Source", "x_RowId"]  # one FOCUS row of the period
 WINDOW = ["x_BillingPeriod", "BillingCurrency"]  # pool weights are computed per window
+ACCOUNT_COLUMNS = ["BillingAccountId", "SubAccountId", "BillingAccountName", "SubAccountName"]  # with_hierarchy's
 KUBERNETES_COLUMNS = ["ResourceId", "x_WindowStart", "x_WindowEnd", "x_Cluster", "x_Namespace",
                       "x_AllocatedResourceId", "x_AllocatedResourceName", "weight"]
 DIRECT, KUBERNETES, KUBERNETES_IDLE = "direct", "kubernetes", "kubernetes-idle"
@@ -197,8 +198,8 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
     no target, a driver table missing)."""
     rules = inputs.rules
     lf = focus.filter(pl.col("x_BillingPeriod") == period)
-    tag_table, conflicts = _tag_table(lf, rules)
-    base = _prepared(lf, inputs, tag_table)
+    lookup, conflicts = _lookup(lf, inputs)
+    base = _prepared(lf, inputs, lookup)
     summary, counts = _summary(pl.concat([f for f in _stages(base, inputs) if f is not None], how="diagonal_relaxed"),
                                rules)
     weights, fallbacks = _pool_weights(summary, rules, inputs, period)
@@ -250,16 +251,38 @@ def _needed_tag_keys(rules: Rules) -> set[str]:
             | {c.column.removeprefix(TAG_PREFIX) for c in _conditions(rules) if c.column.startswith(TAG_PREFIX)})
 
 
-def _tag_table(lf: pl.LazyFrame, rules: Rules) -> tuple[pl.DataFrame | None, dict[str, int]]:
-    """Per distinct Tags string: per dimension the mapped tag value and its evidence, and the raw value of
-    each ``tag:<key>`` a match reads. Each string is parsed once; conflicts are counted in rows."""
-    if not _needed_tag_keys(rules):
+def _lookup(lf: pl.LazyFrame, inputs: AllocationInputs) -> tuple[pl.DataFrame | None, dict[str, int]]:
+    """What the rows' tags and accounts give, per distinct (Tags, account) combination: per dimension the
+    mapped tag value and its evidence (``__tag<i>``, ``__tagev<i>``), the raw value of each ``tag:<key>`` a
+    match reads, and the catalog hierarchy columns a rule reads. One pass finds the combinations; each Tags
+    string is parsed once (conflicts counted in rows); the hierarchy is looked up per account. The rows get
+    it all through one join (None: the rules read neither tags nor the hierarchy)."""
+    rules = inputs.rules
+    hierarchy = sorted(_read_columns(rules) & set(HIERARCHY_COLUMNS))
+    keys = (["__tags"] if _needed_tag_keys(rules) else []) + (ACCOUNT_COLUMNS if hierarchy else [])
+    if not keys:
         return None, {}
-    distinct = lf.group_by(pl.col("Tags").fill_null("")).agg(__rows=pl.len()).collect(engine="streaming")
-    match_keys = sorted({c.column for c in _conditions(rules) if c.column.startswith(TAG_PREFIX)})
+    combos = lf.group_by(_lookup_keys(keys)).agg(__rows=pl.len()).collect(engine="streaming")
     conflicts: Counter[str] = Counter()
+    if "__tags" in keys:
+        tags = _tag_table(combos.group_by("__tags").agg(pl.col("__rows").sum()), lf, rules, conflicts)
+        combos = combos.join(tags, on="__tags", how="left")
+    if hierarchy:
+        accounts = with_hierarchy(combos.lazy().select(ACCOUNT_COLUMNS).unique(), inputs.accounts)
+        combos = combos.join(accounts.select(*ACCOUNT_COLUMNS, *hierarchy).collect(), on=ACCOUNT_COLUMNS,
+                             how="left", nulls_equal=True)
+    return combos.drop("__rows"), dict(conflicts)
+
+
+def _lookup_keys(keys: list[str]) -> list[pl.Expr]:
+    return [pl.col("Tags").fill_null("").alias("__tags") if k == "__tags" else pl.col(k) for k in keys]
+
+
+def _tag_table(distinct: pl.DataFrame, lf: pl.LazyFrame, rules: Rules, conflicts: Counter[str]) -> pl.DataFrame:
+    """Per distinct Tags string (``__tags``, with its ``__rows``): the tag columns of ``_lookup``."""
+    match_keys = sorted({c.column for c in _conditions(rules) if c.column.startswith(TAG_PREFIX)})
     records = []
-    for text, rows in distinct.iter_rows():
+    for text, rows in distinct.select("__tags", "__rows").iter_rows():
         chosen, clashing = _chosen_tags(text, lf)
         conflicts.update({key: rows for key in clashing})
         record = {"__tags": text}
@@ -272,7 +295,7 @@ def _tag_table(lf: pl.LazyFrame, rules: Rules) -> tuple[pl.DataFrame | None, dic
     schema = {"__tags": pl.String, **{f"__tag{i}": pl.String for i in range(len(rules.dimensions))},
               **{f"__tagev{i}": pl.String for i in range(len(rules.dimensions))},
               **{c: pl.String for c in match_keys}}
-    return pl.DataFrame(records, schema=schema), dict(conflicts)
+    return pl.DataFrame(records, schema=schema)
 
 
 def _chosen_tags(text: str, lf: pl.LazyFrame) -> tuple[dict[str, tuple[str, str]], list[str]]:
@@ -319,23 +342,25 @@ def _read_columns(rules: Rules) -> set[str]:
     return columns
 
 
-def _prepared(lf: pl.LazyFrame, inputs: AllocationInputs, tag_table: pl.DataFrame | None) -> pl.LazyFrame:
-    """The columns the allocation needs (costs null → 0, flagged), the hierarchy and the tag table joined."""
+def _prepared(lf: pl.LazyFrame, inputs: AllocationInputs, lookup: pl.DataFrame | None) -> pl.LazyFrame:
+    """The columns the allocation needs (costs null → 0, flagged) and the ``_lookup`` columns joined (one join:
+    chained joins over millions of rows hold memory in the streaming engine)."""
     rules = inputs.rules
     read = _read_columns(rules)
-    if read & set(HIERARCHY_COLUMNS):
-        lf = with_hierarchy(lf, inputs.accounts)
     present = lf.collect_schema().names()
     measures = {p.measure for p in rules.pools if p.method == PROPORTIONAL} - set(AMOUNTS)
-    wanted = [*FOCUS_KEPT, *AMOUNTS, *sorted(measures), *sorted(read - set(FOCUS_KEPT) - set(AMOUNTS) - measures)]
+    looked_up = set(lookup.columns) if lookup is not None else set()
+    wanted = [*FOCUS_KEPT, *AMOUNTS, *sorted(measures),
+              *sorted(read - set(FOCUS_KEPT) - set(AMOUNTS) - measures - looked_up)]
+    keys = [c for c in ["__tags", *ACCOUNT_COLUMNS] if c in looked_up]
     lf = lf.select(
         *[pl.col(c) if c in present else pl.lit(None, pl.String).alias(c) for c in wanted],
+        *[e for e in _lookup_keys(keys) if e.meta.output_name() not in wanted],
         __null_cost=pl.any_horizontal(pl.col(a).is_null() for a in AMOUNTS),
-        __first=pl.lit(True),  # the first allocation row of its FOCUS row (counts FOCUS rows after a split)
-        **({"__tags": pl.col("Tags").fill_null("")} if tag_table is not None else {}))
+        __first=pl.lit(True))  # the first allocation row of its FOCUS row (counts FOCUS rows after a split)
     lf = lf.with_columns(pl.col(a).fill_null(Decimal(0)).cast(MONEY) for a in AMOUNTS)
-    if tag_table is not None:
-        lf = lf.join(tag_table.lazy(), on="__tags", how="left").drop("__tags")
+    if lookup is not None:
+        lf = lf.join(lookup.lazy(), on=keys, how="left", nulls_equal=True)
     return lf
 
 
