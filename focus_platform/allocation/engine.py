@@ -192,10 +192,10 @@ def _driver_file(path: str, data: bytes, name: str) -> pl.DataFrame:
 def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allocation:
     """The allocation rows of ``period`` (lazy, ``allocation_schema``) and the report of what the rules did.
 
-    Reads the data a few times: once for the distinct tag strings, once for the window totals the pools
-    and the report need (aggregated, small); the rows themselves are produced when ``rows`` is collected or
-    sunk. Raises ``AllocationError`` for a pool that cannot be split (zero weights with ``on_zero: error``,
-    no target, a driver table missing)."""
+    Scans ``focus`` twice here — the distinct (Tags, account) combinations, then the window totals the pools
+    and the report need (aggregated, small) — and once more when ``rows`` is collected or sunk (streaming:
+    memory does not grow with the rows). Raises ``AllocationError`` for a pool that cannot be split (zero
+    weights with ``on_zero: error``, no target, a driver table missing) or Tags that are not a JSON object."""
     rules = inputs.rules
     lf = focus.filter(pl.col("x_BillingPeriod") == period)
     lookup, conflicts = _lookup(lf, inputs)
