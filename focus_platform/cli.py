@@ -277,7 +277,7 @@ def print_owners(warehouse, periods: list[str], top: int = 5) -> None:
     unallocated share, and what the candidate rules would move (allocation_diff)."""
     import polars as pl
 
-    from focus_platform.allocation.rules import ALLOCATION_TABLE_COLUMNS
+    from focus_platform.allocation.model import FIXED_COLUMNS
     from focus_platform.warehouse.catalog import (
         ALLOCATION_DIFF_TABLE,
         ALLOCATIONS_TABLE,
@@ -286,7 +286,7 @@ def print_owners(warehouse, periods: list[str], top: int = 5) -> None:
     if not warehouse.exists(ALLOCATIONS_TABLE):
         return
     allocations = warehouse.scan(ALLOCATIONS_TABLE).filter(pl.col("x_BillingPeriod").is_in(periods))
-    dimension = next(c for c in allocations.collect_schema().names() if c not in ALLOCATION_TABLE_COLUMNS)
+    dimension = next(c for c in allocations.collect_schema().names() if c not in FIXED_COLUMNS)
     by_owner = (allocations.group_by("x_BillingPeriod", "BillingCurrency", dimension)
                 .agg(pl.col("x_AllocatedEffectiveCost").sum().alias("cost")).collect())
     print(f"\ncost by {dimension} (cost_allocations, EffectiveCost; top {top} per period and currency)")

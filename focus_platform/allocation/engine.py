@@ -30,17 +30,21 @@ import polars as pl
 from focus_platform.allocation.accounts import HIERARCHY_COLUMNS, with_hierarchy
 from focus_platform.allocation.kubernetes import IDLE_NAMESPACE
 from focus_platform.allocation.model import (
+    ALLOCATION_COLUMNS,
     DRIVER,
     EQUALS,
     EVEN,
     EXISTS,
     FIXED,
+    FOCUS_KEPT,
     IN,
     ON_ZERO_EVEN,
     OTHER_VALUE,
     PREFIX,
     PROPORTIONAL,
     REGEX,
+    RULE_DEFAULT,
+    RULE_TAGS,
     ColumnValue,
     Condition,
     Dimension,
@@ -54,19 +58,8 @@ from focus_platform.allocation.rules import (
     normalize_value,
 )
 from focus_platform.allocation.split import split_exact
-from focus_platform.spec.columns import MONEY, TIMESTAMP
+from focus_platform.spec.columns import MONEY
 
-FOCUS_KEPT = {  # the FOCUS row's columns every allocation row repeats
-    "x_BillingPeriod": pl.String, "x_Source": pl.String, "BillingAccountId": pl.String, "SubAccountId": pl.String,
-    "BillingCurrency": pl.String, "x_RowId": pl.String, "ChargePeriodStart": TIMESTAMP,
-    "ChargeCategory": pl.String, "ServiceName": pl.String, "ResourceId": pl.String,
-}
-ALLOCATION_COLUMNS = {  # after the dimensions
-    "x_AllocatedBilledCost": MONEY, "x_AllocatedEffectiveCost": MONEY, "x_AllocationShare": MONEY,
-    "x_AllocationWeight": MONEY, "x_AllocationRuleId": pl.String, "x_AllocationMethod": pl.String,
-    "x_AllocatedResourceId": pl.String, "x_AllocatedResourceName": pl.String, "x_OwnerEvidence": pl.String,
-    "x_RulesVersion": pl.String,
-}
 AMOUNTS = ["BilledCost", "EffectiveCost"]
 SOURCE_ROW = ["x_Source", "x_RowId"]  # one FOCUS row of the period
 WINDOW = ["x_BillingPeriod", "BillingCurrency"]  # pool weights are computed per window
@@ -74,7 +67,6 @@ ACCOUNT_COLUMNS = ["BillingAccountId", "SubAccountId", "BillingAccountName", "Su
 KUBERNETES_COLUMNS = ["ResourceId", "x_WindowStart", "x_WindowEnd", "x_Cluster", "x_Namespace",
                       "x_AllocatedResourceId", "x_AllocatedResourceName", "weight"]
 DIRECT, KUBERNETES, KUBERNETES_IDLE = "direct", "kubernetes", "kubernetes-idle"
-RULE_TAGS, RULE_DEFAULT = "tags", "default"
 ONE = Decimal(1)
 
 

@@ -10,6 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import polars as pl
+
+from focus_platform.spec.columns import MONEY, TIMESTAMP
+
+# cost_allocations: the FOCUS row's columns every allocation row repeats, then the rules' dimensions, then these
+FOCUS_KEPT = {
+    "x_BillingPeriod": pl.String, "x_Source": pl.String, "BillingAccountId": pl.String, "SubAccountId": pl.String,
+    "BillingCurrency": pl.String, "x_RowId": pl.String, "ChargePeriodStart": TIMESTAMP,
+    "ChargeCategory": pl.String, "ServiceName": pl.String, "ResourceId": pl.String,
+}
+ALLOCATION_COLUMNS = {
+    "x_AllocatedBilledCost": MONEY, "x_AllocatedEffectiveCost": MONEY, "x_AllocationShare": MONEY,
+    "x_AllocationWeight": MONEY, "x_AllocationRuleId": pl.String, "x_AllocationMethod": pl.String,
+    "x_AllocatedResourceId": pl.String, "x_AllocatedResourceName": pl.String, "x_OwnerEvidence": pl.String,
+    "x_RulesVersion": pl.String,
+}
+FIXED_COLUMNS = (*FOCUS_KEPT, *ALLOCATION_COLUMNS)  # every column of cost_allocations but the dimensions
+RULE_TAGS, RULE_DEFAULT = "tags", "default"  # x_AllocationRuleId of rows no virtual tag, pool or split decided
+
 DEFAULT_OWNER = "unallocated"  # the owner of what no tag, virtual tag or pool claims: visible, never dropped
 OTHER_VALUE = "other"  # rare values of a dimension past its cardinality cap are rolled into this one
 

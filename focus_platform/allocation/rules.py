@@ -41,6 +41,7 @@ from focus_platform.allocation.model import (
     EVEN,
     EXISTS,
     FIXED,
+    FIXED_COLUMNS,
     IDLE_OWNER,
     IDLE_SHARE,
     IN,
@@ -52,6 +53,8 @@ from focus_platform.allocation.model import (
     PREFIX,
     PROPORTIONAL,
     REGEX,
+    RULE_DEFAULT,
+    RULE_TAGS,
     ColumnValue,
     Condition,
     Dimension,
@@ -70,15 +73,7 @@ SETTINGS_FILE = f"{ALLOCATION_FOLDER}/settings.yaml"
 TAG_PREFIX = "tag:"
 DIMENSION_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # virtual tag and pool ids, driver names (folder names)
-RESERVED_RULE_IDS = ("tags", "default")  # x_AllocationRuleId values of rows no virtual tag or pool decided
-# cost_allocations' own columns (design12): no dimension may take one of these names (compared case-insensitively,
-# Delta column names are case-insensitive)
-ALLOCATION_TABLE_COLUMNS = (
-    "x_BillingPeriod", "x_Source", "BillingAccountId", "SubAccountId", "BillingCurrency", "x_RowId",
-    "ChargePeriodStart", "ChargeCategory", "ServiceName", "ResourceId", "x_AllocatedBilledCost",
-    "x_AllocatedEffectiveCost", "x_AllocationShare", "x_AllocationWeight", "x_AllocationRuleId",
-    "x_AllocationMethod", "x_AllocatedResourceId", "x_AllocatedResourceName", "x_OwnerEvidence", "x_RulesVersion",
-)
+RESERVED_RULE_IDS = (RULE_TAGS, RULE_DEFAULT)  # x_AllocationRuleId values of rows no virtual tag or pool decided
 DEFAULT_RULES_YAML = b"name: default\nversion: built-in\ndimensions:\n  - name: owner\n"
 
 RULES_FIELDS = ("name", "version", "applies_from", "dimensions", "virtual_tags", "pools", "kubernetes")
@@ -490,7 +485,7 @@ def _dimension_name(where: _Where, value: object) -> str:
     if not DIMENSION_NAME.match(name):
         raise where.error(f"dimension name {name!r} is not a plain identifier (lower-case letters, digits and '_', "
                           "starting with a letter): it becomes a column of cost_allocations")
-    taken = {c.casefold(): c for c in ALLOCATION_TABLE_COLUMNS}
+    taken = {c.casefold(): c for c in FIXED_COLUMNS}  # Delta column names are case-insensitive
     if name.casefold() in taken:
         raise where.error(f"dimension name {name!r} collides with the cost_allocations column "
                           f"{taken[name.casefold()]!r}; choose another name")
