@@ -184,20 +184,22 @@ def _driver_file(path: str, data: bytes, name: str) -> pl.DataFrame:
 def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allocation:
     """The allocation rows of ``period`` (lazy, ``allocation_schema``) and the report of what the rules did.
 
-    Scans ``focus`` twice here — the distinct (Tags, account) combinations, then the window totals the pools
-    and the report need (aggregated, small) — and once more when ``rows`` is collected or sunk (streaming:
-    memory does not grow with the rows). Raises ``AllocationError`` for a pool that cannot be split (zero
+    The rules are applied to the distinct combinations of the columns they read, not to each row; the rows
+    get their owners through one join. Scans ``focus`` twice here — the distinct combinations, then the
+    window totals the pools and the report need (aggregated, small) — and once more when ``rows`` is
+    collected or sunk (streaming: memory does not grow with the rows). Raises ``AllocationError`` for a pool that cannot be split (zero
     weights with ``on_zero: error``, no target, a driver table missing) or Tags that are not a JSON object."""
     rules = inputs.rules
     lf = focus.filter(pl.col("x_BillingPeriod") == period)
-    lookup, conflicts = _lookup(lf, inputs)
-    base = _prepared(lf, inputs, lookup)
+    rows, keys = _prepared(lf, inputs)
+    owners, matches, conflicts = _owners(rows, keys, lf, inputs)
+    base = rows.join(owners.lazy(), on=keys, how="left", nulls_equal=True) if keys else \
+        rows.join(owners.lazy(), how="cross")
     summary, counts = _summary(pl.concat([f for f in _stages(base, inputs) if f is not None], how="diagonal_relaxed"),
                                rules)
     weights, fallbacks = _pool_weights(summary, rules, inputs, period)
-    # the rows: each part classifies only its own rows (the filters come before the rules)
-    pool_row = pl.any_horizontal(_matches(p.match) for p in rules.pools) & ~_is_node(inputs.kubernetes) \
-        if rules.pools else pl.lit(False)
+    # the rows: the pool rows and the others are split apart (the owners came with the join)
+    pool_row = pl.col("__pool").is_not_null() & ~_is_node(inputs.kubernetes)
     direct, split_nodes = _stages(base.filter(~pool_row), inputs)
     parts = [_direct_rows(direct, rules)]
     if rules.pools:
@@ -207,7 +209,8 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
     caps = _caps(summary, weights, rules)
     rows = pl.union([p.select(_output(rules)) for p in parts], how="vertical").with_columns(
         _capped(d, caps[d.name][2]) for d in rules.dimensions if caps[d.name][2] is not None)
-    report = _report(summary, counts, weights, fallbacks, conflicts, caps, rules, period, inputs.kubernetes)
+    report = _report(summary, counts, matches, weights, fallbacks, conflicts, caps, rules, period,
+                     inputs.kubernetes)
     return Allocation(rows=rows, report=report)
 
 
@@ -219,20 +222,19 @@ def _is_node(k8s: pl.DataFrame | None) -> pl.Expr:
 
 
 def _stages(base: pl.LazyFrame, inputs: AllocationInputs) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
-    """``base`` rows classified: the rows that are not split by Kubernetes (with ``__pool``, the pool they
-    belong to, and ``__day``, their UTC date where a daily driver or the uncovered-node report needs it),
+    """``base`` rows (owners joined) in two parts: the rows that are not split by Kubernetes (``__pool``, the
+    pool they belong to, null for node rows, and ``__day``, their UTC date where a daily driver or the uncovered-node report needs it),
     and the Kubernetes split rows (None without telemetry)."""
     rules, k8s = inputs.rules, inputs.kubernetes
-    classified = _classified(base, rules)
     by_day = _is_daily_driver_pool(rules, inputs)
     if k8s is None or k8s.height == 0:
-        rest, split_nodes = classified.with_columns(_pool_index(rules)), None
+        rest, split_nodes = base, None
     else:
         is_node = _is_node(k8s)
-        covered, uncovered = _node_rows(classified.filter(is_node), k8s)
+        covered, uncovered = _node_rows(base.filter(is_node), k8s)
         split_nodes = _kubernetes_split(covered, k8s, rules)
-        rest = pl.concat([classified.filter(~is_node).with_columns(_pool_index(rules)),
-                          uncovered.with_columns(__pool=pl.lit(None, pl.Int32))], how="diagonal_relaxed")
+        rest = pl.concat([base.filter(~is_node), uncovered.with_columns(__pool=pl.lit(None, pl.Int32))],
+                         how="diagonal_relaxed")
         by_day = by_day | pl.col("__uncovered").is_not_null()
     return rest.with_columns(__day=pl.when(by_day).then(pl.col("ChargePeriodStart").dt.date())), split_nodes
 
@@ -243,31 +245,32 @@ def _needed_tag_keys(rules: Rules) -> set[str]:
             | {c.column.removeprefix(TAG_PREFIX) for c in _conditions(rules) if c.column.startswith(TAG_PREFIX)})
 
 
-def _lookup(lf: pl.LazyFrame, inputs: AllocationInputs) -> tuple[pl.DataFrame | None, dict[str, int]]:
-    """What the rows' tags and accounts give, per distinct (Tags, account) combination: per dimension the
-    mapped tag value and its evidence (``__tag<i>``, ``__tagev<i>``), the raw value of each ``tag:<key>`` a
-    match reads, and the catalog hierarchy columns a rule reads. One pass finds the combinations; each Tags
-    string is parsed once (conflicts counted in rows); the hierarchy is looked up per account. The rows get
-    it all through one join (None: the rules read neither tags nor the hierarchy)."""
+def _owners(rows: pl.LazyFrame, keys: list[str], lf: pl.LazyFrame,
+            inputs: AllocationInputs) -> tuple[pl.DataFrame, dict[str, int], dict[str, int]]:
+    """The rules applied once per distinct combination of the columns they read (``keys``, see ``_prepared``):
+    per combination the owner and evidence of each dimension (``__ev<i>``), the deciding rule (``__rule``) and
+    the pool (``__pool``, ``_pool_index``), to be joined to the rows; the FOCUS rows each virtual tag and pool
+    matches (sums of the combinations' rows); and the tag key conflicts in rows. One pass finds the
+    combinations; each Tags string is parsed once; the hierarchy is looked up per account."""
     rules = inputs.rules
-    hierarchy = sorted(_read_columns(rules) & set(HIERARCHY_COLUMNS))
-    keys = (["__tags"] if _needed_tag_keys(rules) else []) + (ACCOUNT_COLUMNS if hierarchy else [])
-    if not keys:
-        return None, {}
-    combos = lf.group_by(_lookup_keys(keys)).agg(__rows=pl.len()).collect(engine="streaming")
+    combos = (rows.group_by(keys).agg(__rows=pl.len()) if keys else rows.select(__rows=pl.len())) \
+        .collect(engine="streaming")
     conflicts: Counter[str] = Counter()
     if "__tags" in keys:
         tags = _tag_table(combos.group_by("__tags").agg(pl.col("__rows").sum()), lf, rules, conflicts)
         combos = combos.join(tags, on="__tags", how="left")
+    hierarchy = sorted(_read_columns(rules) & set(HIERARCHY_COLUMNS))
     if hierarchy:
         accounts = with_hierarchy(combos.lazy().select(ACCOUNT_COLUMNS).unique(), inputs.accounts)
         combos = combos.join(accounts.select(*ACCOUNT_COLUMNS, *hierarchy).collect(), on=ACCOUNT_COLUMNS,
                              how="left", nulls_equal=True)
-    return combos.drop("__rows"), dict(conflicts)
-
-
-def _lookup_keys(keys: list[str]) -> list[pl.Expr]:
-    return [pl.col("Tags").fill_null("").alias("__tags") if k == "__tags" else pl.col(k) for k in keys]
+    classified = _classified(combos.lazy(), rules).with_columns(_pool_index(rules)).collect()
+    flags = {vt.id: f"__vt{k}" for k, vt in enumerate(rules.virtual_tags)}
+    flags |= {p.id: f"__pm{j}" for j, p in enumerate(rules.pools)}
+    totals = classified.select(pl.col("__rows").filter(pl.col(flag)).sum().alias(rule) for rule, flag in flags.items())
+    matches = {rule: int(n or 0) for rule, n in totals.row(0, named=True).items()} if flags else {}
+    owned = [*keys, *rules.dimension_names, *[f"__ev{i}" for i in range(len(rules.dimensions))], "__rule", "__pool"]
+    return classified.select(owned), matches, dict(conflicts)
 
 
 def _tag_table(distinct: pl.DataFrame, lf: pl.LazyFrame, rules: Rules, conflicts: Counter[str]) -> pl.DataFrame:
@@ -334,26 +337,24 @@ def _read_columns(rules: Rules) -> set[str]:
     return columns
 
 
-def _prepared(lf: pl.LazyFrame, inputs: AllocationInputs, lookup: pl.DataFrame | None) -> pl.LazyFrame:
-    """The columns the allocation needs (costs null → 0, flagged) and the ``_lookup`` columns joined (one join:
-    chained joins over millions of rows hold memory in the streaming engine)."""
+def _prepared(lf: pl.LazyFrame, inputs: AllocationInputs) -> tuple[pl.LazyFrame, list[str]]:
+    """The columns the allocation needs (costs null → 0, flagged), and the names of those the rules read (the
+    keys of ``_owners``): the Tags (``__tags``, null → ""), the account columns the catalog hierarchy is looked
+    up by, and every other column a match or a virtual tag's value reads (null where the data lacks it)."""
     rules = inputs.rules
     read = _read_columns(rules)
+    hierarchy = read & set(HIERARCHY_COLUMNS)
+    keys = (["__tags"] if _needed_tag_keys(rules) else []) + (ACCOUNT_COLUMNS if hierarchy else [])
+    keys += sorted(read - hierarchy - set(keys))
     present = lf.collect_schema().names()
     measures = {p.measure for p in rules.pools if p.method == PROPORTIONAL} - set(AMOUNTS)
-    looked_up = set(lookup.columns) if lookup is not None else set()
-    wanted = [*FOCUS_KEPT, *AMOUNTS, *sorted(measures),
-              *sorted(read - set(FOCUS_KEPT) - set(AMOUNTS) - measures - looked_up)]
-    keys = [c for c in ["__tags", *ACCOUNT_COLUMNS] if c in looked_up]
+    wanted = list(dict.fromkeys([*FOCUS_KEPT, *AMOUNTS, *sorted(measures), *[k for k in keys if k != "__tags"]]))
     lf = lf.select(
         *[pl.col(c) if c in present else pl.lit(None, pl.String).alias(c) for c in wanted],
-        *[e for e in _lookup_keys(keys) if e.meta.output_name() not in wanted],
+        *([pl.col("Tags").fill_null("").alias("__tags")] if "__tags" in keys else []),
         __null_cost=pl.any_horizontal(pl.col(a).is_null() for a in AMOUNTS),
         __first=pl.lit(True))  # the first allocation row of its FOCUS row (counts FOCUS rows after a split)
-    lf = lf.with_columns(pl.col(a).fill_null(Decimal(0)).cast(MONEY) for a in AMOUNTS)
-    if lookup is not None:
-        lf = lf.join(lookup.lazy(), on=keys, how="left", nulls_equal=True)
-    return lf
+    return lf.with_columns(pl.col(a).fill_null(Decimal(0)).cast(MONEY) for a in AMOUNTS), keys
 
 
 def _condition(condition: Condition) -> pl.Expr:
@@ -480,7 +481,7 @@ def _tag_or_default(i: int, dimension: Dimension, *, use_vt: pl.Expr, vt_value: 
 
 
 def _pool_index(rules: Rules) -> pl.Expr:
-    """The first pool whose match holds (null: not a pool row). Kubernetes node rows never get here."""
+    """The first pool whose match holds (null: not a pool row; Kubernetes node rows never are, see ``_stages``)."""
     return _first_hit([(j, pl.col(f"__pm{j}")) for j in range(len(rules.pools))]).alias("__pool")
 
 
@@ -544,16 +545,14 @@ def _kubernetes_split(covered: pl.LazyFrame, k8s: pl.DataFrame, rules: Rules) ->
 def _summary(lf: pl.LazyFrame, rules: Rules) -> tuple[pl.DataFrame, dict[str, int]]:
     """One pass over the rows: per window, pool, day (driver pools and uncovered node rows) and owner values
     the amounts, proportional measures, rows and FOCUS rows the pools and the report need; and over all
-    FOCUS rows the counts of the report (``__sources``, ``__null_costs``, each match ``__vt<k>``, ``__pm<j>``)."""
+    FOCUS rows the counts of the report (``__sources``, ``__null_cost``)."""
     measures = sorted({p.measure for p in rules.pools if p.method == PROPORTIONAL} | set(AMOUNTS))
     source = pl.col("__first")
     keys = [*WINDOW, "__pool", "__day", *rules.dimension_names]
     if "__uncovered" in lf.collect_schema():
         keys.append("__uncovered")
     grouped = lf.group_by(keys).agg(*[pl.col(m).sum() for m in measures], __rows=pl.len(), __sources=source.sum())
-    flags = ["__null_cost", *[f"__vt{k}" for k in range(len(rules.virtual_tags))],
-             *[f"__pm{j}" for j in range(len(rules.pools))]]
-    counts = lf.select(source.sum().alias("__sources"), *[(pl.col(f) & source).sum().alias(f) for f in flags])
+    counts = lf.select(source.sum().alias("__sources"), (pl.col("__null_cost") & source).sum())
     summary, totals = pl.collect_all([grouped, counts], engine="streaming")
     return summary, {name: int(value or 0) for name, value in totals.row(0, named=True).items()}
 
@@ -747,11 +746,9 @@ def _capped(dimension: Dimension, kept: list[str]) -> pl.Expr:
 
 
 # --- report ----------------------------------------------------------------------------------
-def _report(summary: pl.DataFrame, counts: dict[str, int], weights: pl.DataFrame, fallbacks: dict[str, int],
-            conflicts: dict[str, int], caps: dict, rules: Rules, period: str,
+def _report(summary: pl.DataFrame, counts: dict[str, int], matches: dict[str, int], weights: pl.DataFrame,
+            fallbacks: dict[str, int], conflicts: dict[str, int], caps: dict, rules: Rules, period: str,
             k8s: pl.DataFrame | None) -> AllocationReport:
-    matches = {vt.id: counts[f"__vt{k}"] for k, vt in enumerate(rules.virtual_tags)}
-    matches |= {p.id: counts[f"__pm{j}"] for j, p in enumerate(rules.pools)}
     pool_rows = summary.filter(pl.col("__pool").is_not_null()).group_by(*WINDOW, "__day", "__pool") \
         .agg(pl.col("__sources").sum())
     targets = weights.group_by(*WINDOW, "__day", "__pool").agg(__targets=pl.len())
