@@ -18,6 +18,7 @@ import polars as pl
 import pytest
 
 from focus_platform import cli
+from focus_platform.allocation.measures import allocation_conservation
 from focus_platform.defs.assets.ingest import INGEST_ASSETS
 from focus_platform.defs.partitions import EXPORT_SOURCE, dagster_key
 from focus_platform.defs.resources import LandingZoneResource, WarehouseResource
@@ -32,6 +33,7 @@ from focus_platform.landing.zone import (
 from focus_platform.periods import PartitionKey
 from focus_platform.pipeline import FOCUS_TABLE, ingest_delivery, publish_focus
 from focus_platform.sources import SourceFormatError
+from focus_platform.warehouse.catalog import ALLOCATIONS_TABLE
 from focus_platform.warehouse.delta import Warehouse
 from focus_platform.warehouse.restatements import RESTATEMENT_LOG, read_log
 from tests.integration.conftest_objectstore import gcs, gcs_server, moto_server, s3  # noqa: F401
@@ -195,6 +197,11 @@ def test_demo_pipeline_on_s3_matches_the_local_run(s3, tmp_path, monkeypatch, ca
     assert statuses.select("x_Source", "x_BillingPeriod", "status").rows() == \
         local.scan("period_status").collect().sort("x_Source", "x_BillingPeriod") \
         .select("x_Source", "x_BillingPeriod", "status").rows()
+    # allocation on S3 too: every period allocated, every FOCUS row owned, totals equal per key, exactly
+    conserved = allocation_conservation(remote.scan(FOCUS_TABLE), remote.scan(ALLOCATIONS_TABLE))
+    assert conserved.ok, conserved.problems
+    assert set(remote.scan(ALLOCATIONS_TABLE).select("x_BillingPeriod").unique().collect().to_series()) == \
+        {k[1] for k in on_s3}
 
 
 # ---------------------------------------------------------------------------------------------
