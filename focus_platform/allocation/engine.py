@@ -193,8 +193,7 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
     lf = focus.filter(pl.col("x_BillingPeriod") == period)
     rows, keys = _prepared(lf, inputs)
     owners, matches, conflicts = _owners(rows, keys, lf, inputs)
-    base = rows.join(owners.lazy(), on=keys, how="left", nulls_equal=True) if keys else \
-        rows.join(owners.lazy(), how="cross")
+    base = _with_owners(rows, owners, keys)
     summary, counts = _summary(pl.concat([f for f in _stages(base, inputs) if f is not None], how="diagonal_relaxed"),
                                rules)
     weights, fallbacks = _pool_weights(summary, rules, inputs, period)
@@ -253,7 +252,7 @@ def _owners(rows: pl.LazyFrame, keys: list[str], lf: pl.LazyFrame,
     matches (sums of the combinations' rows); and the tag key conflicts in rows. One pass finds the
     combinations; each Tags string is parsed once; the hierarchy is looked up per account."""
     rules = inputs.rules
-    combos = (rows.group_by(keys).agg(__rows=pl.len()) if keys else rows.select(__rows=pl.len())) \
+    combos = (rows.group_by(*keys, "__key").agg(__rows=pl.len()) if keys else rows.select(__rows=pl.len())) \
         .collect(engine="streaming")
     conflicts: Counter[str] = Counter()
     if "__tags" in keys:
@@ -269,8 +268,19 @@ def _owners(rows: pl.LazyFrame, keys: list[str], lf: pl.LazyFrame,
     flags |= {p.id: f"__pm{j}" for j, p in enumerate(rules.pools)}
     totals = classified.select(pl.col("__rows").filter(pl.col(flag)).sum().alias(rule) for rule, flag in flags.items())
     matches = {rule: int(n or 0) for rule, n in totals.row(0, named=True).items()} if flags else {}
-    owned = [*keys, *rules.dimension_names, *[f"__ev{i}" for i in range(len(rules.dimensions))], "__rule", "__pool"]
+    owned = [*keys, *(["__key"] if keys else []), *rules.dimension_names, *[f"__ev{i}" for i in range(len(rules.dimensions))], "__rule", "__pool"]
     return classified.select(owned), matches, dict(conflicts)
+
+
+def _with_owners(rows: pl.LazyFrame, owners: pl.DataFrame, keys: list[str]) -> pl.LazyFrame:
+    """The rows with their combination's owners, joined on ``__key`` (the hash of the keys: one integer instead
+    of every column the rules read, which then need not travel), or on the keys themselves if two
+    combinations share a hash; without keys the one combination's owners go to every row."""
+    if not keys:
+        return rows.join(owners.lazy(), how="cross")
+    if owners["__key"].is_unique().all():
+        return rows.join(owners.drop(keys).lazy(), on="__key", how="left")
+    return rows.join(owners.drop("__key").lazy(), on=keys, how="left", nulls_equal=True)
 
 
 def _tag_table(distinct: pl.DataFrame, lf: pl.LazyFrame, rules: Rules, conflicts: Counter[str]) -> pl.DataFrame:
@@ -340,7 +350,8 @@ def _read_columns(rules: Rules) -> set[str]:
 def _prepared(lf: pl.LazyFrame, inputs: AllocationInputs) -> tuple[pl.LazyFrame, list[str]]:
     """The columns the allocation needs (costs null → 0, flagged), and the names of those the rules read (the
     keys of ``_owners``): the Tags (``__tags``, null → ""), the account columns the catalog hierarchy is looked
-    up by, and every other column a match or a virtual tag's value reads (null where the data lacks it)."""
+    up by, and every other column a match or a virtual tag's value reads (null where the data lacks it); with
+    keys, ``__key`` is their hash."""
     rules = inputs.rules
     read = _read_columns(rules)
     hierarchy = read & set(HIERARCHY_COLUMNS)
@@ -354,7 +365,8 @@ def _prepared(lf: pl.LazyFrame, inputs: AllocationInputs) -> tuple[pl.LazyFrame,
         *([pl.col("Tags").fill_null("").alias("__tags")] if "__tags" in keys else []),
         __null_cost=pl.any_horizontal(pl.col(a).is_null() for a in AMOUNTS),
         __first=pl.lit(True))  # the first allocation row of its FOCUS row (counts FOCUS rows after a split)
-    return lf.with_columns(pl.col(a).fill_null(Decimal(0)).cast(MONEY) for a in AMOUNTS), keys
+    lf = lf.with_columns(pl.col(a).fill_null(Decimal(0)).cast(MONEY) for a in AMOUNTS)
+    return (lf.with_columns(__key=pl.struct(keys).hash()) if keys else lf), keys
 
 
 def _condition(condition: Condition) -> pl.Expr:
