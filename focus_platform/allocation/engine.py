@@ -185,24 +185,27 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
     """The allocation rows of ``period`` (lazy, ``allocation_schema``) and the report of what the rules did.
 
     The rules are applied to the distinct combinations of the columns they read, not to each row; the rows
-    get their owners through one join. Scans ``focus`` twice here — the distinct combinations, then the
-    window totals the pools and the report need (aggregated, small) — and once more when ``rows`` is
-    collected or sunk (streaming: memory does not grow with the rows). Raises ``AllocationError`` for a pool that cannot be split (zero
-    weights with ``on_zero: error``, no target, a driver table missing) or Tags that are not a JSON object."""
+    get their owners through one join. Scans ``focus`` here for the distinct combinations, with Kubernetes
+    telemetry for the node rows' distinct (ResourceId, ChargePeriodStart), then for the window totals the
+    pools and the report need (aggregated, small), and once more when ``rows`` is collected or sunk
+    (streaming: memory does not grow with the rows). Raises ``AllocationError`` for a pool that cannot be
+    split (zero weights with ``on_zero: error``, no target, a driver table missing) or Tags that are not a
+    JSON object."""
     rules = inputs.rules
     lf = focus.filter(pl.col("x_BillingPeriod") == period)
     rows, keys = _prepared(lf, inputs)
     owners, matches, conflicts = _owners(rows, keys, lf, inputs)
     base = _with_owners(rows, owners, keys)
-    summary, counts = _summary(pl.concat([f for f in _stages(base, inputs) if f is not None], how="diagonal_relaxed"),
-                               rules)
+    windows = _node_windows(lf, inputs.kubernetes)
+    summary, counts = _summary(pl.concat([f for f in _stages(base, inputs, windows) if f is not None],
+                                         how="diagonal_relaxed"), rules)
     weights, fallbacks = _pool_weights(summary, rules, inputs, period)
     # the rows: the pool rows and the others are split apart (the owners came with the join)
     pool_row = pl.col("__pool").is_not_null() & ~_is_node(inputs.kubernetes)
-    direct, split_nodes = _stages(base.filter(~pool_row), inputs)
+    direct, split_nodes = _stages(base.filter(~pool_row), inputs, windows)
     parts = [_direct_rows(direct, rules)]
     if rules.pools:
-        parts.append(_pool_split(_stages(base.filter(pool_row), inputs)[0], weights, rules))
+        parts.append(_pool_split(_stages(base.filter(pool_row), inputs, windows)[0], weights, rules))
     if split_nodes is not None:
         parts.append(split_nodes)
     caps = _caps(summary, weights, rules)
@@ -220,17 +223,19 @@ def _is_node(k8s: pl.DataFrame | None) -> pl.Expr:
     return pl.col("ResourceId").is_in(k8s["ResourceId"].unique().implode()).fill_null(False)
 
 
-def _stages(base: pl.LazyFrame, inputs: AllocationInputs) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+def _stages(base: pl.LazyFrame, inputs: AllocationInputs,
+            windows: pl.DataFrame | None) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
     """``base`` rows (owners joined) in two parts: the rows that are not split by Kubernetes (``__pool``, the
-    pool they belong to, null for node rows, and ``__day``, their UTC date where a daily driver or the uncovered-node report needs it),
-    and the Kubernetes split rows (None without telemetry)."""
+    pool they belong to, null for node rows, and ``__day``, their UTC date where a daily driver or the
+    uncovered-node report needs it), and the Kubernetes split rows (None without telemetry). ``windows``:
+    ``_node_windows``."""
     rules, k8s = inputs.rules, inputs.kubernetes
     by_day = _is_daily_driver_pool(rules, inputs)
-    if k8s is None or k8s.height == 0:
+    if windows is None:
         rest, split_nodes = base, None
     else:
         is_node = _is_node(k8s)
-        covered, uncovered = _node_rows(base.filter(is_node), k8s)
+        covered, uncovered = _node_rows(base.filter(is_node), windows)
         split_nodes = _kubernetes_split(covered, k8s, rules)
         rest = pl.concat([base.filter(~is_node), uncovered.with_columns(__pool=pl.lit(None, pl.Int32))],
                          how="diagonal_relaxed")
@@ -514,17 +519,30 @@ def _driver(pool: Pool, inputs: AllocationInputs) -> pl.DataFrame:
 
 
 # --- Kubernetes ------------------------------------------------------------------------------
-def _node_rows(nodes: pl.LazyFrame, k8s: pl.DataFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """Node rows with the telemetry window their ChargePeriodStart falls in (covered), and without (uncovered,
-    with ``__uncovered`` = the node's cluster)."""
+def _node_windows(lf: pl.LazyFrame, k8s: pl.DataFrame | None) -> pl.DataFrame | None:
+    """Per distinct (ResourceId, ChargePeriodStart) of the node rows: the start of the telemetry window it
+    falls in (``x_WindowStart``, null: none) and, without one, the node's cluster (``__uncovered``); None
+    without telemetry. Found over the distinct pairs, so the rows take it by an equality join (an as-of join
+    over the rows would hold them all in memory)."""
+    if k8s is None or k8s.height == 0:
+        return None
+    pairs = lf.filter(_is_node(k8s)).select("ResourceId", "ChargePeriodStart").unique().collect(engine="streaming")
     windows = k8s.select("ResourceId", "x_WindowStart", "x_WindowEnd", "x_Cluster").unique().sort("x_WindowStart")
     clusters = windows.select("ResourceId", __uncovered="x_Cluster").unique(subset="ResourceId", keep="first")
-    found = nodes.sort("ChargePeriodStart").join_asof(
-        windows.lazy().drop("x_Cluster"), left_on="ChargePeriodStart", right_on="x_WindowStart", by="ResourceId",
-        strategy="backward", check_sortedness=False)
+    found = pairs.sort("ChargePeriodStart").join_asof(
+        windows.drop("x_Cluster"), left_on="ChargePeriodStart", right_on="x_WindowStart", by="ResourceId",
+        strategy="backward", check_sortedness=False).join(clusters, on="ResourceId", how="left")
     inside = (pl.col("ChargePeriodStart") < pl.col("x_WindowEnd")).fill_null(False)  # no window found: null
-    covered = found.filter(inside).drop("x_WindowEnd")
-    uncovered = found.filter(~inside).drop("x_WindowStart", "x_WindowEnd").join(clusters.lazy(), on="ResourceId")
+    return found.select("ResourceId", "ChargePeriodStart", x_WindowStart=pl.when(inside).then("x_WindowStart"),
+                        __uncovered=pl.when(~inside).then("__uncovered"))
+
+
+def _node_rows(nodes: pl.LazyFrame, windows: pl.DataFrame) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """Node rows with the telemetry window their ChargePeriodStart falls in (covered), and without (uncovered,
+    with ``__uncovered`` = the node's cluster)."""
+    found = nodes.join(windows.lazy(), on=["ResourceId", "ChargePeriodStart"], how="left", nulls_equal=True)
+    covered = found.filter(pl.col("x_WindowStart").is_not_null()).drop("__uncovered")
+    uncovered = found.filter(pl.col("x_WindowStart").is_null()).drop("x_WindowStart")
     return covered, uncovered
 
 
@@ -556,17 +574,17 @@ def _kubernetes_split(covered: pl.LazyFrame, k8s: pl.DataFrame, rules: Rules) ->
 # --- window totals ---------------------------------------------------------------------------
 def _summary(lf: pl.LazyFrame, rules: Rules) -> tuple[pl.DataFrame, dict[str, int]]:
     """One pass over the rows: per window, pool, day (driver pools and uncovered node rows) and owner values
-    the amounts, proportional measures, rows and FOCUS rows the pools and the report need; and over all
-    FOCUS rows the counts of the report (``__sources``, ``__null_cost``)."""
+    the amounts, proportional measures, rows, FOCUS rows and FOCUS rows with a null cost the pools and the
+    report need; and their totals over all FOCUS rows (``__sources``, ``__null_cost``). One query: two over
+    the same rows would share the scan and buffer rows for the slower one."""
     measures = sorted({p.measure for p in rules.pools if p.method == PROPORTIONAL} | set(AMOUNTS))
     source = pl.col("__first")
     keys = [*WINDOW, "__pool", "__day", *rules.dimension_names]
     if "__uncovered" in lf.collect_schema():
         keys.append("__uncovered")
-    grouped = lf.group_by(keys).agg(*[pl.col(m).sum() for m in measures], __rows=pl.len(), __sources=source.sum())
-    counts = lf.select(source.sum().alias("__sources"), (pl.col("__null_cost") & source).sum())
-    summary, totals = pl.collect_all([grouped, counts], engine="streaming")
-    return summary, {name: int(value or 0) for name, value in totals.row(0, named=True).items()}
+    summary = lf.group_by(keys).agg(*[pl.col(m).sum() for m in measures], __rows=pl.len(), __sources=source.sum(),
+                                    __null_cost=(pl.col("__null_cost") & source).sum()).collect(engine="streaming")
+    return summary, {name: int(summary[name].sum()) for name in ("__sources", "__null_cost")}
 
 
 def _pool_weights(summary: pl.DataFrame, rules: Rules, inputs: AllocationInputs,
