@@ -273,7 +273,8 @@ def _owners(rows: pl.LazyFrame, keys: list[str], lf: pl.LazyFrame,
     flags |= {p.id: f"__pm{j}" for j, p in enumerate(rules.pools)}
     totals = classified.select(pl.col("__rows").filter(pl.col(flag)).sum().alias(rule) for rule, flag in flags.items())
     matches = {rule: int(n or 0) for rule, n in totals.row(0, named=True).items()} if flags else {}
-    owned = [*keys, *(["__key"] if keys else []), *rules.dimension_names, *[f"__ev{i}" for i in range(len(rules.dimensions))], "__rule", "__pool"]
+    owned = [*keys, *(["__key"] if keys else []), *rules.dimension_names,
+             *[f"__ev{i}" for i in range(len(rules.dimensions))], "__rule", "__pool"]
     return classified.select(owned), matches, dict(conflicts)
 
 
