@@ -114,7 +114,8 @@ def test_demo_runs_under_the_definitions_jobs(instance_dirs, capsys):
                               "--warehouse-root", str(instance_dirs / "warehouse"))
     assert rc == 0, err[-3000:]
     runs = dg.DagsterInstance.get().get_runs()
-    assert runs and {r.job_name for r in runs} == {"focus_pipeline", "invoices_and_rates", "reconciliation"}
+    assert runs and {r.job_name for r in runs} == {"focus_pipeline", "invoices_and_rates", "reconciliation",
+                                                   "allocation"}
     assert all(r.tags.get("focus/origin") == "demo" for r in runs)
 
 
@@ -211,8 +212,9 @@ def test_one_bad_source_does_not_stop_the_others(instance_dirs, capsys):
     assert printed[("azure-ea", "2024-02")]["status"] == "ok"
     assert printed[("azure-mca", "2024-01")]["status"] == "ok"
     assert not any(source == "stray" for source, _ in printed)
-    assert re.search(r"Delta tables under \S+: raw_azure_cost_details, focus_costs, focus_quarantine, invoices, "
-                     r"exchange_rates, invoice_reconciliation, sku_catalog\n", stdout)
+    assert re.search(r"Delta tables under \S+: raw_azure_cost_details, focus_costs, focus_quarantine, period_status, "
+                     r"restatement_log, invoices, exchange_rates, invoice_reconciliation, sku_catalog, "
+                     r"cost_allocations, allocation_diff, focus_costs_v1_3\n", stdout)
 
 
 def test_generate_adds_its_sources_to_sources_json(tmp_path, capsys):
