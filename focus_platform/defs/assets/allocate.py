@@ -242,9 +242,9 @@ def cost_allocations(context: dg.AssetExecutionContext, config: AllocationConfig
             continue
         focus = focus_of_period(wh, period)
         allocation = allocate(landed, ruleset, focus, period)
-        try:  # the rows stream into the staged files: a period is never held in memory whole
+        try:  # the parts stream into the staged files one after another: memory does not grow with the rows
             versions[period], outcomes[ALLOCATION_CONTRACT][period], outcomes[CONSERVED][period] = publish(
-                wh, ALLOCATIONS_TABLE, allocation.rows, PartitionKey.of(period), context.run_id,
+                wh, ALLOCATIONS_TABLE, allocation.to_write(), PartitionKey.of(period), context.run_id,
                 {"period": period, "rules": f"{ruleset.version}@{ruleset.digest}"}, gate=CONSERVED,
                 measure=lambda staged, focus=focus: conservation_outcome(
                     measures.allocation_conservation(focus, staged)))
