@@ -5,18 +5,22 @@
 For each size: generate one month of native FOCUS deliveries with known owners (focus_platform.generate.allocation,
 seed 7: two export sources, USD and EUR, pools, Kubernetes nodes and telemetry; generated once and kept in the
 workdir) and convert them to one FOCUS Parquet file per source (convert_files, the account catalog applied),
-which is the FOCUS partition. The rules: the generator's (9 virtual tags, 3 pools: proportional, fixed,
+which is the FOCUS partition; the same rows are also re-written as files of at most ``ROWS_PER_PART`` rows,
+the layout ``Warehouse.publish`` gives a focus_costs partition in Delta (the one the product reads). The rules:
+the generator's (9 virtual tags, 3 pools: proportional, fixed,
 driver with even fallback; Kubernetes) plus virtual tags of every kind (regex on ResourceName, equals / in /
 prefix on accounts, services, regions and resource ids, tag keys that exist, catalog OU paths) up to
-``VIRTUAL_TAGS`` in all. Then, each in its own process (peak RSS from wait4):
+``VIRTUAL_TAGS`` in all. Then, for each layout, each in its own process (peak RSS from wait4):
 
   copy      pl.scan_parquet(partition).sink_parquet(dst): the streaming copy of the same FOCUS partition,
             every column (the practical limit of a scan → sink on this machine)
   allocate  landing inputs read (rules, catalog, driver, telemetry → node weights), then
-            engine.allocate(pl.scan_parquet(partition), …).rows.sink_parquet(dst); "in run" is the
-            read + allocate + sink alone, timed inside the process (without imports and exit)
+            engine.allocate(pl.scan_parquet(partition), …) and the frames of its ``to_write()`` sunk one
+            after another, as the write path does; "in run" is the read + allocate + sink alone, timed
+            inside the process (without imports and exit)
 
-rows/s = FOCUS rows / seconds; × copy = the ratio to the copy's rate (target ≥ 0.5); RSS 5 M / 1 M (target ≤ 1.3).
+rows/s = FOCUS rows / seconds; × copy = the ratio to the copy's rate in the same layout (target ≥ 0.5);
+RSS largest / smallest size per layout (target ≤ 1.3).
 The query: a cost_allocations Delta table of ``--query-rows`` rows (the smallest size's allocation rows, repeated
 for consecutive months, written partitioned by x_BillingPeriod), then cost by owner across all months
 (pl.scan_delta → group by the owner dimensions and currency → sums), median of ``QUERY_RUNS`` runs in one
@@ -35,6 +39,8 @@ from pathlib import Path
 
 import polars as pl
 import yaml
+
+from focus_platform.warehouse.delta import ROWS_PER_PART
 
 VIRTUAL_TAGS = 200
 QUERY_RUNS = 7
@@ -78,12 +84,19 @@ inputs = read_inputs(LocalStore(landing)).for_period(rules, period)
 read = time.perf_counter()
 allocation = allocate(pl.scan_parquet(partition + "/*.parquet"), inputs, period)
 planned = time.perf_counter()
-allocation.rows.sink_parquet(dst)
+for i, part in enumerate(allocation.to_write()):
+    part.sink_parquet(f"{dst}/part-{i}.parquet", mkdir=True)
 done = time.perf_counter()
 r = allocation.report
 print("IN_RUN " + json.dumps({"seconds": done - start, "inputs": read - start, "allocate": planned - read,
                               "sink": done - planned, "rows_in": r.rows_in, "rows_out": r.rows_out,
                               "unmatched_rules": len(r.unmatched_rules)}))
+"""
+
+PARTS = """
+import sys, polars as pl
+parts = pl.PartitionBy(sys.argv[2], max_rows_per_file=int(sys.argv[3]))
+pl.scan_parquet(sys.argv[1] + "/*.parquet").sink_parquet(parts, mkdir=True)
 """
 
 QUERY = """
@@ -120,12 +133,17 @@ def run(cmd: list[str], log: Path) -> dict:
     return result
 
 
-def generate(rows: int, workdir: Path) -> tuple[Path, Path, dict]:
-    landing, partition = workdir / f"landing-{rows}", workdir / f"focus-{rows}"
+def generate(rows: int, workdir: Path) -> tuple[Path, dict[str, Path], dict]:
+    """The landing zone, the FOCUS partition per layout (one file per source; Delta parts), the generator's
+    figures."""
+    landing, partition, parts = workdir / f"landing-{rows}", workdir / f"focus-{rows}", workdir / f"parts-{rows}"
     if not (partition / "bench.json").exists():
         subprocess.run([sys.executable, "-c", GENERATE, str(rows), str(landing), str(partition), str(SEED), PERIOD],
                        check=True)
-    return landing, partition, json.loads((partition / "bench.json").read_text())
+    if not parts.exists():
+        subprocess.run([sys.executable, "-c", PARTS, str(partition), str(parts), str(ROWS_PER_PART)], check=True)
+    layouts = {"per source": partition, "parts": parts}
+    return landing, layouts, json.loads((partition / "bench.json").read_text())
 
 
 def virtual_tag(i: int) -> dict:
@@ -156,18 +174,25 @@ def rules_file(landing: Path, workdir: Path) -> tuple[Path, int, int, list[str]]
 
 
 def bench(rows: int, workdir: Path) -> dict:
-    landing, partition, meta = generate(rows, workdir)
+    landing, layouts, meta = generate(rows, workdir)
     rules, n_tags, n_pools, _ = rules_file(landing, workdir)
     logs = workdir / "logs"
     logs.mkdir(exist_ok=True)
-    focus_rows = pl.scan_parquet(partition / "*.parquet").select(pl.len()).collect().item()
+    focus_rows = pl.scan_parquet(layouts["per source"] / "*.parquet").select(pl.len()).collect().item()
     out = {"rows": focus_rows, "virtual_tags": n_tags, "pools": n_pools,
-           "generate_seconds": round(meta["generate_seconds"], 1),
-           "copy": run([sys.executable, "-c", COPY, str(partition), str(workdir / f"copy-{rows}.parquet")],
-                       logs / f"copy-{rows}"),
-           "allocate": run([sys.executable, "-c", ALLOCATE, str(landing), str(partition), str(rules),
-                            str(workdir / f"allocations-{rows}.parquet"), PERIOD], logs / f"allocate-{rows}")}
+           "generate_seconds": round(meta["generate_seconds"], 1), "layouts": {}}
+    for layout, partition in layouts.items():
+        name = f"{rows}-{partition.name.split('-')[0]}"
+        out["layouts"][layout] = {
+            "copy": run([sys.executable, "-c", COPY, str(partition), str(workdir / f"copy-{name}.parquet")],
+                        logs / f"copy-{name}"),
+            "allocate": run([sys.executable, "-c", ALLOCATE, str(landing), str(partition), str(rules),
+                             str(allocations_dir(workdir, name)), PERIOD], logs / f"allocate-{name}")}
     return out
+
+
+def allocations_dir(workdir: Path, name: str) -> Path:
+    return workdir / f"allocations-{name}"
 
 
 def query(source_rows: int, query_rows: int, workdir: Path) -> dict:
@@ -176,7 +201,7 @@ def query(source_rows: int, query_rows: int, workdir: Path) -> dict:
     _, _, _, dims = rules_file(workdir / f"landing-{source_rows}", workdir)
     uri = workdir / f"cost_allocations-{query_rows}"
     if not uri.exists():
-        month = pl.read_parquet(workdir / f"allocations-{source_rows}.parquet")
+        month = pl.read_parquet(allocations_dir(workdir, f"{source_rows}-focus") / "*.parquet")
         copies = -(-query_rows // month.height)
         periods = [f"{2024 + (i // 12)}-{i % 12 + 1:02d}" for i in range(copies)]
         table = pl.concat([month.with_columns(x_BillingPeriod=pl.lit(p)) for p in periods]).head(query_rows)
@@ -188,27 +213,30 @@ def query(source_rows: int, query_rows: int, workdir: Path) -> dict:
 
 
 def print_table(results: list[dict], answer: dict | None) -> None:
-    print(f"{'rows':>9} {'path':<9} {'seconds':>8} {'rows/s':>11} {'x copy':>7} {'peak RSS MB':>12}  status")
-    for r in results:
-        copy_rate = r["rows"] / r["copy"]["seconds"]
+    print(f"{'rows':>9} {'layout':<10} {'path':<9} {'seconds':>8} {'rows/s':>11} {'x copy':>7} {'peak RSS MB':>12}  "
+          "status")
+    for r, (layout, paths) in ((r, item) for r in results for item in r["layouts"].items()):
+        copy_rate = r["rows"] / paths["copy"]["seconds"]
         for path in ("copy", "allocate"):
-            p = r[path]
+            p = paths[path]
             rate = r["rows"] / p["seconds"]
             status = "ok" if p["exit"] == 0 else f"FAILED: {p.get('error')}"
-            print(f"{r['rows']:>9} {path:<9} {p['seconds']:>8.1f} {rate:>11,.0f} {rate / copy_rate:>7.2f} "
+            print(f"{r['rows']:>9} {layout:<10} {path:<9} {p['seconds']:>8.1f} {rate:>11,.0f} {rate / copy_rate:>7.2f} "
                   f"{p['rss_mb']:>12,}  {status}")
             if p.get("in_run"):
                 i = p["in_run"]
                 in_rate = r["rows"] / i["seconds"]
-                print(f"{'':>9} {'  in run':<9} {i['seconds']:>8.1f} {in_rate:>11,.0f} {in_rate / copy_rate:>7.2f}"
+                print(f"{'':>9} {'':<10} {'  in run':<9} {i['seconds']:>8.1f} {in_rate:>11,.0f} "
+                      f"{in_rate / copy_rate:>7.2f}"
                       f"{'':>14}inputs {i['inputs']:.1f} s, plan {i['allocate']:.1f} s, sink {i['sink']:.1f} s; "
                       f"{i['rows_out']:,} allocation rows; {r['virtual_tags']} virtual tags "
                       f"({i['unmatched_rules']} rules unmatched), {r['pools']} pools")
-    ok = [r for r in results if r["allocate"]["exit"] == 0]
-    if len(ok) > 1:
-        small, large = ok[0], ok[-1]
-        print(f"peak RSS {large['rows']:,} / {small['rows']:,}: "
-              f"{large['allocate']['rss_mb'] / small['allocate']['rss_mb']:.2f} (target ≤ 1.3)")
+    for layout in results[0]["layouts"]:
+        ok = [r for r in results if r["layouts"][layout]["allocate"]["exit"] == 0]
+        if len(ok) > 1:
+            small, large = (ok[k]["layouts"][layout]["allocate"]["rss_mb"] for k in (0, -1))
+            print(f"allocate peak RSS {layout}, {ok[-1]['rows']:,} / {ok[0]['rows']:,}: {large / small:.2f} "
+                  "(target ≤ 1.3)")
     if answer and answer.get("query"):
         q = answer["query"]
         print(f"cost by owner across all months, {answer['rows']:,} rows: median {q['median']:.3f} s of "
@@ -224,7 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     results = [bench(n, workdir) for n in sorted(args.rows)]
-    answer = query(min(args.rows), args.query_rows, workdir) if results[0]["allocate"]["exit"] == 0 else None
+    allocated = results[0]["layouts"]["per source"]["allocate"]["exit"] == 0
+    answer = query(min(args.rows), args.query_rows, workdir) if allocated else None
     print_table(results, answer)
     print(json.dumps({"sizes": results, "query": answer}))
 
