@@ -265,8 +265,7 @@ def _owners(rows: pl.LazyFrame, keys: list[str], lf: pl.LazyFrame,
     matches (sums of the combinations' rows); and the tag key conflicts in rows. One pass finds the
     combinations; each Tags string is parsed once; the hierarchy is looked up per account."""
     rules = inputs.rules
-    combos = (rows.group_by(*keys, "__key").agg(__rows=pl.len()) if keys else rows.select(__rows=pl.len())) \
-        .collect(engine="streaming")
+    combos = _combinations(rows, keys) if keys else rows.select(__rows=pl.len()).collect(engine="streaming")
     conflicts: Counter[str] = Counter()
     if "__tags" in keys:
         tags = _tag_table(combos.group_by("__tags").agg(pl.col("__rows").sum()), lf, rules, conflicts)
@@ -284,6 +283,24 @@ def _owners(rows: pl.LazyFrame, keys: list[str], lf: pl.LazyFrame,
     owned = [*keys, *(["__key"] if keys else []), *rules.dimension_names,
              *[f"__ev{i}" for i in range(len(rules.dimensions))], "__rule", "__pool"]
     return classified.select(owned), matches, dict(conflicts)
+
+
+def _combinations(rows: pl.LazyFrame, keys: list[str]) -> pl.DataFrame:
+    """The distinct combinations of the ``keys`` columns with ``__key`` and their rows (``__rows``).
+
+    Grouping millions of rows by a dozen text columns holds memory that grows with the rows, so the rows are
+    grouped by two independent 64-bit hashes of the keys (``__key`` and a second one) and the first row index
+    of each group — numbers only, flat — and the key columns are then read from those first rows alone.
+    Two combinations sharing ``__key`` (their second hash differs) are grouped again exactly, by the columns;
+    sharing both hashes (odds about n²/2¹²⁹) would merge them: the one case this does not see."""
+    indexed = rows.with_row_index("__index").with_columns(__key2=_combination_hash(keys, salt=len(keys) + 1))
+    groups = (indexed.group_by("__key", "__key2").agg(__rows=pl.len(), __index=pl.col("__index").min())
+              .collect(engine="streaming"))
+    if not groups["__key"].is_unique().all():
+        return rows.group_by(*keys, "__key").agg(__rows=pl.len()).collect(engine="streaming")
+    firsts = (indexed.filter(pl.col("__index").is_in(groups["__index"].implode())).select("__index", *keys)
+              .collect(engine="streaming"))
+    return firsts.join(groups.select("__index", "__key", "__rows"), on="__index").select(*keys, "__key", "__rows")
 
 
 def _with_owners(rows: pl.LazyFrame, owners: pl.DataFrame, keys: list[str]) -> pl.LazyFrame:
@@ -383,12 +400,13 @@ def _prepared(lf: pl.LazyFrame, inputs: AllocationInputs) -> tuple[pl.LazyFrame,
     return (lf.with_columns(__key=_combination_hash(keys)) if keys else lf), keys
 
 
-def _combination_hash(keys: list[str]) -> pl.Expr:
-    """A 64-bit hash of the ``keys`` columns: each column's hash, seeded by its position, added (UInt64 wraps).
-    A hash of their struct made the scans' memory grow with the rows (5 M rows: ~1.8× the 1 M peak)."""
+def _combination_hash(keys: list[str], salt: int = 0) -> pl.Expr:
+    """A 64-bit hash of the ``keys`` columns: each column's hash, seeded by its position (+ ``salt``: another,
+    independent hash), added (UInt64 wraps). A hash of their struct made the scans' memory grow with the rows
+    (5 M rows: ~1.8× the 1 M peak)."""
     total = pl.lit(0, pl.UInt64)
     for position, key in enumerate(keys):
-        total = total + pl.col(key).hash(seed=position + 1)
+        total = total + pl.col(key).hash(seed=salt + position + 1)
     return total
 
 
