@@ -31,10 +31,11 @@ class NotPublished(Exception):
         self.failure, self.result = failure, result
 
 
-def publish(wh: Warehouse, table: str, rows: pl.LazyFrame, key: PartitionKey, run_id: str, metadata: dict, *,
-            gate: Check | None = None, measure: Callable[[pl.LazyFrame], Outcome] | None = None
+def publish(wh: Warehouse, table: str, rows: pl.LazyFrame | list[pl.LazyFrame], key: PartitionKey, run_id: str,
+            metadata: dict, *, gate: Check | None = None, measure: Callable[[pl.LazyFrame], Outcome] | None = None
             ) -> tuple[int, Outcome, Outcome | None]:
-    """The table (unpartitioned: ``PartitionKey()``) or one partition replaced, gated by the table's contract
+    """The table (unpartitioned: ``PartitionKey()``) or one partition replaced (``rows``: one frame, or parts
+    staged one after another so that their scans never run side by side), gated by the table's contract
     and then by ``measure`` (the outcome of the blocking check ``gate``) on the staged rows: the version,
     the contract's outcome and the gate's. Refused: ``NotPublished``."""
     contract = contract_check(table)
