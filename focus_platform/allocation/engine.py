@@ -206,7 +206,7 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
     owners, matches, conflicts = _owners(rows, keys, lf, inputs)
     base = _with_owners(rows, owners, keys)
     windows = _node_windows(lf, inputs.kubernetes)
-    summary, counts = _summary([f for f in _stages(base, inputs, windows) if f is not None], rules)
+    summary, counts = _summary(*_summary_stages(rows, base, owners, keys, inputs, windows), owners, rules)
     weights, fallbacks = _pool_weights(summary, rules, inputs, period)
     # the rows: the pool rows and the others are split apart (the owners came with the join)
     pool_row = pl.col("__pool").is_not_null() & ~_is_node(inputs.kubernetes)
@@ -231,12 +231,12 @@ def _is_node(k8s: pl.DataFrame | None) -> pl.Expr:
     return pl.col("ResourceId").is_in(k8s["ResourceId"].unique().implode()).fill_null(False)
 
 
-def _stages(base: pl.LazyFrame, inputs: AllocationInputs,
-            windows: pl.DataFrame | None) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
+def _stages(base: pl.LazyFrame, inputs: AllocationInputs, windows: pl.DataFrame | None,
+            split: bool = True) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
     """``base`` rows (owners joined) in two parts: the rows that are not split by Kubernetes (``__pool``, the
     pool they belong to, null for node rows, and ``__day``, their UTC date where a daily driver or the
-    uncovered-node report needs it), and the Kubernetes split rows (None without telemetry). ``windows``:
-    ``_node_windows``."""
+    uncovered-node report needs it), and the Kubernetes split rows (None without telemetry or ``split``
+    false). ``windows``: ``_node_windows``."""
     rules, k8s = inputs.rules, inputs.kubernetes
     by_day = _is_daily_driver_pool(rules, inputs)
     if windows is None:
@@ -244,7 +244,7 @@ def _stages(base: pl.LazyFrame, inputs: AllocationInputs,
     else:  # one join, no union: parts that each scan the rows would run side by side, buffering rows
         found = base.join(windows.lazy(), on=["ResourceId", "ChargePeriodStart"], how="left", nulls_equal=True)
         covered = pl.col("x_WindowStart").is_not_null()
-        split_nodes = _kubernetes_split(found.filter(covered).drop("__uncovered"), k8s, rules)
+        split_nodes = _kubernetes_split(found.filter(covered).drop("__uncovered"), k8s, rules) if split else None
         rest = found.filter(~covered).drop("x_WindowStart").with_columns(  # uncovered node rows are no pool's
             __pool=pl.when(pl.col("__uncovered").is_null()).then("__pool"))
         by_day = by_day | pl.col("__uncovered").is_not_null()
@@ -599,7 +599,23 @@ def _kubernetes_split(covered: pl.LazyFrame, k8s: pl.DataFrame, rules: Rules) ->
 
 
 # --- window totals ---------------------------------------------------------------------------
-def _summary(stages: list[pl.LazyFrame], rules: Rules) -> tuple[pl.DataFrame, dict[str, int]]:
+def _summary_stages(rows: pl.LazyFrame, base: pl.LazyFrame, owners: pl.DataFrame, keys: list[str],
+                    inputs: AllocationInputs, windows: pl.DataFrame | None
+                    ) -> tuple[list[pl.LazyFrame], list[pl.LazyFrame]]:
+    """What ``_summary`` totals: stages of rows, and stages already keyed by combination (``__key``, whose owner
+    values join the small totals afterwards). The rows that are not split by Kubernetes are totalled per
+    combination — numbers and a few low-cardinality columns in the streamed group-by, not the owner strings a
+    join to every row would carry (that grouping grew with the rows) — unless two combinations share a hash."""
+    if not keys or not owners["__key"].is_unique().all():
+        return [f for f in _stages(base, inputs, windows) if f is not None], []
+    pools = rows.join(owners.select("__key", "__pool").lazy(), on="__key", how="left")
+    rest = _stages(pools, inputs, windows, split=False)[0]
+    split_nodes = _stages(base.filter(_is_node(inputs.kubernetes)), inputs, windows)[1]
+    return [f for f in [split_nodes] if f is not None], [rest]
+
+
+def _summary(stages: list[pl.LazyFrame], keyed: list[pl.LazyFrame], owners: pl.DataFrame,
+             rules: Rules) -> tuple[pl.DataFrame, dict[str, int]]:
     """Per window, pool, day (driver pools and uncovered node rows) and owner values: the amounts, proportional
     measures, rows, FOCUS rows and FOCUS rows with a null cost the pools and the report need; and their totals
     over all FOCUS rows (``__sources``, ``__null_cost``). One query per stage (``_stages``), one after another:
@@ -608,9 +624,13 @@ def _summary(stages: list[pl.LazyFrame], rules: Rules) -> tuple[pl.DataFrame, di
     source = pl.col("__first")
     wanted = [*WINDOW, "__pool", "__day", *rules.dimension_names, "__uncovered"]
     values = [*measures, "__rows", "__sources", "__null_cost"]
-    parts = [lf.group_by(k for k in wanted if k in lf.collect_schema()).agg(
-        *[pl.col(m).sum() for m in measures], __rows=pl.len(), __sources=source.sum(),
-        __null_cost=(pl.col("__null_cost") & source).sum()).collect(engine="streaming") for lf in stages]
+    totals = [*[pl.col(m).sum() for m in measures], pl.len().alias("__rows"), source.sum().alias("__sources"),
+              (pl.col("__null_cost") & source).sum().alias("__null_cost")]
+    parts = [lf.group_by(k for k in wanted if k in lf.collect_schema()).agg(totals).collect(engine="streaming")
+             for lf in stages]
+    parts += [lf.group_by(k for k in ["__key", *wanted] if k in lf.collect_schema()).agg(totals)
+              .collect(engine="streaming").join(owners.select("__key", *rules.dimension_names), on="__key",
+                                                how="left").drop("__key") for lf in keyed]
     stacked = pl.concat(parts, how="diagonal_relaxed")
     summary = stacked.group_by(k for k in wanted if k in stacked.columns).agg(pl.col(values).sum())
     return summary, {name: int(summary[name].sum()) for name in ("__sources", "__null_cost")}
