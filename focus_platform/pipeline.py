@@ -533,7 +533,6 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
         if warehouse.published_fingerprint(FOCUS_TABLE, part, base) == digest:
             return _unchanged_focus(warehouse, source, period, base, before, raw_totals, quarantine, status_before,
                                     has_invoice, run_id, accept_unknown_money)
-    digest = built_from(lambda: fmt.to_focus(raw))  # the accounts of the rows about to be published
 
     def gate(staged: pl.LazyFrame):
         checks = check_focus(staged, raw_totals, quarantine, accept_unknown_money=accept_unknown_money)
@@ -547,22 +546,22 @@ def publish_focus(warehouse: Warehouse, source: ExportSource, period: str, *,
             tuple(sorted(d for d in stats["deliveries"] if d is not None)))
         final, reason = _finality(source.format, stats, period, has_invoice)
         status = rs.next_status(status_before, final, not after.same_content(before))
-        return checks, after, status, reason
+        return checks, after, status, reason, built_from(lambda: staged)  # the accounts of the staged rows
 
     def restatement(published: Published, gated) -> rs.Restatement:
-        checks, after, status, _ = gated
+        checks, after, status, _, _ = gated
         return rs.Restatement(FOCUS_TABLE, period, source.name, "replace" if before else "publish", before,
                               replace(after, version=published.version), published.version,
                               status_before=status_before, status_after=status, run_id=run_id,
                               note="; ".join(checks.warnings) or None)
 
-    published, (checks, after, status, reason) = warehouse.publish(
+    published, (checks, after, status, reason, _) = warehouse.publish(
         FOCUS_TABLE, fill_account_names(fmt.to_focus(raw), accounts), PartitionKey.of(period, source.name), gate=gate,
-        base=base, fingerprint=digest,
+        base=base, fingerprint=lambda g: g[4],
         restatement=restatement,
         commit_metadata=lambda g: {"source": source.name, "period": period, "totals": g[0].totals,
                                    "rows": g[0].rows.focus, "deliveries": list(g[1].deliveries), "status": g[2],
-                                   "fingerprint": digest, "warnings": g[0].warnings})
+                                   "fingerprint": g[4], "warnings": g[0].warnings})
     quarantined, _ = warehouse.publish(QUARANTINE_TABLE, quarantine.lazy(), PartitionKey.of(period, source.name),
                                        run_id=run_id, commit_metadata={"source": source.name, "period": period})
     _write_focus_metadata(warehouse)

@@ -239,7 +239,7 @@ class Warehouse:
         rows_per_part: int = ROWS_PER_PART,
         base: Snapshot | None = None,
         statistics: bool = True,
-        fingerprint: str | None = None,
+        fingerprint: str | Callable[[object], str] | None = None,
         restatement: Callable[[Published, object], rs.Restatement] | None = None,
         run_id: str | None = None,
         note: str | None = None,
@@ -254,8 +254,9 @@ class Warehouse:
         the commit is refused if the partition's files changed since (another writer).
         ``statistics``: Parquet min/max/null-count statistics in the files (readers prune row groups
         with them); off for a table only ever read a whole partition at a time.
-        ``fingerprint``: what the content was built from, recorded beside the table for
-        ``published_fingerprint`` (a caller skips rebuilding a partition whose inputs are unchanged).
+        ``fingerprint``: what the content was built from (or ``fingerprint(gate_result)``, when it depends on
+        the staged rows), recorded beside the table for ``published_fingerprint`` (a caller skips
+        rebuilding a partition whose inputs are unchanged).
 
         Gates, in order: the table's contract (``warehouse.contracts``) on the staged files, then
         ``gate``; either raises ``GateFailed`` and nothing is committed (the published version stays).
@@ -293,6 +294,8 @@ class Warehouse:
             gate_result = gate(staged) if gate else None
             after = rs.state_reader(table)(staged, None) if measure else None
             actions, rows = self._add_actions(written, partition)
+            if callable(fingerprint):
+                fingerprint = fingerprint(gate_result)
             if callable(commit_metadata):
                 commit_metadata = commit_metadata(gate_result)
             version = self._commit(table, actions, partition, schema, commit_metadata or {}, base)
