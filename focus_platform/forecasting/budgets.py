@@ -1,0 +1,432 @@
+"""Budgets as data, and where each stands at a date (no Dagster here).
+
+Budget files
+------------
+``<landing>/budgets/*.yaml`` (or ``*.yml``)::
+
+    budgets:
+      - owner: platform          # a value of the owner dimension
+        period: 2026-12          # YYYY-MM, or a range 2026-01..2026-12: one budget per month, each of `amount`
+        amount: "12000.00"       # > 0, at most 12 decimals
+        currency: USD            # three letters; spend is converted to it through the exchange rates
+        measure: EffectiveCost   # or BilledCost; default EffectiveCost
+        warn_at: 0.5             # default 0.5
+        error_at: 1.2            # default 1.2
+
+and ``<landing>/budgets/*.csv`` with the same fields as columns (a header row, one budget a row).
+``owner``, ``period``, ``amount`` and ``currency`` are required; an empty value is an absent field.
+``warn_at`` and ``error_at`` are shares of the budget, above 0 and at most 10, ``warn_at`` ≤ ``error_at``.
+
+Every value is read as its text: YAML through a loader that resolves no types (``0.1`` stays the
+text "0.1", ``yes`` stays "yes"), CSV cells are text anyway; so both formats pass one validation, and
+amounts and thresholds become ``Decimal`` from their text, never through a float. Every mistake is one
+``BudgetError`` line naming the file, the place (YAML ``budgets[2].amount``, CSV ``row 3, column
+amount``) and what is wrong; one (owner, period) budgeted twice names both places, across files too.
+
+Status at a date (``budget_status``)
+------------------------------------
+``as_of`` is the last complete UTC day of data. **Days elapsed** counts whole UTC days from the
+period's first day through ``as_of``, ``as_of`` included (as_of 2026-12-14: 14 of 31), at most the
+days in the period. A budget whose period begins after ``as_of`` is left out (nothing spent yet,
+nothing to report); an ended period is reported on its whole spend.
+
+- **Actual to date**: the exact Decimal sum of the budget's ``measure`` over the owner's spend rows
+  of that billing period (``x_BillingPeriod``) dated on or before ``as_of``, converted to the budget
+  currency per day and billing currency (``reconciliation.currency.lookup_rates``: the rate of the
+  day, else the nearest earlier one; the same currency needs no rate).
+- **Projection at period end** (``x_ProjectionMethod``): ``forecast`` when the owner's daily
+  forecasts (``spend_forecasts`` rows of Grain day and SpendKind total, all services and providers,
+  from the owner's latest forecast made on or before ``as_of``, converted like the actuals) cover
+  every remaining day of the period: actual + their sum; else ``run-rate``: actual / days elapsed ×
+  days in period (after the period end: the actual itself). Forecasts model one measure (the
+  forecast stage's); a budget on the other measure adds them to its own actuals.
+- **BurnRate** (M13) = (actual / days elapsed) / (budget / days in period); **ProjectedShare** =
+  projection / budget.
+- **ProjectedOverrunDate**: the first day the cumulative spend — actual days, then the projected
+  ones — exceeds the budget (an actual already over: the day it crossed); null when it does not.
+- **Status**: ``ERROR`` when the projection exceeds ``error_at`` × budget (after the period end the
+  projection is the actual); ``WARN`` when the actual reaches ``warn_at`` × budget and the
+  projection exceeds the budget; else ``OK``. ``NO_RATE`` when a spend or forecast currency has no
+  rate to the budget currency on or before a needed day: the reason names both currencies and the
+  day, the figures are null, and the other budgets are still computed. ``x_Reason`` says why in
+  words with the figures.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import itertools
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from decimal import Context, Decimal, InvalidOperation, localcontext
+
+import polars as pl
+import yaml
+
+from focus_platform.periods import BillingPeriod, PeriodError, window
+from focus_platform.reconciliation.currency import (
+    EXCHANGE_RATE_SCHEMA,
+    MissingExchangeRateError,
+    lookup_rates,
+    minor_unit_digits,
+)
+from focus_platform.spec.columns import MONEY
+
+BUDGET_FOLDER = "budgets"  # under the landing root: *.yaml, *.yml, *.csv
+YAML_SUFFIXES = (".yaml", ".yml")
+CSV_SUFFIX = ".csv"
+FIELDS = ("owner", "period", "amount", "currency", "measure", "warn_at", "error_at")
+REQUIRED = ("owner", "period", "amount", "currency")
+MEASURES = ("EffectiveCost", "BilledCost")
+DEFAULT_MEASURE = "EffectiveCost"
+DEFAULT_WARN_AT = Decimal("0.5")
+DEFAULT_ERROR_AT = Decimal("1.2")
+THRESHOLD_MAX = Decimal(10)
+PERIOD_RANGE = ".."
+CURRENCY_CODE = re.compile(r"^[A-Za-z]{3}$")
+MONEY_UNIT = Decimal("1e-12")  # Decimal(38,12): 12 decimals, 26 integer digits
+AMOUNT_LIMIT = Decimal("1e26")
+EXACT = Context(prec=80)  # wide enough that no sum or product of Decimal(38,12) values is rounded
+
+OK, WARN, ERROR, NO_RATE = "OK", "WARN", "ERROR", "NO_RATE"
+FORECAST, RUN_RATE = "forecast", "run-rate"
+
+BUDGET_STATUS = {
+    "x_BillingPeriod": pl.String,
+    "Owner": pl.String,
+    "BudgetCurrency": pl.String,
+    "Budget": MONEY,
+    "ActualToDate": MONEY,
+    "ForecastAtPeriodEnd": MONEY,
+    "DaysElapsed": pl.Int32,
+    "DaysInPeriod": pl.Int32,
+    "BurnRate": pl.Float64,
+    "ProjectedShare": pl.Float64,
+    "ProjectedOverrunDate": pl.Date,
+    "Status": pl.String,
+    "x_Reason": pl.String,
+    "x_AsOf": pl.Date,
+    "x_ProjectionMethod": pl.String,
+}
+
+
+class BudgetError(ValueError):
+    """A budget file that cannot be used: one line naming the file, the entry or field and the problem."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One owner's budget for one month; ``file`` and ``entry`` (``budgets[2]`` or ``row 3``) say where it
+    was written and take no part in comparisons."""
+    owner: str
+    period: BillingPeriod
+    amount: Decimal
+    currency: str
+    measure: str = DEFAULT_MEASURE
+    warn_at: Decimal = DEFAULT_WARN_AT
+    error_at: Decimal = DEFAULT_ERROR_AT
+    file: str = field(default="", compare=False)
+    entry: str = field(default="", compare=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading budget files
+# ---------------------------------------------------------------------------------------------
+def read_budgets(files: list[tuple[str, bytes]]) -> list[Budget]:
+    """Every budget of the ``(path, content)`` files (YAML or CSV by suffix), one per owner and month."""
+    budgets: dict[tuple[str, BillingPeriod], Budget] = {}
+    for path, content in sorted(files):
+        for entry, values in _entries(path, content):
+            for budget in _budgets(entry, values):
+                first = budgets.get((budget.owner, budget.period))
+                if first is not None:
+                    raise entry.error(f"a second budget for owner {budget.owner!r} and period {budget.period} "
+                                      f"(the first: {first.file} {first.entry})")
+                budgets[budget.owner, budget.period] = budget
+    return list(budgets.values())
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """Where one budget entry sits: ``budgets[2]`` in a YAML file or ``row 3`` in a CSV file."""
+    file: str
+    label: str
+    is_csv: bool
+
+    def error(self, problem: str, name: str | None = None) -> BudgetError:
+        where = self.label if name is None else f"{self.label}, column {name}" if self.is_csv else f"{self.label}.{name}"
+        return BudgetError(f"{self.file}: {where}: {problem}")
+
+
+def _entries(path: str, content: bytes) -> list[tuple[_Entry, dict]]:
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise BudgetError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    if path.lower().endswith(YAML_SUFFIXES):
+        return _yaml_entries(path, text)
+    if path.lower().endswith(CSV_SUFFIX):
+        return _csv_entries(path, text)
+    raise BudgetError(f"{path}: not a budget file: expected a name ending in .yaml, .yml or .csv")
+
+
+class _TextLoader(yaml.BaseLoader):
+    """YAML that resolves no types (every scalar is its text), refusing a key written twice in one mapping
+    (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[str, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                line = key_node.start_mark.line + 1
+                if key_node.value in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key_node.value!r} appears twice in one mapping (lines "
+                                    f"{seen[key_node.value]} and {line})", key_node.start_mark)
+                seen[key_node.value] = line
+        return super().construct_mapping(node, deep)
+
+
+def _yaml_entries(path: str, text: str) -> list[tuple[_Entry, dict]]:
+    try:
+        document = yaml.load(text, Loader=_TextLoader)  # a BaseLoader: text, lists and mappings only
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise BudgetError(f"{path}: {where}not valid YAML: {' '.join(str(e.problem or e.context).split())}") from None
+    if document in (None, ""):
+        return []
+    if not isinstance(document, dict):
+        raise BudgetError(f"{path}: must be a mapping with a 'budgets' list, not {_kind(document)}")
+    for key in document:
+        if key != "budgets":
+            raise BudgetError(f"{path}: unknown field {key!r}{_did_you_mean(key, ('budgets',))}; "
+                              "a budget file holds one field, 'budgets'")
+    items = document.get("budgets") or []
+    if not isinstance(items, list):
+        raise BudgetError(f"{path}: budgets: must be a list of budgets, not {_kind(items)}")
+    entries = [(_Entry(path, f"budgets[{i}]", is_csv=False), item) for i, item in enumerate(items)]
+    for entry, item in entries:
+        if not isinstance(item, dict):
+            raise entry.error(f"must be a mapping of {', '.join(FIELDS)}, not {_kind(item)}")
+    return entries
+
+
+def _csv_entries(path: str, text: str) -> list[tuple[_Entry, dict]]:
+    reader = csv.reader(io.StringIO(text))
+    header = [name.strip() for name in next(reader, [])]
+    for i, name in enumerate(header):
+        if name in header[:i]:
+            raise BudgetError(f"{path}: row 1: column {name!r} appears twice")
+    entries = []
+    for number, cells in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(header):
+            raise BudgetError(f"{path}: row {number}: {len(cells)} fields, the header has {len(header)}")
+        entries.append((_Entry(path, f"row {number}", is_csv=True), dict(zip(header, cells, strict=True))))
+    return entries
+
+
+def _kind(value: object) -> str:
+    return {dict: "a mapping", list: "a list"}.get(type(value), f"the text {value!r}")
+
+
+def _did_you_mean(name: str, choices: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _budgets(entry: _Entry, values: dict) -> list[Budget]:
+    """The entry's budgets (one per month of its period), validated."""
+    present: dict[str, str] = {}
+    for name, value in values.items():
+        if name not in FIELDS:
+            raise entry.error(f"unknown field{_did_you_mean(str(name), FIELDS)}; allowed: {', '.join(FIELDS)}", name)
+        if not isinstance(value, str):
+            raise entry.error(f"must be a single value, not {_kind(value)}", name)
+        if value.strip():
+            present[name] = value.strip()
+    for name in REQUIRED:
+        if name not in present:
+            raise entry.error("missing (a required field)", name)
+    first, last = _period_range(entry, present["period"])
+    amount = _amount(entry, present["amount"])
+    currency = _currency(entry, present["currency"])
+    measure = present.get("measure", DEFAULT_MEASURE)
+    if measure not in MEASURES:
+        raise entry.error(f"unknown measure {measure!r}{_did_you_mean(measure, MEASURES)}; "
+                          f"measures: {', '.join(MEASURES)}", "measure")
+    warn_at = _share(entry, "warn_at", present["warn_at"]) if "warn_at" in present else DEFAULT_WARN_AT
+    error_at = _share(entry, "error_at", present["error_at"]) if "error_at" in present else DEFAULT_ERROR_AT
+    if warn_at > error_at:
+        raise entry.error(f"{warn_at} is above error_at {error_at}: the warning comes before the error", "warn_at")
+    return [Budget(present["owner"], period, amount, currency, measure, warn_at, error_at, entry.file, entry.label)
+            for period in window(first, last)]
+
+
+def _period_range(entry: _Entry, text: str) -> tuple[BillingPeriod, BillingPeriod]:
+    first_text, _, last_text = text.partition(PERIOD_RANGE)
+    try:
+        first = BillingPeriod.parse(first_text.strip(), "period")
+        last = BillingPeriod.parse(last_text.strip(), "period") if last_text else first
+    except PeriodError as e:
+        raise entry.error(f"{e} (or a range YYYY-MM..YYYY-MM)", "period") from None
+    if last < first:
+        raise entry.error(f"range {text!r} is reversed: it ends before it starts", "period")
+    return first, last
+
+
+def _number(entry: _Entry, name: str, text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise entry.error(f"{text!r} is not a number", name) from None
+    if not value.is_finite():
+        raise entry.error(f"{text!r} is not a finite number", name)
+    return value
+
+
+def _amount(entry: _Entry, text: str) -> Decimal:
+    amount = _number(entry, "amount", text)
+    if amount <= 0:
+        raise entry.error(f"{text} must be greater than 0", "amount")
+    if amount >= AMOUNT_LIMIT:
+        raise entry.error(f"{text} is too large for Decimal(38,12) (at most 26 digits before the point)", "amount")
+    with localcontext(EXACT):
+        if amount.quantize(MONEY_UNIT) != amount:
+            raise entry.error(f"{text} has more than 12 decimals", "amount")
+    return amount
+
+
+def _currency(entry: _Entry, text: str) -> str:
+    if not CURRENCY_CODE.match(text):
+        raise entry.error(f"{text!r} is not a currency code: expected three letters (USD, EUR, JPY)", "currency")
+    return text.upper()
+
+
+def _share(entry: _Entry, name: str, text: str) -> Decimal:
+    share = _number(entry, name, text)
+    if not 0 < share <= THRESHOLD_MAX:
+        raise entry.error(f"{text} is out of range: a share of the budget above 0 and at most {THRESHOLD_MAX} "
+                          "(0.5 is 50 %)", name)
+    return share
+
+
+# ---------------------------------------------------------------------------------------------
+# Status at a date
+# ---------------------------------------------------------------------------------------------
+def budget_status(budgets: list[Budget], rows: pl.LazyFrame | pl.DataFrame, as_of: date, *,
+                  forecasts: pl.DataFrame | None = None, rates: pl.DataFrame | None = None) -> pl.DataFrame:
+    """``BUDGET_STATUS`` rows at ``as_of`` (the last complete UTC day of data) of every budget whose period
+    has begun, from SPEND_ROWS ``rows``, SPEND_FORECASTS ``forecasts`` and EXCHANGE_RATE_SCHEMA ``rates``
+    (None: only spend in the budget's currency converts). See the module docstring."""
+    begun = sorted((b for b in budgets if b.period.start.date() <= as_of), key=lambda b: (b.period, b.owner))
+    if not begun:
+        return pl.DataFrame(schema=BUDGET_STATUS)
+    spend = _spend_by_day(rows, begun, as_of)
+    ahead = _forecast_by_day(forecasts, begun, as_of)
+    rates = rates if rates is not None else pl.DataFrame(schema=EXCHANGE_RATE_SCHEMA)
+    records = [_status(budget, spend.filter(pl.col("Owner") == budget.owner,
+                                            pl.col("x_BillingPeriod") == str(budget.period)),
+                       ahead.filter(pl.col("Owner") == budget.owner), as_of, rates)
+               for budget in begun]
+    return pl.DataFrame(records, schema=BUDGET_STATUS, orient="row")
+
+
+def _spend_by_day(rows: pl.LazyFrame | pl.DataFrame, budgets: list[Budget], as_of: date) -> pl.DataFrame:
+    """Exact daily sums of both measures per owner, period and billing currency, through as_of."""
+    return (rows.lazy()
+            .filter(pl.col("Owner").is_in(sorted({b.owner for b in budgets}))
+                    & pl.col("x_BillingPeriod").is_in(sorted({str(b.period) for b in budgets}))
+                    & (pl.col("Date") <= as_of))
+            .group_by("Owner", "x_BillingPeriod", "BillingCurrency", "Date")
+            .agg(pl.col("BilledCost").sum(), pl.col("EffectiveCost").sum())
+            .collect())
+
+
+def _forecast_by_day(forecasts: pl.DataFrame | None, budgets: list[Budget], as_of: date) -> pl.DataFrame:
+    """Per owner, billing currency and day after as_of: the sum of the owner's daily total forecasts (all
+    services and providers) of its latest forecast made on or before as_of."""
+    schema = {"Owner": pl.String, "BillingCurrency": pl.String, "Date": pl.Date, "Forecast": MONEY}
+    if forecasts is None:
+        return pl.DataFrame(schema=schema)
+    made = pl.col("x_ForecastDate")
+    return (forecasts.lazy()
+            .filter((pl.col("Grain") == "day") & (pl.col("SpendKind") == "total") & (made <= as_of)
+                    & (pl.col("Date") > as_of) & pl.col("Owner").is_in(sorted({b.owner for b in budgets})))
+            .filter(made == made.max().over("Owner"))
+            .group_by("Owner", "BillingCurrency", "Date").agg(pl.col("Forecast").sum())
+            .select(list(schema)).cast(schema).collect())  # type: ignore[arg-type]
+
+
+def _in_currency(days: pl.DataFrame, column: str, currency: str, rates: pl.DataFrame) -> list[tuple[date, Decimal]]:
+    """``(day, amount)`` in ``currency``, by day: each billing currency's daily amount converted at the rate
+    of its day (else the nearest earlier); raises ``MissingExchangeRateError``."""
+    if days.is_empty():
+        return []
+    looked_up = lookup_rates(days.select("BillingCurrency", pl.col("Date").alias("__rate_date")), rates, currency)
+    return (days.join(looked_up, left_on=["BillingCurrency", "Date"], right_on=["BillingCurrency", "__rate_date"])
+            .group_by("Date").agg((pl.col(column) * pl.col("x_ExchangeRate")).cast(MONEY).sum())
+            .sort("Date").rows())
+
+
+def _status(budget: Budget, spend: pl.DataFrame, ahead: pl.DataFrame, as_of: date, rates: pl.DataFrame) -> tuple:
+    """One BUDGET_STATUS row: ``spend`` the owner's daily sums of the period, ``ahead`` its daily forecasts."""
+    first_day = budget.period.start.date()
+    last_day = budget.period.end.date() - timedelta(days=1)
+    elapsed = (min(as_of, last_day) - first_day).days + 1
+    days_in = last_day.day
+    try:
+        actual_days = _in_currency(spend, budget.measure, budget.currency, rates)
+        forecast_days = _in_currency(ahead.filter(pl.col("Date") <= last_day), "Forecast", budget.currency, rates)
+    except MissingExchangeRateError as e:
+        reason = (f"spend in {e.currency} cannot be converted to the budget currency {e.reporting}: no exchange rate "
+                  f"{e.currency}->{e.reporting} on or before {e.date.isoformat()}")
+        return (str(budget.period), budget.owner, budget.currency, budget.amount, None, None, elapsed, days_in,
+                None, None, None, NO_RATE, reason, as_of, None)
+    with localcontext(EXACT):
+        actual = sum((amount for _, amount in actual_days), Decimal(0))
+        remaining = [as_of + timedelta(days=k) for k in range(1, (last_day - min(as_of, last_day)).days + 1)]
+        if remaining and len(forecast_days) == len(remaining):
+            method = FORECAST
+            running = itertools.accumulate(amount for _, amount in forecast_days)
+            projected = [(day, actual + total) for (day, _), total in zip(forecast_days, running, strict=True)]
+        else:
+            method = RUN_RATE
+            projected = [(day, (actual * (elapsed + k) / elapsed).quantize(MONEY_UNIT))
+                         for k, day in enumerate(remaining, start=1)]
+        projection = projected[-1][1] if projected else actual
+        spent = itertools.accumulate(actual_days, lambda total, day: (day[0], total[1] + day[1]))
+        overrun = next((day for day, total in itertools.chain(spent, projected) if total > budget.amount), None)
+        burn_rate = float(actual * days_in / (elapsed * budget.amount))
+        share = projection / budget.amount
+        status = (ERROR if projection > budget.error_at * budget.amount
+                  else WARN if actual >= budget.warn_at * budget.amount and projection > budget.amount else OK)
+        reason = _reason(budget, status, actual, projection, method, elapsed, days_in, as_of >= last_day)
+    return (str(budget.period), budget.owner, budget.currency, budget.amount, actual, projection, elapsed, days_in,
+            burn_rate, float(share), overrun, status, reason, as_of, method)
+
+
+def _reason(budget: Budget, status: str, actual: Decimal, projection: Decimal, method: str, elapsed: int,
+            days_in: int, ended: bool) -> str:
+    """The status in words with its figures."""
+    def money(value: Decimal) -> str:
+        return f"{value:,.{minor_unit_digits(budget.currency)}f} {budget.currency}"
+
+    def percent(share: Decimal) -> str:
+        return f"{share * 100:.1f} %"
+
+    outlook = (f"spent {money(actual)} in the period" if ended
+               else f"projected {money(projection)} at period end ({method})")
+    outlook += f", {percent(projection / budget.amount)} of the {money(budget.amount)} budget"
+    to_date = f"actual to date {money(actual)} ({percent(actual / budget.amount)}) after {elapsed} of {days_in} days"
+    if status == ERROR:
+        return f"{outlook}: above the error threshold {percent(budget.error_at)}; {to_date}"
+    if status == WARN:
+        return f"{to_date}: at or above the warning threshold {percent(budget.warn_at)}, and {outlook}: over budget"
+    return (f"{outlook}; {to_date}; warns at {percent(budget.warn_at)} spent with a projected overrun, "
+            f"errors above {percent(budget.error_at)} projected")
