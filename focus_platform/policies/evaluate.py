@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import polars as pl
 
+from focus_platform.alerts import SEVERITIES, Delivery
 from focus_platform.policies.model import (
     ACTED,
     CANARY,
@@ -38,7 +39,6 @@ from focus_platform.policies.model import (
     KILLED,
     LIMITED,
     POLICY_ACTIONS,
-    SEVERITIES,
     SHADOW,
     SHADOW_DAYS_MAX,
     SHADOW_DAYS_MIN,
@@ -52,20 +52,11 @@ from focus_platform.policies.model import (
 )
 
 REQUIRED_SIGNAL_FIELDS = ("SignalId", "Kind", "Severity", "At")
-
-
-@dataclass(frozen=True)
-class _Sent:
-    """What a call of ``send`` left: the fields of an alerts ``Delivery`` a row records."""
-    ok: bool
-    endpoint: str | None
-    attempts: int
-    status: int | None
-    error: str | None
+_NOTHING_SENT = Delivery(endpoint=None, ok=False, attempts=0, status=None, error=None, seconds=0.0)  # no call made
 
 
 def evaluate(policies: PolicySet, signals: pl.DataFrame, *, now: datetime, history: pl.DataFrame | None,
-             send: Callable[[Action], object] | None) -> pl.DataFrame:
+             send: Callable[[Action], Delivery] | None) -> pl.DataFrame:
     """The POLICY_ACTIONS rows of one evaluation at ``now`` (timezone-aware). ``signals``: SIGNALS;
     ``history``: earlier POLICY_ACTIONS rows (None: none); ``send``: delivers an enforced action and
     returns an alerts ``Delivery`` (endpoint, ok, attempts, status, error); None: nothing can be sent."""
@@ -192,30 +183,34 @@ def _action(policy: Policy, signal: dict) -> Action:
     )
 
 
-def _act(policy: Policy, action: Action, send: Callable[[Action], object] | None) -> tuple[str, _Sent | None]:
+def _act(policy: Policy, action: Action, send: Callable[[Action], Delivery] | None) -> tuple[str, Delivery | None]:
     if policy.mode == SHADOW:
         return WOULD_ACT, None
     if policy.mode == CANARY and action.owner not in policy.canary_owners:
         return SKIPPED_NOT_CANARY, None
-    sent = _send(send, action)
-    return (ACTED if sent.ok else DELIVERY_FAILED), sent
+    delivery = _send(send, action)
+    return (ACTED if delivery.ok else DELIVERY_FAILED), delivery
 
 
-def _send(send: Callable[[Action], object] | None, action: Action) -> _Sent:
-    """The delivery of one action; never raises (a failing ``send`` is a failed delivery, recorded)."""
+def _send(send: Callable[[Action], Delivery] | None, action: Action) -> Delivery:
+    """The delivery of one action; never raises (no ``send``, or one that raises, is a failed delivery)."""
     if send is None:
-        return _Sent(False, action.endpoint, 0, None, "not sent: no notifier configured")
+        return _not_sent(action, "not sent: no notifier configured")
     try:
-        delivery = send(action)
-    except Exception as e:  # a broken sender must not stop the other policies: recorded, as a failed delivery
-        return _Sent(False, action.endpoint, 0, None, f"send raised {type(e).__name__}: {e}")
-    return _Sent(delivery.ok, delivery.endpoint, delivery.attempts, delivery.status, delivery.error)
+        return send(action)
+    except Exception as e:  # noqa: BLE001 - a broken sender must not stop the other policies: recorded, failed
+        return _not_sent(action, f"send raised {type(e).__name__}: {e}")
 
 
-def _row(evaluated_at: datetime, policy: Policy, action: Action, outcome: str, sent: _Sent | None) -> tuple:
+def _not_sent(action: Action, error: str) -> Delivery:
+    return Delivery(endpoint=action.endpoint, ok=False, attempts=0, status=None, error=error, seconds=0.0)
+
+
+def _row(evaluated_at: datetime, policy: Policy, action: Action, outcome: str, delivery: Delivery | None) -> tuple:
+    sent = delivery or _NOTHING_SENT
     return (evaluated_at, policy.id, policy.mode, action.signal_id, action.kind, action.owner, action.action,
-            outcome, sent.endpoint if sent else policy.endpoint, sent.attempts if sent else 0,
-            sent.status if sent else None, sent.error if sent else None, _payload(action), evaluated_at.date())
+            outcome, sent.endpoint or policy.endpoint, sent.attempts, sent.status, sent.error, _payload(action),
+            evaluated_at.date())
 
 
 def _payload(action: Action) -> str:

@@ -15,6 +15,7 @@ from decimal import Decimal
 
 import polars as pl
 
+from focus_platform.alerts import Alert
 from focus_platform.spec.columns import MONEY, TIMESTAMP
 
 # signal kinds, and the Status values each kind's signals carry (what `when.status` may name)
@@ -26,7 +27,6 @@ SIGNAL_STATUSES = {
     RUN_FAILURE: ("failed",),
 }
 SIGNAL_KINDS = tuple(SIGNAL_STATUSES)
-SEVERITIES = ("page", "ticket", "info")  # route an alert (alerts' routes)
 
 # actions; ticket and scale_down are webhook calls to a named endpoint
 NOTIFY, TICKET, SCALE_DOWN = "notify", "ticket", "scale_down"
@@ -56,7 +56,7 @@ SHADOW_DAYS_MIN, SHADOW_DAYS_MAX = 7, 30
 SIGNALS = {
     "SignalId": pl.String,  # the incident key: one incident, one action per policy
     "Kind": pl.String,  # SIGNAL_KINDS
-    "Severity": pl.String,  # SEVERITIES: the alert's severity unless the policy names one
+    "Severity": pl.String,  # alerts.SEVERITIES (page | ticket | info): the alert's, unless the policy names one
     "Owner": pl.String,
     "Asset": pl.String,
     "CheckName": pl.String,
@@ -144,8 +144,12 @@ class Action:
     link: str | None
     at: datetime
 
-    @property
-    def alert_id(self) -> str:
-        """The incident key an alert carries: one incident per policy and signal (two policies on one signal
-        are two alerts)."""
-        return f"{self.policy_id}/{self.signal_id}"
+    def alert(self) -> Alert:
+        """The alert this action sends. Its id, the incident key, is per policy and signal: two policies on one
+        signal are two alerts, one policy on one signal is one."""
+        return Alert(
+            id=f"{self.policy_id}/{self.signal_id}", severity=self.severity,
+            title=f"{self.policy_id} ({self.action}): {self.kind} {self.status or ''}".rstrip(),
+            check=self.check_name, asset=self.asset, partition=self.partition, owner=self.owner,
+            amount=self.amount, currency=self.currency, summary=self.summary or "", link=self.link,
+        )

@@ -31,6 +31,7 @@ from decimal import Decimal, InvalidOperation
 
 import yaml
 
+from focus_platform.alerts import SEVERITIES
 from focus_platform.policies.model import (
     ACTIONS_NEEDING_ENDPOINT,
     ANOMALY,
@@ -39,7 +40,6 @@ from focus_platform.policies.model import (
     DEFAULT_MAX_PER_DAY,
     MODES,
     POLICY_ACTION_KINDS,
-    SEVERITIES,
     SHADOW,
     SIGNAL_KINDS,
     SIGNAL_STATUSES,
@@ -163,6 +163,10 @@ def _trigger(path: str, at: str, node: object) -> Trigger:
     if not isinstance(node, dict) or "signal" not in node:
         raise PolicyError(f"{path}: {at}: must be a mapping with a signal ({', '.join(SIGNAL_KINDS)})")
     signal = _choice(path, f"{at}.signal", node["signal"], SIGNAL_KINDS)
+    for key in node:
+        kinds = [kind for kind, filters in WHEN_FIELDS.items() if key in filters]
+        if kinds and signal not in kinds:
+            raise PolicyError(f"{path}: {at}.{key}: only for signal {', '.join(kinds)} (signal is {signal})")
     fields = _fields(path, at, node, ("signal", *WHEN_FIELDS[signal]), ())
     statuses = None
     if "status" in fields:
@@ -204,7 +208,7 @@ def _canary_owners(path: str, at: str, fields: dict, mode: str, owners: tuple[st
 
 def _max_per_day(path: str, at: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PolicyError(f"{path}: {at}: must be a whole number of at least 1, not {value!r}")
+        raise PolicyError(f"{path}: {at}: must be a whole number of at least 1, not {value}")
     return value
 
 
