@@ -9,7 +9,12 @@ alert carries.
 from focus_platform.alerts.config import (
     ALERTS_FILE,
     FORMATS,
+    HTTP,
+    INFO,
+    PAGE,
     SEVERITIES,
+    SLACK,
+    TICKET,
     AlertConfig,
     AlertConfigError,
     Endpoint,
@@ -18,5 +23,6 @@ from focus_platform.alerts.config import (
 from focus_platform.alerts.message import Alert, asset_link, payload
 from focus_platform.alerts.webhook import Delivery, Notifier, deliver, route
 
-__all__ = ["ALERTS_FILE", "FORMATS", "SEVERITIES", "Alert", "AlertConfig", "AlertConfigError", "Delivery", "Endpoint",
-           "Notifier", "asset_link", "deliver", "payload", "read_alert_config", "route"]
+__all__ = ["ALERTS_FILE", "FORMATS", "HTTP", "INFO", "PAGE", "SEVERITIES", "SLACK", "TICKET", "Alert", "AlertConfig",
+           "AlertConfigError", "Delivery", "Endpoint", "Notifier", "asset_link", "deliver", "payload",
+           "read_alert_config", "route"]

@@ -21,6 +21,7 @@ and the problem. An environment variable that is missing or empty does not fail 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -203,7 +204,7 @@ def _is_http_url(url: str) -> bool:
 def _number(path: str, where: str, value: object, *, positive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise AlertConfigError(f"{path}: {where}: must be a number of seconds, not {_kind(value)}")
-    if value < 0 or (positive and value == 0) or value != value or value == float("inf"):
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
         raise AlertConfigError(f"{path}: {where}: must be {'> 0' if positive else '>= 0'} and finite, not {value}")
     return float(value)
 
