@@ -39,8 +39,8 @@ TIMEOUT = 0.2  # seconds per attempt in these tests
 # A real HTTP server on 127.0.0.1
 # ---------------------------------------------------------------------------------------------
 class Hook:
-    """A webhook receiver: answers each path from a script of answers (a status, or "hang": no answer before the
-    client's timeout; the last answer repeats; default 200) and records every request's path, headers and body."""
+    """A webhook receiver: answers each path from a script of answers (a status; "hang": no answer before the
+    client's timeout; "drop": the connection closed without an answer; the last answer repeats; default 200) and records every request's path, headers and body."""
 
     def __init__(self) -> None:
         self.requests: list[dict] = []
@@ -72,6 +72,9 @@ class Hook:
                 answer = hook._next_answer(self.path)
                 if answer == "hang":
                     hook.stop.wait(5)
+                    return
+                if answer == "drop":
+                    self.close_connection = True
                     return
                 self.send_response(answer)
                 if answer == 302:
@@ -287,6 +290,15 @@ def test_a_closed_port_is_a_failed_delivery_not_an_exception():
     assert (delivery.ok, delivery.attempts, delivery.status) == (False, 2, None)
     assert delivery.error.startswith("connection failed:") and "refused" in delivery.error.lower()
     assert waits == [1.0]
+
+
+def test_a_connection_closed_without_an_answer_is_retried(hook):
+    hook.answer("/drops", "drop", "drop", 200)
+    first = deliver(alert(), endpoint(hook.url("/drops"), retries=0))
+    assert (first.ok, first.attempts, first.status) == (False, 1, None)
+    assert first.error.startswith("connection failed: RemoteDisconnected")
+    second = deliver(alert(), endpoint(hook.url("/drops"), retries=1), sleep=lambda seconds: None)
+    assert (second.ok, second.attempts, second.status) == (True, 2, 200)
 
 
 def test_400_is_not_retried_and_says_why(hook):
