@@ -6,7 +6,7 @@ Dagster here).
 evaluation of ``SIGNALS``; ``action_rates`` (M6) and ``shadow_lag`` (M12) are its service-level figures.
 """
 
-from focus_platform.policies.evaluate import action_rates, evaluate, matches, shadow_lag
+from focus_platform.policies.evaluate import action_rates, evaluate, shadow_lag
 from focus_platform.policies.model import (
     OUTCOMES,
     POLICY_ACTIONS,
@@ -20,4 +20,4 @@ from focus_platform.policies.model import (
 from focus_platform.policies.read import read_policies
 
 __all__ = ["OUTCOMES", "POLICY_ACTIONS", "SIGNALS", "Action", "Policy", "PolicyError", "PolicySet", "Trigger",
-           "action_rates", "evaluate", "matches", "read_policies", "shadow_lag"]
+           "action_rates", "evaluate", "read_policies", "shadow_lag"]

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -70,17 +69,17 @@ def evaluate(policies: PolicySet, signals: pl.DataFrame, *, now: datetime, histo
         for signal in (s for s in ordered if matches(policy, s)):
             action = _action(policy, signal)
             if signal["SignalId"] in handled:
-                outcome, sent = DUPLICATE, None
+                outcome, delivery = DUPLICATE, None
             elif policies.kill_switch:
-                outcome, sent = KILLED, None
+                outcome, delivery = KILLED, None
             elif counted >= policy.max_per_day:
-                outcome, sent = LIMITED, None
+                outcome, delivery = LIMITED, None
             else:
-                outcome, sent = _act(policy, action, send)
+                outcome, delivery = _act(policy, action, send)
                 counted += 1
             if outcome in HANDLED:
                 handled.add(signal["SignalId"])
-            rows.append(_row(evaluated_at, policy, action, outcome, sent))
+            rows.append(_row(evaluated_at, policy, action, outcome, delivery))
     return pl.DataFrame(rows, schema=POLICY_ACTIONS, orient="row")
 
 
@@ -214,7 +213,7 @@ def _row(evaluated_at: datetime, policy: Policy, action: Action, outcome: str, d
 
 
 def _payload(action: Action) -> str:
-    return json.dumps(asdict(action), default=_json_value)
+    return json.dumps(vars(action), default=_json_value)  # its fields are flat: no deep copy (asdict) needed
 
 
 def _json_value(value: object) -> str:

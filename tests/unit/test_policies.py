@@ -371,7 +371,7 @@ def test_m12_days_in_shadow_before_enforce():
         "ticket-mapping-failures": ("enforce", 14, True),
         "notify-run-failure": ("enforce", 2, False),  # enforced too soon
     }
-    assert lag["ticket-mapping-failures"] | {} == {
+    assert lag["ticket-mapping-failures"] == {
         "mode": "enforce", "enforced": True, "days": 14, "within_target": True, "note": None,
         "shadow_since": "2026-11-01", "enforce_since": "2026-11-15"}
     early = shadow_lag(policies(one_policy(mode="shadow", shadow_since="2026-12-01")), date(2026, 12, 7))
