@@ -35,11 +35,13 @@ from focus_platform.alerts import SEVERITIES
 from focus_platform.policies.model import (
     ACTIONS_NEEDING_ENDPOINT,
     ANOMALY,
+    BUDGET,
     CANARY,
     CHECK,
     DEFAULT_MAX_PER_DAY,
     MODES,
     POLICY_ACTION_KINDS,
+    RUN_FAILURE,
     SHADOW,
     SIGNAL_KINDS,
     SIGNAL_STATUSES,
@@ -54,10 +56,10 @@ POLICY_FIELDS = ("id", "when", "owners", "action", "severity", "endpoint", "mode
                  "max_per_day", "mode_since", "shadow_since")
 POLICY_REQUIRED = ("id", "when", "action")
 WHEN_FIELDS = {  # per signal kind, the filters `when` may hold besides `signal`
-    "budget": ("status",),
+    BUDGET: ("status",),
     ANOMALY: ("status", "min_delta"),
     CHECK: ("status", "check"),
-    "run_failure": ("status",),
+    RUN_FAILURE: ("status",),
 }
 POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -90,7 +92,9 @@ class _Loader(yaml.SafeLoader):
         seen: set[object] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
-            if isinstance(key, str | int | bool) and key in seen:
+            if not isinstance(key, str | int | bool):
+                continue  # not a field name: refused as an unknown field
+            if key in seen:
                 raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping",
                                                         key_node.start_mark)
             seen.add(key)
