@@ -3,7 +3,8 @@ in shadow, canary or enforce mode, with a daily limit and a kill switch; every e
 Dagster here).
 
 ``read_policies`` reads ``<landing>/policies/*.yaml``; ``evaluate`` gives the ``POLICY_ACTIONS`` rows of one
-evaluation of ``SIGNALS``; ``action_rates`` (M6) and ``shadow_lag`` (M12) are its service-level figures.
+evaluation of ``SIGNALS``, sending enforced actions through ``alert_sender(alerts config)``; ``action_rates`` (M6)
+and ``shadow_lag`` (M12) are its service-level figures.
 """
 
 from focus_platform.policies.evaluate import action_rates, evaluate, shadow_lag
@@ -17,7 +18,8 @@ from focus_platform.policies.model import (
     PolicySet,
     Trigger,
 )
-from focus_platform.policies.read import read_policies
+from focus_platform.policies.read import POLICIES_FOLDER, read_policies
+from focus_platform.policies.send import alert_sender
 
-__all__ = ["OUTCOMES", "POLICY_ACTIONS", "SIGNALS", "Action", "Policy", "PolicyError", "PolicySet", "Trigger",
-           "action_rates", "evaluate", "read_policies", "shadow_lag"]
+__all__ = ["OUTCOMES", "POLICIES_FOLDER", "POLICY_ACTIONS", "SIGNALS", "Action", "Policy", "PolicyError",
+           "PolicySet", "Trigger", "action_rates", "alert_sender", "evaluate", "read_policies", "shadow_lag"]

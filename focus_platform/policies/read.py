@@ -61,11 +61,14 @@ WHEN_FIELDS = {  # per signal kind, the filters `when` may hold besides `signal`
     CHECK: ("status", "check"),
     RUN_FAILURE: ("status",),
 }
+POLICIES_FOLDER = "policies"  # under the landing root: the policy files, *.yaml
 POLICY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
-def read_policies(files: list[tuple[str, bytes]], known_owners: set[str] | None = None) -> PolicySet:
-    """The policies of ``(path, content)`` pairs, validated; owners checked against ``known_owners`` when given."""
+def read_policies(files: list[tuple[str, bytes]], known_owners: set[str] | None = None, *,
+                  known_endpoints: set[str] | None = None) -> PolicySet:
+    """The policies of ``(path, content)`` pairs, validated; owners checked against ``known_owners`` and endpoint
+    names against ``known_endpoints`` (the alerts config's) when given."""
     policies: list[Policy] = []
     defined_at: dict[str, str] = {}  # policy id → where it is defined
     kill_switch = False
@@ -75,7 +78,7 @@ def read_policies(files: list[tuple[str, bytes]], known_owners: set[str] | None 
             kill_switch |= _flag(path, "kill_switch", node["kill_switch"])
         entries = _list(path, "policies", node["policies"]) if "policies" in node else []
         for i, entry in enumerate(entries):
-            policy = _policy(path, f"policies[{i}]", entry, known_owners)
+            policy = _policy(path, f"policies[{i}]", entry, known_owners, known_endpoints)
             if policy.id in defined_at:
                 raise PolicyError(f"{path}: policies[{i}].id: duplicate id {policy.id!r} "
                                   f"(also {defined_at[policy.id]})")
@@ -127,13 +130,14 @@ def _parse_yaml(path: str, data: bytes) -> object:
 # ---------------------------------------------------------------------------------------------
 # One policy
 # ---------------------------------------------------------------------------------------------
-def _policy(path: str, at: str, node: object, known_owners: set[str] | None) -> Policy:
+def _policy(path: str, at: str, node: object, known_owners: set[str] | None,
+            known_endpoints: set[str] | None) -> Policy:
     fields = _fields(path, at, node, POLICY_FIELDS, POLICY_REQUIRED)
     action = _choice(path, f"{at}.action", fields["action"], POLICY_ACTION_KINDS)
     mode = _choice(path, f"{at}.mode", fields.get("mode", SHADOW), MODES)
     owners = _owners(path, f"{at}.owners", fields["owners"], known_owners) if "owners" in fields else None
     canary_owners = _canary_owners(path, at, fields, mode, owners, known_owners)
-    endpoint = _text(path, f"{at}.endpoint", fields["endpoint"]) if "endpoint" in fields else None
+    endpoint = _endpoint(path, f"{at}.endpoint", fields["endpoint"], known_endpoints) if "endpoint" in fields else None
     if endpoint is None and action in ACTIONS_NEEDING_ENDPOINT:
         raise PolicyError(f"{path}: {at}.endpoint: missing; action {action} is a webhook call to a named endpoint")
     mode_since = _date(path, f"{at}.mode_since", fields["mode_since"]) if "mode_since" in fields else None
@@ -192,6 +196,14 @@ def _owners(path: str, at: str, value: object, known_owners: set[str] | None) ->
             raise PolicyError(f"{path}: {at}[{i}]: unknown owner {owner!r}{_did_you_mean(owner, known_owners)}; "
                               f"no allocation knows it ({len(known_owners)} known owners)")
     return owners
+
+
+def _endpoint(path: str, at: str, value: object, known_endpoints: set[str] | None) -> str:
+    name = _text(path, at, value)
+    if known_endpoints is not None and name not in known_endpoints:
+        raise PolicyError(f"{path}: {at}: unknown endpoint {name!r}{_did_you_mean(name, known_endpoints)}; "
+                          f"endpoints: {', '.join(sorted(known_endpoints)) or 'none (no alerts config)'}")
+    return name
 
 
 def _canary_owners(path: str, at: str, fields: dict, mode: str, owners: tuple[str, ...] | None,

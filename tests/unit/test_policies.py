@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from focus_platform.alerts import Delivery
+from focus_platform.alerts import AlertConfig, Delivery, read_alert_config
 from focus_platform.policies import (
     POLICY_ACTIONS,
     SIGNALS,
     Action,
     PolicyError,
     action_rates,
+    alert_sender,
     evaluate,
     read_policies,
     shadow_lag,
@@ -160,6 +164,12 @@ def test_a_bad_policy_file_is_one_line_naming_file_and_entry(text, known, messag
         policies(text, known)
     error = str(raised.value)
     assert error.startswith(f"{FILE}: ") and message in error and "\n" not in error, error
+
+
+def test_endpoints_are_checked_against_the_alerts_config_when_given():
+    with pytest.raises(PolicyError, match=r"^policies/team.yaml: policies\[0\].endpoint: unknown endpoint 'oncal' "
+                                          r"\(did you mean 'oncall'\?\); endpoints: oncall, tickets$"):
+        read_policies([(FILE, one_policy(endpoint="oncal").encode())], known_endpoints={"oncall", "tickets"})
 
 
 def test_owners_are_checked_only_against_known_owners_when_given():
@@ -383,3 +393,72 @@ def test_m12_days_in_shadow_before_enforce():
 def test_the_policies_core_never_imports_dagster():
     for module in PACKAGE.glob("*.py"):
         assert not [name for name in imported_names(module) if name.split(".")[0] == "dagster"], module
+
+
+# ---------------------------------------------------------------------------------------------
+# Sending through the alerts endpoints (one real webhook on 127.0.0.1; the alerts tests cover HTTP in depth)
+# ---------------------------------------------------------------------------------------------
+@contextmanager
+def webhook():
+    """A local webhook recording the JSON bodies it receives (answering 200)."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def alert_config(url: str, *, routes: str = "page: [oncall]") -> AlertConfig:
+    text = (f"endpoints:\n  - name: oncall\n    url: {url}\n    format: http\n    retries: 0\n"
+            f"  - name: pager\n    url: ${{FOCUS_TEST_UNSET_WEBHOOK}}\nroutes: {{{routes}}}\n")
+    return read_alert_config([("alerts/endpoints.yaml", text.encode())], env={})
+
+
+def test_shadow_records_and_enforce_posts_the_same_breach_to_a_real_webhook():
+    breach = signals(signal("budget:platform:2026-12"))
+    with webhook() as (url, received):
+        send = alert_sender(alert_config(url))
+        shadow = evaluate(policies(one_policy(mode="shadow")), breach, now=NOW, history=None, send=send)
+        assert shadow["Outcome"].to_list() == ["would-act"] and received == []
+        enforce = evaluate(policies(one_policy()), breach, now=NOW, history=None, send=send)
+    assert enforce.select("Outcome", "Endpoint", "Attempts", "HttpStatus").row(0) == ("acted", "oncall", 1, 200)
+    [body] = received
+    assert (body["id"], body["severity"], body["owner"], body["amount"], body["currency"]) == (
+        "budget-page/budget:platform:2026-12", "page", "platform", "1500.000000000000", "USD")
+
+
+def test_the_sender_routes_a_notify_without_endpoint_and_reports_what_it_cannot_deliver():
+    with webhook() as (url, received):
+        routed = alert_sender(alert_config(url, routes="page: [oncall, pager], ticket: [oncall], info: []"))
+        read = policies(one_policy(endpoint=None, severity=None) + "  - id: ticket\n    when: {signal: budget}\n"
+                        "    action: ticket\n    endpoint: tickets\n    mode: enforce\n")
+        actions = evaluate(read, signals(signal("a"), signal("b", severity="ticket"), signal("c", severity="info")),
+                           now=NOW, history=None, send=routed)
+    rows = actions.select("PolicyId", "SignalId", "Outcome", "Endpoint", "Attempts", "Error").rows()
+    assert [row[:5] for row in rows] == [
+        ("budget-page", "a", "delivery-failed", "oncall,pager", 1),  # one of the two endpoints failed
+        ("budget-page", "b", "acted", "oncall", 1),
+        ("budget-page", "c", "delivery-failed", None, 0),
+        ("ticket", "a", "delivery-failed", "tickets", 0),
+        ("ticket", "b", "delivery-failed", "tickets", 0),
+        ("ticket", "c", "delivery-failed", "tickets", 0),
+    ]
+    errors = [row[5] for row in rows]
+    assert errors[0].startswith("pager: endpoint disabled: ") and "FOCUS_TEST_UNSET_WEBHOOK" in errors[0]
+    assert errors[1:] == [None, "severity info is routed to no endpoint",
+                          *["no endpoint 'tickets' in the alerts config"] * 3]
+    assert [body["id"] for body in received] == ["budget-page/a", "budget-page/b"]
