@@ -42,6 +42,7 @@ from focus_platform.policies.model import (
     SHADOW_DAYS_MAX,
     SHADOW_DAYS_MIN,
     SIGNAL_KINDS,
+    SIGNAL_STATUSES,
     SIGNALS,
     SKIPPED_NOT_CANARY,
     WOULD_ACT,
@@ -50,7 +51,7 @@ from focus_platform.policies.model import (
     PolicySet,
 )
 
-REQUIRED_SIGNAL_FIELDS = ("SignalId", "Kind", "Severity", "At")
+REQUIRED_SIGNAL_FIELDS = ("SignalId", "Kind", "Severity", "Status", "At")
 _NOTHING_SENT = Delivery(endpoint=None, ok=False, attempts=0, status=None, error=None, seconds=0.0)  # no call made
 
 
@@ -152,6 +153,9 @@ def _signal_rows(signals: pl.DataFrame) -> list[dict]:
         if row["Kind"] not in SIGNAL_KINDS:
             raise ValueError(f"signals: signal {row['SignalId']!r}: unknown Kind {row['Kind']!r} "
                              f"(allowed: {', '.join(SIGNAL_KINDS)})")
+        if row["Status"] not in SIGNAL_STATUSES[row["Kind"]]:
+            raise ValueError(f"signals: signal {row['SignalId']!r}: unknown Status {row['Status']!r} for Kind "
+                             f"{row['Kind']} (allowed: {', '.join(SIGNAL_STATUSES[row['Kind']])})")
         if row["Severity"] not in SEVERITIES:
             raise ValueError(f"signals: signal {row['SignalId']!r}: unknown Severity {row['Severity']!r} "
                              f"(allowed: {', '.join(SEVERITIES)})")

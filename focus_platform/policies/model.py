@@ -41,7 +41,7 @@ DEFAULT_MAX_PER_DAY = 10  # the safety limit of a policy that names none
 # outcomes of one policy × signal evaluation
 WOULD_ACT = "would-act"  # shadow: the payload is recorded, nothing is called
 ACTED = "acted"  # enforce, or canary for a canary owner: the endpoint accepted the call
-DELIVERY_FAILED = "delivery-failed"  # the call was made and failed (attempts, status and error recorded)
+DELIVERY_FAILED = "delivery-failed"  # the call failed or could not be made (attempts, status and error recorded)
 LIMITED = "limited"  # past the policy's max_per_day: no action
 KILLED = "killed"  # the kill switch is on: no action
 DUPLICATE = "duplicate"  # the signal was already acted on (or would have been) by this policy
@@ -61,7 +61,7 @@ SIGNALS = {
     "Asset": pl.String,
     "CheckName": pl.String,
     "Partition": pl.String,
-    "Amount": MONEY,  # budget: projected spend over budget; anomaly: Delta; nullable
+    "Amount": MONEY,  # the money at stake (an anomaly's Delta: min_delta compares its size); nullable
     "Currency": pl.String,
     "Status": pl.String,  # SIGNAL_STATUSES[Kind]
     "Summary": pl.String,

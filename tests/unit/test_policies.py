@@ -349,6 +349,10 @@ def test_bad_signals_and_a_naive_time_are_refused():
                  send=None)
     with pytest.raises(ValueError, match=r"signal 'a': unknown Kind 'budgets'"):
         evaluate(read, signals(signal("a", kind="budgets")), now=NOW, history=None, send=None)
+    with pytest.raises(ValueError, match=r"signal 'a': unknown Status 'failed' for Kind check \(allowed: WARN, ERROR\)"):
+        evaluate(read, signals(signal("a", kind="check", status="failed")), now=NOW, history=None, send=None)
+    with pytest.raises(ValueError, match=r"signal 'a': Status is null"):
+        evaluate(read, signals(signal("a", status=None)), now=NOW, history=None, send=None)
     with pytest.raises(ValueError, match=r"signals: missing column 'Link'"):
         evaluate(read, signals(signal("a")).drop("Link"), now=NOW, history=None, send=None)
 
