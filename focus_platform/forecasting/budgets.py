@@ -57,7 +57,6 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-import itertools
 import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -327,92 +326,132 @@ def budget_status(budgets: list[Budget], rows: pl.LazyFrame | pl.DataFrame, as_o
     begun = sorted((b for b in budgets if b.period.start.date() <= as_of), key=lambda b: (b.period, b.owner))
     if not begun:
         return pl.DataFrame(schema=BUDGET_STATUS)
-    spend = _spend_by_day(rows, begun, as_of)
-    ahead = _forecast_by_day(forecasts, begun, as_of)
-    rates = rates if rates is not None else pl.DataFrame(schema=EXCHANGE_RATE_SCHEMA)
-    records = [_status(budget, spend.filter(pl.col("Owner") == budget.owner,
-                                            pl.col("x_BillingPeriod") == str(budget.period)),
-                       ahead.filter(pl.col("Owner") == budget.owner), as_of, rates)
-               for budget in begun]
-    return pl.DataFrame(records, schema=BUDGET_STATUS, orient="row")
+    budget_keys = pl.DataFrame(
+        [(i, b.owner, str(b.period), b.measure, b.period.start.date(), b.period.end.date() - timedelta(days=1))
+         for i, b in enumerate(begun)],
+        schema={"__budget": pl.Int64, "Owner": pl.String, "x_BillingPeriod": pl.String, "__measure": pl.String,
+                "__first": pl.Date, "__last": pl.Date}, orient="row")
+    days = pl.concat([_actual_days(rows, budget_keys, as_of), _forecast_days(forecasts, budget_keys, as_of)])
+    # only the legs these conversions use: cross rates over the whole ECB history take half a second a lookup
+    currencies = sorted({b.currency for b in begun} | set(days["BillingCurrency"]))
+    rates = (rates if rates is not None else pl.DataFrame(schema=EXCHANGE_RATE_SCHEMA)).filter(
+        pl.col("Currency").is_in(currencies))
+    converted: dict[int, pl.DataFrame | MissingExchangeRateError] = {}
+    for currency in sorted({b.currency for b in begun}):
+        indexes = [i for i, b in enumerate(begun) if b.currency == currency]
+        converted.update(_in_currency(days.filter(pl.col("__budget").is_in(indexes)), indexes, currency, rates))
+    return pl.DataFrame([_status(budget, converted[i], as_of) for i, budget in enumerate(begun)], schema=BUDGET_STATUS)
 
 
-def _spend_by_day(rows: pl.LazyFrame | pl.DataFrame, budgets: list[Budget], as_of: date) -> pl.DataFrame:
-    """Exact daily sums of both measures per owner, period and billing currency, through as_of."""
+DAYS_SCHEMA = {"__budget": pl.Int64, "Actual": pl.Boolean, "BillingCurrency": pl.String, "Date": pl.Date,
+               "Amount": MONEY}
+
+
+def _actual_days(rows: pl.LazyFrame | pl.DataFrame, budget_keys: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """Per budget, billing currency and day through as_of: the exact sum of the budget's measure over its
+    owner's spend rows of its period (``Actual`` true)."""
+    measure = pl.coalesce(*(pl.when(pl.col("__measure") == name).then(pl.col(name)) for name in MEASURES))
     return (rows.lazy()
-            .filter(pl.col("Owner").is_in(sorted({b.owner for b in budgets}))
-                    & pl.col("x_BillingPeriod").is_in(sorted({str(b.period) for b in budgets}))
+            .filter(pl.col("Owner").is_in(budget_keys["Owner"].unique().to_list())
+                    & pl.col("x_BillingPeriod").is_in(budget_keys["x_BillingPeriod"].unique().to_list())
                     & (pl.col("Date") <= as_of))
             .group_by("Owner", "x_BillingPeriod", "BillingCurrency", "Date")
-            .agg(pl.col("BilledCost").sum(), pl.col("EffectiveCost").sum())
-            .collect())
+            .agg(*(pl.col(name).sum() for name in MEASURES))
+            .join(budget_keys.lazy(), on=["Owner", "x_BillingPeriod"])
+            .select("__budget", pl.lit(True).alias("Actual"), "BillingCurrency", "Date", measure.alias("Amount"))
+            .cast(DAYS_SCHEMA).collect())  # type: ignore[arg-type]
 
 
-def _forecast_by_day(forecasts: pl.DataFrame | None, budgets: list[Budget], as_of: date) -> pl.DataFrame:
-    """Per owner, billing currency and day after as_of: the sum of the owner's daily total forecasts (all
-    services and providers) of its latest forecast made on or before as_of."""
-    schema = {"Owner": pl.String, "BillingCurrency": pl.String, "Date": pl.Date, "Forecast": MONEY}
+def _forecast_days(forecasts: pl.DataFrame | None, budget_keys: pl.DataFrame, as_of: date) -> pl.DataFrame:
+    """Per budget, billing currency and day after as_of in its period: the sum of its owner's daily total
+    forecasts (all services and providers) of the owner's latest forecast made on or before as_of (``Actual``
+    false)."""
     if forecasts is None:
-        return pl.DataFrame(schema=schema)
+        return pl.DataFrame(schema=DAYS_SCHEMA)
     made = pl.col("x_ForecastDate")
     return (forecasts.lazy()
             .filter((pl.col("Grain") == "day") & (pl.col("SpendKind") == "total") & (made <= as_of)
-                    & (pl.col("Date") > as_of) & pl.col("Owner").is_in(sorted({b.owner for b in budgets})))
+                    & (pl.col("Date") > as_of) & pl.col("Owner").is_in(budget_keys["Owner"].unique().to_list()))
             .filter(made == made.max().over("Owner"))
-            .group_by("Owner", "BillingCurrency", "Date").agg(pl.col("Forecast").sum())
-            .select(list(schema)).cast(schema).collect())  # type: ignore[arg-type]
+            .join(budget_keys.lazy(), on="Owner")
+            .filter(pl.col("Date").is_between(pl.col("__first"), pl.col("__last")))
+            .group_by("__budget", "BillingCurrency", "Date").agg(pl.col("Forecast").sum().alias("Amount"))
+            .select("__budget", pl.lit(False).alias("Actual"), "BillingCurrency", "Date", "Amount")
+            .cast(DAYS_SCHEMA).collect())  # type: ignore[arg-type]
 
 
-def _in_currency(days: pl.DataFrame, column: str, currency: str, rates: pl.DataFrame) -> list[tuple[date, Decimal]]:
-    """``(day, amount)`` in ``currency``, by day: each billing currency's daily amount converted at the rate
-    of its day (else the nearest earlier); raises ``MissingExchangeRateError``."""
-    if days.is_empty():
-        return []
-    looked_up = lookup_rates(days.select("BillingCurrency", pl.col("Date").alias("__rate_date")), rates, currency)
-    return (days.join(looked_up, left_on=["BillingCurrency", "Date"], right_on=["BillingCurrency", "__rate_date"])
-            .group_by("Date").agg((pl.col(column) * pl.col("x_ExchangeRate")).cast(MONEY).sum())
-            .sort("Date").rows())
+def _in_currency(days: pl.DataFrame, indexes: list[int], currency: str,
+                 rates: pl.DataFrame) -> dict[int, pl.DataFrame | MissingExchangeRateError]:
+    """Per budget index: its ``days`` summed per ``Actual`` and ``Date`` in ``currency`` (each billing
+    currency's daily amount at the rate of its day, else the nearest earlier), sorted by day; or the
+    ``MissingExchangeRateError`` of its first day without a rate. One rate lookup for all the budgets; when
+    it fails, the budgets with the day it names are set apart and the lookup runs again for the others."""
+    missing: dict[int, MissingExchangeRateError] = {}
+    while True:
+        pending = days.filter(~pl.col("__budget").is_in(list(missing)))
+        try:
+            looked_up = lookup_rates(pending.select("BillingCurrency", pl.col("Date").alias("__rate_date")), rates,
+                                     currency)
+            break
+        except MissingExchangeRateError as e:
+            hit = pending.filter((pl.col("BillingCurrency") == e.currency) & (pl.col("Date") == e.date))
+            if hit.is_empty():  # not a day of these budgets: the lookup is wrong, not a rate missing
+                raise
+            missing.update(dict.fromkeys(hit["__budget"].unique().to_list(), e))
+    converted = (pending.join(looked_up, left_on=["BillingCurrency", "Date"], right_on=["BillingCurrency", "__rate_date"])
+                 .group_by("__budget", "Actual", "Date")
+                 .agg((pl.col("Amount") * pl.col("x_ExchangeRate")).cast(MONEY).sum())
+                 .sort("Date").partition_by("__budget", as_dict=True, include_key=False))
+    empty = pl.DataFrame(schema={"Actual": pl.Boolean, "Date": pl.Date, "Amount": MONEY})
+    return {i: missing[i] if i in missing else converted.get((i,), empty) for i in indexes}
 
 
-def _status(budget: Budget, spend: pl.DataFrame, ahead: pl.DataFrame, as_of: date, rates: pl.DataFrame) -> tuple:
-    """One BUDGET_STATUS row: ``spend`` the owner's daily sums of the period, ``ahead`` its daily forecasts."""
+def _status(budget: Budget, days: pl.DataFrame | MissingExchangeRateError, as_of: date) -> dict:
+    """One BUDGET_STATUS row from the budget's days (``Actual``, ``Date``, ``Amount`` in its currency; actual
+    days through as_of, forecast days after) or the exchange rate it lacks."""
     first_day = budget.period.start.date()
     last_day = budget.period.end.date() - timedelta(days=1)
     elapsed = (min(as_of, last_day) - first_day).days + 1
-    days_in = last_day.day
-    try:
-        actual_days = _in_currency(spend, budget.measure, budget.currency, rates)
-        forecast_days = _in_currency(ahead.filter(pl.col("Date") <= last_day), "Forecast", budget.currency, rates)
-    except MissingExchangeRateError as e:
-        reason = (f"spend in {e.currency} cannot be converted to the budget currency {e.reporting}: no exchange rate "
-                  f"{e.currency}->{e.reporting} on or before {e.date.isoformat()}")
-        return (str(budget.period), budget.owner, budget.currency, budget.amount, None, None, elapsed, days_in,
-                None, None, None, NO_RATE, reason, as_of, None)
+    row = {"x_BillingPeriod": str(budget.period), "Owner": budget.owner, "BudgetCurrency": budget.currency,
+           "Budget": budget.amount, "DaysElapsed": elapsed, "DaysInPeriod": last_day.day, "x_AsOf": as_of}
+    if isinstance(days, MissingExchangeRateError):
+        return {**row, "Status": NO_RATE,
+                "x_Reason": f"{days.currency} cannot be converted to the budget currency {days.reporting}: no exchange "
+                            f"rate {days.currency}->{days.reporting} on or before {days.date.isoformat()}"}
+    actual_days = days.filter(pl.col("Actual")).select("Date", "Amount").rows()
+    forecast_days = days.filter(~pl.col("Actual")).select("Date", "Amount").rows()
     with localcontext(EXACT):
         actual = sum((amount for _, amount in actual_days), Decimal(0))
         remaining = [as_of + timedelta(days=k) for k in range(1, (last_day - min(as_of, last_day)).days + 1)]
         if remaining and len(forecast_days) == len(remaining):
-            method = FORECAST
-            running = itertools.accumulate(amount for _, amount in forecast_days)
-            projected = [(day, actual + total) for (day, _), total in zip(forecast_days, running, strict=True)]
+            method, projected = FORECAST, _cumulative(forecast_days, actual)
         else:
             method = RUN_RATE
             projected = [(day, (actual * (elapsed + k) / elapsed).quantize(MONEY_UNIT))
                          for k, day in enumerate(remaining, start=1)]
         projection = projected[-1][1] if projected else actual
-        spent = itertools.accumulate(actual_days, lambda total, day: (day[0], total[1] + day[1]))
-        overrun = next((day for day, total in itertools.chain(spent, projected) if total > budget.amount), None)
-        burn_rate = float(actual * days_in / (elapsed * budget.amount))
-        share = projection / budget.amount
+        crossed = (day for day, total in _cumulative(actual_days, Decimal(0)) + projected if total > budget.amount)
         status = (ERROR if projection > budget.error_at * budget.amount
                   else WARN if actual >= budget.warn_at * budget.amount and projection > budget.amount else OK)
-        reason = _reason(budget, status, actual, projection, method, elapsed, days_in, as_of >= last_day)
-    return (str(budget.period), budget.owner, budget.currency, budget.amount, actual, projection, elapsed, days_in,
-            burn_rate, float(share), overrun, status, reason, as_of, method)
+        return {**row, "ActualToDate": actual, "ForecastAtPeriodEnd": projection,
+                "BurnRate": float(actual * last_day.day / (elapsed * budget.amount)),
+                "ProjectedShare": float(projection / budget.amount), "ProjectedOverrunDate": next(crossed, None),
+                "Status": status, "x_ProjectionMethod": method,
+                "x_Reason": _reason(budget, status, actual, projection, method, elapsed, last_day.day,
+                                    ended=as_of >= last_day)}
+
+
+def _cumulative(days: list[tuple[date, Decimal]], start: Decimal) -> list[tuple[date, Decimal]]:
+    """``(day, start + the amounts through that day)`` for each day."""
+    totals, total = [], start
+    for day, amount in days:
+        total += amount
+        totals.append((day, total))
+    return totals
 
 
 def _reason(budget: Budget, status: str, actual: Decimal, projection: Decimal, method: str, elapsed: int,
-            days_in: int, ended: bool) -> str:
+            days_in: int, *, ended: bool) -> str:
     """The status in words with its figures."""
     def money(value: Decimal) -> str:
         return f"{value:,.{minor_unit_digits(budget.currency)}f} {budget.currency}"

@@ -354,7 +354,7 @@ def test_a_budget_in_a_currency_without_a_rate_is_no_rate_and_the_others_are_com
     out = budget_status([budget(), budget("eu", currency="EUR")], rows, date(2026, 12, 14))
     eu, web = out.rows(named=True)
     assert (eu["Owner"], eu["Status"]) == ("eu", NO_RATE)
-    assert eu["x_Reason"] == ("spend in USD cannot be converted to the budget currency EUR: no exchange rate "
+    assert eu["x_Reason"] == ("USD cannot be converted to the budget currency EUR: no exchange rate "
                               "USD->EUR on or before 2026-12-01")
     assert (eu["ActualToDate"], eu["ForecastAtPeriodEnd"], eu["BurnRate"], eu["x_ProjectionMethod"]) == (
         None, None, None, None)
@@ -363,6 +363,22 @@ def test_a_budget_in_a_currency_without_a_rate_is_no_rate_and_the_others_are_com
     late = rates([(date(2026, 12, 10), "USD", "1.25")])  # rates begin after the first spend day
     assert budget_status([budget("eu", currency="EUR")], rows, date(2026, 12, 14),
                          rates=late)["x_Reason"][0].endswith("USD->EUR on or before 2026-12-01")
+
+
+def test_only_the_budgets_with_a_day_before_the_first_rate_are_no_rate():
+    table = rates([(date(2026, 12, 10), "USD", "1.25")])
+    rows = pl.concat([spend([("early", day, "100") for day in DEC]),
+                      spend([("late", day, "100") for day in DEC[11:]]),
+                      spend([("euro", day, "100") for day in DEC], currency="EUR"),
+                      spend([("early", date(2026, 11, 5), "100")])])
+    budgets = [budget(owner, currency="EUR") for owner in ("early", "late", "euro")]
+    budgets.append(budget("early", currency="EUR", period=BillingPeriod(2026, 11)))
+    out = budget_status(budgets, rows, date(2026, 12, 20), rates=table)
+    assert out.select("x_BillingPeriod", "Owner", "Status", "ActualToDate").rows() == [
+        ("2026-11", "early", NO_RATE, None), ("2026-12", "early", NO_RATE, None),
+        ("2026-12", "euro", OK, Decimal(2000)), ("2026-12", "late", OK, 9 * 80)]
+    assert out["x_Reason"][0].endswith("USD->EUR on or before 2026-11-05")
+    assert out["x_Reason"][1].endswith("USD->EUR on or before 2026-12-01")
 
 
 def test_spend_and_forecasts_are_converted_to_the_budget_currency_at_the_day_rate_or_the_nearest_earlier():
