@@ -68,6 +68,7 @@ KUBERNETES_COLUMNS = ["ResourceId", "x_WindowStart", "x_WindowEnd", "x_Cluster",
                       "x_AllocatedResourceId", "x_AllocatedResourceName", "weight"]
 DIRECT, KUBERNETES, KUBERNETES_IDLE = "direct", "kubernetes", "kubernetes-idle"
 ONE = Decimal(1)
+SLICE_ROWS = 1_000_000  # FOCUS rows per slice of the direct part (_slices)
 
 
 class AllocationError(ValueError):
@@ -203,15 +204,19 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
     rules = inputs.rules
     lf = focus.filter(pl.col("x_BillingPeriod") == period)
     rows, keys = _prepared(lf, inputs)
-    owners, matches, conflicts = _owners(rows, keys, lf, inputs)
+    slices = [_prepared(piece, inputs)[0] for piece in _slices(focus, period)]
+    owners, matches, conflicts = _owners(slices, keys, lf, inputs)
     base = _with_owners(rows, owners, keys)
     windows = _node_windows(lf, inputs.kubernetes)
-    summary, counts = _summary(*_summary_stages(rows, base, owners, keys, inputs, windows), owners, rules)
+    stages = [_summary_stages(piece, owners, keys, inputs, windows) for piece in slices]
+    summary, counts = _summary([f for s in stages for f in s[0]], [f for s in stages for f in s[1]], owners, rules)
     weights, fallbacks = _pool_weights(summary, rules, inputs, period)
-    # the rows: the pool rows and the others are split apart (the owners came with the join)
+    # the rows: the pool rows and the others are split apart (the owners came with the join); the rows no pool
+    # or split touches, most of them, in slices of at most SLICE_ROWS FOCUS rows sunk in turn
     pool_row = pl.col("__pool").is_not_null() & ~_is_node(inputs.kubernetes)
-    direct, split_nodes = _stages(base.filter(~pool_row), inputs, windows)
-    parts = [_direct_rows(direct, rules)]
+    split_nodes = _stages(base.filter(~pool_row), inputs, windows)[1]
+    parts = [_direct_rows(_stages(_with_owners(piece, owners, keys).filter(~pool_row), inputs, windows,
+                                  split=False)[0], rules) for piece in slices]
     if rules.pools:
         parts.append(_pool_split(_stages(base.filter(pool_row), inputs, windows)[0], weights, rules))
     if split_nodes is not None:
@@ -222,6 +227,14 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
                      inputs.kubernetes)
     parts = tuple(p.select(_output(rules)).with_columns(capped) for p in parts)
     return Allocation(rows=pl.union(list(parts), how="vertical"), report=report, parts=parts)
+
+
+def _slices(focus: pl.LazyFrame, period: str) -> list[pl.LazyFrame]:
+    """``focus`` in consecutive slices of at most SLICE_ROWS rows (a Parquet scan reads only a slice's row
+    groups), each limited to ``period``: one query over millions of rows holds buffers that grow with them."""
+    total = focus.select(pl.len()).collect(engine="streaming").item()
+    return [focus.slice(start, SLICE_ROWS).filter(pl.col("x_BillingPeriod") == period)
+            for start in range(0, max(total, 1), SLICE_ROWS)]
 
 
 def _is_node(k8s: pl.DataFrame | None) -> pl.Expr:
@@ -257,7 +270,7 @@ def _needed_tag_keys(rules: Rules) -> set[str]:
             | {c.column.removeprefix(TAG_PREFIX) for c in _conditions(rules) if c.column.startswith(TAG_PREFIX)})
 
 
-def _owners(rows: pl.LazyFrame, keys: list[str], lf: pl.LazyFrame,
+def _owners(slices: list[pl.LazyFrame], keys: list[str], lf: pl.LazyFrame,
             inputs: AllocationInputs) -> tuple[pl.DataFrame, dict[str, int], dict[str, int]]:
     """The rules applied once per distinct combination of the columns they read (``keys``, see ``_prepared``):
     per combination the owner and evidence of each dimension (``__ev<i>``), the deciding rule (``__rule``) and
@@ -265,7 +278,8 @@ def _owners(rows: pl.LazyFrame, keys: list[str], lf: pl.LazyFrame,
     matches (sums of the combinations' rows); and the tag key conflicts in rows. One pass finds the
     combinations; each Tags string is parsed once; the hierarchy is looked up per account."""
     rules = inputs.rules
-    combos = _combinations(rows, keys) if keys else rows.select(__rows=pl.len()).collect(engine="streaming")
+    combos = (_combinations(slices, keys) if keys
+              else lf.select(__rows=pl.len().cast(pl.UInt32)).collect(engine="streaming"))
     conflicts: Counter[str] = Counter()
     if "__tags" in keys:
         tags = _tag_table(combos.group_by("__tags").agg(pl.col("__rows").sum()), lf, rules, conflicts)
@@ -285,22 +299,28 @@ def _owners(rows: pl.LazyFrame, keys: list[str], lf: pl.LazyFrame,
     return classified.select(owned), matches, dict(conflicts)
 
 
-def _combinations(rows: pl.LazyFrame, keys: list[str]) -> pl.DataFrame:
+def _combinations(slices: list[pl.LazyFrame], keys: list[str]) -> pl.DataFrame:
     """The distinct combinations of the ``keys`` columns with ``__key`` and their rows (``__rows``).
 
-    Grouping millions of rows by a dozen text columns holds memory that grows with the rows, so the rows are
-    grouped by two independent 64-bit hashes of the keys (``__key`` and a second one) and the first row index
-    of each group — numbers only, flat — and the key columns are then read from those first rows alone.
+    Grouping millions of rows by a dozen text columns holds memory that grows with the rows, so each slice's
+    rows are grouped by two independent 64-bit hashes of the keys (``__key`` and a second one) and the first
+    row index of each group — numbers only — and the key columns are then read from those first rows alone.
     Two combinations sharing ``__key`` (their second hash differs) are grouped again exactly, by the columns;
     sharing both hashes (odds about n²/2¹²⁹) would merge them: the one case this does not see."""
-    indexed = rows.with_row_index("__index").with_columns(__key2=_combination_hash(keys, salt=len(keys) + 1))
-    groups = (indexed.group_by("__key", "__key2").agg(__rows=pl.len(), __index=pl.col("__index").min())
-              .collect(engine="streaming"))
-    if not groups["__key"].is_unique().all():
-        return rows.group_by(*keys, "__key").agg(__rows=pl.len()).collect(engine="streaming")
-    firsts = (indexed.filter(pl.col("__index").is_in(groups["__index"].implode())).select("__index", *keys)
-              .collect(engine="streaming"))
-    return firsts.join(groups.select("__index", "__key", "__rows"), on="__index").select(*keys, "__key", "__rows")
+    found = []
+    for rows in slices:
+        indexed = rows.with_row_index("__index").with_columns(__key2=_combination_hash(keys, salt=len(keys) + 1))
+        groups = (indexed.group_by("__key", "__key2").agg(__rows=pl.len(), __index=pl.col("__index").min())
+                  .collect(engine="streaming"))
+        firsts = (indexed.filter(pl.col("__index").is_in(groups["__index"].implode())).select("__index", *keys)
+                  .collect(engine="streaming"))
+        found.append(firsts.join(groups, on="__index").drop("__index"))
+    combos = (pl.concat(found).group_by("__key", "__key2", maintain_order=True)
+              .agg(pl.col("__rows").sum(), *[pl.col(k).first() for k in keys]))
+    if not combos["__key"].is_unique().all():
+        exact = [rows.group_by(*keys, "__key").agg(__rows=pl.len()).collect(engine="streaming") for rows in slices]
+        return pl.concat(exact).group_by(*keys, "__key", maintain_order=True).agg(pl.col("__rows").sum())
+    return combos.select(*keys, "__key", "__rows")
 
 
 def _with_owners(rows: pl.LazyFrame, owners: pl.DataFrame, keys: list[str]) -> pl.LazyFrame:
@@ -599,13 +619,14 @@ def _kubernetes_split(covered: pl.LazyFrame, k8s: pl.DataFrame, rules: Rules) ->
 
 
 # --- window totals ---------------------------------------------------------------------------
-def _summary_stages(rows: pl.LazyFrame, base: pl.LazyFrame, owners: pl.DataFrame, keys: list[str],
+def _summary_stages(rows: pl.LazyFrame, owners: pl.DataFrame, keys: list[str],
                     inputs: AllocationInputs, windows: pl.DataFrame | None
                     ) -> tuple[list[pl.LazyFrame], list[pl.LazyFrame]]:
     """What ``_summary`` totals: stages of rows, and stages already keyed by combination (``__key``, whose owner
     values join the small totals afterwards). The rows that are not split by Kubernetes are totalled per
     combination — numbers and a few low-cardinality columns in the streamed group-by, not the owner strings a
     join to every row would carry (that grouping grew with the rows) — unless two combinations share a hash."""
+    base = _with_owners(rows, owners, keys)
     if not keys or not owners["__key"].is_unique().all():
         return [f for f in _stages(base, inputs, windows) if f is not None], []
     pools = rows.join(owners.select("__key", "__pool").lazy(), on="__key", how="left")

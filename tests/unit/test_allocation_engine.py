@@ -530,3 +530,31 @@ def test_shadow_diff_of_identical_allocations_is_empty_and_needs_the_dimensions(
     assert allocation_diff(rows, rows, ["team"]).height == 0
     with pytest.raises(ValueError, match="candidate allocation has no dimension column environment"):
         allocation_diff(rows.with_columns(environment=pl.lit("x")), rows, ["team", "environment"])
+
+
+# ---------------------------------------------------------------------------------------------
+# slices: the rows are read in slices of SLICE_ROWS; any slice size gives the same allocation
+# ---------------------------------------------------------------------------------------------
+def test_slices_of_any_size_give_the_same_rows_and_report(monkeypatch):
+    from focus_platform.allocation import engine
+
+    k8s = node_weights(("i-1", 1, "payments", "api", "0.5", "web"), ("i-1", 1, "__idle__", "__idle__", "0.5", None))
+    pools = [Pool("support", match(ServiceName=("equals", "Support")), "team", PROPORTIONAL),
+             Pool("net", match(ServiceName=("equals", "Network")), "team", FIXED,
+                  weights={"platform": D(70), "ml": D(30)})]
+    lf = focus(*[{"BilledCost": str(i + 1), "Tags": {"team": ["platform", "ml", "data eng"][i % 3]},
+                  "x_BillingPeriod": "2025-12" if i == 4 else PERIOD,  # another period between the slices
+                  "ServiceName": ["Amazon EC2", "Support", "Network", "S3"][i % 4],
+                  "ResourceId": "i-1" if i == 7 else f"r-{i % 5}", "ChargePeriodStart": at(1, i % 24)}
+                 for i in range(23)])
+    inputs = AllocationInputs(rules(TEAM, ENV, pools=pools), kubernetes=k8s)
+    allocation = allocate(lf, inputs, PERIOD)
+    whole, whole_report = allocation.rows.collect(), allocation.report
+    assert_conserved(lf.filter(pl.col("x_BillingPeriod") == PERIOD), whole)
+    for size in (1, 2, 5, 22):
+        monkeypatch.setattr(engine, "SLICE_ROWS", size)
+        allocation = allocate(lf, inputs, PERIOD)
+        assert len(allocation.to_write()) >= -(-23 // size)  # one direct part per slice
+        sliced = pl.concat([p.collect() for p in allocation.to_write()])
+        assert sliced.sort(sliced.columns).equals(whole.sort(whole.columns))
+        assert allocation.report == whole_report
