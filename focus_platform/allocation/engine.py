@@ -195,10 +195,12 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
     """The allocation rows of ``period`` (lazy, ``allocation_schema``) and the report of what the rules did.
 
     The rules are applied to the distinct combinations of the columns they read, not to each row; the rows
-    get their owners through one join. Scans ``focus`` here for the distinct combinations, with Kubernetes
-    telemetry for the node rows' distinct (ResourceId, ChargePeriodStart), then for the window totals the
-    pools and the report need (aggregated, small, one query per stage), and once per part when the parts of
-    ``to_write`` are sunk one after another (streaming: memory does not grow with the rows). Raises
+    get their owners through one join. Scans ``focus`` here, slice by slice (``_slices``: at most SLICE_ROWS
+    rows each, so that no query's buffers grow with the period's rows), for the distinct combinations, with
+    Kubernetes telemetry for the node rows' distinct (ResourceId, ChargePeriodStart), then for the window
+    totals the pools and the report need (aggregated, small, one query per stage and slice), and once per part
+    when the parts of ``to_write`` (the direct rows one part per slice, then the pool shares and the Kubernetes
+    shares) are sunk one after another. Raises
     ``AllocationError`` for a pool that cannot be split (zero weights with ``on_zero: error``, no target, a
     driver table missing) or Tags that are not a JSON object."""
     rules = inputs.rules
