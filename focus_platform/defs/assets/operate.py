@@ -8,17 +8,20 @@
 - ``retention_<table>`` checks (M11, ERROR), one per partitioned table on the asset that writes it:
   nothing older than the policy, nothing required missing. ``end_to_end_success`` (M15, WARN) on
   focus_costs: successful runs / finished runs of the last ``RECENT_DAYS`` days. The
-  ``service_levels`` job runs these checks (daily at 03:30 UTC, after retention) and a failed run of
-  any job is logged by ``run_failure_alert`` (an alert hook to wire to a pager).
+  ``service_levels`` job runs these checks (daily at 03:30 UTC, after retention). A failed run of any job
+  is paged by ``run_failure_alert``: a page-severity alert (job, run id, partition, error, the run's page in
+  the UI) through the notifier (``<landing>/alerts/endpoints.yaml``); an endpoint that cannot be reached is
+  logged, and the sensor itself never fails for it.
 """
 
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from focus_platform.alerts import PAGE, Alert
 from focus_platform.defs.assets.ingest import RAW_ASSET
 from focus_platform.defs.checks import ERROR, WARN, Check
-from focus_platform.defs.resources import WarehouseResource
+from focus_platform.defs.resources import NotifierResource, WarehouseResource
 from focus_platform.service_levels import end_to_end_success
 from focus_platform.sources import RAW_TABLES
 from focus_platform.warehouse import retention
@@ -113,15 +116,42 @@ service_levels_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING)
 
 
+def run_failure(run: dg.DagsterRun, error: str, ui_url: str) -> Alert:
+    """The page alert of a failed run: one incident per run."""
+    partition = run.tags.get("dagster/partition")
+    return Alert(id=f"run-failure:{run.run_id}", severity=PAGE, title=f"run of {run.job_name} failed",
+                 partition=partition, summary=f"run {run.run_id} of {run.job_name} failed (partition {partition}, "
+                 f"trigger {run.tags.get('focus/trigger', 'manual')}): {error}",
+                 link=f"{ui_url}/runs/{run.run_id}")
+
+
+def step_errors(context: dg.RunFailureSensorContext) -> str:
+    """Each failed step's root error (its innermost cause), or the run's failure message when no step failed."""
+    lines = []
+    for event in context.get_step_failure_events():
+        error = event.event_specific_data.error
+        while error.cause is not None:
+            error = error.cause
+        lines.append(f"{event.step_key}: {error.message.strip()}")
+    return "; ".join(lines) or (context.failure_event.message if context.failure_event else "")
+
+
 @dg.run_failure_sensor(name="run_failure_alert", default_status=dg.DefaultSensorStatus.RUNNING,
                        monitor_all_code_locations=False)
-def run_failure_alert(context: dg.RunFailureSensorContext):
-    """M15's alert on failure: every failed run is logged with its job, partition and error (wire a
-    pager or chat hook here)."""
-    run = context.dagster_run
-    context.log.error(f"run {run.run_id} of {run.job_name} failed (partition {run.tags.get('dagster/partition')}, "
-                      f"trigger {run.tags.get('focus/trigger', 'manual')}): "
-                      f"{context.failure_event.message if context.failure_event else ''}")
+def run_failure_alert(context: dg.RunFailureSensorContext, notifier: NotifierResource):
+    """M15's alert on failure: every failed run is logged and paged (the notifier's page route); a delivery
+    that fails, or an alerts file that cannot be read, is logged and never fails the sensor."""
+    error = step_errors(context)
+    context.log.error(f"run {context.dagster_run.run_id} of {context.dagster_run.job_name} failed: {error}")
+    try:
+        sender = notifier.notifier()
+    except dg.Failure as exc:
+        context.log.error(f"run failure not paged: {exc.description}")
+        return
+    for delivery in sender.send(run_failure(context.dagster_run, error, sender.config.ui_url)):
+        if not delivery.ok:
+            context.log.error(f"run failure not paged to {delivery.endpoint} after {delivery.attempts} attempt(s): "
+                              f"{delivery.error}")
 
 
 operate = dg.Definitions(

@@ -1,5 +1,5 @@
 """Dagster resources: the landing zone and the warehouse (local by default; ``s3://`` / ``gs://`` by
-configuration).
+configuration), and the notifier that sends alerts to the webhooks of ``<landing>/alerts/endpoints.yaml``.
 
 Credentials are never part of the configuration shown in the UI: leave them empty and the
 providers' own chains apply (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / roles,
@@ -7,8 +7,17 @@ providers' own chains apply (``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` /
 not display. S3-compatible endpoints: ``endpoint_url`` or ``AWS_ENDPOINT_URL`` (+ ``AWS_ALLOW_HTTP``).
 """
 
+from pathlib import Path
+
 import dagster as dg
 
+from focus_platform.alerts import (
+    ALERTS_FILE,
+    AlertConfig,
+    AlertConfigError,
+    Notifier,
+    read_alert_config,
+)
 from focus_platform.landing.config import (
     checked_root,
     default_landing_root,
@@ -104,11 +113,39 @@ class WarehouseResource(_StorageFields):
         return Warehouse(root, config=self.storage_config())
 
 
+class NotifierResource(dg.ConfigurableResource):
+    """Alerts to webhooks (``focus_platform.alerts``): endpoints, routes by severity and the Dagster UI's URL from
+    ``<landing>/alerts/endpoints.yaml`` (read through the landing store), or from ``endpoints_file`` (a local
+    path) instead. Without a file nothing is routed: alerts are recorded by their callers, never sent."""
+
+    landing_zone: LandingZoneResource
+    endpoints_file: str = ""
+
+    def alert_config(self) -> AlertConfig:
+        """The alerts config; a file that cannot be read or used is a ``dg.Failure`` naming it."""
+        try:
+            return read_alert_config(self._files())
+        except (AlertConfigError, OSError) as exc:
+            raise dg.Failure(str(exc)) from exc
+
+    def notifier(self) -> Notifier:
+        """A notifier over the config (each incident sent once per notifier)."""
+        return Notifier(self.alert_config())
+
+    def _files(self) -> list[tuple[str, bytes]]:
+        if self.endpoints_file:
+            return [(self.endpoints_file, Path(self.endpoints_file).read_bytes())]
+        store = self.landing_zone.store()
+        return [(store.uri(ALERTS_FILE), store.read_bytes(ALERTS_FILE))] if store.exists(ALERTS_FILE) else []
+
+
 def default_resources() -> dict[str, object]:
     """The resources from the environment, each setting checked (``landing.config``: a ``SettingError``
     names the variable, its value and what is allowed)."""
+    landing_zone = LandingZoneResource(root=default_landing_root())
     return {
-        "landing_zone": LandingZoneResource(root=default_landing_root()),
+        "landing_zone": landing_zone,
+        "notifier": NotifierResource(landing_zone=landing_zone),
         "warehouse": WarehouseResource(root=root_setting("FOCUS_WAREHOUSE_ROOT", DEFAULT_ROOT),
                                        max_drop_share=share_setting("FOCUS_MAX_DROP_SHARE", DEFAULT_MAX_DROP_SHARE)),
     }
