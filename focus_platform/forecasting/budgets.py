@@ -110,6 +110,9 @@ BUDGET_STATUS = {
     "x_AsOf": pl.Date,
     "x_ProjectionMethod": pl.String,
 }
+# budget_status's working rows: per budget (its index), actual (through as_of) or forecast day, billing currency
+DAYS_SCHEMA = {"__budget": pl.Int64, "Actual": pl.Boolean, "BillingCurrency": pl.String, "Date": pl.Date,
+               "Amount": MONEY}
 
 
 class BudgetError(ValueError):
@@ -218,6 +221,8 @@ def _csv_entries(path: str, text: str) -> list[tuple[_Entry, dict]]:
     reader = csv.reader(io.StringIO(text))
     header = [name.strip() for name in next(reader, [])]
     for i, name in enumerate(header):
+        if not name:
+            raise BudgetError(f"{path}: row 1: column {i + 1} has no name; columns: {', '.join(FIELDS)}")
         if name in header[:i]:
             raise BudgetError(f"{path}: row 1: column {name!r} appears twice")
     entries = []
@@ -341,10 +346,6 @@ def budget_status(budgets: list[Budget], rows: pl.LazyFrame | pl.DataFrame, as_o
         indexes = [i for i, b in enumerate(begun) if b.currency == currency]
         converted.update(_in_currency(days.filter(pl.col("__budget").is_in(indexes)), indexes, currency, rates))
     return pl.DataFrame([_status(budget, converted[i], as_of) for i, budget in enumerate(begun)], schema=BUDGET_STATUS)
-
-
-DAYS_SCHEMA = {"__budget": pl.Int64, "Actual": pl.Boolean, "BillingCurrency": pl.String, "Date": pl.Date,
-               "Amount": MONEY}
 
 
 def _actual_days(rows: pl.LazyFrame | pl.DataFrame, budget_keys: pl.DataFrame, as_of: date) -> pl.DataFrame:

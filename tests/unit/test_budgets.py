@@ -190,6 +190,7 @@ def test_a_bad_yaml_file_is_one_line_naming_the_file(text, expected):
      "b.csv: row 2, column warn_at: 0.9 is above error_at 0.8"),
     ("owner,period,amount,currency\nweb,2026-12,1\n", "b.csv: row 2: 3 fields, the header has 4"),
     ("owner,period,amount,amount,currency\nweb,2026-12,1,2,USD\n", "b.csv: row 1: column 'amount' appears twice"),
+    ("owner,period,amount,currency,\nweb,2026-12,1,USD,\n", "b.csv: row 1: column 5 has no name"),
 ])
 def test_a_bad_csv_budget_is_one_line_naming_the_file_row_and_column(text, expected):
     assert expected in one_line_error([("b.csv", text.encode())])
