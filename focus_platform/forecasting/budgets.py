@@ -137,6 +137,13 @@ class Budget:
 # ---------------------------------------------------------------------------------------------
 # Reading budget files
 # ---------------------------------------------------------------------------------------------
+def budget_files(store, folder: str = BUDGET_FOLDER) -> list[tuple[str, bytes]]:
+    """``(key, bytes)`` of every budget file (``.yaml``, ``.yml``, ``.csv``) under ``<landing root>/budgets``
+    of a landing store (other files there are not read)."""
+    return [(o.key, store.read_bytes(o.key)) for o in store.list(folder)
+            if o.key.lower().endswith((*YAML_SUFFIXES, CSV_SUFFIX))]
+
+
 def read_budgets(files: list[tuple[str, bytes]]) -> list[Budget]:
     """Every budget of the ``(path, content)`` files (YAML or CSV by suffix), one per owner and month."""
     budgets: dict[tuple[str, BillingPeriod], Budget] = {}

@@ -19,10 +19,13 @@ from focus_platform.forecasting.budgets import (
     WARN,
     Budget,
     BudgetError,
+    budget_files,
     budget_status,
     read_budgets,
 )
 from focus_platform.forecasting.spend import SPEND_ROWS
+from focus_platform.generate.spend import seasonal_spend
+from focus_platform.landing.zone import LocalStore
 from focus_platform.periods import BillingPeriod
 from focus_platform.reconciliation.currency import EXCHANGE_RATE_SCHEMA
 
@@ -196,6 +199,17 @@ def test_a_bad_csv_budget_is_one_line_naming_the_file_row_and_column(text, expec
     assert expected in one_line_error([("b.csv", text.encode())])
 
 
+def test_budget_files_are_the_yaml_and_csv_files_of_the_landing_budgets_folder(tmp_path):
+    folder = tmp_path / "budgets"
+    folder.mkdir()
+    for name in ("a.yaml", "b.CSV", "c.yml", "README.md"):
+        (folder / name).write_bytes(name.encode())
+    (tmp_path / "other.yaml").write_bytes(b"")
+    assert sorted(budget_files(LocalStore(tmp_path))) == [
+        ("budgets/a.yaml", b"a.yaml"), ("budgets/b.CSV", b"b.CSV"), ("budgets/c.yml", b"c.yml")]
+    assert budget_files(LocalStore(tmp_path / "empty")) == []  # no budgets folder: no budgets
+
+
 def test_a_file_that_is_neither_yaml_nor_csv_is_refused():
     assert one_line_error([("budgets/notes.txt", b"x")]) == (
         "budgets/notes.txt: not a budget file: expected a name ending in .yaml, .yml or .csv")
@@ -331,6 +345,17 @@ def test_the_budget_measure_is_summed_and_other_periods_and_later_days_are_not()
     as_of = date(2026, 12, 14)
     assert status_on([budget()], rows, as_of)["ActualToDate"] == Decimal(1400)
     assert status_on([budget(measure="BilledCost")], rows, as_of)["ActualToDate"] == Decimal(2800)
+
+
+def test_actual_to_date_is_the_exact_sum_of_generated_spend_rows():
+    rows = seasonal_spend(6, date(2026, 10, 1), 92, owners=3, seed=7)  # usage and month-start fees, 3 owners
+    november, as_of = BillingPeriod(2026, 11), date(2026, 11, 20)
+    budgets = [budget(owner, "1000000", period=november) for owner in ("owner-00", "owner-01")]
+    out = budget_status(budgets, rows.lazy(), as_of)
+    expected = (rows.filter((pl.col("x_BillingPeriod") == "2026-11") & (pl.col("Date") <= as_of))
+                .group_by("Owner").agg(pl.col("EffectiveCost").sum()).sort("Owner").head(2))
+    assert out.select("Owner", "ActualToDate").rows() == expected.rows()
+    assert out["DaysElapsed"].to_list() == [20, 20] and out["DaysInPeriod"].to_list() == [30, 30]
 
 
 def test_budgets_whose_period_has_not_begun_are_left_out_and_owners_without_spend_are_ok():
