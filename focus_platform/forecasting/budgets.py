@@ -37,8 +37,11 @@ nothing to report); an ended period is reported on its whole spend.
 - **Projection at period end** (``x_ProjectionMethod``): ``forecast`` when the owner's daily
   forecasts (``spend_forecasts`` rows of Grain day and SpendKind total, all services and providers,
   from the owner's latest forecast made on or before ``as_of``, converted like the actuals) cover
-  every remaining day of the period: actual + their sum; else ``run-rate``: actual / days elapsed ×
-  days in period (after the period end: the actual itself). Forecasts model one measure (the
+  every remaining day of the period: actual + their sum; else ``run-rate``: actual + usage to date /
+  days elapsed × remaining days (after the period end: the actual itself). Fees (SpendKind fee: a
+  month-start commitment purchase, a support fee) count once as charged and are not run forward, so
+  a month-start purchase does not project thirty of itself on day one; a recurring fee charged later
+  in the month is not foreseen by the run rate (the forecast carries it). Forecasts model one measure (the
   forecast stage's); a budget on the other measure adds them to its own actuals.
 - **BurnRate** (M13) = (actual / days elapsed) / (budget / days in period); **ProjectedShare** =
   projection / budget.
@@ -65,6 +68,7 @@ from decimal import Context, Decimal, InvalidOperation, localcontext
 import polars as pl
 import yaml
 
+from focus_platform.forecasting.spend import USAGE
 from focus_platform.periods import BillingPeriod, PeriodError, window
 from focus_platform.reconciliation.currency import (
     EXCHANGE_RATE_SCHEMA,
@@ -110,9 +114,11 @@ BUDGET_STATUS = {
     "x_AsOf": pl.Date,
     "x_ProjectionMethod": pl.String,
 }
-# budget_status's working rows: per budget (its index), actual (through as_of) or forecast day, billing currency
-DAYS_SCHEMA = {"__budget": pl.Int64, "Actual": pl.Boolean, "BillingCurrency": pl.String, "Date": pl.Date,
+# budget_status's working rows: per budget (its index), kind (usage or fee through as_of, forecast after), billing
+# currency and day
+DAYS_SCHEMA = {"__budget": pl.Int64, "Kind": pl.String, "BillingCurrency": pl.String, "Date": pl.Date,
                "Amount": MONEY}
+FORECAST_KIND = "forecast"  # Kind of a forecast day; spend days have their SpendKind (usage, fee)
 
 
 class BudgetError(ValueError):
@@ -357,23 +363,23 @@ def budget_status(budgets: list[Budget], rows: pl.LazyFrame | pl.DataFrame, as_o
 
 def _actual_days(rows: pl.LazyFrame | pl.DataFrame, budget_keys: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """Per budget, billing currency and day through as_of: the exact sum of the budget's measure over its
-    owner's spend rows of its period (``Actual`` true)."""
+    owner's spend rows of its period, per SpendKind (``Kind``)."""
     measure = pl.coalesce(*(pl.when(pl.col("__measure") == name).then(pl.col(name)) for name in MEASURES))
     return (rows.lazy()
             .filter(pl.col("Owner").is_in(budget_keys["Owner"].unique().to_list())
                     & pl.col("x_BillingPeriod").is_in(budget_keys["x_BillingPeriod"].unique().to_list())
                     & (pl.col("Date") <= as_of))
-            .group_by("Owner", "x_BillingPeriod", "BillingCurrency", "Date")
+            .group_by("Owner", "x_BillingPeriod", "SpendKind", "BillingCurrency", "Date")
             .agg(*(pl.col(name).sum() for name in MEASURES))
             .join(budget_keys.lazy(), on=["Owner", "x_BillingPeriod"])
-            .select("__budget", pl.lit(True).alias("Actual"), "BillingCurrency", "Date", measure.alias("Amount"))
+            .select("__budget", pl.col("SpendKind").alias("Kind"), "BillingCurrency", "Date", measure.alias("Amount"))
             .cast(DAYS_SCHEMA).collect())  # type: ignore[arg-type]
 
 
 def _forecast_days(forecasts: pl.DataFrame | None, budget_keys: pl.DataFrame, as_of: date) -> pl.DataFrame:
     """Per budget, billing currency and day after as_of in its period: the sum of its owner's daily total
-    forecasts (all services and providers) of the owner's latest forecast made on or before as_of (``Actual``
-    false)."""
+    forecasts (all services and providers) of the owner's latest forecast made on or before as_of (``Kind``
+    forecast)."""
     if forecasts is None:
         return pl.DataFrame(schema=DAYS_SCHEMA)
     made = pl.col("x_ForecastDate")
@@ -384,13 +390,13 @@ def _forecast_days(forecasts: pl.DataFrame | None, budget_keys: pl.DataFrame, as
             .join(budget_keys.lazy(), on="Owner")
             .filter(pl.col("Date").is_between(pl.col("__first"), pl.col("__last")))
             .group_by("__budget", "BillingCurrency", "Date").agg(pl.col("Forecast").sum().alias("Amount"))
-            .select("__budget", pl.lit(False).alias("Actual"), "BillingCurrency", "Date", "Amount")
+            .select("__budget", pl.lit(FORECAST_KIND).alias("Kind"), "BillingCurrency", "Date", "Amount")
             .cast(DAYS_SCHEMA).collect())  # type: ignore[arg-type]
 
 
 def _in_currency(days: pl.DataFrame, indexes: list[int], currency: str,
                  rates: pl.DataFrame) -> dict[int, pl.DataFrame | MissingExchangeRateError]:
-    """Per budget index: its ``days`` summed per ``Actual`` and ``Date`` in ``currency`` (each billing
+    """Per budget index: its ``days`` summed per ``Kind`` and ``Date`` in ``currency`` (each billing
     currency's daily amount at the rate of its day, else the nearest earlier), sorted by day; or the
     ``MissingExchangeRateError`` of its first day without a rate. One rate lookup for all the budgets; when
     it fails, the budgets with the day it names are set apart and the lookup runs again for the others."""
@@ -407,16 +413,16 @@ def _in_currency(days: pl.DataFrame, indexes: list[int], currency: str,
                 raise
             missing.update(dict.fromkeys(hit["__budget"].unique().to_list(), e))
     converted = (pending.join(looked_up, left_on=["BillingCurrency", "Date"], right_on=["BillingCurrency", "__rate_date"])
-                 .group_by("__budget", "Actual", "Date")
+                 .group_by("__budget", "Kind", "Date")
                  .agg((pl.col("Amount") * pl.col("x_ExchangeRate")).cast(MONEY).sum())
                  .sort("Date").partition_by("__budget", as_dict=True, include_key=False))
-    empty = pl.DataFrame(schema={"Actual": pl.Boolean, "Date": pl.Date, "Amount": MONEY})
+    empty = pl.DataFrame(schema={"Kind": pl.String, "Date": pl.Date, "Amount": MONEY})
     return {i: missing[i] if i in missing else converted.get((i,), empty) for i in indexes}
 
 
 def _status(budget: Budget, days: pl.DataFrame | MissingExchangeRateError, as_of: date) -> dict:
-    """One BUDGET_STATUS row from the budget's days (``Actual``, ``Date``, ``Amount`` in its currency; actual
-    days through as_of, forecast days after) or the exchange rate it lacks."""
+    """One BUDGET_STATUS row from the budget's days (``Kind``, ``Date``, ``Amount`` in its currency: usage and
+    fee days through as_of, forecast days after) or the exchange rate it lacks."""
     first_day = budget.period.start.date()
     last_day = budget.period.end.date() - timedelta(days=1)
     elapsed = (min(as_of, last_day) - first_day).days + 1
@@ -426,16 +432,18 @@ def _status(budget: Budget, days: pl.DataFrame | MissingExchangeRateError, as_of
         return {**row, "Status": NO_RATE,
                 "x_Reason": f"{days.currency} cannot be converted to the budget currency {days.reporting}: no exchange "
                             f"rate {days.currency}->{days.reporting} on or before {days.date.isoformat()}"}
-    actual_days = days.filter(pl.col("Actual")).select("Date", "Amount").rows()
-    forecast_days = days.filter(~pl.col("Actual")).select("Date", "Amount").rows()
+    spent = days.filter(pl.col("Kind") != FORECAST_KIND)
+    actual_days = spent.group_by("Date").agg(pl.col("Amount").sum()).sort("Date").rows()
+    forecast_days = days.filter(pl.col("Kind") == FORECAST_KIND).select("Date", "Amount").rows()
     with localcontext(EXACT):
         actual = sum((amount for _, amount in actual_days), Decimal(0))
+        usage = sum(spent.filter(pl.col("Kind") == USAGE)["Amount"], Decimal(0))
         remaining = [as_of + timedelta(days=k) for k in range(1, (last_day - min(as_of, last_day)).days + 1)]
         if remaining and len(forecast_days) == len(remaining):
             method, projected = FORECAST, _cumulative(forecast_days, actual)
         else:
             method = RUN_RATE
-            projected = [(day, (actual * (elapsed + k) / elapsed).quantize(MONEY_UNIT))
+            projected = [(day, (actual + usage * k / elapsed).quantize(MONEY_UNIT))
                          for k, day in enumerate(remaining, start=1)]
         projection = projected[-1][1] if projected else actual
         crossed = (day for day, total in _cumulative(actual_days, Decimal(0)) + projected if total > budget.amount)

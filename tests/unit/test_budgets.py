@@ -23,7 +23,7 @@ from focus_platform.forecasting.budgets import (
     budget_status,
     read_budgets,
 )
-from focus_platform.forecasting.spend import SPEND_ROWS
+from focus_platform.forecasting.spend import FEE, SPEND_ROWS, USAGE
 from focus_platform.generate.spend import seasonal_spend
 from focus_platform.landing.zone import LocalStore
 from focus_platform.periods import BillingPeriod
@@ -40,12 +40,15 @@ def budget(owner: str = "web", amount: str = "3100", currency: str = "USD", peri
                   **{name: Decimal(value) if name != "measure" else value for name, value in thresholds.items()})
 
 
-def spend(entries: list[tuple[str, date, str]], currency: str = "USD", billed_factor: int = 1) -> pl.DataFrame:
-    """SPEND_ROWS, one usage row per (owner, day, EffectiveCost); BilledCost = EffectiveCost × billed_factor."""
+def spend(entries: list[tuple[str, date, str]], currency: str = "USD", billed_factor: int = 1,
+          kind: str = USAGE) -> pl.DataFrame:
+    """SPEND_ROWS, one row per (owner, day, EffectiveCost) of SpendKind ``kind`` (a fee: a month-start
+    purchase); BilledCost = EffectiveCost × billed_factor."""
     return pl.DataFrame(
         [{"Date": day, "x_BillingPeriod": f"{day:%Y-%m}", "Owner": owner, "ProviderName": "AWS",
           "ServiceName": "Amazon EC2", "BillingAccountId": "1", "SubAccountId": "1", "BillingCurrency": currency,
-          "ChargeCategory": "Usage", "ChargeFrequency": "Usage-Based", "SpendKind": "usage",
+          "ChargeCategory": "Usage" if kind == USAGE else "Purchase",
+          "ChargeFrequency": "Usage-Based" if kind == USAGE else "Recurring", "SpendKind": kind,
           "ResourceId": "r", "SkuId": "s", "x_RowId": f"{owner}-{day}-{i}",
           "BilledCost": Decimal(amount) * billed_factor, "EffectiveCost": Decimal(amount)}
          for i, (owner, day, amount) in enumerate(entries)], schema=SPEND_ROWS)
@@ -262,6 +265,16 @@ def test_a_month_replayed_day_by_day_with_the_run_rate_turns_warn_on_day_14_and_
     assert days[16]["x_Reason"].startswith("projected 3,738.24 USD at period end (run-rate), 120.6 % of the "
                                            "3,100.00 USD budget: above the error threshold 120.0 %")
     assert days[30]["x_Reason"].startswith("spent 4,150.00 USD in the period, 133.9 % of the 3,100.00 USD budget")
+
+
+def test_the_run_rate_counts_a_month_start_fee_once():
+    # 2000 purchased on 1 December, then 100 a day of usage: 5100 by the end, exactly the budget
+    rows = pl.concat([spend([("web", DEC[0], "2000")], kind=FEE), spend([("web", day, "100") for day in DEC])])
+    days = [status_on([budget(amount="5100")], rows, day) for day in DEC]
+    assert {d["ForecastAtPeriodEnd"] for d in days} == {Decimal(5100)}  # not 2100 × 31 = 65100 on day one
+    assert {d["Status"] for d in days} == {OK}
+    assert days[0]["ActualToDate"] == Decimal(2100)
+    assert days[0]["BurnRate"] == pytest.approx(2100 / (5100 / 31))  # the burn rate counts what was spent
 
 
 def test_burn_rate_and_projected_share_on_day_14():
