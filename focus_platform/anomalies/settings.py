@@ -104,6 +104,8 @@ def _file_sections(path: str, data: bytes) -> dict:
         node = _parse_yaml(data, path)
     except RulesError as e:
         raise AnomalyError(str(e)) from None
+    except ValueError as e:  # PyYAML's date of an impossible day (2026-13-01)
+        raise AnomalyError(f"{path}: not valid YAML: {e} (a date must be a calendar date YYYY-MM-DD)") from None
     if node is None:
         return {}
     return _fields(path, node, FILE_SECTIONS)
