@@ -15,10 +15,11 @@ with their top contributing resources and SKUs (no Dagster here).
   quiet when it is not scored or its |score| is under ``ELEVATED_SHARE`` of the threshold: a day still
   elevated keeps the incident open without being an anomaly itself — a runaway whose score dips for a
   few days, or the days after a level shift while the weekday factors catch up, stay one incident), and when
-  ``Owner`` is a key, anomalies of one owner on the same day (other services or accounts) join the same
-  incident. ``IncidentStart`` is its first day and ``IncidentId`` a digest of the keys of the series
-  anomalous that day (the first of them in key order) and that day: a rerun over the same rows gives the
-  same id. An incident is an alert when one of its rows is "raised";
+  ``Owner`` is a key, the incidents of one owner starting on the same day (other services or accounts: one
+  cause, such as a deployment) are one incident; an incident of another service that starts while one is
+  under way stays apart. ``IncidentStart`` is its first day and ``IncidentId`` a digest of the keys of its
+  series (the first in key order) and that day: a rerun over the same rows gives the same id. An incident
+  is an alert when one of its rows is "raised";
 - top contributors: per anomaly, the resources and SKUs of the series whose cost that day moved most
   (in the anomaly's direction) from their own baseline, the median of their cost on the same weekday of the
   previous four weeks (weeks before the rows' first day are left out), with the day's x_RowIds (at most
@@ -60,7 +61,7 @@ RAISED, SUPPRESSED = "raised", "suppressed"
 UP, DOWN = "up", "down"
 ROW_IDS_PER_CONTRIBUTOR = 20
 CONTRIBUTOR_WEEKS = 4
-ELEVATED_SHARE = 0.5  # a day scoring at least this share of the threshold keeps an incident open
+ELEVATED_SHARE = 0.3  # a day scoring at least this share of the threshold keeps an incident open
 EXPECTED_DECIMALS = 6  # a float model's expected cost is stored rounded to 1e-6
 TOO_SHORT_LISTED = 100  # series too short named in metadata (all are counted)
 METHOD = (f"expected = level (median of the last {LEVEL_DAYS} days without weekday effect) × weekday factor "
@@ -201,36 +202,17 @@ def _with_status(anomalies: pl.DataFrame, series: pl.DataFrame, suppressions, ke
 
 def _with_incidents(anomalies: pl.DataFrame, series: pl.DataFrame, keys: list[str], gap_days: int) -> pl.DataFrame:
     """IncidentStart and IncidentId of every anomaly (see the module's docstring)."""
-    if anomalies.is_empty():
-        return anomalies.with_columns(pl.lit(None, pl.String).alias("IncidentId"),
-                                      pl.lit(None, pl.Date).alias("IncidentStart"))
-    ordered = anomalies.sort("Series", "Date")
-    owners = (series["Owner"].to_list() if "Owner" in keys else [None] * series.height)
-    parent = list(range(ordered.height))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    first_of_owner_day: dict[tuple, int] = {}
-    previous: tuple[int, int] | None = None
-    for i, (row, day, quiet) in enumerate(ordered.select("Series", "Date", "QuietDays").iter_rows()):
-        if previous and previous[0] == row and quiet - previous[1] <= gap_days:
-            parent[root(i)] = root(i - 1)
-        if "Owner" in keys:
-            j = first_of_owner_day.setdefault((owners[row], day), i)
-            parent[root(i)] = root(j)
-        previous = (row, quiet)
-    components = pl.Series("Component", [root(i) for i in range(ordered.height)], dtype=pl.UInt32)
-    ordered = ordered.with_columns(components)
-    starts = (ordered.sort("Date", "Series").group_by("Component", maintain_order=True)
-              .agg(pl.col("Date").first().alias("IncidentStart"), pl.col("Series").first().alias("StartSeries")))
-    starts = starts.with_columns(pl.Series("IncidentId", [
-        _incident_id(dict(zip(keys, series.row(s)[1:], strict=True)), start)
-        for s, start in starts.select("StartSeries", "IncidentStart").iter_rows()], dtype=pl.String))
-    return ordered.join(starts.drop("StartSeries"), on="Component").drop("Component")
+    run = ((pl.col("Series") != pl.col("Series").shift()) | (pl.col("QuietDays").diff() > gap_days)).fill_null(True)
+    grouped = (anomalies.sort("Series", "Date").with_columns(run.cum_sum().alias("Run"))
+               .with_columns(pl.col("Date").min().over("Run").alias("IncidentStart"))
+               .join(series.select("Series", *(["Owner"] if "Owner" in keys else [])), on="Series"))
+    together = ["Owner" if "Owner" in keys else "Series", "IncidentStart"]
+    grouped = grouped.with_columns(pl.col("Series").min().over(together).alias("First"))
+    ids = {(first, start): _incident_id(dict(zip(keys, series.row(first)[1:], strict=True)), start)
+           for first, start in grouped.select("First", "IncidentStart").unique().iter_rows()}
+    incident = pl.Series("IncidentId", [ids[pair] for pair in grouped.select("First", "IncidentStart").iter_rows()],
+                         dtype=pl.String)
+    return grouped.with_columns(incident).drop("Run", "First", *(["Owner"] if "Owner" in keys else []))
 
 
 def _incident_id(values: dict, start: date) -> str:

@@ -5,7 +5,7 @@
     settings:
       keys: [Owner, ServiceName, BillingAccountId, BillingCurrency]   # one series per distinct key tuple
       min_history_days: 28       # fewer days of usage before a day: the day is not scored (at least 14)
-      threshold: 6.5             # robust score (residual / robust scale) at or past which a day is anomalous
+      threshold: 7.5             # robust score (residual / robust scale) at or past which a day is anomalous
       cost_floor: "10"           # |actual − expected| below this (in the series' currency): nothing raised
       group_gap_days: 2          # anomalous days of a series this close apart: one incident
       top_contributors: 5        # resources/SKUs listed per anomaly
@@ -65,7 +65,7 @@ class Suppression:
 class AnomalySettings:
     keys: tuple[str, ...] = ("Owner", "ServiceName", "BillingAccountId", "BillingCurrency")
     min_history_days: int = 28
-    threshold: float = 6.5  # robust score (anomalies.baseline), chosen on generated data (tests/unit/test_anomaly_truth.py)
+    threshold: float = 7.5  # robust score (anomalies.baseline), chosen on generated data (tests/unit/test_anomaly_truth.py)
     cost_floor: Decimal = Decimal("10")
     group_gap_days: int = 2
     top_contributors: int = 5

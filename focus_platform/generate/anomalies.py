@@ -157,17 +157,18 @@ def _resource_name(series: int, part: int) -> str:
 def truth_figures(anomalies: pl.DataFrame, truth: pl.DataFrame) -> dict:
     """Recall, false alerts and M9 of a cost_anomalies table against the truth of ``anomaly_spend``.
 
-    An injection is found when its series has a raised anomaly within one day of its start. An alert is an
-    incident with a raised anomaly; it is false when none of its series' first raised day in it lies within one
-    day of an injection's start in that series. M9 = false alerts / alerts.
+    An injection is found when its series has a raised anomaly within one day of its start. An alert is counted
+    per incident and series (an incident joining several services of one owner counts once for each, so that
+    grouping never hides a false alert behind a true one); it is false when its first raised day lies more than
+    one day from every injection's start in that series. M9 = false alerts / alerts.
     """
     raised = anomalies.filter(pl.col("Status") == "raised")
     near = pl.col("Date").sub(pl.col("Start")).dt.total_days().abs() <= 1
     found = (truth.join(raised.select(*SERIES_COLUMNS, "Date"), on=SERIES_COLUMNS, how="left")
              .group_by(*SERIES_COLUMNS, "Start", "Kind").agg(near.fill_null(False).any().alias("Found")))
-    firsts = raised.group_by("IncidentId", *SERIES_COLUMNS).agg(pl.col("Date").min())
-    alerts = (firsts.join(truth.select(*SERIES_COLUMNS, "Start"), on=SERIES_COLUMNS, how="left")
-              .group_by("IncidentId").agg(near.fill_null(False).any().alias("True")))
+    alerts = (raised.group_by("IncidentId", *SERIES_COLUMNS).agg(pl.col("Date").min())
+              .join(truth.select(*SERIES_COLUMNS, "Start"), on=SERIES_COLUMNS, how="left")
+              .group_by("IncidentId", *SERIES_COLUMNS).agg(near.fill_null(False).any().alias("True")))
     false_alerts = alerts.filter(~pl.col("True")).height
     by_kind = found.group_by("Kind").agg(pl.col("Found").mean()).sort("Kind")
     return {
@@ -175,6 +176,7 @@ def truth_figures(anomalies: pl.DataFrame, truth: pl.DataFrame) -> dict:
         "found": int(found["Found"].sum()),
         "recall": found["Found"].mean() if truth.height else None,
         "recall_by_kind": dict(by_kind.iter_rows()),
+        "incidents": raised["IncidentId"].n_unique(),
         "alerts": alerts.height,
         "false_alerts": false_alerts,
         "m9": false_alerts / alerts.height if alerts.height else 0.0,
