@@ -42,7 +42,7 @@ def test_every_service_level_and_the_invariants_are_declared_once():
     ids = [s.id for s in SERVICE_LEVELS]
     assert ids == [f"M{n}" for n in range(1, 16)] + ["conservation", "conformance"]
     planned = {s.id for s in SERVICE_LEVELS if "(planned)" in s.measured_at}
-    assert planned == {"M6", "M9", "M10", "M12", "M13"}
+    assert planned == {"M10"}
 
 
 def test_default_targets_and_comparisons():
