@@ -21,7 +21,7 @@ BY_PERIOD_AND_SOURCE = (PERIOD_COLUMN, SOURCE_COLUMN)
 BY_PERIOD = (PERIOD_COLUMN,)
 UNPARTITIONED: tuple[str, ...] = ()
 
-INGEST, RECONCILE, ALLOCATE, OPERATE = "ingest", "reconcile", "allocate", "operate"
+INGEST, RECONCILE, ALLOCATE, FORECAST, OPERATE = "ingest", "reconcile", "allocate", "forecast", "operate"
 
 FOCUS_TABLE = "focus_costs"
 QUARANTINE_TABLE = "focus_quarantine"
@@ -34,6 +34,11 @@ SKU_CATALOG_TABLE = "sku_catalog"
 ALLOCATIONS_TABLE = "cost_allocations"
 ALLOCATION_DIFF_TABLE = "allocation_diff"
 FOCUS_V1_3_TABLE = "focus_costs_v1_3"
+SPEND_FORECASTS_TABLE = "spend_forecasts"
+FORECAST_BACKTESTS_TABLE = "forecast_backtests"
+BUDGET_STATUS_TABLE = "budget_status"
+COST_ANOMALIES_TABLE = "cost_anomalies"
+POLICY_ACTIONS_TABLE = "policy_actions"
 
 RAW_RETENTION, FOCUS_RETENTION, RECONCILIATION_RETENTION = 24, 36, 84
 
@@ -93,6 +98,20 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
     TableSpec(FOCUS_V1_3_TABLE, BY_PERIOD, ALLOCATE, "focus_costs as FOCUS 1.3 (every source of the period), "
               "split-cost columns from cost_allocations", FOCUS_RETENTION,
               gates=("contract", "totals_equal_focus"), totals=("BillingCurrency", "BilledCost", "EffectiveCost")),
+    # predictions, replaced whole on every run (Delta history keeps the earlier ones)
+    TableSpec(SPEND_FORECASTS_TABLE, UNPARTITIONED, FORECAST, "daily and monthly spend forecasts per owner × service "
+              "× provider × currency with their prediction interval, model and why it was chosen", gates=("contract",)),
+    TableSpec(FORECAST_BACKTESTS_TABLE, UNPARTITIONED, FORECAST, "the last rolling-origin backtest per series: model "
+              "and seasonal-naive MAPE, interval coverage, the choice and the input fingerprint", gates=("contract",)),
+    TableSpec(BUDGET_STATUS_TABLE, BY_PERIOD, FORECAST, "per budget (owner × period): actual to date, projection at "
+              "period end, burn rate (M13), projected overrun date and status", RECONCILIATION_RETENTION,
+              gates=("contract",)),
+    TableSpec(COST_ANOMALIES_TABLE, BY_PERIOD, FORECAST, "anomalous days of a series against its seasonal baseline, "
+              "grouped into incidents, with top contributing resources; raised or suppressed",
+              RECONCILIATION_RETENTION, gates=("contract",)),
+    # append-only: each policy evaluation adds its rows (Warehouse.append, as the restatement log)
+    TableSpec(POLICY_ACTIONS_TABLE, UNPARTITIONED, FORECAST, "one row per policy × signal of each evaluation: mode, "
+              "action, outcome and delivery (append-only)", None, gates=("contract",), logged=False),
 ]}
 
 

@@ -64,6 +64,25 @@ invoice_reconciliation         schema: ``RECONCILIATION_SCHEMA``; per file: ``St
 sku_catalog                    schema: ``CATALOG_SCHEMA``; per file: SKU and lineage ids, category
                                Usage / Purchase, ``x_Rows`` >= 1, one row per price key; rule:
                                each unit price <= its ``…Max``
+spend_forecasts                schema: ``forecasting.forecast.SPEND_FORECASTS``; per file: grain,
+                               spend kind, periods, currencies and level from their lists, one row
+                               per (forecast date, grain, date, series, spend kind); rules:
+                               Lower <= Forecast <= Upper, a missing reporting-currency amount has a
+                               note, ``x_BillingPeriod`` is the month of ``Date``
+forecast_backtests             schema: ``forecasting.forecast.FORECAST_BACKTESTS``; per file: MAPEs
+                               >= 0, coverage a fraction, ``Folds`` >= 0, one row per series
+budget_status                  schema: ``forecasting.budgets.BUDGET_STATUS``; per file: status and
+                               projection method from their lists, one row per (owner, currency);
+                               rules: days elapsed <= days in period, only NO_RATE lacks the actual
+cost_anomalies                 schema: ``anomalies.COST_ANOMALIES`` (every key column the settings
+                               may name; null where not a key); per file: direction, status and
+                               currency from their lists; rules: ``Delta = Actual − Expected``,
+                               the direction is the sign of Delta, an incident starts on or
+                               before its days
+policy_actions                 schema: ``POLICY_ACTIONS``; per file (the appended rows):
+                               mode, kind, action and outcome from their lists, ``Attempts`` >= 0,
+                               one row per (evaluation, policy, signal); rules: ``Day`` is the
+                               UTC day of ``x_EvaluatedAt``, an ``acted`` row made an attempt
 ============================== ==================================================================
 
 Failures name the file, the row (0-based index in that file), the column, the check and the
@@ -81,7 +100,22 @@ from pandera.config import ValidationDepth, config_context
 from pandera.errors import SchemaErrors
 
 from focus_platform.allocation import diff, engine, rules
+from focus_platform.anomalies.detect import COST_ANOMALIES, DOWN, RAISED, SUPPRESSED, UP
+from focus_platform.forecasting.budgets import BUDGET_STATUS, FORECAST, RUN_RATE
+from focus_platform.forecasting.forecast import (
+    FORECAST_BACKTESTS,
+    SERIES_KEYS,
+    SPEND_FORECASTS,
+)
 from focus_platform.periods import PERIOD_COLUMN, SOURCE_COLUMN
+from focus_platform.policies.model import (
+    ACTED,
+    MODES,
+    OUTCOMES,
+    POLICY_ACTION_KINDS,
+    POLICY_ACTIONS,
+    SIGNAL_KINDS,
+)
 from focus_platform.reconciliation.catalog import CATALOG_SCHEMA, PRICED_CATEGORIES
 from focus_platform.reconciliation.currency import EXCHANGE_RATE_SCHEMA
 from focus_platform.reconciliation.invoices import (
@@ -104,15 +138,20 @@ from focus_platform.warehouse import restatements as rs
 from focus_platform.warehouse.catalog import (
     ALLOCATION_DIFF_TABLE,
     ALLOCATIONS_TABLE,
+    BUDGET_STATUS_TABLE,
+    COST_ANOMALIES_TABLE,
     EXCHANGE_RATES_TABLE,
     FOCUS_TABLE,
     FOCUS_V1_3_TABLE,
+    FORECAST_BACKTESTS_TABLE,
     INVOICES_TABLE,
     PERIOD_STATUS,
+    POLICY_ACTIONS_TABLE,
     QUARANTINE_TABLE,
     RECONCILIATION_TABLE,
     RESTATEMENT_LOG,
     SKU_CATALOG_TABLE,
+    SPEND_FORECASTS_TABLE,
     TABLES,
 )
 
@@ -353,10 +392,69 @@ FOCUS_V1_3_CONTRACT = Contract(
     not_null=("x_RowId", "ServiceProviderName", "HostProviderName"),
     values={"BillingCurrency": matches(CURRENCY_CODE)}, open_columns=True)
 
+SPEND_FORECASTS_CONTRACT = Contract(
+    SPEND_FORECASTS_TABLE, pl.Schema(SPEND_FORECASTS),
+    not_null=("x_ForecastDate", "Grain", "Date", "x_BillingPeriod", "Owner", "BillingCurrency", "SpendKind",
+              "Forecast", "Lower", "Upper", "ReportingCurrency", "x_Model", "x_ModelReason", "x_Level"),
+    values={"Grain": one_of("day", "month"), "SpendKind": one_of("usage", "fee", "total"),
+            "x_BillingPeriod": matches(BILLING_PERIOD), "BillingCurrency": matches(CURRENCY_CODE),
+            "ReportingCurrency": matches(CURRENCY_CODE), "x_Level": (pa.Check.in_range(1, 99),)},
+    key=("x_ForecastDate", "Grain", "Date", *SERIES_KEYS, "SpendKind"),
+    rules=(Rule("Lower <= Forecast <= Upper", ("Lower", "Forecast", "Upper"),
+                (pl.col("Lower") <= pl.col("Forecast")) & (pl.col("Forecast") <= pl.col("Upper"))),
+           Rule("a forecast without its reporting-currency amount has a note",
+                ("ForecastInReportingCurrency", "x_Note"),
+                pl.col("ForecastInReportingCurrency").is_not_null() | pl.col("x_Note").is_not_null()),
+           Rule("x_BillingPeriod is the month of Date", ("Date", "x_BillingPeriod"),
+                pl.col("Date").dt.strftime("%Y-%m") == pl.col("x_BillingPeriod"))))
+
+FORECAST_BACKTESTS_CONTRACT = Contract(
+    FORECAST_BACKTESTS_TABLE, pl.Schema(FORECAST_BACKTESTS),
+    not_null=("Owner", "BillingCurrency", "x_Model", "Folds", "Chosen", "x_Fingerprint", "x_BacktestedAt"),
+    values={"ModelMAPE": at_least(0), "BaselineMAPE": at_least(0), "IntervalCoverage": (pa.Check.in_range(0, 1),),
+            "Folds": at_least(0), "BillingCurrency": matches(CURRENCY_CODE)},
+    key=SERIES_KEYS)
+
+BUDGET_STATUS_CONTRACT = Contract(
+    BUDGET_STATUS_TABLE, pl.Schema(BUDGET_STATUS),
+    not_null=("Owner", "BudgetCurrency", "Budget", "DaysElapsed", "DaysInPeriod", "Status", "x_Reason", "x_AsOf"),
+    values={"BudgetCurrency": matches(CURRENCY_CODE), "Status": one_of("OK", "WARN", "ERROR", "NO_RATE"),
+            "x_ProjectionMethod": one_of(FORECAST, RUN_RATE), "DaysElapsed": at_least(0), "DaysInPeriod": at_least(28)},
+    key=("Owner", "BudgetCurrency"),
+    rules=(Rule("DaysElapsed <= DaysInPeriod", ("DaysElapsed", "DaysInPeriod"),
+                pl.col("DaysElapsed") <= pl.col("DaysInPeriod")),
+           Rule("only a NO_RATE budget lacks its actual", ("Status", "ActualToDate"),
+                (pl.col("Status") == "NO_RATE") | pl.col("ActualToDate").is_not_null())))
+
+COST_ANOMALIES_CONTRACT = Contract(
+    COST_ANOMALIES_TABLE, pl.Schema(COST_ANOMALIES),
+    not_null=("Date", "Expected", "Actual", "Delta", "Score", "Direction", "IncidentId", "IncidentStart", "Status"),
+    values={"Direction": one_of(UP, DOWN), "Status": one_of(RAISED, SUPPRESSED), "BillingCurrency": matches(CURRENCY_CODE)},
+    rules=(Rule("Delta = Actual - Expected", ("Delta", "Actual", "Expected"),
+                pl.col("Delta") == pl.col("Actual") - pl.col("Expected")),
+           Rule("Direction is the sign of Delta", ("Direction", "Delta"),
+                (pl.col("Direction") == UP) == (pl.col("Delta") > 0)),
+           Rule("IncidentStart <= Date", ("IncidentStart", "Date"), pl.col("IncidentStart") <= pl.col("Date"))))
+
+POLICY_ACTIONS_CONTRACT = Contract(
+    POLICY_ACTIONS_TABLE, pl.Schema(POLICY_ACTIONS),
+    not_null=("x_EvaluatedAt", "PolicyId", "Mode", "SignalId", "Kind", "Action", "Outcome", "Attempts", "Payload",
+              "Day"),
+    values={"Mode": one_of(*MODES), "Kind": one_of(*SIGNAL_KINDS),
+            "Action": one_of(*POLICY_ACTION_KINDS), "Outcome": one_of(*OUTCOMES),
+            "Attempts": at_least(0)},
+    key=("x_EvaluatedAt", "PolicyId", "SignalId"),
+    rules=(Rule("Day is the UTC day of x_EvaluatedAt", ("Day", "x_EvaluatedAt"),
+                pl.col("Day") == pl.col("x_EvaluatedAt").dt.date()),
+           Rule("an acted row made an attempt", ("Outcome", "Attempts"),
+                (pl.col("Outcome") != ACTED) | (pl.col("Attempts") >= 1))))
+
 CONTRACTS: dict[str, Contract] = {c.table: c for c in [
     *(raw_contract(name) for name in RAW_TABLES),
     FOCUS_CONTRACT, QUARANTINE_CONTRACT, STATUS_CONTRACT, LOG_CONTRACT, INVOICE_CONTRACT, EXCHANGE_RATE_CONTRACT,
     RECONCILIATION_CONTRACT, SKU_CATALOG_CONTRACT, ALLOCATION_CONTRACT, ALLOCATION_DIFF_CONTRACT, FOCUS_V1_3_CONTRACT,
+    SPEND_FORECASTS_CONTRACT, FORECAST_BACKTESTS_CONTRACT, BUDGET_STATUS_CONTRACT, COST_ANOMALIES_CONTRACT,
+    POLICY_ACTIONS_CONTRACT,
 ]}
 
 

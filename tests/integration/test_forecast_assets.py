@@ -1,19 +1,52 @@
-"""The forecast domain through Dagster, and the run-failure alert: a failed run is paged through the notifier (a
-real HTTP server on 127.0.0.1) with its job, run id, error and link, and a dead endpoint never fails the sensor."""
+"""The forecast domain through Dagster on generated spend (``generate.spend``: four series, June to mid-October 2026,
+one usage spike injected) written as focus_costs + cost_allocations in a real warehouse: spend_forecasts and
+forecast_backtests (backtests reused when nothing changed), budget_status with WARN and ERROR budgets, cost_anomalies
+naming the spike as a new incident, policy_actions recording would-act in shadow and POSTing to a real HTTP server on
+127.0.0.1 in enforce; and the run-failure alert: a failed run is paged through the notifier with its job, run id,
+error and link, and a dead endpoint never fails the sensor."""
 
 from __future__ import annotations
 
 import json
 import threading
+from datetime import date
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
+from focus_platform.allocation import engine, rules
+from focus_platform.defs.assets import forecast
 from focus_platform.defs.assets.operate import run_failure_alert
-from focus_platform.defs.resources import LandingZoneResource, NotifierResource
+from focus_platform.defs.resources import (
+    LandingZoneResource,
+    NotifierResource,
+    WarehouseResource,
+)
+from focus_platform.generate.spend import seasonal_spend
+from focus_platform.periods import PartitionKey
+from focus_platform.spec.columns import focus_schema
+from focus_platform.warehouse.catalog import (
+    ALLOCATIONS_TABLE,
+    BUDGET_STATUS_TABLE,
+    COST_ANOMALIES_TABLE,
+    FOCUS_TABLE,
+    FORECAST_BACKTESTS_TABLE,
+    POLICY_ACTIONS_TABLE,
+    SPEND_FORECASTS_TABLE,
+)
+from focus_platform.warehouse.delta import Warehouse
 
 UI = "http://dagster.test:3000"
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+SOURCE = "generated"
+PERIOD = "2026-10"
+LAST_DAY = date(2026, 10, 18)  # the last day with spend: the default as_of
+SPIKE_DAY = date(2026, 10, 12)
+SPIKED = ("owner-00", "service-00000")
 
 
 class Webhook:
@@ -112,3 +145,205 @@ def test_a_dead_endpoint_or_no_endpoints_never_fail_the_sensor(tmp_path, failed_
         dead.close()
     alert_on(failed_run, notifier_for(tmp_path / "none", None))  # no endpoints file: nothing routed
     alert_on(failed_run, notifier_for(tmp_path / "bad", "endpoints: [{name: x}]\n"))  # unusable file: logged
+
+
+# ---------------------------------------------------------------------------------------------
+# A warehouse of generated spend
+# ---------------------------------------------------------------------------------------------
+def with_spike(spend: pl.DataFrame) -> pl.DataFrame:
+    """One series' usage on SPIKE_DAY multiplied by 8."""
+    hit = ((pl.col("Owner") == SPIKED[0]) & (pl.col("ServiceName") == SPIKED[1]) & (pl.col("Date") == SPIKE_DAY)
+           & (pl.col("SpendKind") == "usage"))
+    return spend.with_columns([pl.when(hit).then(pl.col(c) * 8).otherwise(pl.col(c)).cast(spend.schema[c]).alias(c)
+                               for c in ("BilledCost", "EffectiveCost")])
+
+
+def shaped(frame: pl.DataFrame, schema) -> pl.DataFrame:
+    return frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c)
+                         for c, t in schema.items()])
+
+
+def publish_spend(wh: Warehouse, spend: pl.DataFrame) -> None:
+    """SPEND_ROWS written back as the focus_costs and cost_allocations rows they are read from (one allocation row
+    per FOCUS row, the owner on the default rules' dimension), through the write path."""
+    start = pl.col("Date").cast(pl.Datetime("us", "UTC"))
+    rows = spend.with_columns(ChargePeriodStart=start, x_Source=pl.lit(SOURCE))
+    focus = shaped(rows.with_columns(ChargePeriodEnd=start + pl.duration(days=1), x_SourceFile=pl.lit("generated"),
+                                     x_SourceRow=pl.int_range(1, pl.len() + 1)), focus_schema())
+    allocations = shaped(rows.with_columns(
+        owner=pl.col("Owner"), x_AllocatedBilledCost=pl.col("BilledCost"),
+        x_AllocatedEffectiveCost=pl.col("EffectiveCost"), x_AllocationShare=pl.lit(1), x_AllocationWeight=pl.lit(1),
+        x_AllocationRuleId=pl.lit("tag"), x_AllocationMethod=pl.lit("direct"), x_RulesVersion=pl.lit("generated")),
+        engine.allocation_schema(rules.default_rules()))
+    for (period,), part in focus.partition_by("x_BillingPeriod", as_dict=True).items():
+        wh.publish(FOCUS_TABLE, part.lazy(), PartitionKey.of(period, SOURCE))
+    for (period,), part in allocations.partition_by("x_BillingPeriod", as_dict=True).items():
+        wh.publish(ALLOCATIONS_TABLE, part.lazy(), PartitionKey.of(period))
+
+
+@pytest.fixture(scope="module")
+def zone(tmp_path_factory):
+    root = tmp_path_factory.mktemp("forecast")
+    wh = Warehouse(str(root / "warehouse"))
+    publish_spend(wh, with_spike(seasonal_spend(4, date(2026, 6, 1), 140, owners=2, seed=3)))
+    land = root / "landing"
+    land.mkdir()
+    landing = LandingZoneResource(root=str(land))
+    return type("Zone", (), {"wh": wh, "land": land, "instance": dg.DagsterInstance.ephemeral(), "resources": {
+        "landing_zone": landing, "warehouse": WarehouseResource(root=wh.root),
+        "notifier": NotifierResource(landing_zone=landing)}})
+
+
+def write(zone, key: str, text: str | None) -> None:
+    path = Path(zone.land) / key
+    if text is None:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def run(zone, *selection: str, partition: str | None = PERIOD):
+    return dg.materialize(forecast.FORECAST_ASSETS, partition_key=partition, instance=zone.instance,
+                          resources=zone.resources, run_config=QUIET, selection=list(selection), raise_on_error=False)
+
+
+def checks_of(result, asset: str) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in (ev.event_specific_data for ev in result.all_events
+                                      if ev.event_type_value == "ASSET_CHECK_EVALUATION")
+            if e.asset_key.to_user_string() == asset}
+
+
+def metadata_of(result, asset: str) -> dict:
+    (event,) = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+    return {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
+
+
+def table(zone, name: str) -> pl.DataFrame:
+    return zone.wh.scan(name).collect()
+
+
+# ---------------------------------------------------------------------------------------------
+# spend_forecasts + forecast_backtests
+# ---------------------------------------------------------------------------------------------
+def test_spend_forecasts_and_backtests_then_backtests_reused(zone):
+    result = run(zone, SPEND_FORECASTS_TABLE, FORECAST_BACKTESTS_TABLE, partition=None)
+    assert result.success
+    forecasts, backtests = table(zone, SPEND_FORECASTS_TABLE), table(zone, FORECAST_BACKTESTS_TABLE)
+    assert set(forecasts["x_ForecastDate"]) == {LAST_DAY}  # the last day with spend, not the clock
+    assert set(forecasts["Grain"]) == {"day", "month"} and set(forecasts["SpendKind"]) == {"usage", "fee", "total"}
+    assert forecasts.filter(pl.col("Grain") == "day")["Date"].min() == date(2026, 10, 19)
+    assert forecasts["Forecast"].dtype == pl.Decimal(38, 12)
+    assert backtests.height == 4 and set(backtests["Owner"]) == {"owner-00", "owner-01"}
+    first = metadata_of(result, SPEND_FORECASTS_TABLE)
+    assert first["as_of"] == str(LAST_DAY) and first["owner_dimension"] == "owner" and first["fingerprint"]
+    assert all(c.passed for c in checks_of(result, SPEND_FORECASTS_TABLE).values())
+
+    again = run(zone, SPEND_FORECASTS_TABLE, FORECAST_BACKTESTS_TABLE, partition=None)
+    assert again.success
+    assert table(zone, FORECAST_BACKTESTS_TABLE).equals(backtests)  # nothing changed: the choices reused
+    reused = metadata_of(again, SPEND_FORECASTS_TABLE)
+    assert (first["backtested"], reused["backtested"], reused["reused"]) == (4, 0, 4)
+    assert reused["fingerprint"] == first["fingerprint"]
+
+
+# ---------------------------------------------------------------------------------------------
+# budget_status
+# ---------------------------------------------------------------------------------------------
+def budgets_yaml(**amounts: str) -> str:
+    return "budgets:\n" + "".join(f'  - {{owner: {owner}, period: {PERIOD}, amount: "{amount}", currency: USD}}\n'
+                                   for owner, amount in amounts.items())
+
+
+def test_budget_status_errors_and_warns_by_the_worst_budget(zone):
+    assert run(zone, SPEND_FORECASTS_TABLE, FORECAST_BACKTESTS_TABLE, partition=None).success
+    write(zone, "budgets/teams.yaml", budgets_yaml(**{"owner-00": "100", "owner-01": "1000000"}))
+    result = run(zone, BUDGET_STATUS_TABLE)
+    assert result.success
+    status = table(zone, BUDGET_STATUS_TABLE).sort("Owner")
+    assert status["Status"].to_list() == ["ERROR", "OK"] and set(status["x_AsOf"]) == {LAST_DAY}
+    burn = checks_of(result, BUDGET_STATUS_TABLE)["budget_burn"]
+    assert not burn.passed and burn.severity == dg.AssetCheckSeverity.ERROR
+    assert burn.metadata["page_within_24h"].value == 1  # owner-00 crossed its budget long before as_of
+    assert "owner-00" in burn.metadata["budgets_over"].value
+
+    projected = status.filter(pl.col("Owner") == "owner-01")["ForecastAtPeriodEnd"].item()
+    warn_at = (projected / Decimal("1.1")).quantize(Decimal("0.01"))  # projected 110 %: over, under 120 %
+    write(zone, "budgets/teams.yaml", budgets_yaml(**{"owner-01": str(warn_at)}))
+    result = run(zone, BUDGET_STATUS_TABLE)
+    assert table(zone, BUDGET_STATUS_TABLE)["Status"].to_list() == ["WARN"]
+    burn = checks_of(result, BUDGET_STATUS_TABLE)["budget_burn"]
+    assert not burn.passed and burn.severity == dg.AssetCheckSeverity.WARN
+    assert burn.metadata["service_level"].value == "M13"
+
+
+# ---------------------------------------------------------------------------------------------
+# cost_anomalies
+# ---------------------------------------------------------------------------------------------
+def test_cost_anomalies_name_the_spike_as_a_new_incident_once(zone):
+    write(zone, "alerts/endpoints.yaml", f"ui_url: {UI}\n")
+    result = run(zone, COST_ANOMALIES_TABLE)
+    assert result.success
+    anomalies = table(zone, COST_ANOMALIES_TABLE)
+    spike = anomalies.filter((pl.col("Owner") == SPIKED[0]) & (pl.col("ServiceName") == SPIKED[1]))
+    assert spike.filter(pl.col("Date") == SPIKE_DAY)["Direction"].to_list() == ["up"]
+    new = checks_of(result, COST_ANOMALIES_TABLE)["new_anomalies"]
+    assert not new.passed and new.severity == dg.AssetCheckSeverity.WARN
+    named = new.metadata["new"].value
+    assert SPIKED[0] in named and spike["IncidentId"][0] in named
+    assert f"{UI}/assets/{COST_ANOMALIES_TABLE}?view=partitions&partition={PERIOD}" in named
+
+    again = checks_of(run(zone, COST_ANOMALIES_TABLE), COST_ANOMALIES_TABLE)["new_anomalies"]
+    assert again.passed  # the same incident (same id) is not new any more
+    write(zone, "alerts/endpoints.yaml", None)
+
+
+# ---------------------------------------------------------------------------------------------
+# policy_actions
+# ---------------------------------------------------------------------------------------------
+def policy(mode: str, signal: str = "anomaly") -> str:
+    return ("policies:\n  - id: ticket-anomaly\n    when: {signal: " + signal + "}\n    action: ticket\n"
+            f"    severity: ticket\n    endpoint: oncall\n    mode: {mode}\n")
+
+
+def test_policy_actions_shadow_records_and_enforce_posts(zone, webhook):
+    assert run(zone, COST_ANOMALIES_TABLE).success
+    write(zone, "alerts/endpoints.yaml", endpoints_yaml(webhook.url))
+    write(zone, "policies/anomalies.yaml", policy("shadow"))
+    assert run(zone, POLICY_ACTIONS_TABLE, partition=None).success
+    shadow = table(zone, POLICY_ACTIONS_TABLE)
+    assert set(shadow["Outcome"]) == {"would-act"} and not webhook.received
+    incident = table(zone, COST_ANOMALIES_TABLE).filter(
+        (pl.col("Owner") == SPIKED[0]) & (pl.col("Date") == SPIKE_DAY))["IncidentId"].item()
+    assert incident in set(shadow["SignalId"])
+
+    write(zone, "policies/anomalies.yaml", policy("enforce").replace("ticket-anomaly", "ticket-anomaly-live"))
+    result = run(zone, POLICY_ACTIONS_TABLE, partition=None)
+    assert result.success
+    live = table(zone, POLICY_ACTIONS_TABLE).filter(pl.col("PolicyId") == "ticket-anomaly-live")
+    assert set(live["Outcome"]) == {"acted"} and set(live["HttpStatus"]) == {200}
+    sent = next(b for b in webhook.received if b["id"] == f"ticket-anomaly-live/{incident}")
+    assert sent["owner"] == SPIKED[0] and Decimal(sent["amount"]) > 0 and sent["severity"] == "ticket"
+    assert sent["link"] == f"{UI}/assets/{COST_ANOMALIES_TABLE}?view=partitions&partition={PERIOD}"
+    assert table(zone, POLICY_ACTIONS_TABLE).height == shadow.height + live.height  # appended, not replaced
+    assert "ticket-anomaly-live" in metadata_of(result, POLICY_ACTIONS_TABLE)["M6_action_rates"]
+
+    assert run(zone, POLICY_ACTIONS_TABLE, partition=None).success  # one incident, one action
+    latest = table(zone, POLICY_ACTIONS_TABLE).filter(pl.col("x_EvaluatedAt") == pl.col("x_EvaluatedAt").max())
+    assert set(latest.filter(pl.col("PolicyId") == "ticket-anomaly-live")["Outcome"]) == {"duplicate"}
+    assert len(webhook.received) == live.height
+    write(zone, "policies/anomalies.yaml", None)
+    write(zone, "alerts/endpoints.yaml", None)
+
+
+def test_a_failed_check_of_the_instance_is_a_signal(zone):
+    coverage = dg.AssetCheckKey(dg.AssetKey(ALLOCATIONS_TABLE), "allocation_coverage")
+    zone.instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+        asset_key=coverage.asset_key, check_name=coverage.name, passed=False, severity=dg.AssetCheckSeverity.WARN))
+    write(zone, "policies/checks.yaml", policy("shadow", "check").replace("ticket-anomaly", "ticket-checks"))
+    result = run(zone, POLICY_ACTIONS_TABLE, partition=None)
+    assert result.success
+    rows = table(zone, POLICY_ACTIONS_TABLE).filter(pl.col("PolicyId") == "ticket-checks")
+    assert rows["Outcome"].to_list() == ["would-act"]
+    assert rows["SignalId"].item().startswith(f"check:{ALLOCATIONS_TABLE}:allocation_coverage:")
+    write(zone, "policies/checks.yaml", None)
