@@ -10,8 +10,9 @@ forecast from ``as_of`` + 1 through the last day of the month ``horizon_months``
 The model is statsforecast's MSTL (a decomposition into a weekly season of ``season_length`` days, a
 day-of-month season of ``MONTH_SEASON`` days when the series' training data at its first backtest
 origin spans at least ``MONTHLY_MIN_DAYS`` — ``x_Model`` ``MSTL(7,30)``, else ``MSTL(7)`` — and a
-trend forecast by AutoETS). The baseline is seasonal-naive (the value ``season_length`` days earlier).
-All series are fit by one StatsForecast call per origin and model shape, in parallel over the cores.
+trend forecast by a damped additive-trend ETS, AutoETS "AAN" damped: fixed rather than selected,
+which halves the fit time for the same accuracy on the generated series). The baseline is
+seasonal-naive (the value ``season_length`` days earlier). All series are fit by one StatsForecast call per origin and model shape, in parallel over the cores.
 
 Backtest and choice
 -------------------
@@ -22,7 +23,7 @@ least ``min_history_days`` days of training (``Folds``). Per series and method:
 - MAPE: the mean of |forecast − actual| / |actual| over the backtest days whose actual is not 0
   (days of zero spend have no percentage error; a series of zeros only has no MAPE).
 - Interval scale: the native 80 % interval of each method is too narrow on these series (MSTL's
-  covers about 69 % of the backtest days, the seasonal parts being taken as known), so it is
+  covers about two thirds of the backtest days, the seasonal parts being taken as known), so it is
   calibrated: for each backtest day, the ratio of the error to the interval's half width on that
   side; the ``level`` quantile of the ratios is ``IntervalScale``, and the published interval is
   forecast ∓ scale × native half width (every horizon, also past the backtest horizon).
@@ -41,12 +42,15 @@ scale — and that series is not backtested again.
 
 Fees, totals, months, currencies
 --------------------------------
-Fees (SpendKind fee) are not modelled. A fee is recurring when it is ``ChargeFrequency``
-Recurring, or a Purchase charged on the same day of month in each of the last two months that day
-has passed (through ``as_of``); recurring fees repeat, on that day of each forecast month (the
-month's last day when shorter), the amount of the last month they were charged. Other fees are
-one-offs and are not projected: the series' fee rows say so in ``x_Note``. ``total`` rows are usage +
-fee per series and day (or month). Fee rows have no uncertainty (Lower = Forecast = Upper).
+Fees (SpendKind fee) are not modelled. For a day of month, the "last month" is the latest month in
+which that day is on or before ``as_of``. A fee is recurring when it is ``ChargeFrequency``
+Recurring, or a Purchase charged on the same day of month in the last month and the month before.
+The recurring fees charged in the last month repeat, on their day of each forecast month (the
+month's last day when shorter), that month's amount; a recurring fee not charged in the last month
+has stopped. Other fees are one-offs and are not projected: the series' fee rows say so in
+``x_Note`` (a series whose recent fees are all one-offs gets one fee row of 0 on ``as_of`` + 1 to
+carry the note). ``total`` rows are usage + fee per series and day (or month). Fee rows have no
+uncertainty (Lower = Forecast = Upper).
 
 Month rows (Grain month, ``Date`` the month's first day) sum the forecast days of that month (for
 ``as_of``'s month: the days after ``as_of`` only). Their interval is the sum ∓ the square root of the
@@ -151,7 +155,7 @@ class ForecastResult:
 
 
 def model_version() -> str:
-    return f"statsforecast {version('statsforecast')} MSTL+AutoETS(ZZN) vs SeasonalNaive"
+    return f"statsforecast {version('statsforecast')} MSTL+AutoETS(AAdN) vs SeasonalNaive"
 
 
 def forecast_spend(rows: pl.LazyFrame | pl.DataFrame, as_of: date, settings: ForecastSettings = ForecastSettings(),
@@ -179,7 +183,7 @@ def forecast_spend(rows: pl.LazyFrame | pl.DataFrame, as_of: date, settings: For
     backtests = pl.concat([reused, tested]).sort("unique_id")
     usage = usage_forecasts(history, backtests, days, as_of, (end - as_of).days, settings, reused)
     fees = fee_forecasts(rows, as_of, end)
-    forecasts = with_reporting_currency(with_months(with_totals(usage, fees)), as_of, settings, rates)
+    forecasts = in_reporting_currency(with_months(with_totals(usage, fees)), as_of, settings, rates)
     forecasts = forecasts.with_columns(pl.lit(as_of).alias("x_ForecastDate"),
                                        pl.col("Date").dt.strftime("%Y-%m").alias("x_BillingPeriod"),
                                        pl.lit(settings.level, pl.Int32).alias("x_Level"))
@@ -248,7 +252,7 @@ def predict(history: pl.DataFrame, horizon: int, settings: ForecastSettings) -> 
     parts = []
     for (monthly,), panel in history.partition_by("Monthly", as_dict=True).items():
         seasons = [settings.season_length, MONTH_SEASON] if monthly else [settings.season_length]
-        models = [MSTL(season_length=seasons, trend_forecaster=AutoETS(model="ZZN"), alias=MODEL),
+        models = [MSTL(season_length=seasons, trend_forecaster=AutoETS(model="AAN", damped=True), alias=MODEL),
                   SeasonalNaive(season_length=settings.season_length, alias=BASELINE_CHOICE)]
         series = panel["unique_id"].n_unique()
         engine = StatsForecast(models=models, freq="1d", n_jobs=-1 if series >= PARALLEL_MIN_SERIES else 1)
@@ -329,7 +333,7 @@ def reason(row: dict, reused: bool, min_days: int) -> str:
     """x_ModelReason of a series' backtest row."""
     mapes = f"MAPE {percent(row['ModelMAPE'])} vs {percent(row['BaselineMAPE'])}"
     if row["Folds"] == 0:
-        text = f"no backtest: too few days for one fold of {min_days} days' training: model"
+        text = f"no backtest: fewer than {min_days} days of history (min_history_days + one fold): model"
     elif row["Chosen"] == MODEL:
         text = f"beats seasonal-naive: {mapes} over {row['Folds']} folds"
     else:
@@ -454,7 +458,7 @@ def reporting_rates(currencies: list[str], as_of: date, settings: ForecastSettin
                         orient="row")
 
 
-def with_reporting_currency(forecasts: pl.DataFrame, as_of: date, settings: ForecastSettings,
+def in_reporting_currency(forecasts: pl.DataFrame, as_of: date, settings: ForecastSettings,
                             rates: pl.DataFrame | None) -> pl.DataFrame:
     currencies = forecasts["BillingCurrency"].drop_nulls().unique().sort().to_list()
     table = reporting_rates(currencies, as_of, settings, rates)

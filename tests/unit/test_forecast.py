@@ -107,7 +107,7 @@ def test_too_short_is_skipped_and_young_is_forecast_without_backtest(mixed):
     young = result.backtests.filter(pl.col("ServiceName") == "young").row(0, named=True)
     assert young["Folds"] == 0 and young["Chosen"] == MODEL and young["ModelMAPE"] is None
     reasons = result.forecasts.filter(pl.col("ServiceName") == "young")["x_ModelReason"].unique().to_list()
-    assert reasons == ["no backtest: too few days for one fold of 70 days' training: model"]
+    assert reasons == ["no backtest: fewer than 70 days of history (min_history_days + one fold): model"]
     assert result.metadata["skipped"] == 1 and result.metadata["forecast"] == 5
 
 
