@@ -48,12 +48,7 @@ from focus_platform.anomalies.baseline import (
     Scores,
     score,
 )
-from focus_platform.anomalies.settings import (
-    KEY_COLUMNS,
-    AnomalySettings,
-    Suppression,
-    matches,
-)
+from focus_platform.anomalies.settings import KEY_COLUMNS, AnomalySettings, Suppression
 from focus_platform.forecasting.spend import USAGE, daily
 from focus_platform.spec.columns import MONEY
 
@@ -65,8 +60,8 @@ ELEVATED_SHARE = 0.3  # a day scoring at least this share of the threshold keeps
 EXPECTED_DECIMALS = 6  # a float model's expected cost is stored rounded to 1e-6
 TOO_SHORT_LISTED = 100  # series too short named in metadata (all are counted)
 METHOD = (f"expected = level (median of the last {LEVEL_DAYS} days without weekday effect) × weekday factor "
-          f"(median over {PROFILE_WEEKS} weeks); score = (actual − expected) / robust scale "
-          f"(1.4826 × median absolute residual of {SCALE_DAYS} days)")
+          f"(median over {PROFILE_WEEKS} weeks); score = (actual − expected) / (expected × 1.4826 × median "
+          f"|relative residual| of {SCALE_DAYS} days), or the two-day score when larger")
 COST_ANOMALIES = {
     "Date": pl.Date,
     "x_BillingPeriod": pl.String,
@@ -109,8 +104,7 @@ def detect(rows: pl.LazyFrame | pl.DataFrame, settings: AnomalySettings = Anomal
     candidates = _candidates(scores, sums, first, settings.threshold)
     in_window = pl.col("Date").is_between(*window)
     under_floor = candidates.filter(in_window & (pl.col("Delta").abs() < settings.cost_floor)).height
-    anomalies = _with_status(candidates.filter(pl.col("Delta").abs() >= settings.cost_floor), series,
-                             suppressions, keys)
+    anomalies = _with_status(candidates.filter(pl.col("Delta").abs() >= settings.cost_floor), series, suppressions)
     anomalies = _with_incidents(anomalies, series, keys, settings.group_gap_days).filter(in_window)
     contributors = _top_contributors(usage, anomalies.join(series, on="Series"), keys, first,
                                      settings.top_contributors)
@@ -133,7 +127,8 @@ def detect(rows: pl.LazyFrame | pl.DataFrame, settings: AnomalySettings = Anomal
 
 
 def _usage(rows: pl.LazyFrame, keys: list[str], as_of: date | None) -> pl.LazyFrame:
-    missing = [c for c in (*keys, *REQUIRED_COLUMNS) if c not in rows.collect_schema().names()]
+    names = rows.collect_schema().names()
+    missing = [c for c in (*keys, *REQUIRED_COLUMNS) if c not in names]
     if missing:
         raise ValueError(f"spend rows have no column {', '.join(missing)} (anomaly detection reads SPEND_ROWS)")
     usage = rows.filter(pl.col("SpendKind") == USAGE)
@@ -154,10 +149,16 @@ def _costs(sums: pl.DataFrame, series: pl.DataFrame, first: date, last: date,
     for one_off in settings.one_offs:
         column = (one_off.day - first).days
         if 0 <= column < costs.shape[1]:
-            hit = [i for i, values in enumerate(series.iter_rows(named=True)) if matches(one_off.match, values)]
+            hit = _matching(series, one_off.match)
             excluded += int((~np.isnan(costs[hit, column])).sum())
             costs[hit, column] = np.nan
     return costs, excluded
+
+
+def _matching(series: pl.DataFrame, match: tuple[tuple[str, str], ...]) -> list[int]:
+    """The Series numbers of the series a suppression's or one-off's ``match`` names."""
+    return [number for number, *_ in series.filter(
+        pl.all_horizontal(True, *[pl.col(column) == value for column, value in match])).iter_rows()]
 
 
 def _candidates(scores: Scores, sums: pl.DataFrame, first: date, threshold: float) -> pl.DataFrame:
@@ -183,15 +184,14 @@ def _candidates(scores: Scores, sums: pl.DataFrame, first: date, threshold: floa
             .drop("Cost", "ExpectedUnits"))
 
 
-def _with_status(anomalies: pl.DataFrame, series: pl.DataFrame, suppressions, keys: list[str]) -> pl.DataFrame:
+def _with_status(anomalies: pl.DataFrame, series: pl.DataFrame, suppressions) -> pl.DataFrame:
     """Status and x_Reason: the first suppression window covering an anomaly suppresses it."""
     baseline = pl.format("expected {} = level {} × weekday factor {}; robust scale {}",
                          pl.col("Expected").cast(pl.Float64).round(2), pl.col("Level").round(2),
                          pl.col("Factor").round(3), pl.col("Scale").round(2))
     reason = pl.lit(None, pl.String)
     for suppression in reversed(list(suppressions)):
-        hit = [i for i, values in enumerate(series.iter_rows(named=True)) if matches(suppression.match, values)]
-        covered = pl.col("Series").is_in(hit) & pl.col("Date").is_between(suppression.start, suppression.end)
+        covered = pl.col("Series").is_in(_matching(series, suppression.match)) & pl.col("Date").is_between(suppression.start, suppression.end)
         reason = pl.when(covered).then(pl.lit(suppression.reason)).otherwise(reason)
     return anomalies.with_columns(reason.alias("Suppressed")).with_columns(
         pl.when(pl.col("Suppressed").is_null()).then(pl.lit(RAISED)).otherwise(pl.lit(SUPPRESSED)).alias("Status"),

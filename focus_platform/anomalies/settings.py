@@ -94,11 +94,6 @@ def read_anomaly_settings(files: list[tuple[str, bytes]]) -> tuple[AnomalySettin
                            one_offs=tuple(one_offs)), suppressions
 
 
-def matches(match: tuple[tuple[str, str], ...], values: dict[str, object]) -> bool:
-    """Whether a series (its key values) matches every ``(column, value)`` of ``match``."""
-    return all(values.get(column) == value for column, value in match)
-
-
 def _file_sections(path: str, data: bytes) -> dict:
     try:
         node = _parse_yaml(data, path)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import date, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -209,32 +210,17 @@ def test_days_after_as_of_are_not_read():
     assert detect(spiked(), as_of=SPIKE_DAY - timedelta(days=1)).anomalies.is_empty()
 
 
-SETTINGS_YAML = b"""
-settings:
-  keys: [Owner, ServiceName, BillingCurrency]
-  threshold: 5.5
-  cost_floor: "25.50"
-  group_gap_days: 1
-suppressions:
-  - match: {Owner: data-eng, ServiceName: Amazon EMR}
-    from: 2026-12-01
-    until: "2026-12-07"
-    reason: quarterly reprocessing
-known_one_offs:
-  - date: 2026-11-15
-    match: {Owner: web}
-    reason: load test
-"""
+SETTINGS_FILE = Path(__file__).parents[1] / "fixtures" / "anomalies" / "settings.yaml"
 
 
 def test_the_settings_file_gives_settings_suppressions_and_one_offs():
-    settings, suppressions = read_anomaly_settings([("anomalies/settings.yaml", SETTINGS_YAML)])
+    settings, suppressions = read_anomaly_settings([("anomalies/settings.yaml", SETTINGS_FILE.read_bytes())])
     assert settings.keys == ("Owner", "ServiceName", "BillingCurrency")
     assert (settings.threshold, settings.cost_floor, settings.group_gap_days) == (5.5, Decimal("25.50"), 1)
     assert settings.min_history_days == AnomalySettings().min_history_days
     assert suppressions == [Suppression((("Owner", "data-eng"), ("ServiceName", "Amazon EMR")), date(2026, 12, 1),
                                         date(2026, 12, 7), "quarterly reprocessing")]
-    assert settings.one_offs == (OneOff(date(2026, 11, 15), (("Owner", "web"),), "load test"),)
+    assert settings.one_offs == (OneOff(date(2026, 11, 15), (("Owner", "web"),), "load test before launch"),)
     assert read_anomaly_settings([]) == (AnomalySettings(), [])
 
 
