@@ -100,7 +100,8 @@ TABLES: dict[str, TableSpec] = {t.name: t for t in [
               gates=("contract", "totals_equal_focus"), totals=("BillingCurrency", "BilledCost", "EffectiveCost")),
     # predictions, replaced whole on every run (Delta history keeps the earlier ones)
     TableSpec(SPEND_FORECASTS_TABLE, UNPARTITIONED, FORECAST, "daily and monthly spend forecasts per owner × service "
-              "× provider × currency with their prediction interval, model and why it was chosen", gates=("contract",)),
+              "× provider × currency with their prediction interval, model and why it was chosen",
+              gates=("contract",)),
     TableSpec(FORECAST_BACKTESTS_TABLE, UNPARTITIONED, FORECAST, "the last rolling-origin backtest per series: model "
               "and seasonal-naive MAPE, interval coverage, the choice and the input fingerprint", gates=("contract",)),
     TableSpec(BUDGET_STATUS_TABLE, BY_PERIOD, FORECAST, "per budget (owner × period): actual to date, projection at "

@@ -429,7 +429,8 @@ BUDGET_STATUS_CONTRACT = Contract(
 COST_ANOMALIES_CONTRACT = Contract(
     COST_ANOMALIES_TABLE, pl.Schema(COST_ANOMALIES),
     not_null=("Date", "Expected", "Actual", "Delta", "Score", "Direction", "IncidentId", "IncidentStart", "Status"),
-    values={"Direction": one_of(UP, DOWN), "Status": one_of(RAISED, SUPPRESSED), "BillingCurrency": matches(CURRENCY_CODE)},
+    values={"Direction": one_of(UP, DOWN), "Status": one_of(RAISED, SUPPRESSED),
+            "BillingCurrency": matches(CURRENCY_CODE)},
     rules=(Rule("Delta = Actual - Expected", ("Delta", "Actual", "Expected"),
                 pl.col("Delta") == pl.col("Actual") - pl.col("Expected")),
            Rule("Direction is the sign of Delta", ("Direction", "Delta"),

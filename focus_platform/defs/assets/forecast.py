@@ -11,8 +11,9 @@ and publishes through the warehouse's one write path.
 - ``budget_status`` (per billing period): budgets of ``<landing>/budgets/*.yaml|csv`` against the period's
   spend and the daily total forecasts; check ``budget_burn`` (M13).
 - ``cost_anomalies`` (per billing period): ``anomalies.detect`` over the period's days, the two previous
-  periods' spend giving the baseline its history (its weekday profile spans eight weeks); ``<landing>/anomalies/settings.yaml`` for the settings
-  and suppressions; check ``new_anomalies`` names each incident not published before.
+  periods' spend giving the baseline its history (its weekday profile spans eight weeks);
+  ``<landing>/anomalies/settings.yaml`` for the settings and suppressions; check ``new_anomalies`` names
+  each incident not published before.
 - ``policy_actions`` (unpartitioned, append-only): signals from the newest periods of budget_status and
   cost_anomalies and from the latest failed asset checks of the instance, evaluated by the policies of
   ``<landing>/policies/*.yaml``; actions go through the notifier; each evaluation is appended
@@ -30,7 +31,7 @@ import dagster as dg
 import polars as pl
 
 from focus_platform import __version__
-from focus_platform.alerts import asset_link
+from focus_platform.alerts import INFO, PAGE, TICKET, asset_link
 from focus_platform.allocation import inputs, rules
 from focus_platform.anomalies import (
     SETTINGS_FILE,
@@ -85,6 +86,7 @@ from focus_platform.policies import (
     read_policies,
     shadow_lag,
 )
+from focus_platform.policies.model import ANOMALY, BUDGET, CHECK
 from focus_platform.warehouse.catalog import (
     ALLOCATIONS_TABLE,
     BUDGET_STATUS_TABLE,
@@ -385,7 +387,7 @@ def cost_anomalies(context: dg.AssetExecutionContext, config: ForecastConfig, la
 # policy_actions
 # ---------------------------------------------------------------------------------------------
 ACTIONS_CONTRACT = CONTRACTS[POLICY_ACTIONS_TABLE]
-CHECK_SEVERITY = {ERROR: "ticket", WARN: "info"}  # the alert severity of a failed check's signal
+CHECK_SEVERITY = {ERROR: TICKET, WARN: INFO}  # the alert severity of a failed check's signal
 CHECK_DAYS, CHECK_EVENTS = 7, 10_000  # failed checks are signals while evaluated this recently
 
 
@@ -403,12 +405,12 @@ def budget_signals(status: pl.DataFrame | None, ui_url: str) -> pl.DataFrame:
     if status is None:
         return pl.DataFrame(schema=SIGNALS)
     flagged = status.filter(pl.col("Status") != "OK")
-    severity = (pl.when(page_now()).then(pl.lit("page"))
-                .when(pl.col("Status") == "ERROR").then(pl.lit("ticket")).otherwise(pl.lit("info")))
+    severity = (pl.when(page_now()).then(pl.lit(PAGE))
+                .when(pl.col("Status") == "ERROR").then(pl.lit(TICKET)).otherwise(pl.lit(INFO)))
     return flagged.select(
-        pl.concat_str([pl.lit("budget"), "Owner", PERIOD_COLUMN, "BudgetCurrency", "Status"], separator=":")
+        pl.concat_str([pl.lit(BUDGET), "Owner", PERIOD_COLUMN, "BudgetCurrency", "Status"], separator=":")
         .alias("SignalId"),
-        pl.lit("budget").alias("Kind"), severity.alias("Severity"), "Owner",
+        pl.lit(BUDGET).alias("Kind"), severity.alias("Severity"), "Owner",
         pl.lit(BUDGET_STATUS_TABLE).alias("Asset"), pl.lit(BUDGET_BURN.name).alias("CheckName"),
         pl.col(PERIOD_COLUMN).alias("Partition"),
         (pl.col("ForecastAtPeriodEnd") - pl.col("Budget")).alias("Amount"), pl.col("BudgetCurrency").alias("Currency"),
@@ -428,12 +430,13 @@ def anomaly_signals(anomalies: pl.DataFrame | None, keys: tuple[str, ...], ui_ur
     currency = pl.col("BillingCurrency") if "BillingCurrency" in keys else pl.lit(None, pl.String)
     owner = pl.col("Owner") if "Owner" in keys else pl.lit(None, pl.String)
     return found.select(
-        pl.col("IncidentId").alias("SignalId"), pl.lit("anomaly").alias("Kind"), pl.lit("ticket").alias("Severity"),
-        owner.alias("Owner"), pl.lit(COST_ANOMALIES_TABLE).alias("Asset"), pl.lit(NEW_ANOMALIES.name).alias("CheckName"),
+        pl.col("IncidentId").alias("SignalId"), pl.lit(ANOMALY).alias("Kind"), pl.lit(TICKET).alias("Severity"),
+        owner.alias("Owner"), pl.lit(COST_ANOMALIES_TABLE).alias("Asset"),
+        pl.lit(NEW_ANOMALIES.name).alias("CheckName"),
         pl.col(PERIOD_COLUMN).alias("Partition"), pl.col("Delta").alias("Amount"), currency.alias("Currency"),
         pl.lit(RAISED).alias("Status"),
-        pl.format("{} days from {}: {}", "Days", "IncidentStart", pl.concat_str(list(keys), separator=" / "))
-        .alias("Summary"),
+        pl.format("{} days from {}: {}", "Days", "IncidentStart",
+                  pl.concat_str(list(keys), separator=" / ", ignore_nulls=True)).alias("Summary"),
         pl.col(PERIOD_COLUMN).map_elements(lambda p: asset_link(ui_url, COST_ANOMALIES_TABLE, p), pl.String)
         .alias("Link"),
         pl.col("IncidentStart").cast(pl.Datetime("us", "UTC")).alias("At"),
@@ -461,7 +464,7 @@ def failed_checks(instance: dg.DagsterInstance, now: datetime, ui_url: str) -> p
             continue
         asset = key.asset_key.to_user_string()
         partition = record.partition
-        rows.append({"SignalId": f"check:{asset}:{key.name}:{record.id}", "Kind": "check",
+        rows.append({"SignalId": f"{CHECK}:{asset}:{key.name}:{record.id}", "Kind": CHECK,
                      "Severity": CHECK_SEVERITY[evaluation.severity], "Owner": None, "Asset": asset,
                      "CheckName": key.name, "Partition": partition, "Amount": None, "Currency": None,
                      "Status": evaluation.severity.value,
