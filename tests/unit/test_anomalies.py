@@ -95,6 +95,22 @@ def test_a_drop_is_raised_down():
     assert (anomaly["Date"], anomaly["Direction"]) == (SPIKE_DAY, "down") and anomaly["Delta"] < 0
 
 
+def test_a_level_shift_is_one_incident_at_its_start_then_the_new_normal():
+    shift = (SPIKE_DAY - START).days - 14
+    daily = [cost * (1.8 if d >= shift else 1.0) for d, cost in enumerate(pattern())]
+    result = detect(frame(series_rows(daily)))
+    anomalies = result.anomalies
+    assert anomalies["IncidentStart"].unique().to_list() == [START + timedelta(days=shift)]
+    assert anomalies["Date"].max() < START + timedelta(days=shift + 7)
+    assert result.metadata["alerts"] == 1
+
+
+def test_a_series_with_a_null_key_is_scored_and_explained():
+    anomalies = detect(spiked().with_columns(pl.lit(None, pl.String).alias("BillingAccountId"))).anomalies
+    assert anomalies["Date"].to_list() == [SPIKE_DAY] and anomalies["BillingAccountId"].to_list() == [None]
+    assert json.loads(anomalies["TopContributors"][0])[0]["ResourceId"] == "vm-2"
+
+
 def test_month_start_purchases_and_fees_are_not_scored():
     rows = series_rows(pattern())
     rows += [row(day, "web", "compute", "commitment", 30_000, kind=FEE) for day in (date(2026, 2, 1), date(2026, 3, 1))]
