@@ -15,6 +15,7 @@ from focus_platform.generate.anomalies import (
     quiet_year,
     truth_figures,
 )
+from focus_platform.generate.spend import seasonal_spend
 
 SERIES = 160
 INJECTED = 80  # 20 of each kind
@@ -50,6 +51,12 @@ def test_the_generator_splits_each_series_over_resources_with_distinct_row_ids(i
     per_series_day = usage.group_by("ServiceName", "Date").agg(pl.col("ResourceId").n_unique())
     assert per_series_day["ResourceId"].min() >= 3
     assert truth["Kind"].value_counts().sort("Kind")["count"].to_list() == [INJECTED // len(KINDS)] * len(KINDS)
+    base = seasonal_spend(SERIES, START, 365, seed=11).filter(pl.col("SpendKind") == "usage")
+    clean = usage.join(truth.select("ServiceName"), on="ServiceName", how="anti")
+    summed = clean.group_by("ServiceName", "Date").agg(pl.col("EffectiveCost").sum())
+    assert summed.join(base, on=["ServiceName", "Date"]).filter(
+        pl.col("EffectiveCost") != pl.col("EffectiveCost_right")).is_empty()  # the split keeps every 1e-6
+    assert summed.height == (SERIES - INJECTED) * 365
 
 
 def test_detection_reads_the_truths_resource_as_top_contributor(injected):
