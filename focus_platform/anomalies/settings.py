@@ -4,7 +4,7 @@
 
     settings:
       keys: [Owner, ServiceName, BillingAccountId, BillingCurrency]   # one series per distinct key tuple
-      min_history_days: 28       # fewer days of usage before a day: the day is not scored (at least 14)
+      min_history_days: 28       # fewer days of usage before a day: the day is not scored (28 at least: the baseline's need)
       threshold: 7.5             # robust score (residual / robust scale) at or past which a day is anomalous
       cost_floor: "10"           # |actual − expected| below this (in the series' currency): nothing raised
       group_gap_days: 2          # anomalous days of a series this close apart: one incident
@@ -64,7 +64,7 @@ class Suppression:
 @dataclass(frozen=True)
 class AnomalySettings:
     keys: tuple[str, ...] = ("Owner", "ServiceName", "BillingAccountId", "BillingCurrency")
-    min_history_days: int = 28
+    min_history_days: int = 28  # also the least: factors, level and scale of anomalies.baseline need 28 days
     threshold: float = 7.5  # robust score (anomalies.baseline), chosen on generated data (tests/unit/test_anomaly_truth.py)
     cost_floor: Decimal = Decimal("10")
     group_gap_days: int = 2
@@ -112,7 +112,8 @@ def _settings(where: str, node: object) -> AnomalySettings:
     keys = _keys(f"{where}.keys", values["keys"]) if "keys" in values else defaults.keys
     return AnomalySettings(
         keys=keys,
-        min_history_days=_whole(f"{where}.min_history_days", values.get("min_history_days", defaults.min_history_days), 14),
+        min_history_days=_whole(f"{where}.min_history_days", values.get("min_history_days", defaults.min_history_days),
+                                defaults.min_history_days),
         threshold=float(_positive(f"{where}.threshold", values.get("threshold", Decimal(str(defaults.threshold))))),
         cost_floor=_non_negative(f"{where}.cost_floor", values.get("cost_floor", defaults.cost_floor)),
         group_gap_days=_whole(f"{where}.group_gap_days", values.get("group_gap_days", defaults.group_gap_days), 0),

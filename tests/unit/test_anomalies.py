@@ -246,7 +246,7 @@ def test_the_settings_file_gives_settings_suppressions_and_one_offs():
     (b"settings: {cost_floor: ten}\n", "f.yaml: settings.cost_floor: must be a number, not 'ten'"),
     (b"settings: {keys: [Owner, Team]}\n", "f.yaml: settings.keys[1]: unknown key column 'Team'"),
     (b"settings: {keys: [Owner, ServiceName]}\n", "f.yaml: settings.keys: must include BillingCurrency"),
-    (b"settings: {min_history_days: 3}\n", "f.yaml: settings.min_history_days: must be a whole number ≥ 14, not a number (3)"),
+    (b"settings: {min_history_days: 3}\n", "f.yaml: settings.min_history_days: must be a whole number ≥ 28, not a number (3)"),
     (b"suppressions:\n  - {match: {Owner: a}, from: 2026-12-01, until: 2026-12-07}\n",
      "f.yaml: suppressions[0]: missing required field 'reason'"),
     (b"suppressions:\n  - {match: {Owner: a}, from: 2026-12-08, until: 2026-12-07, reason: r}\n",
