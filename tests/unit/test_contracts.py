@@ -5,13 +5,19 @@ allowed, a value outside the allowed ones, a duplicate key, a cross-column rule.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from focus_platform.anomalies import detect
+from focus_platform.forecasting.budgets import Budget, budget_status
+from focus_platform.forecasting.forecast import FORECAST_BACKTESTS, SPEND_FORECASTS
+from focus_platform.generate.spend import seasonal_spend
+from focus_platform.periods import BillingPeriod
+from focus_platform.policies import SIGNALS, Policy, PolicySet, Trigger, evaluate
 from focus_platform.reconciliation.catalog import build_catalog
 from focus_platform.reconciliation.currency import parse_rates
 from focus_platform.reconciliation.invoices import invoices_from_focus, read_invoices
@@ -112,9 +118,55 @@ def sku_rows() -> pl.DataFrame:
                                        usage("S2", "12", rate="F", category="Purchase")], schema=schema).lazy())
 
 
+def spend(days: int = 70) -> pl.DataFrame:
+    """One generated series from 2026-06-01, its usage on 2026-08-05 eight times as high."""
+    rows = seasonal_spend(1, date(2026, 6, 1), days, owners=1)
+    hit = (pl.col("Date") == date(2026, 8, 5)) & (pl.col("SpendKind") == "usage")
+    return rows.with_columns([pl.when(hit).then(pl.col(c) * 8).otherwise(pl.col(c)).cast(MONEY).alias(c)
+                              for c in ("BilledCost", "EffectiveCost")])
+
+
+def forecast_rows() -> pl.DataFrame:
+    """Two forecast rows as forecasting.forecast writes them (a model fit is too slow for this file; the
+    forecast assets' test publishes real ones through this contract)."""
+    row = {"x_ForecastDate": date(2026, 8, 9), "Grain": "day", "Date": date(2026, 8, 10), "x_BillingPeriod": "2026-08",
+           "Owner": "owner-00", "ServiceName": "service-00000", "ProviderName": "AWS", "BillingCurrency": "USD",
+           "SpendKind": "usage", "Forecast": Decimal("10"), "Lower": Decimal("8"), "Upper": Decimal("12"),
+           "ReportingCurrency": "USD", "ForecastInReportingCurrency": Decimal("10"),
+           "LowerInReportingCurrency": Decimal("8"), "UpperInReportingCurrency": Decimal("12"), "x_Model": "AutoETS",
+           "x_ModelReason": "beats seasonal-naive", "x_Level": 80, "x_Note": None}
+    return pl.DataFrame([row, row | {"SpendKind": "total"}], schema=SPEND_FORECASTS)
+
+
+def backtest_rows() -> pl.DataFrame:
+    return pl.DataFrame([{"Owner": "owner-00", "ServiceName": "service-00000", "ProviderName": "AWS",
+                          "BillingCurrency": "USD", "x_Model": "AutoETS", "ModelMAPE": 0.08, "BaselineMAPE": 0.12,
+                          "IntervalCoverage": 0.8, "Folds": 3, "Chosen": "AutoETS", "x_Fingerprint": "f1",
+                          "x_BacktestedAt": date(2026, 8, 9)}], schema=FORECAST_BACKTESTS)
+
+
+def budget_rows() -> pl.DataFrame:
+    budgets = [Budget("owner-00", BillingPeriod.parse("2026-08"), Decimal(amount), "USD") for amount in ("100",)]
+    return budget_status(budgets, spend(), date(2026, 8, 9))
+
+
+def anomaly_rows() -> pl.DataFrame:
+    return detect(spend()).anomalies
+
+
+def action_rows() -> pl.DataFrame:
+    policies = PolicySet((Policy("notify-budgets", "policies.yaml", Trigger("budget"), "notify", "shadow", 10),))
+    signal = {"SignalId": "budget:owner-00:2026-08", "Kind": "budget", "Severity": "ticket", "Owner": "owner-00",
+              "Status": "ERROR", "At": datetime(2026, 8, 9, tzinfo=UTC)}
+    return evaluate(policies, pl.DataFrame([signal], schema=SIGNALS), now=datetime(2026, 8, 9, 6, tzinfo=UTC),
+                    history=None, send=None)
+
+
 VALID = {"raw_focus": lambda: raw_rows().collect(), "focus_costs": focus_rows, "focus_quarantine": quarantine_rows,
          "period_status": status_rows, "restatement_log": log_rows, "invoices": invoice_rows,
-         "exchange_rates": rate_rows, "invoice_reconciliation": reconciliation_rows, "sku_catalog": sku_rows}
+         "exchange_rates": rate_rows, "invoice_reconciliation": reconciliation_rows, "sku_catalog": sku_rows,
+         "spend_forecasts": forecast_rows, "forecast_backtests": backtest_rows, "budget_status": budget_rows,
+         "cost_anomalies": anomaly_rows, "policy_actions": action_rows}
 
 
 def stage(tmp_path: Path, table: str, df: pl.DataFrame, parts: int = 1) -> tuple[pl.LazyFrame, list[str]]:
@@ -269,6 +321,24 @@ BROKEN = [
      "ChargeCategory", "multiple_fields_uniqueness", None),
     ("sku_catalog", "rule", set_value("x_ListUnitPriceMax", Decimal("0.01")), "ListUnitPrice, x_ListUnitPriceMax",
      "ListUnitPrice <= x_ListUnitPriceMax", '"x_ListUnitPriceMax":"0.010000000000"'),
+    ("spend_forecasts", "not allowed", set_value("Grain", "week"), "Grain", "isin", "week"),
+    ("spend_forecasts", "duplicate key", duplicate_row(), "x_ForecastDate, Grain, Date, Owner, ServiceName, "
+     "ProviderName, BillingCurrency, SpendKind", "multiple_fields_uniqueness", None),
+    ("spend_forecasts", "rule", set_value("Lower", Decimal("11")), "Lower, Forecast, Upper",
+     "Lower <= Forecast <= Upper", '"Lower":"11.000000000000"'),
+    ("spend_forecasts", "rule", set_value("ForecastInReportingCurrency", None), "ForecastInReportingCurrency, x_Note",
+     "a forecast without its reporting-currency amount has a note", '"ForecastInReportingCurrency":null'),
+    ("forecast_backtests", "not allowed", set_value("IntervalCoverage", 1.5), "IntervalCoverage", "in_range", "1.5"),
+    ("budget_status", "not allowed", set_value("Status", "FINE"), "Status", "isin", "FINE"),
+    ("budget_status", "rule", set_value("ActualToDate", None), "Status, ActualToDate",
+     "only a NO_RATE budget lacks its actual", '"ActualToDate":null'),
+    ("cost_anomalies", "rule", set_value("Delta", Decimal("1")), "Delta, Actual, Expected",
+     "Delta = Actual - Expected", '"Delta":"1.000000000000"'),
+    ("cost_anomalies", "rule", set_value("Direction", "down"), "Direction, Delta", "Direction is the sign of Delta",
+     '"Direction":"down"'),
+    ("policy_actions", "not allowed", set_value("Outcome", "done"), "Outcome", "isin", "done"),
+    ("policy_actions", "rule", set_value("Outcome", "acted"), "Outcome, Attempts", "an acted row made an attempt",
+     '"Outcome":"acted"'),
 ]
 
 
