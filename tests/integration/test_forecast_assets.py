@@ -336,14 +336,18 @@ def test_policy_actions_shadow_records_and_enforce_posts(zone, webhook):
     write(zone, "alerts/endpoints.yaml", None)
 
 
-def test_a_failed_check_of_the_instance_is_a_signal(zone):
+def test_failed_checks_and_runs_of_the_instance_are_signals(zone):
     coverage = dg.AssetCheckKey(dg.AssetKey(ALLOCATIONS_TABLE), "allocation_coverage")
     zone.instance.report_runless_asset_event(dg.AssetCheckEvaluation(
         asset_key=coverage.asset_key, check_name=coverage.name, passed=False, severity=dg.AssetCheckSeverity.WARN))
-    write(zone, "policies/checks.yaml", policy("shadow", "check").replace("ticket-anomaly", "ticket-checks"))
-    result = run(zone, POLICY_ACTIONS_TABLE, partition=None)
-    assert result.success
-    rows = table(zone, POLICY_ACTIONS_TABLE).filter(pl.col("PolicyId") == "ticket-checks")
-    assert rows["Outcome"].to_list() == ["would-act"]
-    assert rows["SignalId"].item().startswith(f"check:{ALLOCATIONS_TABLE}:allocation_coverage:")
+    failed = nightly.execute_in_process(instance=zone.instance, raise_on_error=False).dagster_run
+    write(zone, "policies/checks.yaml", policy("shadow", "check").replace("ticket-anomaly", "ticket-checks")
+          + "  - {id: page-runs, when: {signal: run_failure}, action: notify, severity: page, mode: shadow}\n")
+    assert run(zone, POLICY_ACTIONS_TABLE, partition=None).success
+    rows = table(zone, POLICY_ACTIONS_TABLE)
+    checks = rows.filter(pl.col("PolicyId") == "ticket-checks")
+    assert checks["Outcome"].to_list() == ["would-act"]
+    assert checks["SignalId"].item().startswith(f"check:{ALLOCATIONS_TABLE}:allocation_coverage:")
+    runs = rows.filter(pl.col("PolicyId") == "page-runs")
+    assert runs.select("SignalId", "Outcome").rows() == [(f"run_failure:{failed.run_id}", "would-act")]
     write(zone, "policies/checks.yaml", None)

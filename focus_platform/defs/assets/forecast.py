@@ -15,7 +15,7 @@ and publishes through the warehouse's one write path.
   ``<landing>/anomalies/settings.yaml`` for the settings and suppressions; check ``new_anomalies`` names
   each incident not published before.
 - ``policy_actions`` (unpartitioned, append-only): signals from the newest periods of budget_status and
-  cost_anomalies and from the latest failed asset checks of the instance, evaluated by the policies of
+  cost_anomalies and from the instance's latest failed asset checks and failed runs, evaluated by the policies of
   ``<landing>/policies/*.yaml``; actions go through the notifier; each evaluation is appended
   (``Warehouse.append``, as the restatement log is written).
 
@@ -86,7 +86,7 @@ from focus_platform.policies import (
     read_policies,
     shadow_lag,
 )
-from focus_platform.policies.model import ANOMALY, BUDGET, CHECK
+from focus_platform.policies.model import ANOMALY, BUDGET, CHECK, RUN_FAILURE
 from focus_platform.warehouse.catalog import (
     ALLOCATIONS_TABLE,
     BUDGET_STATUS_TABLE,
@@ -388,7 +388,7 @@ def cost_anomalies(context: dg.AssetExecutionContext, config: ForecastConfig, la
 # ---------------------------------------------------------------------------------------------
 ACTIONS_CONTRACT = CONTRACTS[POLICY_ACTIONS_TABLE]
 CHECK_SEVERITY = {ERROR: TICKET, WARN: INFO}  # the alert severity of a failed check's signal
-CHECK_DAYS, CHECK_EVENTS = 7, 10_000  # failed checks are signals while evaluated this recently
+SIGNAL_DAYS, CHECK_EVENTS = 7, 10_000  # failed checks and runs are signals while this recent
 
 
 def newest_periods(wh: Warehouse, table: str) -> pl.DataFrame | None:
@@ -453,9 +453,9 @@ def recent_check_keys(instance: dg.DagsterInstance, since: datetime) -> set[dg.A
 
 
 def failed_checks(instance: dg.DagsterInstance, now: datetime, ui_url: str) -> pl.DataFrame:
-    """The checks evaluated in the last CHECK_DAYS whose latest evaluation failed, one signal per failed
+    """The checks evaluated in the last SIGNAL_DAYS whose latest evaluation failed, one signal per failed
     evaluation (budget_burn and new_anomalies left out: their tables give those signals)."""
-    keys = recent_check_keys(instance, now - timedelta(days=CHECK_DAYS)) - {BUDGET_BURN.key, NEW_ANOMALIES.key}
+    keys = recent_check_keys(instance, now - timedelta(days=SIGNAL_DAYS)) - {BUDGET_BURN.key, NEW_ANOMALIES.key}
     records = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(keys))
     rows = []
     for key, record in sorted(records.items(), key=lambda kv: (kv[0].asset_key.to_user_string(), kv[0].name)):
@@ -472,6 +472,21 @@ def failed_checks(instance: dg.DagsterInstance, now: datetime, ui_url: str) -> p
                                 + (f" in run {record.run_id}" if record.run_id else ""),
                      "Link": asset_link(ui_url, asset, partition),
                      "At": datetime.fromtimestamp(record.create_timestamp, UTC)})
+    return pl.DataFrame(rows, schema=SIGNALS)
+
+
+def failed_runs(instance: dg.DagsterInstance, now: datetime, ui_url: str) -> pl.DataFrame:
+    """The runs that failed in the last SIGNAL_DAYS, one page signal each (run_failure_alert pages them directly
+    too: a policy on run failures records what it would add)."""
+    records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE],
+                                                     created_after=now - timedelta(days=SIGNAL_DAYS)))
+    rows = [{"SignalId": f"{RUN_FAILURE}:{r.dagster_run.run_id}", "Kind": RUN_FAILURE, "Severity": PAGE,
+             "Owner": None, "Asset": None, "CheckName": None, "Partition": r.dagster_run.tags.get("dagster/partition"),
+             "Amount": None, "Currency": None, "Status": "failed",
+             "Summary": f"run {r.dagster_run.run_id} of {r.dagster_run.job_name} failed",
+             "Link": f"{ui_url}/runs/{r.dagster_run.run_id}",
+             "At": datetime.fromtimestamp(r.end_time, UTC) if r.end_time else r.create_timestamp}
+            for r in records]
     return pl.DataFrame(rows, schema=SIGNALS)
 
 
@@ -499,9 +514,9 @@ def appended(wh: Warehouse, actions: pl.DataFrame) -> Outcome:
     code_version=CODE_VERSION, kinds={"delta", "polars"}, check_specs=[ACTIONS_CONTRACT.spec()],
     automation_condition=follows_upstream(),
     description="Every evaluation of the policies of <landing>/policies/ on the signals of the newest periods of "
-                "budget_status and cost_anomalies and on the latest failed asset checks: one row per policy × "
-                "signal with its mode, action, outcome (would-act in shadow, acted, delivery-failed, limited, "
-                "killed, duplicate) and delivery; appended, never replaced.",
+                "budget_status and cost_anomalies and on the latest failed asset checks and runs: one row per "
+                "policy × signal with its mode, action, outcome (would-act in shadow, acted, delivery-failed, "
+                "limited, killed, duplicate) and delivery; appended, never replaced.",
 )
 def policy_actions(context: dg.AssetExecutionContext, config: ForecastConfig, landing_zone: LandingZoneResource,
                    notifier: NotifierResource, warehouse: WarehouseResource):
@@ -522,6 +537,7 @@ def policy_actions(context: dg.AssetExecutionContext, config: ForecastConfig, la
         budget_signals(newest_periods(wh, BUDGET_STATUS_TABLE), ui_url),
         anomaly_signals(newest_periods(wh, COST_ANOMALIES_TABLE), settings.keys, ui_url),
         failed_checks(context.instance, now, ui_url),
+        failed_runs(context.instance, now, ui_url),
     ])
     history = read_table(wh, POLICY_ACTIONS_TABLE)
     actions = evaluate(policies, signals, now=now, history=history, send=alert_sender(alerts))
