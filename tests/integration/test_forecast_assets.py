@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -351,3 +351,14 @@ def test_failed_checks_and_runs_of_the_instance_are_signals(zone):
     runs = rows.filter(pl.col("PolicyId") == "page-runs")
     assert runs.select("SignalId", "Outcome").rows() == [(f"run_failure:{failed.run_id}", "would-act")]
     write(zone, "policies/checks.yaml", None)
+
+
+def test_the_daily_schedule_refreshes_the_open_month_once_it_is_allocated(zone):
+    def evaluate(moment: datetime):
+        with dg.build_schedule_context(resources={"warehouse": zone.resources["warehouse"]},
+                                       scheduled_execution_time=moment) as context:
+            return forecast.daily_forecasts(context)
+
+    request = evaluate(datetime(2026, 10, 19, 7, tzinfo=UTC))
+    assert (request.partition_key, request.run_key) == (PERIOD, "daily_forecasts|2026-10-19")
+    assert "has no partition 2026-11" in evaluate(datetime(2026, 11, 1, 7, tzinfo=UTC)).skip_message
