@@ -66,6 +66,7 @@ CHART_SCHEMA = json.loads((FIXTURES / "deploy" / "values.schema.subset.json").re
 KUBERNETES_VERSION = "1.30"
 
 RELEASE, NAMESPACE = "dagster", "focus-platform"  # deploy/README.md installs release "dagster" in this namespace
+USER_DEPLOYMENTS = f"{RELEASE}-dagster-user-deployments"  # the full name of the chart's user-deployments subchart
 DEPLOYMENT = VALUES["dagster-user-deployments"]["deployments"][0]
 IMAGE = f"{DEPLOYMENT['image']['repository']}:{DEPLOYMENT['image']['tag']}"
 JOB, PARTITION = "focus_pipeline", "2018-10|aws-main"
@@ -74,7 +75,7 @@ PERIOD_TAG = "dagster/partition/billing_period"
 
 # the code location as the webserver and daemon reach it: the chart's service of the user deployment
 LOCATION = RemoteRepositoryOrigin(
-    GrpcServerCodeLocationOrigin(host=f"{RELEASE}-dagster-user-deployments-{DEPLOYMENT['name']}",
+    GrpcServerCodeLocationOrigin(host=f"{USER_DEPLOYMENTS}-{DEPLOYMENT['name']}",
                                  port=DEPLOYMENT["port"], location_name=DEPLOYMENT["name"]),
     repository_name="__repository__")
 
@@ -117,11 +118,11 @@ def chart_container_context(deployment: dict) -> dict:
     (charts/dagster-user-deployments helper k8sContainerContext, includeConfigInLaunchedRuns)."""
     return {"k8s": {
         "image_pull_policy": deployment["image"]["pullPolicy"],
-        "env_config_maps": [f"{RELEASE}-dagster-user-deployments-{deployment['name']}-user-env"],
+        "env_config_maps": [f"{USER_DEPLOYMENTS}-{deployment['name']}-user-env"],
         "env_secrets": [ref["name"] for ref in deployment.get("envSecrets", [])],
         **({"resources": deployment["resources"]} if deployment.get("resources") else {}),
         "namespace": NAMESPACE,
-        "service_account_name": f"{RELEASE}-dagster-user-deployments-user-deployments",
+        "service_account_name": f"{USER_DEPLOYMENTS}-user-deployments",
         "run_k8s_config": {"pod_spec_config": {"automount_service_account_token": True}},
     }}
 
@@ -133,7 +134,7 @@ def chart_grpc_command(deployment: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# (1) Dagster's config schemas
+# Dagster's config schemas
 # ---------------------------------------------------------------------------------------------
 def processed(config_class, config: dict) -> dict:
     result = process_config(config_class.config_type(), config)
@@ -185,7 +186,7 @@ def test_the_charts_instance_is_the_instance_file():
 
 
 # ---------------------------------------------------------------------------------------------
-# (3) the chart's values schema
+# the chart's values schema
 # ---------------------------------------------------------------------------------------------
 def kubernetes_definitions() -> Registry:
     """The chart's schema refers to Kubernetes definitions online; kubernetes-validate bundles them."""
@@ -231,7 +232,7 @@ def test_the_env_sets_the_code_locations_roots(monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------
-# (2) the Kubernetes Job of a run
+# the Kubernetes Job of a run
 # ---------------------------------------------------------------------------------------------
 class JobRecorder:
     """Stands in for the Kubernetes batch API: records the Job the launcher creates."""
@@ -283,7 +284,7 @@ def run_job_manifest(config: dict, container_context: dict | None, kubeconfig: s
 
 PATHS = {
     "helm-chart": lambda: (chart_run_launcher_config(VALUES), chart_container_context(DEPLOYMENT),
-                           f"{RELEASE}-dagster-user-deployments-{DEPLOYMENT['name']}-user-env"),
+                           f"{USER_DEPLOYMENTS}-{DEPLOYMENT['name']}-user-env"),
     "instance-file": lambda: (launcher_config(), None, launcher_config()["env_config_maps"][0]),
 }
 
@@ -375,19 +376,15 @@ def test_asset_backfill_runs_carry_the_billing_period_tag():
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("export_source", list(SOURCES))
         wanted = [AssetKeyPartitionKey(key, f"2018-10|{source}") for key in graph.get_all_asset_keys()
-                  if graph.get(key).partitions_def == job_partitions() for source in SOURCES]
+                  if graph.get(key).partitions_def == defs.resolve_job_def(JOB).partitions_def for source in SOURCES]
         with partition_loading_context(dynamic_partitions_store=instance):
             requests = build_run_requests_with_backfill_policies(wanted, graph, instance)
     assert len(requests) == len(SOURCES)
     assert {request.tags.get(PERIOD_TAG) for request in requests} == {"2018-10"}
 
 
-def job_partitions():
-    return defs.resolve_job_def(JOB).partitions_def
-
-
 # ---------------------------------------------------------------------------------------------
-# (4) the Dockerfile
+# the Dockerfile
 # ---------------------------------------------------------------------------------------------
 def dockerfile_instructions() -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) of deploy/Dockerfile, continuation lines joined, comments left out."""
