@@ -7,6 +7,8 @@
 - the Kubernetes Job that dagster-k8s's K8sRunLauncher submits for a run of one partition of
   focus_pipeline (its launch_run, with the Kubernetes API replaced by a recorder) validates against the
   Kubernetes 1.30 API schema (kubernetes-validate, strict), on either path;
+- a partition's run keeps Dagster's default executor (steps as processes in the run pod) and its run config
+  validates against the job's schema;
 - Dagster's own queue daemon holds the overall and per-billing-period limits on runs carrying the tags
   Dagster gives a partition of focus_pipeline;
 - deploy/Dockerfile serves what the chart starts, and installs the extra that holds the classes above.
@@ -319,6 +321,16 @@ def test_the_run_pods_job_validates_against_the_kubernetes_api(path, launched_jo
     labels = manifest["metadata"]["labels"]
     assert (labels["dagster/job"], labels["dagster/code-location"]) == (JOB, DEPLOYMENT["name"])
     assert tags[PERIOD_TAG] == "2018-10"
+
+
+def test_a_partitions_run_config_validates_with_the_in_pod_executor():
+    """One run is one pod: focus_pipeline keeps Dagster's default executor, so its steps (raw_exports, then
+    focus_costs) run as processes inside the run pod, and the run config a partition's run carries
+    validates against the job's schema, executor section included (no step pods, no k8s_job_executor)."""
+    job = defs.resolve_job_def(JOB)
+    assert job.executor_def.name == "multi_or_in_process_executor"
+    execution = dg.validate_run_config(job, job.get_run_config_for_partition_key(PARTITION))["execution"]
+    assert set(execution["multi_or_in_process_executor"]) == {"multiprocess"}
 
 
 def test_the_validation_refuses_a_broken_job(launched_jobs):
