@@ -14,9 +14,9 @@ dimensions, a dimension name that is not a plain identifier or collides with a `
 column, a cycle among pools (``a → b → a``) and a pool that is a target of another pool. A rule
 that matches nothing can only be seen on data: the engine reports it.
 
-YAML decimals load as ``Decimal`` (never through a float), and values YAML reads as something else
-than text (``yes``/``no`` as booleans, ``0123`` as a number, ``2026-01-01`` as a date) are refused
-where text is expected, with a hint to quote them.
+YAML is read by ``yamltext.load``: decimals load as ``Decimal`` (never through a float), dates as their
+text; values YAML reads as something else than text (``yes``/``no`` as booleans, ``0123`` as a number)
+are refused where text is expected, with a hint to quote them.
 """
 
 from __future__ import annotations
@@ -26,12 +26,11 @@ import functools
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import polars as pl
-import yaml
 
+from focus_platform import yamltext
 from focus_platform.allocation.model import (
     BASIS_MAX,
     BASIS_REQUESTS,
@@ -189,59 +188,11 @@ def _named_rules(files: dict[str, bytes], name: str, role: str) -> Rules:
 # ---------------------------------------------------------------------------------------------
 # YAML
 # ---------------------------------------------------------------------------------------------
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with two changes: decimals load as ``Decimal`` (never a float), and a key written
-    twice in one mapping is an error (PyYAML keeps the last one silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[object, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if _hashable(key) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line})",
-                    key_node.start_mark)
-            if _hashable(key):
-                seen[key] = line
-        return super().construct_mapping(node, deep)
-
-
-def _construct_decimal(loader: _Loader, node: yaml.ScalarNode) -> Decimal:
-    text = loader.construct_scalar(node).replace("_", "").lower()
-    text = {".inf": "Infinity", "+.inf": "Infinity", "-.inf": "-Infinity", ".nan": "NaN"}.get(text, text)
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        raise yaml.constructor.ConstructorError(None, None, f"{text!r} is not a decimal number",
-                                                node.start_mark) from None
-
-
-_Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
-
-
-def _hashable(value: object) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
 def _parse_yaml(data: bytes, path: str) -> object:
     try:
-        return yaml.load(data, Loader=_Loader)  # a SafeLoader: no Python objects
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = " ".join(str(e.problem or e.context).split())
-        raise RulesError(f"{path}: {where}not valid YAML: {problem}") from None
-    except yaml.reader.ReaderError as e:
-        character = f"byte 0x{e.character:02x}" if isinstance(e.character, int) else f"character {e.character!r}"
-        raise RulesError(f"{path}: not valid YAML: {character} at position {e.position} is not allowed "
-                         f"({e.reason}); a rules file is UTF-8 text") from None
+        return yamltext.load(data, path)
+    except yamltext.YamlError as e:
+        raise RulesError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,13 +222,13 @@ def _describe(value: object) -> str:
         return f"a boolean ({str(value).lower()}; YAML reads yes/no/on/off/true/false as booleans)"
     if isinstance(value, int | Decimal):
         return f"a number ({value})"
-    if isinstance(value, date):
-        return f"a date ({value})"
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(type(value), type(value).__name__)
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return {dict: "a mapping", list: "a list"}.get(type(value), type(value).__name__)
 
 
 def _quote_hint(value: object) -> str:
-    return "; quote it" if isinstance(value, bool | int | Decimal | date) else ""
+    return "; quote it" if isinstance(value, bool | int | Decimal) else ""
 
 
 def _did_you_mean(name: object, choices: tuple[str, ...]) -> str:
@@ -351,12 +302,10 @@ def _flag(where: _Where, value: object) -> bool:
 
 
 def _number(where: _Where, value: object) -> Decimal:
+    """A number YAML read as an int or a Decimal (``.inf`` and ``.nan`` stay text: no amount)."""
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise where.error(f"must be a number, not {_describe(value)}")
-    number = Decimal(value)
-    if not number.is_finite():
-        raise where.error(f"must be a finite number, not {value}")
-    return number
+        raise where.error(f"must be a finite number, not {_describe(value)}")
+    return Decimal(value)
 
 
 def _choice(where: _Where, value: object, allowed: tuple[str, ...]) -> str:

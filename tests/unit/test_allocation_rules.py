@@ -268,7 +268,8 @@ def test_default_rules_have_one_owner_dimension_and_no_rules():
     pytest.param(HEAD + "applies_from: 2026-13\n",
                  ["applies_from: applies_from '2026-13' is not a billing period"], id="applies-from-bad-month"),
     pytest.param(HEAD + "applies_from: 2026-01-01\n",
-                 ["applies_from: must be a month as text YYYY-MM, not a date (2026-01-01)"], id="applies-from-date"),
+                 ["applies_from: applies_from '2026-01-01' is not a billing period: expected YYYY-MM"],
+                 id="applies-from-date"),
     pytest.param(HEAD + "kubernetes: {basis: limits}\n",
                  ["kubernetes.basis: unknown value 'limits'", "allowed: requests, usage, max"], id="k8s-basis"),
     pytest.param(HEAD + "kubernetes: {idle: drop}\n", ["kubernetes.idle: unknown value 'drop'"], id="k8s-idle"),
@@ -289,7 +290,8 @@ def test_a_bad_rules_file_is_one_line_naming_file_path_and_problem(text, expecte
 
 
 def test_a_file_that_is_not_utf8_is_refused_naming_it():
-    with pytest.raises(RulesError, match=r"^rules.yaml: not valid YAML: byte 0xff at position 93 is not allowed .* UTF-8 text$"):
+    with pytest.raises(RulesError, match=r"^rules.yaml: line 7, column 11: not valid YAML: byte 0xff is not UTF-8 "
+                                         r"\(invalid start byte\); a YAML file is UTF-8 text$"):
         load_rules(HEAD.encode() + b"  - name: \xff\n", "rules.yaml")
 
 
