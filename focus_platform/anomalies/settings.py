@@ -21,22 +21,25 @@
 
 ``match`` names key columns (of ``settings.keys``) and the text each must equal; a series matches when
 every named column does. Every problem is one ``AnomalyError`` line naming the file, the entry
-(``suppressions[1].until``) and what is wrong. Decimals are read from the YAML text, never through a float.
+(``suppressions[1].until``) and what is wrong. Decimals are read from the YAML text, never through a float;
+dates too (an impossible day such as ``2026-13-01`` is an error of its entry).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 
-from focus_platform.allocation.rules import RulesError, _parse_yaml
+from focus_platform import yamltext
 
 SETTINGS_FILE = "anomalies/settings.yaml"  # under the landing root
 KEY_COLUMNS = ("Owner", "ProviderName", "ServiceName", "BillingAccountId", "SubAccountId", "BillingCurrency")
 FILE_SECTIONS = ("settings", "suppressions", "known_one_offs")
 SUPPRESSION_FIELDS = ("match", "from", "until", "reason")
 ONE_OFF_FIELDS = ("date", "match", "reason")
+DATE_TEXT = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class AnomalyError(ValueError):
@@ -96,11 +99,9 @@ def read_anomaly_settings(files: list[tuple[str, bytes]]) -> tuple[AnomalySettin
 
 def _file_sections(path: str, data: bytes) -> dict:
     try:
-        node = _parse_yaml(data, path)
-    except RulesError as e:
+        node = yamltext.load(data, path)
+    except yamltext.YamlError as e:
         raise AnomalyError(str(e)) from None
-    except ValueError as e:  # PyYAML's date of an impossible day (2026-13-01)
-        raise AnomalyError(f"{path}: not valid YAML: {e} (a date must be a calendar date YYYY-MM-DD)") from None
     if node is None:
         return {}
     return _fields(path, node, FILE_SECTIONS)
@@ -185,14 +186,13 @@ def _text(where: str, value: object) -> str:
 
 
 def _date(where: str, value: object) -> date:
-    if isinstance(value, date) and not isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise AnomalyError(f"{where}: must be a date YYYY-MM-DD, not {_describe(value)}")
+    """A calendar date YYYY-MM-DD, from its text (YAML gives dates as text); an impossible day says why."""
+    if not isinstance(value, str) or not DATE_TEXT.fullmatch(value):
+        raise AnomalyError(f"{where}: must be a date YYYY-MM-DD, not {_describe(value)}")
+    try:
+        return date.fromisoformat(value)
+    except ValueError as e:
+        raise AnomalyError(f"{where}: {value!r} is not a calendar date ({e})") from None
 
 
 def _whole(where: str, value: object, least: int) -> int:
@@ -234,8 +234,6 @@ def _describe(value: object) -> str:
         return f"a boolean ({str(value).lower()})"
     if isinstance(value, int | Decimal):
         return f"a number ({value})"
-    if isinstance(value, date):
-        return f"a date ({value})"
     if isinstance(value, str):
         return repr(value)
     return {dict: "a mapping", list: "a list"}.get(type(value), type(value).__name__)
