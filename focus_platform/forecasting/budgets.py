@@ -17,8 +17,8 @@ and ``<landing>/budgets/*.csv`` with the same fields as columns (a header row, o
 ``owner``, ``period``, ``amount`` and ``currency`` are required; an empty value is an absent field.
 ``warn_at`` and ``error_at`` are shares of the budget, above 0 and at most 10, ``warn_at`` ≤ ``error_at``.
 
-Every value is read as its text: YAML through a loader that resolves no types (``0.1`` stays the
-text "0.1", ``yes`` stays "yes"), CSV cells are text anyway; so both formats pass one validation, and
+Every value is read as its text: YAML through ``yamltext.load(..., text=True)``, which resolves no
+types (``0.1`` stays the text "0.1", ``yes`` stays "yes"), CSV cells are text anyway; so both formats pass one validation, and
 amounts and thresholds become ``Decimal`` from their text, never through a float. Every mistake is one
 ``BudgetError`` line naming the file, the place (YAML ``budgets[2].amount``, CSV ``row 3, column
 amount``) and what is wrong; one (owner, period) budgeted twice names both places, across files too.
@@ -66,8 +66,8 @@ from datetime import date, timedelta
 from decimal import Context, Decimal, InvalidOperation, localcontext
 
 import polars as pl
-import yaml
 
+from focus_platform import yamltext
 from focus_platform.forecasting.spend import USAGE
 from focus_platform.periods import BillingPeriod, PeriodError, window
 from focus_platform.reconciliation.currency import (
@@ -177,41 +177,18 @@ class _Entry:
 
 
 def _entries(path: str, content: bytes) -> list[tuple[_Entry, dict]]:
-    try:
-        text = content.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise BudgetError(f"{path}: not UTF-8 text (byte {e.start})") from None
     if path.lower().endswith(YAML_SUFFIXES):
-        return _yaml_entries(path, text)
+        return _yaml_entries(path, content)
     if path.lower().endswith(CSV_SUFFIX):
-        return _csv_entries(path, text)
+        return _csv_entries(path, content)
     raise BudgetError(f"{path}: not a budget file: expected a name ending in .yaml, .yml or .csv")
 
 
-class _TextLoader(yaml.BaseLoader):
-    """YAML that resolves no types (every scalar is its text), refusing a key written twice in one mapping
-    (plain YAML keeps the last silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[str, int] = {}
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                line = key_node.start_mark.line + 1
-                if key_node.value in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"key {key_node.value!r} appears twice in one mapping (lines "
-                                    f"{seen[key_node.value]} and {line})", key_node.start_mark)
-                seen[key_node.value] = line
-        return super().construct_mapping(node, deep)
-
-
-def _yaml_entries(path: str, text: str) -> list[tuple[_Entry, dict]]:
+def _yaml_entries(path: str, content: bytes) -> list[tuple[_Entry, dict]]:
     try:
-        document = yaml.load(text, Loader=_TextLoader)  # a BaseLoader: text, lists and mappings only
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise BudgetError(f"{path}: {where}not valid YAML: {' '.join(str(e.problem or e.context).split())}") from None
+        document = yamltext.load(content, path, text=True)  # text, lists and mappings only
+    except yamltext.YamlError as e:
+        raise BudgetError(str(e)) from None
     if document in (None, ""):
         return []
     if not isinstance(document, dict):
@@ -230,7 +207,11 @@ def _yaml_entries(path: str, text: str) -> list[tuple[_Entry, dict]]:
     return entries
 
 
-def _csv_entries(path: str, text: str) -> list[tuple[_Entry, dict]]:
+def _csv_entries(path: str, content: bytes) -> list[tuple[_Entry, dict]]:
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise BudgetError(f"{path}: not UTF-8 text (byte {e.start})") from None
     reader = csv.reader(io.StringIO(text))
     header = [name.strip() for name in next(reader, [])]
     for i, name in enumerate(header):

@@ -176,7 +176,7 @@ def test_a_bad_yaml_budget_is_one_line_naming_the_file_and_the_field(entry, expe
     (b"budgets: {owner: web}\n", "b.yaml: budgets: must be a list of budgets, not a mapping"),
     (b"- {" + VALID.encode() + b"}\n", "b.yaml: must be a mapping with a 'budgets' list, not a list"),
     (b"budgets: [\n", "b.yaml: line 2, column 1: not valid YAML"),
-    (b"budgets: [{owner: caf\xe9}]\n", "b.yaml: not UTF-8 text"),
+    (b"budgets: [{owner: caf\xe9}]\n", "b.yaml: line 1, column 22: not valid YAML: byte 0xe9 is not UTF-8"),
 ])
 def test_a_bad_yaml_file_is_one_line_naming_the_file(text, expected):
     assert expected in one_line_error([("b.yaml", text)])
