@@ -2,8 +2,9 @@
 one usage spike injected) written as focus_costs + cost_allocations in a real warehouse: spend_forecasts and
 forecast_backtests (backtests reused when nothing changed), budget_status with WARN and ERROR budgets, cost_anomalies
 naming the spike as a new incident, policy_actions recording would-act in shadow and POSTing to a real HTTP server on
-127.0.0.1 in enforce; and the run-failure alert: a failed run is paged through the notifier with its job, run id,
-error and link, and a dead endpoint never fails the sensor."""
+127.0.0.1 in enforce, failed checks and runs of the instance as signals; the automation (following
+cost_allocations, not every forecast refresh) and the daily schedule; and the run-failure alert: a failed run is
+paged through the notifier with its job, run id, error and link, and a dead endpoint never fails the sensor."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ import polars as pl
 import pytest
 
 from focus_platform.allocation import engine, rules
-from focus_platform.defs.assets import forecast
+from focus_platform.defs.assets import allocate, forecast
+from focus_platform.defs.assets.ingest import INGEST_ASSETS
 from focus_platform.defs.assets.operate import run_failure_alert
+from focus_platform.defs.assets.reconcile import RECONCILE_ASSETS
 from focus_platform.defs.resources import (
     LandingZoneResource,
     NotifierResource,
@@ -47,6 +50,8 @@ PERIOD = "2026-10"
 LAST_DAY = date(2026, 10, 18)  # the last day with spend: the default as_of
 SPIKE_DAY = date(2026, 10, 12)
 SPIKED = ("owner-00", "service-00000")
+GROUP_ASSETS = {SPEND_FORECASTS_TABLE, FORECAST_BACKTESTS_TABLE, BUDGET_STATUS_TABLE, COST_ANOMALIES_TABLE,
+                POLICY_ACTIONS_TABLE}
 
 
 class Webhook:
@@ -362,3 +367,28 @@ def test_the_daily_schedule_refreshes_the_open_month_once_it_is_allocated(zone):
     request = evaluate(datetime(2026, 10, 19, 7, tzinfo=UTC))
     assert (request.partition_key, request.run_key) == (PERIOD, "daily_forecasts|2026-10-19")
     assert "has no partition 2026-11" in evaluate(datetime(2026, 11, 1, 7, tzinfo=UTC)).skip_message
+
+
+def test_automation_follows_the_allocations_not_every_forecast_refresh(zone):
+    defs = dg.Definitions(assets=[*INGEST_ASSETS, *RECONCILE_ASSETS, *allocate.ALLOCATE_ASSETS,
+                                  *forecast.FORECAST_ASSETS], resources=zone.resources)
+    instance, cursor = dg.DagsterInstance.ephemeral(), None
+
+    def after(*updated: tuple[str, str | None]) -> dict[str, list[str]]:
+        """What the automation requests in the forecast group once ``updated`` (asset, partition) are materialized."""
+        nonlocal cursor
+        for asset, partition in updated:
+            instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=partition))
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor,
+                                                   evaluation_time=datetime(2026, 10, 20, 6, tzinfo=UTC))
+        cursor = result.cursor
+        return {r.key.to_user_string(): sorted(k.partition_key or "" for k in
+                                                r.true_subset.expensively_compute_asset_partitions())
+                for r in result.results if r.true_subset.size and r.key.to_user_string() in GROUP_ASSETS}
+
+    assert after() == {}
+    assert after((ALLOCATIONS_TABLE, PERIOD)) == {SPEND_FORECASTS_TABLE: [""], FORECAST_BACKTESTS_TABLE: [""],
+                                                  BUDGET_STATUS_TABLE: [PERIOD], COST_ANOMALIES_TABLE: [PERIOD]}
+    assert after((SPEND_FORECASTS_TABLE, None), (FORECAST_BACKTESTS_TABLE, None)) == {}  # not every budget period
+    assert after((BUDGET_STATUS_TABLE, PERIOD)) == {POLICY_ACTIONS_TABLE: [""]}
+    assert after(("exchange_rates", None)) == {SPEND_FORECASTS_TABLE: [""]}
