@@ -29,8 +29,7 @@ import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-import yaml
-
+from focus_platform import yamltext
 from focus_platform.alerts import SEVERITIES
 from focus_platform.policies.model import (
     ACTIONS_NEEDING_ENDPOINT,
@@ -87,44 +86,11 @@ def read_policies(files: list[tuple[str, bytes]], known_owners: set[str] | None 
     return PolicySet(policies=tuple(policies), kill_switch=kill_switch)
 
 
-# ---------------------------------------------------------------------------------------------
-# YAML: duplicate keys refused, decimals as Decimal, dates as text
-# ---------------------------------------------------------------------------------------------
-class _Loader(yaml.SafeLoader):
-    def construct_mapping(self, node, deep=False):
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, str | int | bool):
-                continue  # not a field name: refused as an unknown field
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping",
-                                                        key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-def _construct_decimal(loader: _Loader, node: yaml.ScalarNode) -> Decimal | str:
-    text = loader.construct_scalar(node)
-    try:
-        return Decimal(text.replace("_", ""))
-    except InvalidOperation:
-        return text  # .inf, .nan: refused where a number is read
-
-
-_Loader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: loader.construct_scalar(node))
-
-
 def _parse_yaml(path: str, data: bytes) -> object:
     try:
-        return yaml.load(data, Loader=_Loader)  # a SafeLoader: no Python objects
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = f"line {mark.line + 1}: " if mark else ""
-        raise PolicyError(f"{path}: {where}not valid YAML: {' '.join(str(e.problem or e.context).split())}") from None
-    except yaml.YAMLError as e:
-        raise PolicyError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+        return yamltext.load(data, path)
+    except yamltext.YamlError as e:
+        raise PolicyError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------
