@@ -15,7 +15,8 @@ ui_url: http://localhost:3000
 ```
 
 A file that cannot be used is one ``AlertConfigError`` line naming the file, the entry (``endpoints[1].retries``)
-and the problem. An environment variable that is missing or empty does not fail the load: its endpoint is
+and the problem; YAML is read by ``yamltext.load`` (a key written twice is refused, seconds such as ``0.5`` are
+read as Decimal, then float). An environment variable that is missing or empty does not fail the load: its endpoint is
 *disabled* with the reason, and a delivery to it is a failed ``Delivery`` carrying that reason.
 """
 
@@ -26,9 +27,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from urllib.parse import urlsplit
 
-import yaml
+from focus_platform import yamltext
 
 ALERTS_FILE = "alerts/endpoints.yaml"  # under the landing root
 PAGE, TICKET, INFO = "page", "ticket", "info"
@@ -160,12 +162,9 @@ def _routes(path: str, node: object) -> dict[str, tuple[str, ...]]:
 # ---------------------------------------------------------------------------------------------
 def _parse_yaml(path: str, content: bytes) -> object:
     try:
-        return yaml.safe_load(content)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        problem = " ".join(str(getattr(e, "problem", None) or e).split())
-        raise AlertConfigError(f"{path}: {where}not valid YAML: {problem}") from None
+        return yamltext.load(content, path)
+    except yamltext.YamlError as e:
+        raise AlertConfigError(str(e)) from None
 
 
 def _check_fields(path: str, where: str, node: object, allowed: tuple[str, ...]) -> None:
@@ -202,11 +201,13 @@ def _is_http_url(url: str) -> bool:
 
 
 def _number(path: str, where: str, value: object, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    """Seconds, from a YAML int or Decimal (``.inf`` stays text: not a number)."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise AlertConfigError(f"{path}: {where}: must be a number of seconds, not {_kind(value)}")
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):
         raise AlertConfigError(f"{path}: {where}: must be {'> 0' if positive else '>= 0'} and finite, not {value}")
-    return float(value)
+    return seconds
 
 
 def _count(path: str, where: str, value: object) -> int:
@@ -222,6 +223,6 @@ def _kind(value: object) -> str:
         return "empty (null)"
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int | float):
+    if isinstance(value, int | Decimal):
         return f"a number ({value})"
     return {dict: "a mapping", list: "a list", str: f"the text {value!r}"}.get(type(value), type(value).__name__)
