@@ -379,10 +379,6 @@ def test_the_queue_holds_the_overall_and_per_period_limits():
         assert picked().count("2018-10") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="asset backfills of the ingest assets (BackfillPolicy.multi_run(1)) tag "
-                   "their runs with dagster/asset_partition_range_start/end only, not with the billing period: "
-                   "the per-period limit does not see them until the coordinator drops that backfill policy "
-                   "(deploy/README.md, 'The queue')")
 def test_asset_backfill_runs_carry_the_billing_period_tag():
     graph = defs.resolve_asset_graph()
     with dg.instance_for_test() as instance:

@@ -7,7 +7,9 @@ tag ``focus/force=true`` accepts a refused delivery deliberately.
 
 Triggers: the delivery sensor (``sensors/ingest.py``) requests raw_exports + focus_costs for exactly
 the (period, source) partition of a new or changed delivery, one run per partition (each retried and
-scaled on its own: ``BackfillPolicy.multi_run(1)``); ``daily_refresh`` re-reads the open and the
+scaled on its own; a backfill too: no backfill policy, so that each run carries the partition's tags,
+``dagster/partition/billing_period`` among them, which the deployments' per-period queue limit reads);
+``daily_refresh`` re-reads the open and the
 previous month of every source (an unchanged delivery is a no-op); focus_costs also follows any
 raw_exports partition updated some other way (a manual run) through its automation condition.
 The account catalog sensor (``account_catalog_sensor``) re-runs focus_costs for the partitions whose
@@ -71,7 +73,6 @@ from focus_platform.warehouse.restatements import (
 
 CODE_VERSION = __version__  # bump with any mapping change: the UI then marks partitions stale
 GROUP = "focus"
-ONE_RUN_PER_PARTITION = dg.BackfillPolicy.multi_run(max_partitions_per_run=1)
 
 
 RAW_ASSET = "raw_exports"
@@ -101,7 +102,7 @@ def _refused(message: str, metadata: dict | None = None) -> dg.AssetCheckResult:
 @dg.asset(
     partitions_def=PARTITIONS, code_version=CODE_VERSION, group_name=GROUP,
     kinds={"delta", "polars"},
-    check_specs=specs([DELIVERY_ACCEPTED, RAW_CONTRACT]), backfill_policy=ONE_RUN_PER_PARTITION,
+    check_specs=specs([DELIVERY_ACCEPTED, RAW_CONTRACT]),
     description="Provider deliveries as delivered: every column, typed, plus lineage, in the Delta table of "
                 f"the export source's format ({', '.join(RAW_TABLES)}), one partition per "
                 "(billing period, export source).",
@@ -242,7 +243,7 @@ def check_results(checks: FocusChecks) -> list[dg.AssetCheckResult]:
                      description="Raw rows that cannot be converted, with reason, file, row and billed amount."),
     ],
     check_specs=specs(FOCUS_CHECKS),
-    partitions_def=PARTITIONS, backfill_policy=ONE_RUN_PER_PARTITION,
+    partitions_def=PARTITIONS,
 )
 def focus_costs(context: dg.AssetExecutionContext, landing_zone: LandingZoneResource, warehouse: WarehouseResource):
     key = key_of(context)
