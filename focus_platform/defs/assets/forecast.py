@@ -500,7 +500,10 @@ def known_owners(wh: Warehouse, owner: str) -> set[str] | None:
 
 
 def appended(wh: Warehouse, actions: pl.DataFrame) -> Outcome:
-    """The evaluation appended to policy_actions (its contract first); refused: ``NotPublished``."""
+    """The evaluation appended to policy_actions (its contract first; no rows: no new version); refused:
+    ``NotPublished``."""
+    if actions.is_empty():
+        return Outcome(True, {"note": "no policy matched a signal: nothing appended"})
     try:
         wh.append(POLICY_ACTIONS_TABLE, actions)
     except GateFailed as exc:
