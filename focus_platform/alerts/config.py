@@ -16,8 +16,8 @@ ui_url: http://localhost:3000
 
 A file that cannot be used is one ``AlertConfigError`` line naming the file, the entry (``endpoints[1].retries``)
 and the problem; YAML is read by ``yamltext.load`` (a key written twice is refused, seconds such as ``0.5`` are
-read as Decimal, then float). An environment variable that is missing or empty does not fail the load: its endpoint is
-*disabled* with the reason, and a delivery to it is a failed ``Delivery`` carrying that reason.
+read as Decimal, then float). An environment variable that is missing or empty does not fail the load: its
+endpoint is *disabled* with the reason, and a delivery to it is a failed ``Delivery`` carrying that reason.
 """
 
 from __future__ import annotations
