@@ -18,8 +18,8 @@ and ``<landing>/budgets/*.csv`` with the same fields as columns (a header row, o
 ``warn_at`` and ``error_at`` are shares of the budget, above 0 and at most 10, ``warn_at`` ≤ ``error_at``.
 
 Every value is read as its text: YAML through ``yamltext.load(..., text=True)``, which resolves no
-types (``0.1`` stays the text "0.1", ``yes`` stays "yes"), CSV cells are text anyway; so both formats pass one validation, and
-amounts and thresholds become ``Decimal`` from their text, never through a float. Every mistake is one
+types (``0.1`` stays the text "0.1", ``yes`` stays "yes"), CSV cells are text anyway; so both formats
+pass one validation, and amounts and thresholds become ``Decimal`` from their text, never through a float. Every mistake is one
 ``BudgetError`` line naming the file, the place (YAML ``budgets[2].amount``, CSV ``row 3, column
 amount``) and what is wrong; one (owner, period) budgeted twice names both places, across files too.
 
