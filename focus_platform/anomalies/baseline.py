@@ -93,6 +93,8 @@ def _with_two_day_scores(scores: np.ndarray) -> np.ndarray:
 def _lag(values: np.ndarray, days: int) -> np.ndarray:
     """``values`` moved ``days`` later along the day axis (earlier for negative ``days``), NaN filled."""
     moved = np.full_like(values, np.nan)
+    if abs(days) >= values.shape[1]:  # fewer days than the lag: nothing that far back (or ahead)
+        return moved
     if days >= 0:
         moved[:, days:] = values[:, :values.shape[1] - days]
     else:

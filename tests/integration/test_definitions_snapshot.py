@@ -86,7 +86,9 @@ def test_every_check_declares_severity_and_the_blocking_ones_gate_their_asset():
     blocking = {k for k, c in snapshot["checks"].items() if c["blocking"]}
     contracts = {f"{asset}:contract" for asset in ("raw_exports", "focus_costs", "focus_quarantine", "invoices",
                                                    "exchange_rates", "invoice_reconciliation", "sku_catalog",
-                                                   "cost_allocations", "allocation_diff", "focus_costs_v1_3")}
+                                                   "cost_allocations", "allocation_diff", "focus_costs_v1_3",
+                                                   "spend_forecasts", "forecast_backtests", "budget_status",
+                                                   "cost_anomalies", "policy_actions")}
     assert blocking == {"raw_exports:delivery_accepted", "focus_costs:conformance", "focus_costs:billed_cost_conserved",
                         "focus_costs:effective_cost_conserved", "focus_costs:rows_conserved",
                         "focus_costs:row_id_unique", "cost_allocations:allocation_conserved",

@@ -272,3 +272,11 @@ def test_a_bad_settings_entry_is_one_line_naming_file_and_entry(text, message):
 def test_two_settings_sections_are_refused():
     with pytest.raises(AnomalyError, match=r"^b.yaml: settings: a second settings section \(the first is in a.yaml\)$"):
         read_anomaly_settings([("a.yaml", b"settings: {threshold: 5}\n"), ("b.yaml", b"settings: {threshold: 6}\n")])
+
+
+def test_less_history_than_the_weekday_profile_spans_is_no_crash():
+    """The baseline's lags reach eight weeks back: 40 days of data score nothing (too short) and raise nothing."""
+    from focus_platform.generate.spend import seasonal_spend
+
+    result = detect(seasonal_spend(2, date(2026, 9, 1), 40))
+    assert result.anomalies.is_empty() and result.metadata["series"] == 2
