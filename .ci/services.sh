@@ -5,6 +5,7 @@
 #   .ci/services.sh start   install redis-server / postgresql when missing (apt-get update first), then start
 #                           both under $FOCUS_SERVICES_DIR unless they already run there; prints their URLs
 #   .ci/services.sh stop    stop both (a no-op when they are not running)
+#   .ci/services.sh install only install what is missing (CI, before the tests start their own servers)
 #
 # Settings (environment): FOCUS_SERVICES_DIR (default .data/services in the checkout), FOCUS_REDIS_PORT
 # (default 6390), FOCUS_POSTGRES_PORT (default 5440). PostgreSQL refuses to run as root: as root its folder
@@ -12,9 +13,7 @@
 # missing and cannot be installed (no apt-get, or the install failed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DIR="${FOCUS_SERVICES_DIR:-.data/services}"
-mkdir -p "$DIR"
-DIR="$(cd "$DIR" && pwd)"
+DIR="$(realpath -m "${FOCUS_SERVICES_DIR:-.data/services}")"
 REDIS_PORT="${FOCUS_REDIS_PORT:-6390}"
 PG_PORT="${FOCUS_POSTGRES_PORT:-5440}"
 PG_DATA="$DIR/postgres"
@@ -47,6 +46,7 @@ as_pg_owner() {  # run a PostgreSQL command as the owner of its data folder
 }
 
 start_redis() {
+  mkdir -p "$DIR"
   if [ -f "$DIR/redis.pid" ] && kill -0 "$(cat "$DIR/redis.pid")" 2>/dev/null; then
     say "redis already running (pid $(cat "$DIR/redis.pid"))"
   else
@@ -97,5 +97,6 @@ stop_all() {
 case "${1:-start}" in
   start) install_missing; start_redis; start_postgres ;;
   stop) stop_all ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  install) install_missing; say "redis-server and PostgreSQL present" ;;
+  *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
 esac
