@@ -11,8 +11,10 @@ The model is statsforecast's MSTL (a decomposition into a weekly season of ``sea
 day-of-month season of ``MONTH_SEASON`` days when the series' training data at its first backtest
 origin spans at least ``MONTHLY_MIN_DAYS`` — ``x_Model`` ``MSTL(7,30)``, else ``MSTL(7)`` — and a
 trend forecast by a damped additive-trend ETS, AutoETS "AAN" damped: fixed rather than selected,
-which halves the fit time for the same accuracy on the generated series). The baseline is
-seasonal-naive (the value ``season_length`` days earlier). All series are fit by one StatsForecast call per origin and model shape, in parallel over the cores.
+which halves the fit time for the same accuracy on the generated series; the decomposition's
+smoothers are evaluated every few points, ``STL_JUMPS``, which halves its time again). The
+baseline is seasonal-naive (the value ``season_length`` days earlier). All series are fit by one
+StatsForecast call per origin and model shape, in parallel over the cores.
 
 Backtest and choice
 -------------------
@@ -103,6 +105,9 @@ DAY, MONTH = "day", "month"  # Grain
 TOTAL = "total"  # SpendKind of usage + fee
 PARALLEL_MIN_SERIES = 64  # smaller panels are fit in this process: starting workers costs more than it saves
 FORECAST_DIGITS = 6
+# STL's smoothers evaluated every few points and interpolated between (as R's stl does by default): half the
+# decomposition time, the same backtest MAPE on the generated series
+STL_JUMPS = {"seasonal_jump": 3, "trend_jump": 5, "low_pass_jump": 3}
 
 SPEND_FORECASTS = {
     "x_ForecastDate": pl.Date,
@@ -155,7 +160,7 @@ class ForecastResult:
 
 
 def model_version() -> str:
-    return f"statsforecast {version('statsforecast')} MSTL+AutoETS(AAdN) vs SeasonalNaive"
+    return f"statsforecast {version('statsforecast')} MSTL(STL jumps 3/5/3)+AutoETS(AAdN) vs SeasonalNaive"
 
 
 def forecast_spend(rows: pl.LazyFrame | pl.DataFrame, as_of: date, settings: ForecastSettings = ForecastSettings(),
@@ -252,7 +257,8 @@ def predict(history: pl.DataFrame, horizon: int, settings: ForecastSettings) -> 
     parts = []
     for (monthly,), panel in history.partition_by("Monthly", as_dict=True).items():
         seasons = [settings.season_length, MONTH_SEASON] if monthly else [settings.season_length]
-        models = [MSTL(season_length=seasons, trend_forecaster=AutoETS(model="AAN", damped=True), alias=MODEL),
+        models = [MSTL(season_length=seasons, trend_forecaster=AutoETS(model="AAN", damped=True),
+                       stl_kwargs=STL_JUMPS, alias=MODEL),
                   SeasonalNaive(season_length=settings.season_length, alias=BASELINE_CHOICE)]
         series = panel["unique_id"].n_unique()
         engine = StatsForecast(models=models, freq="1d", n_jobs=-1 if series >= PARALLEL_MIN_SERIES else 1)
