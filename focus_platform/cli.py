@@ -227,6 +227,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print_demo_summary(outcomes, warehouse.root, tables, home)
     print_downstream(downstream)
     print_owners(warehouse, published)
+    print_outlook(warehouse, published)
     for outcome in outcomes:
         if not outcome.success:
             _fail(f"{outcome.source} {outcome.period}: {outcome.reason}")
@@ -249,8 +250,10 @@ def run_downstream(defs, resources: dict, instance, periods: list[str], tags: di
                    debug: bool) -> list[DownstreamOutcome]:
     """The rest of the graph after the ingested partitions, as the daemon would run it: invoices and
     exchange rates, then each published period's reconciliation and SKU catalog, then its allocation (cost
-    allocations, the shadow diff, the FOCUS 1.3 view)."""
-    runs = [("invoices_and_rates", None)] + [(job, p) for job in ("reconciliation", "allocation") for p in periods]
+    allocations, the shadow diff, the FOCUS 1.3 view), then its forecasts job (spend forecasts, budget status,
+    cost anomalies, the policies on their signals)."""
+    runs = [("invoices_and_rates", None)] + [(job, p) for job in ("reconciliation", "allocation", "forecasts")
+                                             for p in periods]
     out = []
     for name, period in runs:
         job = defs.resolve_job_def(name)
@@ -265,11 +268,64 @@ def run_downstream(defs, resources: dict, instance, periods: list[str], tags: di
 
 
 def print_downstream(outcomes: list[DownstreamOutcome]) -> None:
-    print(f"\n{'job':<22}{'period':<9}{'status':<8}checks")
+    width = max([len("job"), *(len(o.job) for o in outcomes)]) + 2
+    print(f"\n{'job':<{width}}{'period':<9}{'status':<8}checks")
     for o in outcomes:
         status = "FAILED" if not o.success else "error" if any("(ERROR)" in c for c in o.checks) \
             else "warn" if o.checks else "ok"
-        print(f"{o.job:<22}{o.period or '-':<9}{status:<8}{', '.join(o.checks) or 'all passed'}")
+        print(f"{o.job:<{width}}{o.period or '-':<9}{status:<8}{', '.join(o.checks) or 'all passed'}")
+
+
+def print_outlook(warehouse, periods: list[str], top: int = 5) -> None:
+    """What the forecasts job found: budgets per period and owner (actual, projection, status), the cost
+    anomaly incidents, the spend forecast for the months ahead, and what the policies did (or would do)."""
+    import polars as pl
+
+    from focus_platform.warehouse.catalog import (
+        BUDGET_STATUS_TABLE,
+        COST_ANOMALIES_TABLE,
+        POLICY_ACTIONS_TABLE,
+        SPEND_FORECASTS_TABLE,
+    )
+
+    def table(name: str) -> pl.DataFrame | None:
+        return warehouse.scan(name).collect() if warehouse.exists(name) else None
+
+    def money(value) -> str:
+        return "-" if value is None else f"{value:,.2f}"
+
+    budgets = table(BUDGET_STATUS_TABLE)
+    if budgets is not None and budgets.height:
+        print("\nbudgets (budget_status: actual to date and projected at period end, in the budget's currency)")
+        for row in budgets.filter(pl.col("x_BillingPeriod").is_in(periods)).sort(
+                "x_BillingPeriod", "Owner").iter_rows(named=True):
+            print(f"  {row['x_BillingPeriod']} {row['Owner']:<12} {row['Status']:<8} actual "
+                  f"{money(row['ActualToDate'])} / budget {money(row['Budget'])} {row['BudgetCurrency']}, projected "
+                  f"{money(row['ForecastAtPeriodEnd'])} ({row['x_ProjectionMethod']})")
+    anomalies = table(COST_ANOMALIES_TABLE)
+    if anomalies is not None:
+        incidents = (anomalies.filter(pl.col("x_BillingPeriod").is_in(periods))
+                     .group_by("IncidentId", "Status", "Owner", "ServiceName", "BillingCurrency")
+                     .agg(pl.col("IncidentStart").min(), pl.len().alias("days"), pl.col("Delta").sum())
+                     .sort("IncidentStart"))
+        print(f"\ncost anomalies (cost_anomalies): {incidents.filter(pl.col('Status') == 'raised').height} incident(s) "
+              f"raised, {incidents.filter(pl.col('Status') != 'raised').height} suppressed")
+        for row in incidents.sort(pl.col("Delta").abs(), descending=True).head(top).iter_rows(named=True):
+            print(f"  {row['IncidentStart']} {row['Status']:<10} {row['Owner']} / {row['ServiceName']}: "
+                  f"{row['Delta']:+,.2f} {row['BillingCurrency']} over {row['days']} day(s)")
+    forecasts = table(SPEND_FORECASTS_TABLE)
+    if forecasts is not None:
+        months = (forecasts.filter((pl.col("Grain") == "month") & (pl.col("SpendKind") == "total"))
+                  .group_by("Date", "BillingCurrency").agg(pl.col("Forecast").sum(), pl.col("Lower").sum(),
+                                                           pl.col("Upper").sum()).sort("Date", "BillingCurrency"))
+        series = forecasts.select("Owner", "ServiceName", "ProviderName", "BillingCurrency").unique().height
+        print(f"\nspend forecasts (spend_forecasts): {series} series forecast" + ("; by month: " + "; ".join(
+            f"{d:%Y-%m} {f:,.2f} {c}" for d, c, f, _, _ in months.iter_rows()) if months.height else ""))
+    actions = table(POLICY_ACTIONS_TABLE)
+    if actions is not None:
+        counts = actions.group_by("PolicyId", "Outcome").len().sort("PolicyId", "Outcome")
+        print("\npolicies (policy_actions): " + ("; ".join(f"{p} {o} {n}" for p, o, n in counts.iter_rows())
+                                                 or "no signal matched a policy"))
 
 
 def print_owners(warehouse, periods: list[str], top: int = 5) -> None:
@@ -327,8 +383,8 @@ def print_demo_summary(outcomes: list[PartitionOutcome], warehouse_root: str, ta
             print(f"{'':<33}warning: {warning}")
     print(f"\nDelta tables under {warehouse_root}: {', '.join(tables) or 'none yet'}")
     print(f"Dagster instance: {home}")
-    print("Open the UI (the demo's runs are under the jobs focus_pipeline, invoices_and_rates, reconciliation and "
-          "allocation): "
+    print("Open the UI (the demo's runs are under the jobs focus_pipeline, invoices_and_rates, reconciliation, "
+          "allocation and forecasts): "
           + ui_command(home))
 
 

@@ -89,7 +89,8 @@ def test_generate_then_demo_prints_the_expected_totals(case, instance_dirs, caps
     assert set(printed) == set(expected) and len({p for _, p in expected}) == 2
     downstream = stdout[stdout.index("\njob "):].split("\n\n")[0].splitlines()[2:]  # the rest of the graph ran
     assert [line.split()[:2] for line in downstream] == [["invoices_and_rates", "-"]] + [
-        [job, period] for job in ("reconciliation", "allocation") for period in sorted({p for _, p in expected})]
+        [job, period] for job in ("reconciliation", "allocation", "forecasts")
+        for period in sorted({p for _, p in expected})]
     assert not any("FAILED" in line for line in downstream), downstream
     for key, partition in printed.items():
         assert partition["totals"] == expected[key], key
@@ -115,7 +116,7 @@ def test_demo_runs_under_the_definitions_jobs(instance_dirs, capsys):
     assert rc == 0, err[-3000:]
     runs = dg.DagsterInstance.get().get_runs()
     assert runs and {r.job_name for r in runs} == {"focus_pipeline", "invoices_and_rates", "reconciliation",
-                                                   "allocation"}
+                                                   "allocation", "forecasts"}
     assert all(r.tags.get("focus/origin") == "demo" for r in runs)
 
 
