@@ -215,7 +215,8 @@ def test_one_bad_source_does_not_stop_the_others(instance_dirs, capsys):
     assert not any(source == "stray" for source, _ in printed)
     assert re.search(r"Delta tables under \S+: raw_azure_cost_details, focus_costs, focus_quarantine, period_status, "
                      r"restatement_log, invoices, exchange_rates, invoice_reconciliation, sku_catalog, "
-                     r"cost_allocations, allocation_diff, focus_costs_v1_3\n", stdout)
+                     r"cost_allocations, allocation_diff, focus_costs_v1_3, spend_forecasts, forecast_backtests, "
+                     r"budget_status, cost_anomalies\n", stdout)  # no policies in this landing zone: no actions
 
 
 def test_generate_adds_its_sources_to_sources_json(tmp_path, capsys):
