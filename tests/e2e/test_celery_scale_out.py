@@ -7,9 +7,9 @@ all on 127.0.0.1; the landing zone and the warehouse in moto's S3 server.
    to Redis, where a worker runs it. Every partition lands once (rows and billed totals equal the generators'
    expected totals, one restatement-log entry and one Delta commit each, no duplicate ``x_RowId``), both
    workers ran some, and the queue limits held (sampled from the run storage while it ran).
-2. ``kill -9`` of the worker running a 13th partition: run monitoring detects it (its maximum run time: a dead
-   worker's Celery task stays STARTED, see deploy/vm/README.md), the run retry sends it to the other worker and
-   the partition lands once.
+2. ``kill -9`` of the worker running a 13th partition (one run, launched with ``dagster job launch``): run
+   monitoring detects it (its maximum run time: a dead worker's Celery task stays STARTED, see
+   deploy/vm/README.md), the run retry sends it to the other worker and the partition lands once.
 
 The wall time of the backfill and the recovery time are printed (``pytest -s``).
 """
@@ -225,7 +225,9 @@ def test_backfill_and_a_killed_worker_land_every_partition_once(services, s3, pr
     assert most_overlapping(records) <= MAX_CONCURRENT_RUNS
     assert most_overlapping(records, lambda run: run.tags[PERIOD_TAG]) == 1
 
-    # 2. kill -9 the worker running a 13th partition, once its step runs
+    # 2. kill -9 the worker running a 13th partition, once its step runs. One run launched as the delivery
+    # sensor launches them, not a backfill: the retry daemon skips the runs of a finished backfill, and
+    # `dagster job backfill` records its backfill as finished once the runs are queued (deploy/vm/README.md).
     max_runtime = round(max(20.0, 2 * longest_run))
     period, source = KILLED_PARTITION.split("|")
     dagster_cli(env, "launch", "--tags", json.dumps({
