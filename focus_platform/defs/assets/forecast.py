@@ -111,6 +111,16 @@ CONTRACTS = {table: contract_check(table) for table in (SPEND_FORECASTS_TABLE, F
 class ForecastConfig(dg.Config):
     as_of: str = ""  # YYYY-MM-DD; empty: the last day with spend in what the asset reads
     owner_dimension: str = ""  # empty: the active rules' first dimension
+    reporting_currency: str = ForecastSettings.reporting_currency  # spend_forecasts' *InReportingCurrency columns
+    horizon_months: int = ForecastSettings.horizon_months  # 1-3: forecast through the month this far after as_of
+
+    def forecast_settings(self) -> ForecastSettings:
+        if not 1 <= self.horizon_months <= 3:
+            raise dg.Failure(f"horizon_months={self.horizon_months}: forecasts reach 1 to 3 months ahead")
+        currency = self.reporting_currency.strip().upper()
+        if len(currency) != 3 or not currency.isalpha():
+            raise dg.Failure(f"reporting_currency={self.reporting_currency!r}: an ISO 4217 code (three letters)")
+        return ForecastSettings(horizon_months=self.horizon_months, reporting_currency=currency)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +220,7 @@ def spend_forecasts(context: dg.AssetExecutionContext, config: ForecastConfig, l
     owner = owner_dimension(config, landing_zone.store())
     rows = spend_of(wh, allocated_periods(wh), owner)
     as_of = as_of_date(config, rows, datetime.now(UTC).date())
-    result = forecast_spend(rows, as_of, ForecastSettings(), rates=read_table(wh, EXCHANGE_RATES_TABLE),
+    result = forecast_spend(rows, as_of, config.forecast_settings(), rates=read_table(wh, EXCHANGE_RATES_TABLE),
                             choices=read_table(wh, FORECAST_BACKTESTS_TABLE))
     metadata = forecast_metadata(result, as_of, owner)
     for table, frame, contract in ((SPEND_FORECASTS_TABLE, result.forecasts, FORECASTS_CONTRACT),
