@@ -32,7 +32,7 @@ import yaml
 from tests.e2e.conftest import ROOT
 from tests.integration.conftest_objectstore import child_env
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 BIN = Path(sys.executable).parent
 WORKSPACE = str(ROOT / "workspace.yaml")
