@@ -4,7 +4,9 @@ Series and model
 ----------------
 A series is the daily usage (``SpendKind`` usage, ``EffectiveCost``) of one ``SERIES_KEYS``
 combination from its first day with a row through ``as_of``; days without rows are 0. Series with
-fewer than ``min_history_days`` days are not forecast (``skipped``, with the reason). The rest are
+fewer than ``min_history_days`` days, and series that ended (no usage in the ``ended_after_days`` days up
+to ``as_of``: a decommissioned service is not forecast as a flat zero for months), are not forecast
+(``skipped``, with the reason). The rest are
 forecast from ``as_of`` + 1 through the last day of the month ``horizon_months`` after ``as_of``'s.
 
 The model is statsforecast's MSTL (a decomposition into a weekly season of ``season_length`` days, a
@@ -90,6 +92,7 @@ class ForecastSettings:
     level: int = 80  # prediction interval, percent
     season_length: int = 7  # weekly seasonality on daily data
     min_history_days: int = 56  # shorter series: skipped with the reason
+    ended_after_days: int = 28  # no usage in this many days up to as_of: the series ended, skipped with the reason
     backtest_folds: int = 3  # rolling origin
     backtest_horizon_days: int = 28
     reporting_currency: str = "USD"
@@ -170,11 +173,16 @@ def forecast_spend(rows: pl.LazyFrame | pl.DataFrame, as_of: date, settings: For
     rows = rows.lazy().filter(pl.col("Date") <= as_of)
     end = horizon_end(as_of, settings.horizon_months)
     history = usage_history(rows, as_of)
-    days = history.group_by("unique_id", *KEYS).agg(pl.len().alias("Days"), pl.col("y").min().alias("Min"))
-    short = days.filter(pl.col("Days") < settings.min_history_days)
-    skipped = short.select(*KEYS, pl.format("{} days of usage history, fewer than min_history_days {}",
-                                            "Days", pl.lit(settings.min_history_days)).alias("reason"))
-    days = days.filter(pl.col("Days") >= settings.min_history_days).with_columns(
+    days = history.group_by("unique_id", *KEYS).agg(pl.len().alias("Days"), pl.col("y").min().alias("Min"),
+                                                     pl.col("Date").filter(pl.col("y") != 0).max().alias("Last"))
+    short = pl.col("Days") < settings.min_history_days
+    ended = pl.col("Last").is_null() | (pl.col("Last") < pl.lit(as_of) - timedelta(days=settings.ended_after_days))
+    skipped = days.filter(short | ended).select(*KEYS, pl.when(short).then(pl.format(
+        "{} days of usage history, fewer than min_history_days {}", "Days", pl.lit(settings.min_history_days)))
+        .otherwise(pl.format("ended: no usage since {} (more than ended_after_days {} before as_of {})",
+                             pl.col("Last").cast(pl.String).fill_null("its first day"),
+                             pl.lit(settings.ended_after_days), pl.lit(str(as_of)))).alias("reason"))
+    days = days.filter(~(short | ended)).drop("Last").with_columns(
         pl.min_horizontal(pl.lit(settings.backtest_folds, pl.Int32),
                           ((pl.col("Days") - settings.min_history_days) // settings.backtest_horizon_days)
                           .cast(pl.Int32)).alias("Folds"))

@@ -181,3 +181,14 @@ def test_model_beats_seasonal_naive_with_calibrated_intervals():
     assert tested["Folds"].to_list() == [3] * 20
     assert tested["ModelMAPE"].median() < tested["BaselineMAPE"].median()
     assert abs(tested["IntervalCoverage"].mean() - 0.80) <= 0.05
+
+
+def test_a_series_that_ended_is_skipped_not_forecast_as_zeros():
+    """A service decommissioned 40 days before as_of has 100 days of history but no recent usage."""
+    gone = usage_rows("gone", np.full(100, 20.0)).with_columns(pl.col("Date") - timedelta(days=40))
+    gone = gone.with_columns(pl.col("Date").dt.strftime("%Y-%m").alias("x_BillingPeriod"))
+    result = forecast_spend(gone, AS_OF, QUICK)
+    assert result.forecasts.filter(pl.col("SpendKind") == USAGE).is_empty()
+    [reason] = result.skipped["reason"].to_list()
+    assert reason == (f"ended: no usage since {AS_OF - timedelta(days=40)} (more than ended_after_days 28 before "
+                      f"as_of {AS_OF})")
