@@ -392,3 +392,23 @@ def test_automation_follows_the_allocations_not_every_forecast_refresh(zone):
     assert after((SPEND_FORECASTS_TABLE, None), (FORECAST_BACKTESTS_TABLE, None)) == {}  # not every budget period
     assert after((BUDGET_STATUS_TABLE, PERIOD)) == {POLICY_ACTIONS_TABLE: [""]}
     assert after(("exchange_rates", None)) == {SPEND_FORECASTS_TABLE: [""]}
+
+
+def test_alert_severity_routes_unowned_spikes_and_imminent_overruns_to_the_pager():
+    """page: an upward anomaly of the unallocated owner, a budget projected over within a day; ticket: other
+    anomalies and failed checks (mapping failures, drift)."""
+    from focus_platform.anomalies import COST_ANOMALIES
+
+    def anomaly(incident: str, owner: str, delta: str) -> dict:
+        return {"Date": date(2026, 10, 5), "x_BillingPeriod": "2026-10", "Owner": owner, "ServiceName": "EC2",
+                "BillingAccountId": "1", "BillingCurrency": "USD", "Expected": Decimal(1), "Actual": Decimal(1),
+                "Delta": Decimal(delta), "Score": 9.0, "Direction": "up" if Decimal(delta) > 0 else "down",
+                "IncidentId": incident, "IncidentStart": date(2026, 10, 5), "Status": "raised", "x_Reason": "",
+                "TopContributors": "[]"}
+
+    rows = [anomaly("a", "unallocated", "500"), anomaly("b", "unallocated", "-500"), anomaly("c", "web", "900")]
+    frame = pl.DataFrame(rows, schema=COST_ANOMALIES, strict=False)
+    keys = ("Owner", "ServiceName", "BillingAccountId", "BillingCurrency")
+    signals = forecast.anomaly_signals(frame, keys, "http://ui")
+    assert dict(signals.select("SignalId", "Severity").iter_rows()) == {"a": "page", "b": "ticket", "c": "ticket"}
+    assert set(forecast.CHECK_SEVERITY.values()) == {"ticket"}

@@ -33,6 +33,7 @@ import polars as pl
 from focus_platform import __version__
 from focus_platform.alerts import INFO, PAGE, TICKET, asset_link
 from focus_platform.allocation import inputs, rules
+from focus_platform.allocation.model import DEFAULT_OWNER
 from focus_platform.anomalies import (
     SETTINGS_FILE,
     AnomalyError,
@@ -397,7 +398,9 @@ def cost_anomalies(context: dg.AssetExecutionContext, config: ForecastConfig, la
 # policy_actions
 # ---------------------------------------------------------------------------------------------
 ACTIONS_CONTRACT = CONTRACTS[POLICY_ACTIONS_TABLE]
-CHECK_SEVERITY = {ERROR: TICKET, WARN: INFO}  # the alert severity of a failed check's signal
+# a failed check is a ticket (mapping failures, drift under its ERROR threshold, coverage): a check that
+# must stop data blocks its asset, and the failed run pages (run_failure)
+CHECK_SEVERITY = {ERROR: TICKET, WARN: TICKET}
 SIGNAL_DAYS, CHECK_EVENTS = 7, 10_000  # failed checks and runs are signals while this recent
 
 
@@ -440,7 +443,9 @@ def anomaly_signals(anomalies: pl.DataFrame | None, keys: tuple[str, ...], ui_ur
     currency = pl.col("BillingCurrency") if "BillingCurrency" in keys else pl.lit(None, pl.String)
     owner = pl.col("Owner") if "Owner" in keys else pl.lit(None, pl.String)
     return found.select(
-        pl.col("IncidentId").alias("SignalId"), pl.lit(ANOMALY).alias("Kind"), pl.lit(TICKET).alias("Severity"),
+        pl.col("IncidentId").alias("SignalId"), pl.lit(ANOMALY).alias("Kind"),
+        pl.when((owner == DEFAULT_OWNER) & (pl.col("Delta") > 0)).then(pl.lit(PAGE)).otherwise(pl.lit(TICKET))
+        .alias("Severity"),  # a spike of spend nobody owns pages; other anomalies are tickets
         owner.alias("Owner"), pl.lit(COST_ANOMALIES_TABLE).alias("Asset"),
         pl.lit(NEW_ANOMALIES.name).alias("CheckName"),
         pl.col(PERIOD_COLUMN).alias("Partition"), pl.col("Delta").alias("Amount"), currency.alias("Currency"),
