@@ -16,11 +16,17 @@ scalars, never Python objects) and three changes every reader relies on:
 Bytes must be UTF-8 (a leading BOM is allowed). Every problem is one ``YamlError`` line,
 ``<path>: line L, column C: not valid YAML: <problem>``, which each reader re-raises as its own error
 class with the same text.
+
+Two helpers give every reader the same words for its own errors: ``describe(value)`` says what a loaded
+value is (``must be a list, not a mapping``), ``did_you_mean(name, choices)`` suggests the closest allowed
+name for a misspelt one.
 """
 
 from __future__ import annotations
 
 import codecs
+import difflib
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
 import yaml
@@ -49,6 +55,31 @@ def load(data: bytes | str, path: str, *, text: bool = False) -> object:
     except yaml.reader.ReaderError as e:  # a character YAML does not allow (control characters)
         line, column = _line_and_column(document[:e.position])
         raise _error(path, line, column, f"character U+{e.character:04X} is not allowed ({e.reason})") from None
+
+
+def describe(value: object) -> str:
+    """What a loaded value is, for an error that names what was expected instead: ``empty (null)``,
+    ``a boolean (true)``, ``a number (3)``, ``the text 'x'``, ``a mapping``, ``a list``, else the type's name."""
+    if value is None:
+        return "empty (null)"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, int | Decimal):
+        return f"a number ({value})"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def did_you_mean(name: object, choices: Iterable[str]) -> str:
+    """`` (did you mean 'closest'?)`` for the allowed name closest to a misspelt ``name`` (difflib), or ``""``
+    when none is close; written straight after the name in an error."""
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _utf8(data: bytes, path: str) -> str:

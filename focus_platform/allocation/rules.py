@@ -21,7 +21,6 @@ are refused where text is expected, with a hint to quote them.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import re
@@ -216,24 +215,13 @@ class _Where:
 
 
 def _describe(value: object) -> str:
-    if value is None:
-        return "empty (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()}; YAML reads yes/no/on/off/true/false as booleans)"
-    if isinstance(value, int | Decimal):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return f"the text {value!r}"
-    return {dict: "a mapping", list: "a list"}.get(type(value), type(value).__name__)
+    """``yamltext.describe``, and for a boolean why an unquoted yes or off in a rules file became one."""
+    hint = "; YAML reads yes/no/on/off/true/false as booleans" if isinstance(value, bool) else ""
+    return yamltext.describe(value) + hint
 
 
 def _quote_hint(value: object) -> str:
     return "; quote it" if isinstance(value, bool | int | Decimal) else ""
-
-
-def _did_you_mean(name: object, choices: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(str(name), choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _optional(where: _Where, fields: dict, key: str, parse, default):
@@ -247,7 +235,8 @@ def _fields(where: _Where, node: object, allowed: tuple[str, ...], required: tup
         raise where.error(f"must be a mapping of {', '.join(allowed)}, not {_describe(node)}")
     for key in node:
         if key not in allowed:
-            raise where.error(f"unknown field {key!r}{_did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}")
+            raise where.error(f"unknown field {key!r}{yamltext.did_you_mean(key, allowed)}; "
+                              f"allowed: {', '.join(allowed)}")
     for key in required:
         if key not in node:
             raise where.error(f"missing required field {key!r}")
@@ -310,7 +299,8 @@ def _number(where: _Where, value: object) -> Decimal:
 
 def _choice(where: _Where, value: object, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise where.error(f"unknown value {value!r}{_did_you_mean(value, allowed)}; allowed: {', '.join(allowed)}")
+        raise where.error(f"unknown value {value!r}{yamltext.did_you_mean(value, allowed)}; "
+                          f"allowed: {', '.join(allowed)}")
     return value
 
 
@@ -366,7 +356,7 @@ def _column(where: _Where, name: object, allow_tags: bool = True) -> str:
         return text
     allowed = "a FOCUS 1.2 column, an x_ column (x_AccountPath, x_AccountLevel2, …)" + (
         " or tag:<key>" if allow_tags else "")
-    raise where.error(f"unknown column {text!r}{_did_you_mean(text, focus)}; allowed: {allowed}")
+    raise where.error(f"unknown column {text!r}{yamltext.did_you_mean(text, focus)}; allowed: {allowed}")
 
 
 def _match(where: _Where, node: object) -> Match:
@@ -382,7 +372,7 @@ def _match(where: _Where, node: object) -> Match:
                            f"not {_describe(operations)}")
         for op, operand in operations.items():
             if op not in OPERATORS:
-                raise at.error(f"unknown operator {op!r}{_did_you_mean(op, OPERATORS)}; "
+                raise at.error(f"unknown operator {op!r}{yamltext.did_you_mean(op, OPERATORS)}; "
                                f"allowed: {', '.join(OPERATORS)}")
             conditions.append(Condition(name, op, _operand(at[op], op, operand)))
     return Match(tuple(conditions))
@@ -485,7 +475,7 @@ def _owner_values(where: _Where, node: object, declared: tuple[str, ...], parse_
 
 def _declared(where: _Where, name: str, declared: tuple[str, ...]) -> str:
     if name not in declared:
-        raise where.error(f"dimension {name!r} is not declared{_did_you_mean(name, declared)}; "
+        raise where.error(f"dimension {name!r} is not declared{yamltext.did_you_mean(name, declared)}; "
                           f"declared: {', '.join(declared)}")
     return name
 

@@ -179,7 +179,7 @@ def test_default_rules_have_one_owner_dimension_and_no_rules():
                  ["virtual_tags[0].match.SubAccountId.equals: must be text, not a number (111122223333); quote it"],
                  id="unquoted-account-id"),
     pytest.param(HEAD + "virtual_tags:\n  - id: v\n    match: {}\n    set: {team: no}\n",
-                 ["virtual_tags[0].set.team: must be text, not a boolean (false; YAML reads yes/no", "quote it"],
+                 ["virtual_tags[0].set.team: must be text, not a boolean (false); YAML reads yes/no", "quote it"],
                  id="owner-value-not-text"),
     pytest.param(HEAD.replace("tag_keys: [team]", "values: {no: none}"),
                  ["dimensions[0].values[False]: key False must be text, not a boolean"], id="value-map-key-not-text"),
