@@ -140,10 +140,11 @@ def _one_off(where: str, node: object, keys: tuple[str, ...]) -> OneOff:
 
 def _fields(where: str, node: object, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
     if not isinstance(node, dict):
-        raise AnomalyError(f"{where}: must be a mapping of {', '.join(allowed)}, not {_describe(node)}")
+        raise AnomalyError(f"{where}: must be a mapping of {', '.join(allowed)}, not {yamltext.describe(node)}")
     for key in node:
         if key not in allowed:
-            raise AnomalyError(f"{where}: unknown field {key!r}; allowed: {', '.join(allowed)}")
+            raise AnomalyError(f"{where}: unknown field {key!r}{yamltext.did_you_mean(key, allowed)}; "
+                               f"allowed: {', '.join(allowed)}")
     for key in required:
         if key not in node:
             raise AnomalyError(f"{where}: missing required field {key!r}")
@@ -152,7 +153,7 @@ def _fields(where: str, node: object, allowed: tuple[str, ...], required: tuple[
 
 def _entries(where: str, node: object) -> list:
     if not isinstance(node, list):
-        raise AnomalyError(f"{where}: must be a list, not {_describe(node)}")
+        raise AnomalyError(f"{where}: must be a list, not {yamltext.describe(node)}")
     return node
 
 
@@ -171,7 +172,8 @@ def _keys(where: str, node: object) -> tuple[str, ...]:
 
 def _match(where: str, node: object, keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     if not isinstance(node, dict) or not node:
-        raise AnomalyError(f"{where}: must be a non-empty mapping of key column → value, not {_describe(node)}")
+        raise AnomalyError(f"{where}: must be a non-empty mapping of key column → value, "
+                           f"not {yamltext.describe(node)}")
     for column, value in node.items():
         if column not in keys:
             raise AnomalyError(f"{where}: {column!r} is not a key column; allowed: {', '.join(keys)}")
@@ -181,14 +183,14 @@ def _match(where: str, node: object, keys: tuple[str, ...]) -> tuple[tuple[str, 
 
 def _text(where: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise AnomalyError(f"{where}: must be non-empty text, not {_describe(value)}")
+        raise AnomalyError(f"{where}: must be non-empty text, not {yamltext.describe(value)}")
     return value
 
 
 def _date(where: str, value: object) -> date:
     """A calendar date YYYY-MM-DD, from its text (YAML gives dates as text); an impossible day says why."""
     if not isinstance(value, str) or not DATE_TEXT.fullmatch(value):
-        raise AnomalyError(f"{where}: must be a date YYYY-MM-DD, not {_describe(value)}")
+        raise AnomalyError(f"{where}: must be a date YYYY-MM-DD, not {yamltext.describe(value)}")
     try:
         return date.fromisoformat(value)
     except ValueError as e:
@@ -197,7 +199,7 @@ def _date(where: str, value: object) -> date:
 
 def _whole(where: str, value: object, least: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < least:
-        raise AnomalyError(f"{where}: must be a whole number ≥ {least}, not {_describe(value)}")
+        raise AnomalyError(f"{where}: must be a whole number ≥ {least}, not {yamltext.describe(value)}")
     return value
 
 
@@ -221,19 +223,7 @@ def _number(where: str, value: object) -> Decimal:
         try:
             value = Decimal(value.strip())
         except ArithmeticError:
-            raise AnomalyError(f"{where}: must be a number, not {value!r}") from None
+            raise AnomalyError(f"{where}: must be a number, not {yamltext.describe(value)}") from None
     if isinstance(value, bool) or not isinstance(value, int | Decimal) or not Decimal(value).is_finite():
-        raise AnomalyError(f"{where}: must be a finite number, not {_describe(value)}")
+        raise AnomalyError(f"{where}: must be a finite number, not {yamltext.describe(value)}")
     return Decimal(value)
-
-
-def _describe(value: object) -> str:
-    if value is None:
-        return "empty (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int | Decimal):
-        return f"a number ({value})"
-    if isinstance(value, str):
-        return repr(value)
-    return {dict: "a mapping", list: "a list"}.get(type(value), type(value).__name__)

@@ -241,9 +241,10 @@ def test_the_settings_file_gives_settings_suppressions_and_one_offs():
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    (b"setting: {}\n", "f.yaml: unknown field 'setting'; allowed: settings, suppressions, known_one_offs"),
+    (b"setting: {}\n",
+     "f.yaml: unknown field 'setting' (did you mean 'settings'?); allowed: settings, suppressions, known_one_offs"),
     (b"settings: {threshold: -1}\n", "f.yaml: settings.threshold: must be greater than 0, not -1"),
-    (b"settings: {cost_floor: ten}\n", "f.yaml: settings.cost_floor: must be a number, not 'ten'"),
+    (b"settings: {cost_floor: ten}\n", "f.yaml: settings.cost_floor: must be a number, not the text 'ten'"),
     (b"settings: {keys: [Owner, Team]}\n", "f.yaml: settings.keys[1]: unknown key column 'Team'"),
     (b"settings: {keys: [Owner, ServiceName]}\n", "f.yaml: settings.keys: must include BillingCurrency"),
     (b"settings: {min_history_days: 3}\n", "f.yaml: settings.min_history_days: must be a whole number ≥ 28, not a number (3)"),

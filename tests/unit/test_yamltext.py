@@ -11,7 +11,7 @@ from focus_platform.allocation.rules import RulesError, load_rules
 from focus_platform.anomalies import AnomalyError, read_anomaly_settings
 from focus_platform.forecasting.budgets import BudgetError, read_budgets
 from focus_platform.policies import PolicyError, read_policies
-from focus_platform.yamltext import YamlError, load
+from focus_platform.yamltext import YamlError, describe, did_you_mean, load
 
 RULES_HEAD = 'name: acme\nversion: "1"\ndimensions:\n  - name: team\n'
 
@@ -119,6 +119,43 @@ def test_an_empty_file_is_none():
 
 
 # ---------------------------------------------------------------------------------------------
+# Words: what a loaded value is, which allowed name was meant
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("value", "expected"), [
+    (None, "empty (null)"),
+    (True, "a boolean (true)"),
+    (False, "a boolean (false)"),
+    (3, "a number (3)"),
+    (Decimal("2.50"), "a number (2.50)"),
+    ("x", "the text 'x'"),
+    ("", "the text ''"),
+    ({"a": 1}, "a mapping"),
+    ([1], "a list"),
+    (b"x", "bytes"),
+])
+def test_describe_says_what_a_loaded_value_is(value, expected):
+    assert describe(value) == expected
+
+
+def test_describe_names_every_value_the_loader_gives_as_it_was_written():
+    document = load("[~, yes, 0x1F, 1_000.50, 2026-12-01, .inf, {}, []]", "f.yaml")
+    assert [describe(value) for value in document] == [
+        "empty (null)", "a boolean (true)", "a number (31)", "a number (1000.50)", "the text '2026-12-01'",
+        "the text '.inf'", "a mapping", "a list"]
+
+
+@pytest.mark.parametrize(("name", "choices", "expected"), [
+    ("amunt", ("owner", "amount", "currency"), " (did you mean 'amount'?)"),
+    ("ServiceNme", {"ServiceName", "ServiceCategory"}, " (did you mean 'ServiceName'?)"),
+    ("zzz", ("owner", "amount"), ""),
+    (7, ("7d", "owner"), " (did you mean '7d'?)"),
+    ("anything", (), ""),
+])
+def test_did_you_mean_suggests_the_closest_allowed_name_or_nothing(name, choices, expected):
+    assert did_you_mean(name, choices) == expected
+
+
+# ---------------------------------------------------------------------------------------------
 # Readers: each turns the loader's error into its own class with the same line
 # ---------------------------------------------------------------------------------------------
 READERS = [
@@ -160,7 +197,7 @@ def test_a_date_where_rules_expect_text_is_text():
     (b"known_one_offs:\n  - {date: 2026-02-30, match: {Owner: a}, reason: r}\n",
      "f.yaml: known_one_offs[0].date: '2026-02-30' is not a calendar date (day is out of range for month)"),
     (b"known_one_offs:\n  - {date: 2026-12-01T10:00:00, match: {Owner: a}, reason: r}\n",
-     "f.yaml: known_one_offs[0].date: must be a date YYYY-MM-DD, not '2026-12-01T10:00:00'"),
+     "f.yaml: known_one_offs[0].date: must be a date YYYY-MM-DD, not the text '2026-12-01T10:00:00'"),
 ], ids=["month-13", "february-30", "timestamp"])
 def test_an_impossible_date_in_anomaly_settings_is_one_anomaly_line_naming_file_and_entry(data, expected):
     with pytest.raises(AnomalyError) as caught:
