@@ -24,7 +24,6 @@ of the parser); ``min_delta`` is read as a Decimal from the YAML text, never thr
 
 from __future__ import annotations
 
-import difflib
 import re
 from datetime import date
 from decimal import Decimal, InvalidOperation
@@ -159,7 +158,8 @@ def _owners(path: str, at: str, value: object, known_owners: set[str] | None) ->
     owners = _texts(path, at, value)
     for i, owner in enumerate(owners):
         if known_owners is not None and owner not in known_owners:
-            raise PolicyError(f"{path}: {at}[{i}]: unknown owner {owner!r}{_did_you_mean(owner, known_owners)}; "
+            raise PolicyError(f"{path}: {at}[{i}]: unknown owner {owner!r}"
+                              f"{yamltext.did_you_mean(owner, known_owners)}; "
                               f"no allocation knows it ({len(known_owners)} known owners)")
     return owners
 
@@ -167,7 +167,7 @@ def _owners(path: str, at: str, value: object, known_owners: set[str] | None) ->
 def _endpoint(path: str, at: str, value: object, known_endpoints: set[str] | None) -> str:
     name = _text(path, at, value)
     if known_endpoints is not None and name not in known_endpoints:
-        raise PolicyError(f"{path}: {at}: unknown endpoint {name!r}{_did_you_mean(name, known_endpoints)}; "
+        raise PolicyError(f"{path}: {at}: unknown endpoint {name!r}{yamltext.did_you_mean(name, known_endpoints)}; "
                           f"endpoints: {', '.join(sorted(known_endpoints)) or 'none (no alerts config)'}")
     return name
 
@@ -190,25 +190,20 @@ def _canary_owners(path: str, at: str, fields: dict, mode: str, owners: tuple[st
 
 def _max_per_day(path: str, at: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PolicyError(f"{path}: {at}: must be a whole number of at least 1, not {value}")
+        raise PolicyError(f"{path}: {at}: must be a whole number of at least 1, not {yamltext.describe(value)}")
     return value
 
 
 # ---------------------------------------------------------------------------------------------
 # Values
 # ---------------------------------------------------------------------------------------------
-def _did_you_mean(name: object, choices) -> str:
-    close = difflib.get_close_matches(str(name), sorted(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _fields(path: str, at: str, node: object, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict:
     where = f"{path}: {at}" if at else path
     if not isinstance(node, dict):
-        raise PolicyError(f"{where}: must be a mapping of {', '.join(allowed)}, not {_describe(node)}")
+        raise PolicyError(f"{where}: must be a mapping of {', '.join(allowed)}, not {yamltext.describe(node)}")
     for key in node:
         if key not in allowed:
-            raise PolicyError(f"{where}: unknown field {key!r}{_did_you_mean(key, allowed)}; "
+            raise PolicyError(f"{where}: unknown field {key!r}{yamltext.did_you_mean(key, allowed)}; "
                               f"allowed: {', '.join(allowed)}")
     for key in required:
         if key not in node:
@@ -216,29 +211,22 @@ def _fields(path: str, at: str, node: object, allowed: tuple[str, ...], required
     return node
 
 
-def _describe(value: object) -> str:
-    if value is None:
-        return "empty (null)"
-    return {dict: "a mapping", list: "a list", str: "text", bool: "a boolean", int: "a number",
-            Decimal: "a number"}.get(type(value), type(value).__name__)
-
-
 def _choice(path: str, at: str, value: object, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise PolicyError(f"{path}: {at}: unknown value {value!r}{_did_you_mean(value, allowed)}; "
+        raise PolicyError(f"{path}: {at}: unknown value {value!r}{yamltext.did_you_mean(value, allowed)}; "
                           f"allowed: {', '.join(allowed)}")
     return value
 
 
 def _text(path: str, at: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise PolicyError(f"{path}: {at}: must be non-empty text, not {_describe(value)}")
+        raise PolicyError(f"{path}: {at}: must be non-empty text, not {yamltext.describe(value)}")
     return value
 
 
 def _list(path: str, at: str, value: object) -> list:
     if not isinstance(value, list) or not value:
-        raise PolicyError(f"{path}: {at}: must be a non-empty list, not {_describe(value)}")
+        raise PolicyError(f"{path}: {at}: must be a non-empty list, not {yamltext.describe(value)}")
     return value
 
 
@@ -252,7 +240,7 @@ def _texts(path: str, at: str, value: object) -> tuple[str, ...]:
 
 def _flag(path: str, at: str, value: object) -> bool:
     if not isinstance(value, bool):
-        raise PolicyError(f"{path}: {at}: must be true or false, not {_describe(value)}")
+        raise PolicyError(f"{path}: {at}: must be true or false, not {yamltext.describe(value)}")
     return value
 
 
@@ -262,17 +250,17 @@ def _date(path: str, at: str, value: object) -> date:
             return date.fromisoformat(value)
         except ValueError as e:
             raise PolicyError(f"{path}: {at}: {value!r} is not a date ({e})") from None
-    raise PolicyError(f"{path}: {at}: must be a date YYYY-MM-DD, not {value!r}")
+    raise PolicyError(f"{path}: {at}: must be a date YYYY-MM-DD, not {yamltext.describe(value)}")
 
 
 def _decimal(path: str, at: str, value: object) -> Decimal:
     """A non-negative amount, from the YAML text (quoted or not; a YAML float stays text until here)."""
     if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise PolicyError(f"{path}: {at}: must be an amount, not {_describe(value)}")
+        raise PolicyError(f"{path}: {at}: must be an amount, not {yamltext.describe(value)}")
     try:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
         raise PolicyError(f"{path}: {at}: {value!r} is not an amount") from None
     if not amount.is_finite() or amount < 0:
-        raise PolicyError(f"{path}: {at}: must be a finite amount of at least 0, not {value!r}")
+        raise PolicyError(f"{path}: {at}: must be a finite amount of at least 0, not {yamltext.describe(value)}")
     return amount
