@@ -100,7 +100,8 @@ def read_alert_config(files: list[tuple[str, bytes]], env: Mapping[str, str] = o
     for path, severity, name, i in route_entries:
         if name not in endpoints:
             known = ", ".join(endpoints) or "none"
-            raise AlertConfigError(f"{path}: routes.{severity}[{i}]: unknown endpoint {name!r}; endpoints: {known}")
+            raise AlertConfigError(f"{path}: routes.{severity}[{i}]: unknown endpoint {name!r}"
+                                   f"{yamltext.did_you_mean(name, endpoints)}; endpoints: {known}")
     return AlertConfig(endpoints, routes, ui_url[1].rstrip("/") if ui_url else DEFAULT_UI_URL)
 
 
@@ -117,7 +118,8 @@ def _endpoint(path: str, where: str, node: object, env: Mapping[str, str]) -> En
         raise AlertConfigError(f"{path}: {where}.name: {name!r} is not a plain name (letters, digits, . _ -)")
     format_ = node.get("format", HTTP)
     if format_ not in FORMATS:
-        raise AlertConfigError(f"{path}: {where}.format: unknown format {format_!r}; formats: {', '.join(FORMATS)}")
+        raise AlertConfigError(f"{path}: {where}.format: unknown format {format_!r}"
+                               f"{yamltext.did_you_mean(format_, FORMATS)}; formats: {', '.join(FORMATS)}")
     url, disabled = _resolve_url(path, f"{where}.url", node["url"], env)
     return Endpoint(
         name=name, url=url, format=format_,
@@ -147,11 +149,14 @@ def _resolve_url(path: str, where: str, value: object, env: Mapping[str, str]) -
 
 def _routes(path: str, node: object) -> dict[str, tuple[str, ...]]:
     if not isinstance(node, dict):
-        raise AlertConfigError(f"{path}: routes: must be a mapping of severity to endpoint names, not {_kind(node)}")
+        raise AlertConfigError(f"{path}: routes: must be a mapping of severity to endpoint names, "
+                               f"not {yamltext.describe(node)}")
     routes = {}
     for severity, names in node.items():
         if severity not in SEVERITIES:
-            raise AlertConfigError(f"{path}: routes: unknown severity {severity!r}; severities: {', '.join(SEVERITIES)}")
+            raise AlertConfigError(f"{path}: routes: unknown severity {severity!r}"
+                                   f"{yamltext.did_you_mean(severity, SEVERITIES)}; "
+                                   f"severities: {', '.join(SEVERITIES)}")
         items = _list(path, f"routes.{severity}", names if names is not None else [])
         routes[severity] = tuple(_text(path, f"routes.{severity}[{i}]", name) for i, name in enumerate(items))
     return routes
@@ -170,21 +175,22 @@ def _parse_yaml(path: str, content: bytes) -> object:
 def _check_fields(path: str, where: str, node: object, allowed: tuple[str, ...]) -> None:
     prefix = f"{path}: {where}: " if where else f"{path}: "
     if not isinstance(node, dict):
-        raise AlertConfigError(f"{prefix}must be a mapping of {', '.join(allowed)}, not {_kind(node)}")
+        raise AlertConfigError(f"{prefix}must be a mapping of {', '.join(allowed)}, not {yamltext.describe(node)}")
     for key in node:
         if key not in allowed:
-            raise AlertConfigError(f"{prefix}unknown field {key!r}; allowed: {', '.join(allowed)}")
+            raise AlertConfigError(f"{prefix}unknown field {key!r}{yamltext.did_you_mean(key, allowed)}; "
+                                   f"allowed: {', '.join(allowed)}")
 
 
 def _list(path: str, where: str, value: object) -> list:
     if not isinstance(value, list):
-        raise AlertConfigError(f"{path}: {where}: must be a list, not {_kind(value)}")
+        raise AlertConfigError(f"{path}: {where}: must be a list, not {yamltext.describe(value)}")
     return value
 
 
 def _text(path: str, where: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise AlertConfigError(f"{path}: {where}: must be non-empty text, not {_kind(value)}")
+        raise AlertConfigError(f"{path}: {where}: must be non-empty text, not {yamltext.describe(value)}")
     return value.strip()
 
 
@@ -203,7 +209,7 @@ def _is_http_url(url: str) -> bool:
 def _number(path: str, where: str, value: object, *, positive: bool) -> float:
     """Seconds, from a YAML int or Decimal (``.inf`` stays text: not a number)."""
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise AlertConfigError(f"{path}: {where}: must be a number of seconds, not {_kind(value)}")
+        raise AlertConfigError(f"{path}: {where}: must be a number of seconds, not {yamltext.describe(value)}")
     seconds = float(value)
     if not math.isfinite(seconds) or seconds < 0 or (positive and seconds == 0):
         raise AlertConfigError(f"{path}: {where}: must be {'> 0' if positive else '>= 0'} and finite, not {value}")
@@ -212,17 +218,7 @@ def _number(path: str, where: str, value: object, *, positive: bool) -> float:
 
 def _count(path: str, where: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise AlertConfigError(f"{path}: {where}: must be a whole number, not {_kind(value)}")
+        raise AlertConfigError(f"{path}: {where}: must be a whole number, not {yamltext.describe(value)}")
     if value < 0:
         raise AlertConfigError(f"{path}: {where}: must be >= 0, not {value}")
     return value
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "empty (null)"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, int | Decimal):
-        return f"a number ({value})"
-    return {dict: "a mapping", list: "a list", str: f"the text {value!r}"}.get(type(value), type(value).__name__)

@@ -366,14 +366,22 @@ ENDPOINT = "endpoints:\n  - {name: hook, url: 'https://hooks.example.com/x'%s}\n
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("endpoint: []\n", "e.yaml: unknown field 'endpoint'; allowed: endpoints, routes, ui_url"),
+    ("endpoint: []\n",
+     "e.yaml: unknown field 'endpoint' (did you mean 'endpoints'?); allowed: endpoints, routes, ui_url"),
     (ENDPOINT % ", method: PUT", ("e.yaml: endpoints[0]: unknown field 'method'; allowed: name, url, format, "
                                   "timeout_seconds, retries, backoff_seconds")),
     (ENDPOINT % ", format: teams", "e.yaml: endpoints[0].format: unknown format 'teams'; formats: slack, http"),
+    (ENDPOINT % ", format: slak",
+     "e.yaml: endpoints[0].format: unknown format 'slak' (did you mean 'slack'?); formats: slack, http"),
     (ENDPOINT % "" + "routes: {page: [pager]}\n",
      "e.yaml: routes.page[0]: unknown endpoint 'pager'; endpoints: hook"),
+    (ENDPOINT % "" + "routes: {page: [hoook]}\n",
+     "e.yaml: routes.page[0]: unknown endpoint 'hoook' (did you mean 'hook'?); endpoints: hook"),
     (ENDPOINT % "" + "routes: {urgent: [hook]}\n",
      "e.yaml: routes: unknown severity 'urgent'; severities: page, ticket, info"),
+    (ENDPOINT % "" + "routes: {tickets: [hook]}\n",
+     "e.yaml: routes: unknown severity 'tickets' (did you mean 'ticket'?); severities: page, ticket, info"),
+    (ENDPOINT % "" + "routes: [hook]\n", "e.yaml: routes: must be a mapping of severity to endpoint names, not a list"),
     ("endpoints:\n  - {name: hook, url: 'ftp://hooks.example.com/x'}\n",
      "e.yaml: endpoints[0].url: 'ftp://hooks.example.com/x' is not an http(s) URL"),
     ("endpoints:\n  - {name: hook, url: 'hooks.example.com/${TOKEN}'}\n",
