@@ -58,7 +58,6 @@ nothing to report); an ended period is reported on its whole spend.
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import re
 from dataclasses import dataclass, field
@@ -192,18 +191,18 @@ def _yaml_entries(path: str, content: bytes) -> list[tuple[_Entry, dict]]:
     if document in (None, ""):
         return []
     if not isinstance(document, dict):
-        raise BudgetError(f"{path}: must be a mapping with a 'budgets' list, not {_kind(document)}")
+        raise BudgetError(f"{path}: must be a mapping with a 'budgets' list, not {yamltext.describe(document)}")
     for key in document:
         if key != "budgets":
-            raise BudgetError(f"{path}: unknown field {key!r}{_did_you_mean(key, ('budgets',))}; "
+            raise BudgetError(f"{path}: unknown field {key!r}{yamltext.did_you_mean(key, ('budgets',))}; "
                               "a budget file holds one field, 'budgets'")
     items = document.get("budgets") or []
     if not isinstance(items, list):
-        raise BudgetError(f"{path}: budgets: must be a list of budgets, not {_kind(items)}")
+        raise BudgetError(f"{path}: budgets: must be a list of budgets, not {yamltext.describe(items)}")
     entries = [(_Entry(path, f"budgets[{i}]", is_csv=False), item) for i, item in enumerate(items)]
     for entry, item in entries:
         if not isinstance(item, dict):
-            raise entry.error(f"must be a mapping of {', '.join(FIELDS)}, not {_kind(item)}")
+            raise entry.error(f"must be a mapping of {', '.join(FIELDS)}, not {yamltext.describe(item)}")
     return entries
 
 
@@ -229,23 +228,14 @@ def _csv_entries(path: str, content: bytes) -> list[tuple[_Entry, dict]]:
     return entries
 
 
-def _kind(value: object) -> str:
-    return {dict: "a mapping", list: "a list"}.get(type(value), f"the text {value!r}")
-
-
-def _did_you_mean(name: str, choices: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _budgets(entry: _Entry, values: dict) -> list[Budget]:
     """The entry's budgets (one per month of its period), validated."""
     present: dict[str, str] = {}
     for name, value in values.items():
         if name not in FIELDS:
-            raise entry.error(f"unknown field{_did_you_mean(str(name), FIELDS)}; allowed: {', '.join(FIELDS)}", name)
+            raise entry.error(f"unknown field{yamltext.did_you_mean(name, FIELDS)}; allowed: {', '.join(FIELDS)}", name)
         if not isinstance(value, str):
-            raise entry.error(f"must be a single value, not {_kind(value)}", name)
+            raise entry.error(f"must be a single value, not {yamltext.describe(value)}", name)
         if value.strip():
             present[name] = value.strip()
     for name in REQUIRED:
@@ -256,7 +246,7 @@ def _budgets(entry: _Entry, values: dict) -> list[Budget]:
     currency = _currency(entry, present["currency"])
     measure = present.get("measure", DEFAULT_MEASURE)
     if measure not in MEASURES:
-        raise entry.error(f"unknown measure {measure!r}{_did_you_mean(measure, MEASURES)}; "
+        raise entry.error(f"unknown measure {measure!r}{yamltext.did_you_mean(measure, MEASURES)}; "
                           f"measures: {', '.join(MEASURES)}", "measure")
     warn_at = _share(entry, "warn_at", present["warn_at"]) if "warn_at" in present else DEFAULT_WARN_AT
     error_at = _share(entry, "error_at", present["error_at"]) if "error_at" in present else DEFAULT_ERROR_AT
