@@ -177,6 +177,27 @@ def test_every_reader_raises_its_own_error_with_the_loaders_line(read, error, da
     assert type(caught.value) is error and str(caught.value) == str(expected.value)
 
 
+@pytest.mark.parametrize(("read", "error"), READERS)
+def test_every_reader_says_what_a_loaded_value_is_in_the_same_words(read, error):
+    with pytest.raises(error) as caught:
+        read(b"- 1\n")
+    message = str(caught.value)
+    assert message.startswith("f.yaml: must be a mapping") and message.endswith(", not a list"), message
+
+
+@pytest.mark.parametrize(("read", "error", "misspelt", "meant"), [
+    pytest.param(*READERS[0].values, "nmae", "name", id="rules"),
+    pytest.param(*READERS[1].values, "budget", "budgets", id="budgets"),
+    pytest.param(*READERS[2].values, "setting", "settings", id="anomaly-settings"),
+    pytest.param(*READERS[3].values, "policy", "policies", id="policies"),
+    pytest.param(*READERS[4].values, "endpoint", "endpoints", id="alerts"),
+])
+def test_every_reader_suggests_the_field_a_misspelt_one_meant(read, error, misspelt, meant):
+    with pytest.raises(error) as caught:
+        read(f"{misspelt}: []\n".encode())
+    assert f"f.yaml: unknown field '{misspelt}' (did you mean '{meant}'?); " in str(caught.value), str(caught.value)
+
+
 def test_an_impossible_date_in_a_rules_file_is_one_rules_line_naming_file_and_entry():
     with pytest.raises(RulesError) as caught:
         load_rules((RULES_HEAD + "applies_from: 2026-13-01\n").encode(), "rules.yaml")
