@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import codecs
 import difflib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal, InvalidOperation
 
 import yaml
@@ -80,6 +80,22 @@ def did_you_mean(name: object, choices: Iterable[str]) -> str:
     when none is close; written straight after the name in an error."""
     close = difflib.get_close_matches(str(name), list(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def fields_problem(node: object, allowed: tuple[str, ...], required: tuple[str, ...] = (), *,
+                   described: Callable[[object], str] = describe) -> str | None:
+    """What is wrong with a mapping of named fields, for the reader to raise with its own error class and place:
+    not a mapping (``described`` says what it is), an unknown field (with ``did_you_mean`` and the allowed
+    ones), a missing required field; None when nothing is."""
+    if not isinstance(node, dict):
+        return f"must be a mapping of {', '.join(allowed)}, not {described(node)}"
+    for key in node:
+        if key not in allowed:
+            return f"unknown field {key!r}{did_you_mean(key, allowed)}; allowed: {', '.join(allowed)}"
+    for key in required:
+        if key not in node:
+            return f"missing required field {key!r}"
+    return None
 
 
 def _utf8(data: bytes, path: str) -> str:

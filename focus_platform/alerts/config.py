@@ -173,13 +173,8 @@ def _parse_yaml(path: str, content: bytes) -> object:
 
 
 def _check_fields(path: str, where: str, node: object, allowed: tuple[str, ...]) -> None:
-    prefix = f"{path}: {where}: " if where else f"{path}: "
-    if not isinstance(node, dict):
-        raise AlertConfigError(f"{prefix}must be a mapping of {', '.join(allowed)}, not {yamltext.describe(node)}")
-    for key in node:
-        if key not in allowed:
-            raise AlertConfigError(f"{prefix}unknown field {key!r}{yamltext.did_you_mean(key, allowed)}; "
-                                   f"allowed: {', '.join(allowed)}")
+    if problem := yamltext.fields_problem(node, allowed):
+        raise AlertConfigError(f"{path}: {where}: {problem}" if where else f"{path}: {problem}")
 
 
 def _list(path: str, where: str, value: object) -> list:

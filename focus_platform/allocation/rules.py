@@ -231,16 +231,9 @@ def _optional(where: _Where, fields: dict, key: str, parse, default):
 
 
 def _fields(where: _Where, node: object, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
-    if not isinstance(node, dict):
-        raise where.error(f"must be a mapping of {', '.join(allowed)}, not {_describe(node)}")
-    for key in node:
-        if key not in allowed:
-            raise where.error(f"unknown field {key!r}{yamltext.did_you_mean(key, allowed)}; "
-                              f"allowed: {', '.join(allowed)}")
-    for key in required:
-        if key not in node:
-            raise where.error(f"missing required field {key!r}")
-    return node
+    if problem := yamltext.fields_problem(node, allowed, required, described=_describe):
+        raise where.error(problem)
+    return node  # type: ignore[return-value]
 
 
 def _text(where: _Where, value: object) -> str:

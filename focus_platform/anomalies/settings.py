@@ -139,16 +139,9 @@ def _one_off(where: str, node: object, keys: tuple[str, ...]) -> OneOff:
 
 
 def _fields(where: str, node: object, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
-    if not isinstance(node, dict):
-        raise AnomalyError(f"{where}: must be a mapping of {', '.join(allowed)}, not {yamltext.describe(node)}")
-    for key in node:
-        if key not in allowed:
-            raise AnomalyError(f"{where}: unknown field {key!r}{yamltext.did_you_mean(key, allowed)}; "
-                               f"allowed: {', '.join(allowed)}")
-    for key in required:
-        if key not in node:
-            raise AnomalyError(f"{where}: missing required field {key!r}")
-    return node
+    if problem := yamltext.fields_problem(node, allowed, required):
+        raise AnomalyError(f"{where}: {problem}")
+    return node  # type: ignore[return-value]
 
 
 def _entries(where: str, node: object) -> list:

@@ -198,17 +198,9 @@ def _max_per_day(path: str, at: str, value: object) -> int:
 # Values
 # ---------------------------------------------------------------------------------------------
 def _fields(path: str, at: str, node: object, allowed: tuple[str, ...], required: tuple[str, ...]) -> dict:
-    where = f"{path}: {at}" if at else path
-    if not isinstance(node, dict):
-        raise PolicyError(f"{where}: must be a mapping of {', '.join(allowed)}, not {yamltext.describe(node)}")
-    for key in node:
-        if key not in allowed:
-            raise PolicyError(f"{where}: unknown field {key!r}{yamltext.did_you_mean(key, allowed)}; "
-                              f"allowed: {', '.join(allowed)}")
-    for key in required:
-        if key not in node:
-            raise PolicyError(f"{where}: missing required field {key!r}")
-    return node
+    if problem := yamltext.fields_problem(node, allowed, required):
+        raise PolicyError(f"{path}: {at}: {problem}" if at else f"{path}: {problem}")
+    return node  # type: ignore[return-value]
 
 
 def _choice(path: str, at: str, value: object, allowed: tuple[str, ...]) -> str:
