@@ -512,6 +512,11 @@ def csv_row(**changes) -> dict[str, str]:
     return out
 
 
+JSON_CREDITS = ('[{"name": "Sustained Usage Discount", "amount": -0.025289, "full_name": null, '
+                '"id": "SustainedUsageDiscount", "type": "SUSTAINED_USAGE_DISCOUNT"}, '
+                '{"name": "FreeTrial:Credit", "amount": -5e-06, "full_name": null, "id": "x", "type": "PROMOTION"}]')
+
+
 def write_csv(path: Path, rows: list[dict[str, str]], header: list[str] = CSV_HEADER) -> Path:
     with path.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
@@ -530,6 +535,11 @@ def csv_batch(tmp_path_factory) -> Converted:
                                  [{h.replace(".", "_"): v for h, v in csv_row().items()}], underscored),
         "malformed-labels": write_csv(folder / "malformed-labels.csv", [csv_row(labels="[{'key': 'team', 'value'")]),
         "malformed-credits": write_csv(folder / "malformed-credits.csv", [csv_row(credits="[{not json"), csv_row()]),
+        "malformed-json-credits": write_csv(folder / "malformed-json-credits.csv", [
+            csv_row(credits=JSON_CREDITS), csv_row(credits='[{"name": "Promo", "amount": '), csv_row(credits="[null]"),
+            csv_row()]),
+        "repr-words": write_csv(folder / "repr-words.csv", [csv_row(credits=(
+            "[{'name': 'None left: True', 'amount': -1e-06, 'full_name': None, 'id': 'p', 'type': 'PROMOTION'}]"))]),
         "bad-values": write_csv(folder / "bad-values.csv",
                                 [csv_row(cost="12,5"), csv_row(usage_start_time="yesterday"),
                                  csv_row(**{"invoice.month": "2024-03"})]),
@@ -573,6 +583,27 @@ def test_csv_malformed_credits_quarantine_the_row(csv_batch):
     assert conv.quarantine.height == 1
     assert conv.quarantine["x_QuarantineReason"].item() == "credits: '[{not json' is not a JSON list of credits"
     assert conv.quarantine["x_BilledCost"].item() == D("0.126444")  # its credits are unknown
+
+
+def test_csv_malformed_json_credits_quarantine_their_rows_only(csv_batch):
+    """A batch holding text that looks like JSON but is not is parsed one value at a time: the
+    malformed rows are quarantined naming the column and text, every other row converts."""
+    conv = csv_batch.case("malformed-json-credits")
+    gates(conv)
+    reasons = dict(zip(conv.quarantine["x_SourceRow"], conv.quarantine["x_QuarantineReason"]))
+    assert reasons == {2: "credits: '[{\"name\": \"Promo\", \"amount\": ' is not a JSON list of credits",
+                       3: "credits: '[null]' is not a JSON list of credits"}
+    usage = conv.rows(ChargeCategory="Usage")
+    assert [r["x_SourceRow"] for r in usage] == [1, 4]
+    assert [r["BilledCost"] for r in usage] == [D("0.126444") - D("0.025289")] * 2
+    assert [r["BilledCost"] for r in conv.rows(ChargeCategory="Credit")] == [D("-0.000005")] * 2
+
+
+def test_csv_python_repr_words_inside_strings_are_kept(csv_batch):
+    conv = csv_batch.case("repr-words")
+    gates(conv)
+    credit = conv.one(ChargeCategory="Credit")
+    assert credit["ChargeDescription"] == "None left: True" and credit["BilledCost"] == D("-0.000001")
 
 
 def test_csv_values_that_do_not_parse_are_quarantined(csv_batch):

@@ -328,14 +328,48 @@ def _decode_items(text: str, name: str) -> list[dict]:
     return out
 
 
+# Repeated-field text the vectorized decoder reads exactly as ``_decode_items`` would: a JSON list
+# of objects, or koku's Python repr of one without double quotes or escapes (its single quotes then
+# delimit every string, so None / True / False outside them are the only words to translate).
+JSON_LIST = r"^\s*\[\s*(\]|\{\s*\")"
+PLAIN_REPR_LIST = r"^\s*\[\s*(\]|\{\s*')[^\"\\]*$"
+REPR_WORDS = {"None": "null", "True": "true", "False": "false"}
+
+
+def _repr_as_json(text: pl.Expr) -> pl.Expr:
+    """A PLAIN_REPR_LIST text as JSON (null when a string inside it holds None, True or False)."""
+    inside_strings = text.str.split("'").list.gather_every(2, offset=1).list.join("'")
+    json = text.str.replace_all("'", '"', literal=True)
+    for word, literal in REPR_WORDS.items():
+        json = json.str.replace_all(rf"\b{word}\b", literal)
+    return pl.when(~inside_strings.str.contains(r"\b(None|True|False)\b")).then(json)
+
+
+def _decoded_texts(texts: pl.Series, target: pl.DataType) -> pl.Series | None:
+    """The texts of one batch decoded at once (null where a text is blank or needs ``_decode_items``),
+    or None when one of them is not valid JSON (then every text of the batch goes through Python)."""
+    text = pl.col("text")
+    as_json = (pl.when(text.str.contains(JSON_LIST)).then(text)
+               .when(text.str.contains(PLAIN_REPR_LIST)).then(_repr_as_json(text)))
+    try:
+        decoded = texts.to_frame("text").select(as_json.str.json_decode(target).alias("v")).to_series()
+    except pl.exceptions.ComputeError:
+        return None
+    # ``_decode_items`` refuses a null item ('[null]'): left to it, with its message
+    return decoded.to_frame("v").select(
+        pl.when(~pl.col("v").list.eval(pl.element().is_null()).list.any()).then(pl.col("v"))).to_series()
+
+
 def _parse_repeated_text(name: str, label: str):
-    """A map_batches function: text of a repeated field -> struct {value, error} (money as text)."""
+    """A map_batches function: text of a repeated field -> struct {value, error} (money as text).
+    JSON lists (and plain Python reprs) are decoded for the whole batch at once; only the other
+    texts, and every text of a batch holding invalid JSON, are parsed one distinct value at a time."""
     target = pl.List(pl.Struct(_text_fields(name)))
 
-    def parse(series: pl.Series) -> pl.Series:
+    def one_by_one(texts: list[str | None]) -> tuple[list, list]:
         cache: dict[str, tuple[list | None, str | None]] = {}
         values, errors = [], []
-        for text in series.to_list():
+        for text in texts:
             if text is None or not text.strip():
                 values.append(None)
                 errors.append(None)
@@ -350,8 +384,20 @@ def _parse_repeated_text(name: str, label: str):
                 cache[text] = hit
             values.append(hit[0])
             errors.append(hit[1])
-        return pl.DataFrame({"value": pl.Series(values, dtype=target),
-                             "error": pl.Series(errors, dtype=pl.String)}).to_struct(series.name)
+        return values, errors
+
+    def parse(series: pl.Series) -> pl.Series:
+        decoded = _decoded_texts(series, target)
+        if decoded is None:
+            values, errors = one_by_one(series.to_list())
+            return pl.DataFrame({"value": pl.Series(values, dtype=target),
+                                 "error": pl.Series(errors, dtype=pl.String)}).to_struct(series.name)
+        rest = (decoded.is_null() & series.is_not_null() & (series.str.strip_chars() != "")).arg_true()
+        values, errors = one_by_one(series.gather(rest).to_list())
+        fast = pl.DataFrame({"value": decoded, "error": pl.Series([None] * len(series), dtype=pl.String)})
+        slow = pl.DataFrame({"value": pl.Series(values, dtype=target), "error": pl.Series(errors, dtype=pl.String)})
+        return fast.with_row_index("i").update(slow.with_columns(rest.alias("i")), on="i", include_nulls=True) \
+            .drop("i").to_struct(series.name)
 
     return parse
 
@@ -380,7 +426,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         raise SourceFormatError(f"{label}: required column(s) missing: {', '.join(missing)}{hint}")
 
     rows = numbered(lf, kind == "csv")
-    # Repeated fields delivered as text are parsed first (one Python pass per distinct value).
+    # Repeated fields delivered as text are parsed first (see _parse_repeated_text).
     text_repeated = [n for n in REPEATED_COLUMNS if n in by_name and by_name[n].dtype == pl.String]
     if text_repeated:
         rows = rows.with_columns(
