@@ -334,15 +334,16 @@ def _decode_items(text: str, name: str) -> list[dict]:
 JSON_LIST = r"^\s*\[\s*(\]|\{\s*\")"
 PLAIN_REPR_LIST = r"^\s*\[\s*(\]|\{\s*')[^\"\\]*$"
 REPR_WORDS = {"None": "null", "True": "true", "False": "false"}
+# An even number of quotes, an opening quote, then one of REPR_WORDS before the string closes
+REPR_WORD_IN_STRING = r"^(?:[^']*'[^']*')*[^']*'[^']*\b(?:None|True|False)\b"
 
 
 def _repr_as_json(text: pl.Expr) -> pl.Expr:
     """A PLAIN_REPR_LIST text as JSON (null when a string inside it holds None, True or False)."""
-    inside_strings = text.str.split("'").list.gather_every(2, offset=1).list.join("'")
     json = text.str.replace_all("'", '"', literal=True)
     for word, literal in REPR_WORDS.items():
         json = json.str.replace_all(rf"\b{word}\b", literal)
-    return pl.when(~inside_strings.str.contains(r"\b(None|True|False)\b")).then(json)
+    return pl.when(~text.str.contains(REPR_WORD_IN_STRING)).then(json)
 
 
 def _decoded_texts(texts: pl.Series, target: pl.DataType) -> pl.Series | None:
@@ -392,9 +393,11 @@ def _parse_repeated_text(name: str, label: str):
             values, errors = one_by_one(series.to_list())
             return pl.DataFrame({"value": pl.Series(values, dtype=target),
                                  "error": pl.Series(errors, dtype=pl.String)}).to_struct(series.name)
-        rest = (decoded.is_null() & series.is_not_null() & (series.str.strip_chars() != "")).arg_true()
-        values, errors = one_by_one(series.gather(rest).to_list())
         fast = pl.DataFrame({"value": decoded, "error": pl.Series([None] * len(series), dtype=pl.String)})
+        rest = (decoded.is_null() & series.is_not_null() & (series.str.strip_chars() != "")).arg_true()
+        if rest.is_empty():
+            return fast.to_struct(series.name)
+        values, errors = one_by_one(series.gather(rest).to_list())
         slow = pl.DataFrame({"value": pl.Series(values, dtype=target), "error": pl.Series(errors, dtype=pl.String)})
         return fast.with_row_index("i").update(slow.with_columns(rest.alias("i")), on="i", include_nulls=True) \
             .drop("i").to_struct(series.name)
