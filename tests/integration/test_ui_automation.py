@@ -29,6 +29,7 @@ def test_the_ui_lists_every_schedule_and_sensor_running_by_default():
         "month_close": ("0 6 5 * *", "UTC", "reconciliation", "RUNNING"),
         "daily_retention": ("0 3 * * *", "UTC", "retention", "RUNNING"),
         "daily_service_levels": ("30 3 * * *", "UTC", "service_levels", "RUNNING"),
+        "daily_forecasts": ("0 7 * * *", "UTC", "forecasts", "RUNNING"),
     }
     sensors = {s["name"]: (s["sensorType"], s["sensorState"]["status"]) for s in repository["sensors"]}
     assert sensors == {"automation": ("AUTO_MATERIALIZE", "RUNNING"), "delivery_sensor": ("STANDARD", "RUNNING"),
