@@ -193,6 +193,17 @@ def test_every_line_item_type_in_a_20k_run(legacy: GenerationSummary) -> None:
     assert df["identity_line_item_id"].n_unique() == len(df)
 
 
+def test_tag_columns_are_real_shaped(legacy: GenerationSummary) -> None:
+    """Nine resource tag columns, as the October 2018 workshop CUR has, dense and sparse ones: the
+    benchmark data pays the tag cost real exports pay."""
+    df = _read_parquet(legacy)
+    tags = [c for c in df.columns if c.startswith("resource_tags_")]
+    assert len(tags) == 9
+    share = {c: (df[c].fill_null("") != "").mean() for c in tags}  # Athena Parquet writes "" for no tag
+    assert all(s > 0 for s in share.values()), share
+    assert min(share.values()) < 0.05 < 0.25 < max(share.values())
+
+
 def test_expected_totals_equal_polars_recomputation(legacy: GenerationSummary) -> None:
     df = _read_parquet(legacy)
     _assert_totals_match(legacy, df)
