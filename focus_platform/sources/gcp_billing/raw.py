@@ -354,7 +354,7 @@ def _decoded_texts(texts: pl.Series, target: pl.DataType) -> pl.Series | None:
                .when(text.str.contains(PLAIN_REPR_LIST)).then(_repr_as_json(text)))
     try:
         decoded = texts.to_frame("text").select(as_json.str.json_decode(target).alias("v")).to_series()
-    except pl.exceptions.ComputeError:
+    except pl.exceptions.PolarsError:  # invalid JSON, a value of another type than the field's
         return None
     # ``_decode_items`` refuses a null item ('[null]'): left to it, with its message
     return decoded.to_frame("v").select(
