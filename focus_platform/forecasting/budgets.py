@@ -67,6 +67,7 @@ from decimal import Context, Decimal, InvalidOperation, localcontext
 import polars as pl
 
 from focus_platform import yamltext
+from focus_platform.allocation.inputs import landed_files
 from focus_platform.forecasting.spend import USAGE
 from focus_platform.periods import BillingPeriod, PeriodError, window
 from focus_platform.reconciliation.currency import (
@@ -144,9 +145,10 @@ class Budget:
 # ---------------------------------------------------------------------------------------------
 def budget_files(store, folder: str = BUDGET_FOLDER) -> list[tuple[str, bytes]]:
     """``(key, bytes)`` of every budget file (``.yaml``, ``.yml``, ``.csv``) under ``<landing root>/budgets``
-    of a landing store (other files there are not read)."""
-    return [(o.key, store.read_bytes(o.key)) for o in store.list(folder)
-            if o.key.lower().endswith((*YAML_SUFFIXES, CSV_SUFFIX))]
+    of a landing store: the landing zone's input files there (``landed_files``: hidden files and a README
+    are not inputs), other suffixes not read."""
+    return [(key, data) for key, data in landed_files(store, folder)
+            if key.lower().endswith((*YAML_SUFFIXES, CSV_SUFFIX))]
 
 
 def read_budgets(files: list[tuple[str, bytes]]) -> list[Budget]:
