@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from bench_providers import COPY, run
+from bench_real_aws import print_table
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "samples" / "raw" / "gcp"
 PROJECT = "billing-example-00000"
@@ -60,19 +61,6 @@ def bench(rows: int, workdir: Path) -> dict:
         "convert": run([sys.executable, "-m", "focus_platform.cli", "convert", str(data), "--format", "gcp-billing",
                         "--out", str(workdir / f"focus-{tag}.parquet")], logs / f"{tag}-convert"),
     }
-
-
-def print_table(results: list[dict]) -> None:
-    print(f"{'rows':>9} {'path':<8} {'seconds':>8} {'rows/s':>10} {'x copy':>7} {'peak RSS MB':>12}"
-          f"  {'load1 before→after':<19} status")
-    for r in results:
-        copy_rate = r["rows"] / r["copy"]["seconds"]
-        for path in ("copy", "convert"):
-            p = r[path]
-            rate = r["rows"] / p["seconds"]
-            status = "ok" if p["exit"] == 0 else f"FAILED (exit {p['exit']}): {p['error']}"
-            print(f"{r['rows']:>9} {path:<8} {p['seconds']:>8.1f} {rate:>10,.0f} {rate / copy_rate:>7.2f} "
-                  f"{p['rss_mb']:>12,}  {p['load_before'][0]:>5.2f} → {p['load_after'][0]:<9.2f} {status}")
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL = {"focus_platform", "tests", "conftest", "bench_providers", "bench_aws_cur"}
+# the project's own modules: the package, the tests and the benchmarks (which import each other)
+LOCAL = {"focus_platform", "tests", "conftest", *(p.stem for p in (ROOT / "benchmarks").glob("*.py"))}
 # namespace packages: the import path that names the distribution
 NAMESPACES = {"google.cloud.storage": "google-cloud-storage", "google.cloud": "google-cloud-storage",
               "google.auth": "google-auth", "google.api_core": "google-api-core"}
