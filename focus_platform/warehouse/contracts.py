@@ -93,11 +93,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-import pandera.polars as pa
 import polars as pl
-from pandera.config import ValidationDepth, config_context
-from pandera.errors import SchemaErrors
 
 from focus_platform.allocation import diff, engine, rules
 from focus_platform.anomalies.detect import COST_ANOMALIES, DOWN, RAISED, SUPPRESSED, UP
@@ -155,6 +153,9 @@ from focus_platform.warehouse.catalog import (
     TABLES,
 )
 
+if TYPE_CHECKING:  # pandera (and the pandas it imports, ~1 s) is loaded only when a contract is checked
+    import pandera.polars as pa
+
 MAX_FAILURES = 50
 CURRENCY_CODE = r"^[A-Z]{3}$"
 BILLING_PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
@@ -175,7 +176,22 @@ class Rule:
     holds: pl.Expr
 
     def check(self) -> pa.Check:
+        import pandera.polars as pa
+
         return pa.Check(lambda data: data.lazyframe.select(self.holds.fill_null(True)), name=self.name)
+
+
+@dataclass(frozen=True)
+class ValueCheck:
+    """A check of a column's non-null values: the name of a built-in pandera check and its arguments
+    (made into a ``pa.Check`` only when a contract is checked)."""
+    kind: str
+    args: tuple = ()
+
+    def check(self) -> pa.Check:
+        import pandera.polars as pa
+
+        return getattr(pa.Check, self.kind)(*self.args)
 
 
 @dataclass(frozen=True)
@@ -183,7 +199,7 @@ class Contract:
     table: str
     columns: pl.Schema  # every column a staged partition has, exactly typed (schema-level)
     not_null: tuple[str, ...] = ()  # per file
-    values: dict[str, tuple[pa.Check, ...]] = field(default_factory=dict)  # per file, on the non-null values
+    values: dict[str, tuple[ValueCheck, ...]] = field(default_factory=dict)  # per file, on the non-null values
     key: tuple[str, ...] = ()  # per file: unique (partition columns left out: constant in a partition)
     rules: tuple[Rule, ...] = ()  # per file
     open_columns: bool = False  # columns beyond ``columns`` allowed
@@ -199,6 +215,8 @@ class Contract:
                        not_null=(*self.not_null, *extra), dimensions=False)
 
     def schema_level(self) -> pa.DataFrameSchema:
+        import pandera.polars as pa
+
         return pa.DataFrameSchema({n: pa.Column(t, nullable=True) for n, t in self.columns.items()},
                                   strict=not self.open_columns, name=self.table)
 
@@ -214,9 +232,11 @@ class Contract:
                 "multiple_fields_uniqueness": ", ".join(k for k in self.key if k in self.file_columns())}
 
     def per_file(self) -> pa.DataFrameSchema:
+        import pandera.polars as pa
+
         names = self.file_columns()
         key = [k for k in self.key if k in names]
-        columns = {n: pa.Column(self.columns[n], checks=list(self.values.get(n, ())), nullable=n not in self.not_null,
+        columns = {n: pa.Column(self.columns[n], checks=[v.check() for v in self.values.get(n, ())], nullable=n not in self.not_null,
                                 unique=key == [n]) for n in names}
         return pa.DataFrameSchema(columns, unique=key if len(key) > 1 else None,
                                   checks=[r.check() for r in self.rules], name=self.table)
@@ -253,16 +273,24 @@ class ContractReport:
 # ---------------------------------------------------------------------------------------------
 # The contracts
 # ---------------------------------------------------------------------------------------------
-def one_of(*values: str) -> tuple[pa.Check, ...]:
-    return (pa.Check.isin(list(values)),)
+def one_of(*values: str) -> tuple[ValueCheck, ...]:
+    return (ValueCheck("isin", (list(values),)),)
 
 
-def matches(pattern: str) -> tuple[pa.Check, ...]:
-    return (pa.Check.str_matches(pattern),)
+def matches(pattern: str) -> tuple[ValueCheck, ...]:
+    return (ValueCheck("str_matches", (pattern,)),)
 
 
-def at_least(bound: int) -> tuple[pa.Check, ...]:
-    return (pa.Check.ge(bound),)
+def at_least(bound: int) -> tuple[ValueCheck, ...]:
+    return (ValueCheck("ge", (bound,)),)
+
+
+def above(bound: int) -> tuple[ValueCheck, ...]:
+    return (ValueCheck("gt", (bound,)),)
+
+
+def between(low: int, high: int) -> tuple[ValueCheck, ...]:
+    return (ValueCheck("in_range", (low, high)),)
 
 
 RAW_LINEAGE = pl.Schema({n: t for n, t in LINEAGE_SCHEMA.items() if n not in ("x_SourceChanges", "x_ProviderDataGaps")})
@@ -326,7 +354,7 @@ INVOICE_CONTRACT = Contract(
 EXCHANGE_RATE_CONTRACT = Contract(
     EXCHANGE_RATES_TABLE, EXCHANGE_RATE_SCHEMA, not_null=tuple(EXCHANGE_RATE_SCHEMA.names()),
     values={"BaseCurrency": matches(CURRENCY_CODE), "Currency": matches(CURRENCY_CODE),
-            "Rate": (pa.Check.gt(0),)},
+            "Rate": above(0)},
     key=("Date", "BaseCurrency", "Currency"),
     rules=(Rule("a currency against itself is 1", ("BaseCurrency", "Currency", "Rate"),
                 (pl.col("BaseCurrency") != pl.col("Currency")) | (pl.col("Rate") == 1)),))
@@ -336,7 +364,7 @@ RECONCILIATION_CONTRACT = Contract(
     not_null=("BillingAccountId", "BillingCurrency", "x_InvoiceSource", "Status", "x_ReconciledAt"),
     values={"BillingCurrency": matches(CURRENCY_CODE), "Status": one_of(*STATUSES),
             "x_InvoiceSource": one_of(SOURCE_FILE, SOURCE_FOCUS_ID, SOURCE_FOCUS_DERIVED),
-            "FocusRows": at_least(0), "MinorUnit": (pa.Check.gt(0),)},
+            "FocusRows": at_least(0), "MinorUnit": above(0)},
     key=("BillingAccountId", "BillingCurrency", "InvoiceId", "x_InvoiceSource"),
     rules=(Rule("Difference = FocusBilledCost - InvoiceTotalNet", ("Difference", "FocusBilledCost", "InvoiceTotalNet"),
                 pl.col("Difference") == pl.col("FocusBilledCost") - pl.col("InvoiceTotalNet")),
@@ -368,8 +396,8 @@ ALLOCATION_CONTRACT = Contract(
     not_null=("x_Source", "BillingAccountId", "BillingCurrency", "x_RowId", "x_AllocatedBilledCost",
               "x_AllocatedEffectiveCost", "x_AllocationShare", "x_AllocationWeight", "x_AllocationRuleId",
               "x_AllocationMethod", "x_RulesVersion"),
-    values={"BillingCurrency": matches(CURRENCY_CODE), "x_AllocationShare": (pa.Check.in_range(0, 1),),
-            "x_AllocationWeight": (pa.Check.ge(0),)},
+    values={"BillingCurrency": matches(CURRENCY_CODE), "x_AllocationShare": between(0, 1),
+            "x_AllocationWeight": at_least(0)},
     dimensions=True)
 
 _EMPTY_ALLOCATION = pl.LazyFrame(schema=engine.allocation_schema(_NO_RULES))
@@ -398,7 +426,7 @@ SPEND_FORECASTS_CONTRACT = Contract(
               "Forecast", "Lower", "Upper", "ReportingCurrency", "x_Model", "x_ModelReason", "x_Level"),
     values={"Grain": one_of("day", "month"), "SpendKind": one_of("usage", "fee", "total"),
             "x_BillingPeriod": matches(BILLING_PERIOD), "BillingCurrency": matches(CURRENCY_CODE),
-            "ReportingCurrency": matches(CURRENCY_CODE), "x_Level": (pa.Check.in_range(1, 99),)},
+            "ReportingCurrency": matches(CURRENCY_CODE), "x_Level": between(1, 99)},
     key=("x_ForecastDate", "Grain", "Date", *SERIES_KEYS, "SpendKind"),
     rules=(Rule("Lower <= Forecast <= Upper", ("Lower", "Forecast", "Upper"),
                 (pl.col("Lower") <= pl.col("Forecast")) & (pl.col("Forecast") <= pl.col("Upper"))),
@@ -411,7 +439,7 @@ SPEND_FORECASTS_CONTRACT = Contract(
 FORECAST_BACKTESTS_CONTRACT = Contract(
     FORECAST_BACKTESTS_TABLE, pl.Schema(FORECAST_BACKTESTS),
     not_null=("Owner", "BillingCurrency", "x_Model", "Folds", "Chosen", "x_Fingerprint", "x_BacktestedAt"),
-    values={"ModelMAPE": at_least(0), "BaselineMAPE": at_least(0), "IntervalCoverage": (pa.Check.in_range(0, 1),),
+    values={"ModelMAPE": at_least(0), "BaselineMAPE": at_least(0), "IntervalCoverage": between(0, 1),
             "Folds": at_least(0), "BillingCurrency": matches(CURRENCY_CODE)},
     key=SERIES_KEYS)
 
@@ -503,6 +531,9 @@ def _failures(schema: pa.DataFrameSchema, data: pl.LazyFrame | pl.DataFrame, lab
     """Pandera's failure cases as ``FAILURE_SCHEMA`` rows (a LazyFrame: schema-level only). A
     frame-level failure names no column: a missing or unexpected column is its failure case, a
     rule's or the key's columns come from ``about`` (check name → columns)."""
+    from pandera.config import ValidationDepth, config_context
+    from pandera.errors import SchemaErrors
+
     depth = ValidationDepth.SCHEMA_ONLY if isinstance(data, pl.LazyFrame) else ValidationDepth.SCHEMA_AND_DATA
     try:
         with config_context(validation_enabled=True, validation_depth=depth):  # never off by PANDERA_* env
