@@ -655,3 +655,20 @@ def test_detect_format_on_headers():
     assert gcp.detect_format(CSV_HEADER) == "gcp-billing"
     assert gcp.detect_format(["BillingAccountId", "CostInBillingCurrency", "ServiceName"]) is None
     assert gcp.detect_format(["lineItem/LineItemType", "lineItem/UnblendedCost"]) is None
+
+
+def test_json_lines_decode_to_the_rows_of_polars_ndjson_reader(tmp_path):
+    """JSON lines are decoded line by line with the whole file's schema (faster than the reader):
+    blank and whitespace lines are no rows, CRLF ends a line, and a cost that is text on one line
+    (the column is then text) is quarantined on its row only."""
+    lines = [json.dumps(BASE), "", json.dumps(row(cost="12,5")), "   ", json.dumps(row(labels=[]))]
+    path = tmp_path / "x.jsonl"
+    path.write_bytes(("\r\n".join(lines) + "\n").encode())
+    expected = pl.read_ndjson(path, infer_schema_length=None)
+    conv = convert([path], ["x"])
+    assert conv.raw["x_SourceRow"].to_list() == [1, 2, 3]
+    assert conv.raw["cost"].cast(pl.String).to_list()[::2] == ["0.126444000000", "0.126444000000"]
+    assert conv.raw["labels"].list.len().to_list() == expected["labels"].list.len().to_list()
+    assert conv.quarantine["x_SourceRow"].to_list() == [2]
+    assert "cost: '12,5' is not a number" in conv.quarantine["x_QuarantineReason"][0]
+    gates(conv, accept_unknown_money=True)

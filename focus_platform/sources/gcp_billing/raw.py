@@ -59,6 +59,7 @@ from focus_platform.sources import common
 from focus_platform.sources.common import (
     DECLARE_CURRENCY_HINT,
     DECLARED_CURRENCY,
+    JSON_LINES_SUFFIXES,
     Lineage,
     SourceFormatError,
     amount_error,
@@ -405,6 +406,18 @@ def _parse_repeated_text(name: str, label: str):
     return parse
 
 
+def _json_lines(path: str | Path, schema: pl.Schema, storage_options: dict | None) -> pl.LazyFrame:
+    """A JSON-lines file as the rows Polars' NDJSON reader gives with ``schema`` (inferred over the
+    whole file by ``delivered_file``, so every line decodes), but decoded from its lines with
+    ``str.json_decode``: Polars 2.1's reader takes ~100 µs a nested GCP row, the decode ~15 µs.
+    Blank lines are no rows, as for the reader. (A line is never split: JSON text holds no raw
+    control character, so neither the separator \\x01 nor a quote ends a field.)"""
+    lines = pl.scan_csv(str(path), has_header=False, separator="\x01", quote_char=None, schema={"line": pl.String},
+                        storage_options=storage_options)
+    line = pl.col("line")
+    return lines.filter(line.str.contains(r"\S")).select(line.str.json_decode(pl.Struct(schema))).unnest("line")
+
+
 def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
              storage_options: dict | None = None) -> pl.LazyFrame:
     """One extract file as typed raw rows with canonical flat names and lineage columns."""
@@ -412,7 +425,9 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
     lower = str(path).lower()
     lf, schema = delivered_file(path, label, storage_options)
     kind = ("parquet" if lower.endswith(".parquet")
-            else "jsonl" if lower.endswith((".jsonl", ".jsonl.gz", ".ndjson", ".json")) else "csv")
+            else "jsonl" if lower.endswith(JSON_LINES_SUFFIXES) else "csv")
+    if kind == "jsonl":
+        lf = _json_lines(path, schema, storage_options)
     if detect_format(schema.names()) is None:
         why = near_miss(schema.names()) or "not a GCP billing export (no billing_account_id, cost, sku/invoice)"
         raise SourceFormatError(f"{label}: {why}")
