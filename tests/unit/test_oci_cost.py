@@ -485,3 +485,31 @@ def test_gzip_file_and_blank_trailing_lines(tmp_path):
     df = pl.read_parquet(result.out)
     assert df["x_SourceFormatVersion"].unique().to_list() == ["OCI cost report csv"]
     assert df["BilledCost"].sum() == D("0.08")
+
+
+def test_timestamp_and_flag_texts_beyond_the_two_oci_forms(tmp_path):
+    """OCI's two interval forms are read as delivered; other spellings (blanks around, ' ' for 'T', no
+    'Z', fractions of a second; flags in any case with blanks) are read too, and text that is no
+    timestamp or flag is a parse error naming row and column."""
+    forms = [  # (interval text, flag text, the timestamp read or None, the flag read or None)
+        ("2023-11-13T10:00Z", "false", "2023-11-13T10:00:00Z", False),
+        ("2023-11-13T10:00:00Z", "true", "2023-11-13T10:00:00Z", True),
+        (" 2023-11-13T10:00Z ", " Y ", "2023-11-13T10:00:00Z", True),
+        ("2023-11-13 10:00:00", "TRUE", "2023-11-13T10:00:00Z", True),
+        ("2023-11-13T10:00", "No", "2023-11-13T10:00:00Z", False),
+        ("2023-11-13T10:00:00.25Z", "0", "2023-11-13T10:00:00.25Z", False),
+        ("2023-11-13", "maybe", None, None),
+        ("2023-11-13T25:00Z", "", None, None),
+    ]
+    path = write_report(tmp_path / "forms.csv", [
+        row(**{"lineItem/referenceNo": f"r{i}", "lineItem/intervalUsageStart": text, "cost/overageFlag": flag})
+        for i, (text, flag, _, _) in enumerate(forms)])
+    raw = scan_raw(path, LINEAGE).sort("x_SourceRow").collect()
+    assert raw["line_item_interval_usage_start"].to_list() == [
+        None if read is None else datetime.fromisoformat(read) for _, _, read, _ in forms]
+    assert raw["cost_overage_flag"].to_list() == [read for _, _, _, read in forms]
+    errors = raw["x_ParseErrors"].to_list()
+    assert errors[:6] == [None] * 6
+    assert "lineItem/intervalUsageStart: '2023-11-13' is not a timestamp" in errors[6]
+    assert "cost/overageFlag: 'maybe' is not true or false" in errors[6]
+    assert errors[7].startswith("lineItem/intervalUsageStart: '2023-11-13T25:00Z' is not a timestamp")

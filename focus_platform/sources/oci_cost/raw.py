@@ -64,6 +64,7 @@ from focus_platform.sources.common import (
     delivered_file,
     json_object,
     lineage_columns,
+    mapped,
     numbered,
     parse_error,
     typed_raw_rows,
@@ -122,7 +123,9 @@ SIGNATURE = ("line_item_reference_no", "line_item_tenant_id", "line_item_interva
              "line_item_interval_usage_end", "product_compartment_id", "cost_my_cost", "line_item_is_correction")
 TRUE_TEXT = ("true", "t", "y", "yes", "1")
 FALSE_TEXT = ("false", "f", "n", "no", "0")
+BOOLEAN_OF = {**dict.fromkeys(TRUE_TEXT, True), **dict.fromkeys(FALSE_TEXT, False)}
 TIMESTAMP_FORMS = "2023-11-13T10:00Z or 2023-11-13T10:00:00Z"
+DELIVERED_TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%MZ", "%Y-%m-%dT%H:%M:%SZ")  # as OCI writes the interval columns
 
 
 def _key(name: str) -> str:
@@ -198,22 +201,31 @@ def _text(source: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 
 
 def _timestamp(source: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Both OCI forms (with and without seconds; 'T' or ' ', 'Z' optional); nothing else."""
+    """Both OCI forms (with and without seconds; 'T' or ' ', 'Z' optional); nothing else. The two
+    forms OCI writes are parsed from the text as delivered (a parse per distinct value: Polars
+    caches them); only text in neither form is normalized and parsed again."""
     typed = typed_timestamp(source, dtype)
     if typed is not None:
         return typed
-    text = _text(source, dtype).str.strip_chars().str.replace("T", " ", literal=True).str.strip_suffix("Z")
-    seconds = text.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_zone="UTC", time_unit="us")
-    minutes = text.str.to_datetime("%Y-%m-%d %H:%M", strict=False, time_zone="UTC", time_unit="us")
-    return pl.coalesce(seconds, minutes).cast(TIMESTAMP)
+    text = _text(source, dtype)
+    delivered = pl.coalesce([text.str.to_datetime(form, strict=False, time_zone="UTC", time_unit="us")
+                             for form in DELIVERED_TIMESTAMP_FORMATS])
+    other = (pl.when(delivered.is_null()).then(text)
+             .str.strip_chars().str.replace("T", " ", literal=True).str.strip_suffix("Z"))
+    seconds = other.str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_zone="UTC", time_unit="us")
+    minutes = other.str.to_datetime("%Y-%m-%d %H:%M", strict=False, time_zone="UTC", time_unit="us")
+    return pl.coalesce(delivered, seconds, minutes).cast(TIMESTAMP)
 
 
 def _boolean(source: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """true/false, Y/N, ... in any case and with surrounding blanks; looked up as delivered first
+    (only text not found so is trimmed and lowercased)."""
     if dtype == pl.Boolean:
         return source
-    text = _text(source, dtype).str.strip_chars().str.to_lowercase()
-    return pl.when(text.is_in(TRUE_TEXT)).then(True).when(text.is_in(FALSE_TEXT)).then(False).otherwise(None)
-
+    text = _text(source, dtype)
+    delivered = mapped(text, BOOLEAN_OF, pl.Boolean)
+    other = pl.when(delivered.is_null()).then(text).str.strip_chars().str.to_lowercase()
+    return pl.coalesce(delivered, mapped(other, BOOLEAN_OF, pl.Boolean))
 
 
 def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
