@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -645,6 +646,9 @@ def rollback_partition(warehouse: Warehouse, table: str, period: str, source: st
     return published.restatement
 
 
+STAGE_COMPRESSION = "lz4"  # the staged raw rows live for one conversion: fast to write and read
+
+
 @dataclass
 class ConvertResult:
     rows_in: int
@@ -672,6 +676,7 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
         raise SourceFormatError(f"--out {out}: the output is a Parquet file: name it .parquet")
     now = datetime.now(timezone.utc)
     families: dict[str, list[pl.LazyFrame]] = {}  # raw table -> the raw rows of its files
+    families_paths: dict[str, list[str]] = {}  # raw table -> its files
     formats = []
     for path in paths:
         if not Path(path).exists():
@@ -683,19 +688,22 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
         lineage = Lineage(source, found, f"file:{Path(path).name}", None, now, billing_currency)
         raw = FORMATS[found].scan_raw(path, lineage, label=str(path))
         families.setdefault(FORMATS[found].raw_table, []).append(raw)
+        families_paths.setdefault(FORMATS[found].raw_table, []).append(str(path))
     mappers = {FORMATS[f].raw_table: FORMATS[f] for f in reversed(formats)}  # raw table -> its format module
-    raws = {table: mappers[table].with_line_item_copies(pl.concat(frames, how="diagonal_relaxed"))
-            for table, frames in families.items()}
-    try:
-        # Separate streaming passes, not one collect_all: sharing the scan would cache it in memory.
-        focus = pl.concat([mappers[t].to_focus(raw) for t, raw in raws.items()], how="diagonal_relaxed")
-        fill_account_names(focus, accounts).sink_parquet(out, compression=PARQUET_COMPRESSION)
-        sides = [raw_side(mappers[t], raw) for t, raw in raws.items()]
-    except (OSError, pl.exceptions.PolarsError) as exc:
-        raise SourceFormatError(f"{', '.join(paths)}: cannot be converted: {str(exc).splitlines()[0]}") from exc
+    stem = str(Path(out).with_suffix(""))
+    with tempfile.TemporaryDirectory(dir=Path(out).resolve().parent, prefix=f".{Path(stem).name}.raw-") as stage:
+        try:
+            raws = {table: mappers[table].with_line_item_copies(
+                        staged_raw(pl.concat(frames, how="diagonal_relaxed"), families_paths[table], f"{stage}/{i}"))
+                    for i, (table, frames) in enumerate(families.items())}
+            # Separate streaming passes, not one collect_all: sharing the scan would cache it in memory.
+            focus = pl.concat([mappers[t].to_focus(raw) for t, raw in raws.items()], how="diagonal_relaxed")
+            fill_account_names(focus, accounts).sink_parquet(out, compression=PARQUET_COMPRESSION)
+            sides = [raw_side(mappers[t], raw) for t, raw in raws.items()]
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise SourceFormatError(f"{', '.join(paths)}: cannot be converted: {str(exc).splitlines()[0]}") from exc
     raw_totals = _summed_totals([totals for totals, _ in sides])
     quarantine = pl.concat([q for _, q in sides], how="diagonal_relaxed")
-    stem = str(Path(out).with_suffix(""))
     q_out = stem + ".quarantine.parquet"
     if quarantine.height:
         quarantine.write_parquet(q_out, compression=PARQUET_COMPRESSION)
@@ -707,6 +715,17 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
     write_metadata(stem + METADATA_SUFFIX, focus.collect_schema())
     return ConvertResult(checks.rows.raw, checks.rows.focus, quarantine.height, checks, sorted(set(formats)), out,
                          q_out)
+
+
+def staged_raw(raw: pl.LazyFrame, paths: list[str], stage: str) -> pl.LazyFrame:
+    """The raw rows of text files (CSV, JSON lines) staged once as Parquet under ``stage``, as the raw
+    asset stages them in Delta: every later pass (line-item copies, FOCUS, raw totals, quarantine)
+    reads the typed columns it needs instead of parsing every file again. Parquet files are read as
+    they are (a pass reads only its columns)."""
+    if all(p.lower().endswith(".parquet") for p in paths):
+        return raw
+    raw.sink_parquet(f"{stage}.parquet", compression=STAGE_COMPRESSION, statistics=False)
+    return pl.scan_parquet(f"{stage}.parquet")
 
 
 def _summed_totals(frames: list[pl.DataFrame]) -> pl.DataFrame:
