@@ -51,6 +51,7 @@ from focus_platform.sources.common import (
     joined_strings,
     lookup_rows,
     mapped,
+    masked_format,
     split_list,
     whitespace_to_null,
 )
@@ -66,6 +67,7 @@ from focus_platform.sources.oci_cost.raw import (
 from focus_platform.spec.columns import (
     LINEAGE_SCHEMA,
     MONEY,
+    TIMESTAMP,
     focus_columns,
     focus_schema,
 )
@@ -158,7 +160,10 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     ocid_type = resource_id.str.extract(r"^ocid1\.([A-Za-z0-9_-]+)\.", 1)
     resource_type = pl.when(resource_id.is_not_null()).then(pl.coalesce(col("product_resource"), ocid_type, service))
     bp_start = start.dt.truncate("1mo")
-    usage_period = start.dt.strftime("%Y-%m")
+    # x_BillingPeriod is the usage month unless the delivery's period differs: compared as month starts
+    # (a parse per distinct period), the usage month written out only on the rows that differ
+    delivered_in_another_month = bp_start != pl.col("x_BillingPeriod").str.to_datetime(
+        "%Y-%m", time_zone="UTC", time_unit=TIMESTAMP.time_unit)
     overage_qty = col("usage_billed_quantity_overage")
     partial_overage = (overage_qty.is_not_null() & (overage_qty != 0) & (overage_qty != quantity)).fill_null(False)
     tags = col(TAGS)
@@ -231,15 +236,13 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     }
     changes = [
         pl.lit(LIST_PRICE_NOTE),
-        pl.when(unit_renamed.fill_null(False)).then(
-            pl.format("PricingUnit/ConsumedUnit: OCI unit '{}' in FOCUS unit format", unit_oci)),
+        masked_format(unit_renamed, "PricingUnit/ConsumedUnit: OCI unit '{}' in FOCUS unit format", unit_oci),
         pl.when(service_unmapped & service.is_not_null()).then(pl.lit(UNMAPPED_SERVICE_NOTE)),
         pl.when(service.is_null()).then(pl.lit("ServiceCategory: product/service empty, fallback Other")),
         pl.when(bad_tags.fill_null(False)).then(pl.lit(BAD_TAGS_NOTE)),
         pl.when(raw_column(schema, DECLARED_CURRENCY).is_not_null()).then(pl.lit(DECLARED_CURRENCY_NOTE)),
-        pl.when(usage_period != pl.col("x_BillingPeriod")).then(pl.format(
-            "x_BillingPeriod: usage month {} delivered in the {} delivery; kept in the delivery's period",
-            usage_period, pl.col("x_BillingPeriod"))),
+        masked_format(delivered_in_another_month, "x_BillingPeriod: usage month {} delivered in the {} delivery; "
+                      "kept in the delivery's period", start.dt.strftime("%Y-%m"), pl.col("x_BillingPeriod")),
     ]
     gaps = [
         pl.when(compartment_id.is_not_null() & col("product_compartment_name").is_null())
