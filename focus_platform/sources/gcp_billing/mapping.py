@@ -69,6 +69,7 @@ from focus_platform.sources.common import (
     json_string,
     lookup_rows,
     mapped,
+    masked_format,
     split_list,
     whitespace_to_null,
 )
@@ -392,9 +393,9 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     }
     # x_SourceChanges / x_ProviderDataGaps: the "shared" entries hold on the derived credit rows too
     shared_changes = [
-        pl.when(col("invoice_month").is_null()).then(pl.format(
-            "BillingPeriod: invoice.month empty; {} taken from the delivery or, for a single file, the "
-            "Pacific-time month of usage_start_time", c("x_BillingPeriod"))),
+        masked_format(col("invoice_month").is_null(),
+                      "BillingPeriod: invoice.month empty; {} taken from the delivery or, for a single file, the "
+                      "Pacific-time month of usage_start_time", c("x_BillingPeriod")),
         pl.when(col("cost_type").is_null()).then(pl.lit("ChargeCategory: cost_type empty; regular assumed")),
         pl.when(col("sku_description").is_null() & c("__description").is_not_null()).then(
             pl.lit("ChargeDescription: sku.description empty; from cost_type, adjustment_info and service")),
@@ -405,18 +406,18 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(col(DECLARED_CURRENCY).is_not_null()).then(pl.lit(DECLARED_CURRENCY_NOTE)),
     ]
     main_changes = [
-        pl.when(c("__netted") != 0).then(pl.format(
-            "BilledCost/EffectiveCost: cost {} + discount credits {} (sustained use, committed use, free tier, "
-            "contract: netted into the row, R-Disc-1)", col("cost"), c("__netted"))),
+        masked_format(c("__netted") != 0,
+                      "BilledCost/EffectiveCost: cost {} + discount credits {} (sustained use, committed use, free "
+                      "tier, contract: netted into the row, R-Disc-1)", col("cost"), c("__netted")),
         pl.when(priced & col("cost_at_list").is_null()).then(pl.lit("ListCost: cost_at_list absent; cost used")),
         pl.when(c("__lup").is_not_null() | c("__cup").is_not_null()).then(pl.lit(
             "ListUnitPrice/ContractedUnitPrice: ListCost / ContractedCost divided by usage.amount_in_pricing_units")),
         pl.when(c("__sku_price").is_not_null()).then(pl.lit(
             "SkuPriceId: sku.id (and price.tier_start_amount); the export has no price id")),
-        pl.when(c("__qty").is_not_null() & (c("__pricing_unit_focus") != c("__pricing_unit_gcp")).fill_null(False))
-        .then(pl.format("PricingUnit: '{}' in FOCUS unit format", c("__pricing_unit_gcp"))),
-        pl.when(c("__consumed").is_not_null() & (c("__usage_unit_focus") != c("__usage_unit_gcp")).fill_null(False))
-        .then(pl.format("ConsumedUnit: '{}' in FOCUS unit format", c("__usage_unit_gcp"))),
+        masked_format(c("__qty").is_not_null() & (c("__pricing_unit_focus") != c("__pricing_unit_gcp")),
+                      "PricingUnit: '{}' in FOCUS unit format", c("__pricing_unit_gcp")),
+        masked_format(c("__consumed").is_not_null() & (c("__usage_unit_focus") != c("__usage_unit_gcp")),
+                      "ConsumedUnit: '{}' in FOCUS unit format", c("__usage_unit_gcp")),
         pl.when(c("__svc_category").is_null() & priced).then(pl.lit(UNMAPPED_SERVICE_NOTE)),
         pl.when(resource_id.is_not_null() & c("__rt").is_null()).then(
             pl.lit("ResourceType: resource.global_name has no collection; ServiceName used")),
@@ -510,10 +511,10 @@ def _as_credit_rows(rows: pl.LazyFrame) -> pl.LazyFrame:
     credit = pl.col("__pay").list.get(k - 1, null_on_oob=True)
     amount = credit.struct.field("amount").cast(MONEY)
     schema = rows.collect_schema()
-    note = pl.format("derived: {} credit '{}' of row {} ({}) as its own Credit row (a form of payment, not a "
-                     "discount of the row's price)", credit.struct.field("type").fill_null("untyped"),
-                     pl.coalesce(credit.struct.field("name"), credit.struct.field("id")).fill_null(""),
-                     pl.col("x_SourceRow"), pl.col("x_SourceFile"))
+    note = masked_format(is_credit, "derived: {} credit '{}' of row {} ({}) as its own Credit row (a form of "
+                         "payment, not a discount of the row's price)", credit.struct.field("type").fill_null("untyped"),
+                         pl.coalesce(credit.struct.field("name"), credit.struct.field("id")).fill_null(""),
+                         pl.col("x_SourceRow"), pl.col("x_SourceFile"))
     overrides = {
         "ChargeCategory": pl.lit("Credit"),
         "BilledCost": amount,
