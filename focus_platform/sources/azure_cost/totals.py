@@ -67,33 +67,48 @@ _TOTALS_KEYS = ["BillingAccountId", "x_BillingPeriod", "BillingCurrency"]
 _DATASET_NAMES = {ACTUAL: "actual-cost", AMORTIZED: "amortized-cost"}
 
 
+def _billed_through_purchase(col: Cols) -> pl.Expr:
+    """Covered usage and unused commitment: billed through a purchase (in the actual-cost file)."""
+    ct, pm = charge_type(col), pricing_model(col("PricingModel"))
+    return (((ct == "Usage") & pm.is_in(COMMITMENT_MODELS)) | ct.is_in(UNUSED_TYPES)).fill_null(False)
+
+
+def _commitment_purchase(col: Cols) -> pl.Expr:
+    """A commitment purchase or refund: amortized onto usage (in the amortized-cost file)."""
+    ct, pm = charge_type(col), pricing_model(col("PricingModel"))
+    return (ct.is_in(["Purchase", "Refund"])
+            & (pm.is_in(COMMITMENT_MODELS) | placeholder_to_null(col("BenefitId")).is_not_null())).fill_null(False)
+
+
 def billed_basis(col: Cols) -> pl.Expr:
     """A raw row's share of the invoice basis (over rows carrying their period's ``MODE``)."""
     cost, zero = col("CostInBillingCurrency"), pl.lit(0, MONEY)
-    ct, pm = charge_type(col), pricing_model(col("PricingModel"))
-    covered_usage = (ct == "Usage") & pm.is_in(COMMITMENT_MODELS)
-    billed_through_purchase = (covered_usage | ct.is_in(UNUSED_TYPES)).fill_null(False)
-    return (pl.when(pl.col(MODE) == AMORTIZED_ONLY).then(pl.when(billed_through_purchase).then(zero).otherwise(cost))
+    return (pl.when(pl.col(MODE) == AMORTIZED_ONLY).then(pl.when(_billed_through_purchase(col)).then(zero)
+                                                          .otherwise(cost))
             .when(pl.col("x_CostDataset") == ACTUAL).then(cost).otherwise(zero))
 
 
 def amortized_basis(col: Cols) -> pl.Expr:
     """A raw row's share of the amortized basis (over rows carrying their period's ``MODE``)."""
     cost, zero = col("CostInBillingCurrency"), pl.lit(0, MONEY)
-    ct, pm = charge_type(col), pricing_model(col("PricingModel"))
-    commitment_purchase = (ct.is_in(["Purchase", "Refund"])
-                           & (pm.is_in(COMMITMENT_MODELS) | placeholder_to_null(col("BenefitId")).is_not_null())
-                           ).fill_null(False)
-    return (pl.when(pl.col(MODE) == ACTUAL_ONLY).then(pl.when(commitment_purchase).then(zero).otherwise(cost))
+    return (pl.when(pl.col(MODE) == ACTUAL_ONLY).then(pl.when(_commitment_purchase(col)).then(zero).otherwise(cost))
             .when(pl.col("x_CostDataset") == AMORTIZED).then(cost).otherwise(zero))
 
 
 def _streams(raw: pl.LazyFrame, col: Cols) -> pl.LazyFrame:
-    """Per billing account, period, the period the rows state and dataset (actual / amortized): the
-    files that deliver it."""
+    """Per billing account, period, the period the rows state, currency and dataset (actual /
+    amortized): the files that deliver it, and the sums and counts ``raw_totals`` needs (one pass:
+    the basis of a row depends on its period's mode, known only after it)."""
+    cost, zero = col("CostInBillingCurrency"), pl.lit(0, MONEY)
     return (raw.group_by(billing_account(col)[0].alias(ACCOUNT), "x_BillingPeriod",
-                         stated_period(col).alias("__stated"), "x_CostDataset")
-            .agg(pl.col("x_SourceFile").unique().sort().alias("files")))
+                         stated_period(col).alias("__stated"), "x_CostDataset",
+                         col("BillingCurrency").alias("BillingCurrency"))
+            .agg(pl.col("x_SourceFile").unique().sort().alias("files"),
+                 cost.sum().alias("__cost"),
+                 pl.when(_billed_through_purchase(col)).then(zero).otherwise(cost).sum().alias("__billed_direct"),
+                 pl.when(_commitment_purchase(col)).then(zero).otherwise(cost).sum().alias("__usage_cost"),
+                 pl.len().alias("rows"),
+                 quarantine_reason(col.schema).is_not_null().sum().alias("quarantined_rows")))
 
 
 def _modes(streams: pl.LazyFrame) -> pl.LazyFrame:
@@ -126,7 +141,9 @@ def _stream_problems(streams: pl.DataFrame) -> pl.DataFrame:
         return pl.DataFrame(schema=schema)
     files_of: dict[tuple, dict[str, list[str]]] = {}  # (account, stated period) -> dataset -> files
     periods_of: dict[tuple, set[str]] = {}  # (account, stated period) -> x_BillingPeriod
-    for account, period, stated, dataset, files in streams.filter(pl.col("__stated").is_not_null()).iter_rows():
+    for account, period, stated, dataset, files in (streams.filter(pl.col("__stated").is_not_null())
+                                                    .select(ACCOUNT, "x_BillingPeriod", "__stated", "x_CostDataset",
+                                                            "files").iter_rows()):
         files_of.setdefault((account, stated), {}).setdefault(dataset, []).extend(files)
         periods_of.setdefault((account, stated), set()).add(period)
     rows = []
@@ -149,7 +166,7 @@ def _stream_problems(streams: pl.DataFrame) -> pl.DataFrame:
             .group_by(ACCOUNT, "x_BillingPeriod", maintain_order=True).agg(pl.col("problem").str.join("; ")))
 
 
-def _dropped_rows(keyed: pl.LazyFrame, col: Cols, schema: pl.Schema, paired: pl.DataFrame) -> pl.DataFrame:
+def _dropped_rows(raw: pl.LazyFrame, col: Cols, paired: pl.DataFrame) -> pl.DataFrame:
     """Per billing account, period and currency: the actual rows represented by their amortized
     twin (valid rows of paired periods; per charge, the smaller of its actual and amortized counts)."""
     out_schema = {"BillingAccountId": pl.String, "x_BillingPeriod": pl.String, "BillingCurrency": pl.String,
@@ -158,8 +175,9 @@ def _dropped_rows(keyed: pl.LazyFrame, col: Cols, schema: pl.Schema, paired: pl.
         return pl.DataFrame(schema=out_schema)
     identity = charge_identity(col)
     dataset = pl.col("x_CostDataset")
-    return (keyed.join(paired.lazy(), on=_PERIOD_KEYS, how="semi", nulls_equal=True)
-            .filter(quarantine_reason(schema).is_null())
+    return (raw.with_columns(billing_account(col)[0].alias(ACCOUNT))
+            .join(paired.lazy(), on=_PERIOD_KEYS, how="semi", nulls_equal=True)
+            .filter(quarantine_reason(col.schema).is_null())
             .group_by(identity.hash(7).alias("__h1"), identity.hash(13).alias("__h2"))
             .agg(pl.col(ACCOUNT).first().alias("BillingAccountId"), pl.col("x_BillingPeriod").first(),
                  col("BillingCurrency").first().alias("BillingCurrency"),
@@ -177,14 +195,17 @@ def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
     col = Cols(schema)
     streams = _streams(raw, col).collect(engine="streaming")
     modes = _modes(streams.lazy()).collect()
-    keyed = _with_modes(raw, col, modes.lazy())
-    dropped = _dropped_rows(keyed, col, schema, modes.filter(pl.col(MODE) == PAIRED).select(_PERIOD_KEYS))
+    dropped = _dropped_rows(raw, col, modes.filter(pl.col(MODE) == PAIRED).select(_PERIOD_KEYS))
     problems = _stream_problems(streams).rename({ACCOUNT: "BillingAccountId"})
-    return (keyed
-            .group_by(pl.col(ACCOUNT).alias("BillingAccountId"), "x_BillingPeriod",
-                      col("BillingCurrency").alias("BillingCurrency"))
-            .agg(billed_basis(col).sum().alias("billed"), amortized_basis(col).sum().alias("amortized"),
-                 pl.len().alias("rows"), quarantine_reason(schema).is_not_null().sum().alias("quarantined_rows"))
+    mode, dataset = pl.col(MODE), pl.col("x_CostDataset")
+    billed = (pl.when(mode == AMORTIZED_ONLY).then(pl.col("__billed_direct"))
+              .when(dataset == ACTUAL).then(pl.col("__cost")).otherwise(pl.lit(0, MONEY)))
+    amortized = (pl.when(mode == ACTUAL_ONLY).then(pl.col("__usage_cost"))
+                 .when(dataset == AMORTIZED).then(pl.col("__cost")).otherwise(pl.lit(0, MONEY)))
+    return (streams.lazy().join(modes.lazy(), on=_PERIOD_KEYS, how="left", nulls_equal=True)
+            .group_by(pl.col(ACCOUNT).alias("BillingAccountId"), "x_BillingPeriod", "BillingCurrency")
+            .agg(billed.sum().alias("billed"), amortized.sum().alias("amortized"),
+                 pl.col("rows").sum(), pl.col("quarantined_rows").sum())
             .join(dropped.lazy(), on=_TOTALS_KEYS, how="left", nulls_equal=True)
             .with_columns(pl.col("dropped_rows").fill_null(0))
             .join(problems.lazy(), on=["BillingAccountId", "x_BillingPeriod"], how="left", nulls_equal=True))
