@@ -229,7 +229,16 @@ def _prepare(raw: pl.LazyFrame, schema: pl.Schema) -> pl.LazyFrame:
 
 
 _MODE_KEYS = ["__acct", "x_BillingPeriod"]
-_MATCH_SCHEMA = {"x_RowId": pl.String, "__role": pl.String, "__pair_row": pl.String, "__pair_cost": MONEY}
+# a raw row's key in the pairs: its row number and a 64-bit hash of its x_RowId (integers join
+# and hold far cheaper than the x_RowId text; two rows share both only by a hash collision of
+# two files' x_RowIds on the same row number)
+_ROW_KEY = ["x_SourceRow", "__rk"]
+_MATCH_SCHEMA = {"x_SourceRow": pl.Int64, "__rk": pl.UInt64, "__role": pl.String, "__pair_row": pl.String,
+                 "__pair_cost": MONEY}
+
+
+def _row_key() -> pl.Expr:
+    return pl.col("x_RowId").hash(3).alias("__rk")
 
 
 @dataclass(frozen=True)
@@ -238,40 +247,46 @@ class _Pairing:
     account and period (paired, actual-only, amortized-only) and the pairs (one narrow pass)."""
 
     modes: pl.DataFrame
-    matches: pl.DataFrame  # x_RowId, __role ('pair': amortized row, 'dropped': its actual row), __pair_*
+    matches: pl.DataFrame  # _ROW_KEY, __role ('pair': amortized row, 'dropped': its actual row), __pair_*
 
 
 def _pairing(raw: pl.LazyFrame, schema: pl.Schema) -> _Pairing:
-    """One narrow pass over the raw frame. The n-th duplicate key of one dataset pairs with the n-th
-    of the other, in file order. Keys are two independent 64-bit hashes of the charge identity
-    (``raw.charge_identity``)."""
+    """One narrow pass over the raw frame, held as integers, flags and categories (the x_RowId
+    text and the cost only on actual-cost rows, the only ones a pair takes them from). The n-th
+    duplicate key of one dataset pairs with the n-th of the other, in file order. Keys are two
+    independent 64-bit hashes of the charge identity (``raw.charge_identity``)."""
     col = Cols(schema)
-    prepared = _prepare(raw, schema)
     key = charge_identity(col)
-    narrow = (prepared.select("x_RowId", "x_CostDataset", "__cost", "__acct", "x_BillingPeriod",
-                              quarantine_reason(schema).is_null().alias("__ok"),
-                              key.hash(11).alias("__h1"), key.hash(29).alias("__h2"))
+    actual = pl.col("x_CostDataset") == ACTUAL
+    narrow = (raw.select(billing_account(col)[0].cast(pl.Categorical).alias("__acct"),
+                         pl.col("x_BillingPeriod").cast(pl.Categorical), actual.alias("__actual"),
+                         quarantine_reason(schema).is_null().alias("__ok"),
+                         key.hash(11).alias("__h1"), key.hash(29).alias("__h2"), "x_SourceRow", _row_key(),
+                         pl.when(actual).then(pl.col("x_RowId")).alias("__pair_row"),
+                         pl.when(actual).then(col("CostInBillingCurrency")).alias("__pair_cost"))
               .collect(engine="streaming"))
     modes = (narrow.group_by(_MODE_KEYS)
-             .agg((pl.col("x_CostDataset") == ACTUAL).any().alias("__has_actual"),
-                  (pl.col("x_CostDataset") == AMORTIZED).any().alias("__has_amortized"))
-             .select(*_MODE_KEYS, pl.when(pl.col("__has_actual") & pl.col("__has_amortized")).then(pl.lit(PAIRED))
+             .agg(pl.col("__actual").any().alias("__has_actual"), (~pl.col("__actual")).any().alias("__has_amortized"))
+             .select(*[pl.col(k).cast(pl.String) for k in _MODE_KEYS],
+                     pl.when(pl.col("__has_actual") & pl.col("__has_amortized")).then(pl.lit(PAIRED))
                      .when(pl.col("__has_actual")).then(pl.lit(ACTUAL_ONLY)).otherwise(pl.lit(AMORTIZED_ONLY))
                      .alias("__mode")))
+    paired_periods = modes.filter(pl.col("__mode") == PAIRED).select(
+        *[pl.col(k).cast(pl.Categorical) for k in _MODE_KEYS])
     paired = (narrow.filter(pl.col("__ok"))
-              .join(modes.filter(pl.col("__mode") == PAIRED).select(_MODE_KEYS), on=_MODE_KEYS, how="semi",
-                    nulls_equal=True)
-              .with_columns(pl.int_range(pl.len()).over("x_CostDataset", "__h1", "__h2").alias("__occ")))
+              .join(paired_periods, on=_MODE_KEYS, how="semi", nulls_equal=True)
+              .with_columns(pl.int_range(pl.len()).over("__actual", "__h1", "__h2").alias("__occ")))
     del narrow
     on = ["__h1", "__h2", "__occ"]
-    actual = paired.filter(pl.col("x_CostDataset") == ACTUAL).select(
-        *on, pl.col("x_RowId").alias("__pair_row"), pl.col("__cost").alias("__pair_cost"))
-    amortized = paired.filter(pl.col("x_CostDataset") == AMORTIZED).select(*on, "x_RowId")
-    pairs = amortized.join(actual, on=on, how="inner")
+    actual_rows = paired.filter(pl.col("__actual")).select(
+        *on, pl.col("x_SourceRow").alias("__pair_source_row"), pl.col("__rk").alias("__pair_rk"),
+        "__pair_row", "__pair_cost")
+    pairs = paired.filter(~pl.col("__actual")).select(*on, *_ROW_KEY).join(actual_rows, on=on, how="inner")
     matches = pl.concat([
-        pairs.select("x_RowId", pl.lit("pair").alias("__role"), "__pair_row", "__pair_cost"),
-        pairs.select(pl.col("__pair_row").alias("x_RowId"), pl.lit("dropped").alias("__role"),
-                     pl.col("x_RowId").alias("__pair_row"), pl.col("__pair_cost")),
+        pairs.select(*_ROW_KEY, pl.lit("pair").alias("__role"), "__pair_row", "__pair_cost"),
+        pairs.select(pl.col("__pair_source_row").alias("x_SourceRow"), pl.col("__pair_rk").alias("__rk"),
+                     pl.lit("dropped").alias("__role"), pl.lit(None, pl.String).alias("__pair_row"),
+                     pl.lit(None, MONEY).alias("__pair_cost")),
     ]).cast(_MATCH_SCHEMA)
     return _Pairing(modes, matches)
 
@@ -392,7 +407,8 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     with_mode, schema, pairing = _with_modes(raw)
     col = Cols(schema)
     rows = (with_mode.filter(quarantine_reason(schema).is_null())
-            .join(pairing.matches.lazy(), on="x_RowId", how="left", maintain_order="left")
+            .with_columns(_row_key())
+            .join(pairing.matches.lazy(), on=_ROW_KEY, how="left", maintain_order="left")
             .filter(pl.col("__role").is_null() | (pl.col("__role") != "dropped")))
     rows = _with_lookups(rows, col)
     zero = pl.lit(0, MONEY)
