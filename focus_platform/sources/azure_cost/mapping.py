@@ -100,6 +100,7 @@ from focus_platform.sources.common import (
     joined_strings,
     lookup_rows,
     mapped,
+    masked_format,
     split_list,
     whitespace_to_null,
 )
@@ -424,10 +425,11 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         .otherwise(cost))
     effective = (pl.when(commit_purchase).then(zero)
                  .when((mode == PAIRED) & (ds == ACTUAL)).then(zero).otherwise(cost))
+    repriced = (mode == PAIRED) & paired_row & (pl.col("__pair_cost") != cost)
     billed_note = (
-        pl.when((mode == PAIRED) & paired_row & (pl.col("__pair_cost") != cost))
-        .then(pl.format("BilledCost: {} from the paired actual-cost row {} (this amortized row costs {})",
-                        pl.col("__pair_cost"), pl.col("__pair_row"), cost))
+        pl.when(repriced).then(masked_format(
+            repriced, "BilledCost: {} from the paired actual-cost row {} (this amortized row costs {})",
+            pl.col("__pair_cost"), pl.col("__pair_row"), cost))
         .when((mode == PAIRED) & (ds == AMORTIZED) & ~paired_row & unused & (cost != 0))
         .then(pl.lit("BilledCost: 0, unused commitment (billed through its purchase in the actual-cost file)"))
         .when((mode == PAIRED) & (ds == AMORTIZED) & ~paired_row & covered & (cost != 0))
@@ -639,12 +641,11 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
             "is the billing scope")),
         pl.when(col("ChargeType").is_null()).then(pl.lit(
             "ChargeCategory: no ChargeType (legacy usage details list usage only); Usage")),
-        pl.when(charge_category.is_not_null() & ~ct.is_in(list(CHARGE_CATEGORY))).then(
-            pl.format("ChargeCategory: ChargeType '{}' is not a usage, purchase, tax or credit; Adjustment", ct)),
+        masked_format(charge_category.is_not_null() & ~ct.is_in(list(CHARGE_CATEGORY)),
+                      "ChargeCategory: ChargeType '{}' is not a usage, purchase, tax or credit; Adjustment", ct),
         pl.when(is_purchase & (frequency_raw == "Usage-Based")).then(pl.lit(
             "ChargeFrequency: Frequency UsageBased on a purchase; Recurring")),
-        pl.when(frequency_raw.is_null()).then(pl.format("ChargeFrequency: Frequency empty; {} by charge category",
-                                                        frequency)),
+        masked_format(frequency_raw.is_null(), "ChargeFrequency: Frequency empty; {} by charge category", frequency),
         pl.when(priced & pm.is_null() & ~unused).then(pl.lit("PricingCategory: PricingModel empty; Standard")),
         pl.when(cd_kind_guessed).then(pl.lit(
             "CommitmentDiscountType: benefit id names neither a reservation nor a savings plan; Reservation")),
@@ -657,16 +658,15 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
             "BillingPeriodStart/End: billing period empty in the export; calendar month of Date")),
         pl.when(publisher.is_not_null() & col("PublisherName").is_null()).then(pl.lit(
             "PublisherName: empty in the export; Microsoft")),
-        pl.when(location.is_not_null() & pl.col("__region_id").is_null()).then(pl.format(
-            "RegionId/RegionName: location '{}' not in the regions table; as delivered", location)),
-        pl.when(unit_parsed).then(pl.format(
-            "PricingUnit: UnitOfMeasure '{}' not in the pricing-units table; block size and unit read from it",
-            pl.col("__uom"))),
+        masked_format(location.is_not_null() & pl.col("__region_id").is_null(),
+                      "RegionId/RegionName: location '{}' not in the regions table; as delivered", location),
+        masked_format(unit_parsed, "PricingUnit: UnitOfMeasure '{}' not in the pricing-units table; block size "
+                      "and unit read from it", pl.col("__uom")),
         pl.when(service_unmapped & priced).then(pl.lit(UNMAPPED_SERVICE_NOTE)),
-        pl.when(service_unmapped & placeholder_to_null(col("MeterCategory")).is_null()
-                & col("ConsumedService").is_null() & service_name.is_not_null()).then(pl.format(
-            "ServiceName: no meter category or consumed service; '{}' (product or publisher name) used",
-            service_name)),
+        masked_format(service_unmapped & placeholder_to_null(col("MeterCategory")).is_null()
+                      & col("ConsumedService").is_null() & service_name.is_not_null(),
+                      "ServiceName: no meter category or consumed service; '{}' (product or publisher name) used",
+                      service_name),
     ]
     gaps = [
         pl.when(subscription.is_not_null() & col("SubscriptionName").is_null()).then(pl.lit("R-SubAccountName-1")),
