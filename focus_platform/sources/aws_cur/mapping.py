@@ -444,7 +444,13 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     unused_cd_quantity = (pl.when(is_ri_fee & ri_normalized)
                           .then(col("reservation_unused_normalized_unit_quantity"))
                           .otherwise(unused_quantity))
-    rows = converted.select(
+    # A fee row with an unused part is read twice (exploded while the frame is its narrowest: the raw
+    # columns the mapping reads); the copy becomes the Unused row.
+    expanded = converted.with_columns(
+        pl.when((unused_cost != 0) & cd_id.is_not_null()).then(pl.lit([False, True])).otherwise(pl.lit([False]))
+        .alias("__unused")
+    ).explode("__unused")
+    rows = expanded.select(
         *[expr.alias(name) for name, expr in focus.items()],
         joined_strings(changes).alias("x_SourceChanges"),
         joined_strings(gaps).alias("x_ProviderDataGaps"),
@@ -453,23 +459,28 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         unused_cost.alias("__unused_cost"),
         unused_quantity.alias("__unused_quantity"),
         unused_cd_quantity.alias("__unused_cd_quantity"),
+        pl.col("__unused"),
     )
-    # One pass: a fee row with an unused part is emitted twice; the copy becomes the Unused row.
-    expanded = rows.with_columns(
-        pl.when((pl.col("__unused_cost") != 0) & pl.col("CommitmentDiscountId").is_not_null())
-        .then(pl.lit([False, True])).otherwise(pl.lit([False])).alias("__unused")
-    ).explode("__unused")
     violates = {r.id: r.violates for r in row_rules() if r.id in gap_if_violated}
     gaps_found = joined_strings([pl.col("x_ProviderDataGaps"), *[
         pl.when(pl.col(f"__gap {rule}") & violates[rule]().fill_null(False)).then(pl.lit(rule)) for rule in gap_if_violated]])
-    return (_as_unused_rows(expanded)
+    return (_as_unused_rows(rows)
             .with_columns(split_list(pl.col("x_SourceChanges")), split_list(gaps_found).alias("x_ProviderDataGaps"))
-            .select([whitespace_to_null(pl.col(name)).alias(name) if name in FOCUS_STRING_COLUMNS
+            .select([whitespace_to_null(pl.col(name)).alias(name) if name in DELIVERED_TEXT_COLUMNS
                      else pl.col(name).cast(dtype)
                      for name, dtype in focus_schema().items()]))
 
 
-FOCUS_STRING_COLUMNS = frozenset(c.name for c in focus_columns() if c.data_type in ("String", "JSON"))
+# String columns the mapping writes from its own literals and tables: never whitespace-only, so not
+# tested for it per row (a regular expression per row and column).
+OWN_TEXT_COLUMNS = frozenset({
+    "BillingAccountType", "ChargeCategory", "ChargeClass", "ChargeFrequency", "CommitmentDiscountCategory",
+    "CommitmentDiscountName", "CommitmentDiscountStatus", "CommitmentDiscountType", "PricingCategory",
+    "ProviderName", "ResourceName", "ServiceCategory", "ServiceSubcategory", "SkuPriceDetails", "SubAccountType",
+})
+# String columns carrying delivered text: whitespace-only values become null (R-Null-1, R-Null-2)
+DELIVERED_TEXT_COLUMNS = frozenset(c.name for c in focus_columns()
+                                   if c.data_type in ("String", "JSON") and c.name not in OWN_TEXT_COLUMNS)
 
 UNUSED_QUANTITY_GAPS = ["R-UnitPrice-1", "R-PCUnitPrice-1", "R-PricingQuantity-1", "R-CDQuantity-1"]
 
