@@ -5,8 +5,8 @@
 For each size: generate one month of native FOCUS deliveries with known owners (focus_platform.generate.allocation,
 seed 7: two export sources, USD and EUR, pools, Kubernetes nodes and telemetry; generated once and kept in the
 workdir) and convert them to one FOCUS Parquet file per source (convert_files, the account catalog applied),
-which is the FOCUS partition; the same rows are also re-written as files of at most ``ROWS_PER_PART`` rows,
-the layout ``Warehouse.publish`` gives a focus_costs partition in Delta (the one the product reads). The rules:
+which is the FOCUS partition; the same rows are also re-written as files of at most ``PART_ROWS`` rows,
+as other Delta writers (Spark, delta-rs) split a large partition. The rules:
 the generator's (9 virtual tags, 3 pools: proportional, fixed,
 driver with even fallback; Kubernetes) plus virtual tags of every kind (regex on ResourceName, equals / in /
 prefix on accounts, services, regions and resource ids, tag keys that exist, catalog OU paths) up to
@@ -39,8 +39,6 @@ from pathlib import Path
 
 import polars as pl
 import yaml
-
-from focus_platform.warehouse.delta import ROWS_PER_PART
 
 VIRTUAL_TAGS = 200
 QUERY_RUNS = 7
@@ -93,6 +91,7 @@ print("IN_RUN " + json.dumps({"seconds": done - start, "inputs": read - start, "
                               "unmatched_rules": len(r.unmatched_rules)}))
 """
 
+PART_ROWS = 1_000_000
 PARTS = """
 import sys, polars as pl
 parts = pl.PartitionBy(sys.argv[2], max_rows_per_file=int(sys.argv[3]))
@@ -141,7 +140,7 @@ def generate(rows: int, workdir: Path) -> tuple[Path, dict[str, Path], dict]:
         subprocess.run([sys.executable, "-c", GENERATE, str(rows), str(landing), str(partition), str(SEED), PERIOD],
                        check=True)
     if not parts.exists():
-        subprocess.run([sys.executable, "-c", PARTS, str(partition), str(parts), str(ROWS_PER_PART)], check=True)
+        subprocess.run([sys.executable, "-c", PARTS, str(partition), str(parts), str(PART_ROWS)], check=True)
     layouts = {"per source": partition, "parts": parts}
     return landing, layouts, json.loads((partition / "bench.json").read_text())
 

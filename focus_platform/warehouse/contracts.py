@@ -2,8 +2,8 @@
 
 One contract per table of ``warehouse.catalog.TABLES`` (pandera, polars backend); the write path
 runs ``check_contract`` on the staged Parquet files before the caller's gate. Each contract has
-three kinds of checks, placed where they cost least on a 5 M-row partition (staged as parts of at
-most 1 M rows):
+three kinds of checks, placed where they cost least on a 5 M-row partition (read in parts of at
+most ``PART_ROWS`` rows):
 
 - **schema-level, on the staged LazyFrame, no data read**: every declared column present with its
   exact type (money ``Decimal(38,12)``, timestamps ``Datetime(us, UTC)``, lists, structs). Pandera
@@ -11,9 +11,9 @@ most 1 M rows):
   contract does not declare are allowed where the table is open by design (raw tables keep every
   delivered column; ``focus_costs`` carries each provider's own ``x_`` columns), refused elsewhere.
 - **pandera on each staged file**: nullability, allowed values, formats (currency codes,
-  ``YYYY-MM``), ranges, keys unique within the file and cross-column rules. Each file is read alone
-  and only for the columns these checks name, so memory is one part's few columns, whatever the
-  partition's size. Partition columns are not in the files: their values are the partition key
+  ``YYYY-MM``), ranges, keys unique within a part and cross-column rules. Each part (at most
+  ``PART_ROWS`` rows of one file) is read alone and only for the columns these checks name, so
+  memory is one part's few columns, whatever the partition's size. Partition columns are not in the files: their values are the partition key
   (``periods.PartitionKey``, validated once) and a key unique within a partition leaves them out.
 - **Polars rules, elsewhere**: FOCUS's data-level rules (nullability per feature level, allowed
   values, cost = unit price × quantity, one category per service, …) stay in
@@ -157,6 +157,7 @@ if TYPE_CHECKING:  # pandera (and the pandas it imports, ~1 s) is loaded only wh
     import pandera.polars as pa
 
 MAX_FAILURES = 50
+PART_ROWS = 1_000_000  # the rows of a file checked at a time
 CURRENCY_CODE = r"^[A-Z]{3}$"
 BILLING_PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
 NOT_BLANK = r"\S"
@@ -504,26 +505,32 @@ def check_contract(table: str, staged: pl.LazyFrame, files: list[str],
         return ContractReport(table, failures.head(MAX_FAILURES), failures.height, 0, len(files))
     per_file, names, about = contract.per_file(), contract.file_columns(), contract.frame_checks()
     kept, count, rows = [], 0, 0
-    for label, part in _parts(staged, files, storage_options):
-        checked, found = _check_part(per_file, part.select(names), label, about)
+    for label, part, first_row in _parts(staged, files, storage_options):
+        checked, found = _check_part(per_file, part.select(names), label, about, first_row)
         rows, count = rows + checked, count + found.height
         kept.append(found.head(MAX_FAILURES - sum(f.height for f in kept)))
     return ContractReport(table, pl.concat([pl.DataFrame(schema=FAILURE_SCHEMA), *kept]), count, rows, len(files))
 
 
 def _parts(staged: pl.LazyFrame, files: list[str],
-           storage_options: dict[str, str] | None) -> Iterator[tuple[str, pl.LazyFrame]]:
+           storage_options: dict[str, str] | None) -> Iterator[tuple[str, pl.LazyFrame, int]]:
+    """Each file's rows in parts of at most ``PART_ROWS`` (a slice of a Parquet scan reads only its own
+    row groups), with the file's row number of the part's first row."""
     if not files:
-        yield STAGED_FRAME, staged
+        yield STAGED_FRAME, staged, 0
     for path in files:
-        yield path, pl.scan_parquet(path, storage_options=storage_options)
+        scan = pl.scan_parquet(path, storage_options=storage_options)
+        rows = scan.select(pl.len()).collect().item()  # from the file's footer
+        for start in range(0, max(rows, 1), PART_ROWS):
+            yield path, scan.slice(start, PART_ROWS), start
 
 
 def _check_part(schema: pa.DataFrameSchema, part: pl.LazyFrame, label: str,
-                about: dict[str, str]) -> tuple[int, pl.DataFrame]:
-    """Rows and failures of one part, collected here so that only one part is in memory at a time."""
+                about: dict[str, str], first_row: int) -> tuple[int, pl.DataFrame]:
+    """Rows and failures of one part (row numbers within its file), collected here so that only one part
+    is in memory at a time."""
     data = part.collect()
-    return data.height, _failures(schema, data, label, about)
+    return data.height, _failures(schema, data, label, about).with_columns(pl.col("index") + first_row)
 
 
 def _failures(schema: pa.DataFrameSchema, data: pl.LazyFrame | pl.DataFrame, label: str | None,

@@ -369,6 +369,20 @@ def test_message_names_the_first_failure_with_its_file_and_row(tmp_path):
                                 f"({tmp_path}/period_status-part0.parquet row 0)")
 
 
+def test_a_file_is_checked_in_parts_and_a_failure_names_its_row_in_the_file(tmp_path, monkeypatch):
+    """A file larger than ``PART_ROWS`` is read a part at a time; the row number stays the file's."""
+    from focus_platform.warehouse import contracts
+
+    df = focus_rows()
+    assert df.height >= 4
+    last = df.height - 1
+    monkeypatch.setattr(contracts, "PART_ROWS", 2)
+    assert check(tmp_path, "focus_costs", df).checked_rows == df.height
+    report = check(tmp_path, "focus_costs", set_value("BillingCurrency", "usd", row=last)(df))
+    first = report.failures.row(0, named=True)
+    assert (report.failure_count, first["column"], first["index"]) == (1, "BillingCurrency", last)
+
+
 def test_a_wrong_schema_is_found_without_reading_data(tmp_path):
     """Schema failures stop before the per-file checks: nothing is read (checked_rows 0)."""
     report = check(tmp_path, "focus_costs", focus_rows().with_columns(pl.col("BilledCost").cast(pl.Float64)))
