@@ -1,10 +1,10 @@
 """Throughput and peak memory of each provider's export → FOCUS paths, against a streaming-copy baseline.
 
-    python benchmarks/bench_providers.py --provider aws azure gcp oci --rows 1000000 [--workdir /tmp/focus-bench-providers]
+    python benchmarks/bench_providers.py --provider aws azure gcp gcp-jsonl oci --rows 1000000 [--workdir /tmp/focus-bench-providers]
 
 For each provider and size: generate a synthetic delivery with the provider's generator
-(focus_platform.generate: aws_cur legacy CUR Parquet, azure EA+MCA CSV, gcp detailed-export Parquet,
-oci cost-report CSV.gz; one billing month, seed 7; generated once and kept in the workdir), then run
+(focus_platform.generate: aws_cur legacy CUR Parquet, azure EA+MCA CSV, gcp detailed-export Parquet (gcp) or
+JSON lines (gcp-jsonl), oci cost-report CSV.gz; one billing month, seed 7; generated once and kept in the workdir), then run
 each path in its own process (peak RSS from wait4, load average before and after):
 
   copy     the delivery's raw files as Polars reads them, streamed to one Parquet file, every column:
@@ -49,6 +49,7 @@ PROVIDERS = {
     "aws": ("focus_platform.generate.aws_cur", "generate_aws_cur", {}, "aws-cur"),
     "azure": ("focus_platform.generate.azure", "generate_azure", {}, "azure-cost-details"),
     "gcp": ("focus_platform.generate.gcp", "generate_gcp", {}, "gcp-billing"),
+    "gcp-jsonl": ("focus_platform.generate.gcp", "generate_gcp", {"file_format": "jsonl"}, "gcp-billing"),
     "oci": ("focus_platform.generate.oci", "generate_oci", {}, "oci-cost"),
 }
 AZURE_FAMILY = "azure-ea"
