@@ -175,13 +175,15 @@ def _dropped_rows(raw: pl.LazyFrame, col: Cols, paired: pl.DataFrame) -> pl.Data
         return pl.DataFrame(schema=out_schema)
     identity = charge_identity(col)
     dataset = pl.col("x_CostDataset")
+    # one group per charge, held as two hashes, three categories and two counts
     return (raw.with_columns(billing_account(col)[0].alias(ACCOUNT))
             .join(paired.lazy(), on=_PERIOD_KEYS, how="semi", nulls_equal=True)
             .filter(quarantine_reason(col.schema).is_null())
-            .group_by(identity.hash(7).alias("__h1"), identity.hash(13).alias("__h2"))
-            .agg(pl.col(ACCOUNT).first().alias("BillingAccountId"), pl.col("x_BillingPeriod").first(),
-                 col("BillingCurrency").first().alias("BillingCurrency"),
-                 (dataset == ACTUAL).sum().alias("__actual"), (dataset == AMORTIZED).sum().alias("__amortized"))
+            .group_by(pl.col(ACCOUNT).cast(pl.Categorical).alias("BillingAccountId"),
+                      pl.col("x_BillingPeriod").cast(pl.Categorical),
+                      col("BillingCurrency").cast(pl.Categorical).alias("BillingCurrency"),
+                      identity.hash(7).alias("__h1"), identity.hash(13).alias("__h2"))
+            .agg((dataset == ACTUAL).sum().alias("__actual"), (dataset == AMORTIZED).sum().alias("__amortized"))
             .group_by(_TOTALS_KEYS)
             .agg(pl.min_horizontal("__actual", "__amortized").sum().alias("dropped_rows"))
             .collect(engine="streaming").cast(out_schema))
