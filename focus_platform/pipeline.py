@@ -57,7 +57,7 @@ from focus_platform.warehouse.catalog import FOCUS_TABLE, QUARANTINE_TABLE
 from focus_platform.warehouse.contracts import ContractReport
 from focus_platform.warehouse.delta import (
     PARQUET_COMPRESSION,
-    ROW_GROUP_ROWS,
+    RAW_ROW_GROUP_ROWS,
     GateFailed,
     Published,
     Warehouse,
@@ -438,7 +438,7 @@ def ingest_delivery(warehouse: Warehouse, store: LocalStore, source: ExportSourc
         # whose min/max over ~100 string columns cost about 15 % of the raw write.
         published, (versions, after, result) = warehouse.publish(
             fmt.raw_table, frames, PartitionKey.of(delivery.billing_period, source.name), gate=gate, base=base,
-            statistics=False, fingerprint=digest, restatement=restatement,
+            statistics=False, row_group_rows=RAW_ROW_GROUP_ROWS, fingerprint=digest, restatement=restatement,
             commit_metadata={"delivery": delivery.delivery_id, "files": delivery.files, "forced": policy.force,
                              "source": source.name, "period": delivery.billing_period, "fingerprint": digest})
     except GateFailed as exc:
@@ -699,8 +699,7 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
                     for i, (table, frames) in enumerate(families.items())}
             # Separate streaming passes, not one collect_all: sharing the scan would cache it in memory.
             focus = pl.concat([mappers[t].to_focus(raw) for t, raw in raws.items()], how="diagonal_relaxed")
-            fill_account_names(focus, accounts).sink_parquet(out, compression=PARQUET_COMPRESSION,
-                                                             row_group_size=ROW_GROUP_ROWS)
+            fill_account_names(focus, accounts).sink_parquet(out, compression=PARQUET_COMPRESSION)
             sides = [raw_side(mappers[t], raw) for t, raw in raws.items()]
         except (OSError, pl.exceptions.PolarsError) as exc:
             raise SourceFormatError(f"{', '.join(paths)}: cannot be converted: {str(exc).splitlines()[0]}") from exc
@@ -726,7 +725,8 @@ def staged_raw(raw: pl.LazyFrame, paths: list[str], stage: str) -> pl.LazyFrame:
     they are (a pass reads only its columns)."""
     if all(p.lower().endswith(".parquet") for p in paths):
         return raw
-    raw.sink_parquet(f"{stage}.parquet", compression=STAGE_COMPRESSION, statistics=False, row_group_size=ROW_GROUP_ROWS)
+    raw.sink_parquet(f"{stage}.parquet", compression=STAGE_COMPRESSION, statistics=False,
+                     row_group_size=RAW_ROW_GROUP_ROWS)
     return pl.scan_parquet(f"{stage}.parquet")
 
 

@@ -6,8 +6,8 @@ and only then commits them in one Delta transaction that also removes the partit
 files, then records the restatement-log entry. The partition columns come from the table's
 catalog spec (``warehouse.catalog``): billing period × export source, billing period, or none (a
 publication then replaces the whole table). A reader never sees a partition that failed a gate,
-and Delta history keeps the version it replaced. Memory stays bounded by the row group size
-(``ROW_GROUP_ROWS``), not the partition size: a plain streaming sink per file (the plain deltalake
+and Delta history keeps the version it replaced. Memory stays bounded by the row group size,
+not the partition size: a plain streaming sink per file (the plain deltalake
 writer buffers its input, and Polars' multi-file sink holds about 0.7 GB more for 1 M FOCUS rows). ``drop_partition`` removes a
 partition in one verified commit (retention), ``vacuum`` deletes files only versions older than a
 window need, ``append`` adds rows to the append-only restatement log. Nothing outside this
@@ -63,11 +63,12 @@ ORPHAN_AGE_HOURS = 24  # an uncommitted file older than this is a dead writer's 
 # Delta's default codec (Spark, delta-rs, DuckDB, BI readers all read it): about 15 % less CPU to
 # write than Polars' default zstd, for files about 1.7x larger.
 PARQUET_COMPRESSION = "snappy"
-# Rows per Parquet row group of every file written: a streaming reader holds a few row groups of the
-# columns it reads, so wide rows (raw exports with nested credits and labels) need small groups. Reading
-# a 1 M-row raw GCP partition to FOCUS peaks at 1.8 GB with 100 k-row groups (Polars' default), 1.2 GB
-# with 50 k and 0.7 GB with 20 k.
-ROW_GROUP_ROWS = 20_000
+# Rows per Parquet row group of a raw partition: a streaming reader holds a few row groups of the
+# columns it reads, so wide raw rows (nested credits and labels) need small groups. Reading a 1 M-row
+# raw GCP partition to FOCUS peaks at 1.8 GB with 100 k-row groups (Polars' default), 1.2 GB with 50 k
+# and 0.7 GB with 20 k. Not for tables written from a mapping: a sink of small row groups behind heavy
+# work buffers what it cannot encode yet (AWS convert at 4 M rows: 1.4 GB by default, 3.9 GB with 20 k).
+RAW_ROW_GROUP_ROWS = 20_000
 
 
 class GateFailed(RuntimeError):
@@ -243,6 +244,7 @@ class Warehouse:
         commit_metadata: dict[str, object] | Callable[[object], dict[str, object]] | None = None,
         base: Snapshot | None = None,
         statistics: bool = True,
+        row_group_rows: int | None = None,
         fingerprint: str | Callable[[object], str] | None = None,
         restatement: Callable[[Published, object], rs.Restatement] | None = None,
         run_id: str | None = None,
@@ -257,7 +259,8 @@ class Warehouse:
         ``base``: the snapshot the caller compared against (e.g. for a restatement log or a guard):
         the commit is refused if the partition's files changed since (another writer).
         ``statistics``: Parquet min/max/null-count statistics in the files (readers prune row groups
-        with them); off for a table only ever read a whole partition at a time.
+        with them); off for a table only ever read a whole partition at a time. ``row_group_rows``: rows
+        per Parquet row group (None: Polars' default).
         ``fingerprint``: what the content was built from (or ``fingerprint(gate_result)``, when it depends on
         the staged rows), recorded beside the table for ``published_fingerprint`` (a caller skips
         rebuilding a partition whose inputs are unchanged).
@@ -285,7 +288,7 @@ class Warehouse:
                 schema = schema or lf.collect_schema()
                 lf.sink_parquet(
                     f"{base_dir}/f{i:03d}.parquet",
-                    compression=PARQUET_COMPRESSION, statistics=statistics, row_group_size=ROW_GROUP_ROWS,
+                    compression=PARQUET_COMPRESSION, statistics=statistics, row_group_size=row_group_rows,
                     storage_options=self.storage_options,
                     mkdir=True,
                     sinked_paths_callback=lambda args: written.extend(args.paths),
