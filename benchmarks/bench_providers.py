@@ -126,14 +126,16 @@ def _error(stderr: str) -> str:
 
 
 def run(cmd: list[str], log: Path) -> dict:
-    """Wall seconds, peak RSS (MB) and load averages of one child process; its output goes to ``log``."""
+    """Wall seconds, CPU seconds (user + system), peak RSS (MB) and load averages of one child process;
+    its output goes to ``log``."""
     load_before = os.getloadavg()
     start = time.perf_counter()
     with open(log.with_suffix(".out"), "w") as out, open(log.with_suffix(".err"), "w") as err:
         proc = subprocess.Popen(cmd, stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
-    result = {"seconds": round(elapsed, 2), "rss_mb": round(usage.ru_maxrss / 1024),
+    result = {"seconds": round(elapsed, 2), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+              "rss_mb": round(usage.ru_maxrss / 1024),
               "load_before": [round(x, 2) for x in load_before],
               "load_after": [round(x, 2) for x in os.getloadavg()],
               "exit": os.waitstatus_to_exitcode(status)}
@@ -204,8 +206,8 @@ def bench(provider: str, rows: int, workdir: Path) -> dict:
 
 
 def print_table(results: list[dict]) -> None:
-    print(f"{'provider':<8} {'rows':>9} {'path':<8} {'seconds':>8} {'rows/s':>10} {'x copy':>7} {'peak RSS MB':>12}"
-          f"  {'load1 before→after':<19} status")
+    print(f"{'provider':<9} {'rows':>9} {'path':<8} {'seconds':>8} {'CPU s':>7} {'rows/s':>10} {'x copy':>7} "
+          f"{'peak RSS MB':>12}  {'load1 before→after':<19} status")
     for r in results:
         copy = r["copy"]
         copy_rate = r["rows"] / copy["seconds"] if r["rows"] and copy["exit"] == 0 else None
@@ -214,15 +216,15 @@ def print_table(results: list[dict]) -> None:
             rate = r["rows"] / p["seconds"] if r["rows"] else None
             ratio = f"{rate / copy_rate:>7.2f}" if rate and copy_rate else f"{'-':>7}"
             status = "ok" if p["exit"] == 0 else f"FAILED (exit {p['exit']}): {p['error']}"
-            print(f"{r['provider']:<8} {r['rows'] or '-':>9} {path:<8} {p['seconds']:>8.1f} "
+            print(f"{r['provider']:<9} {r['rows'] or '-':>9} {path:<8} {p['seconds']:>8.1f} {p['cpu_seconds']:>7.1f} "
                   f"{f'{rate:,.0f}' if rate else '-':>10} {ratio} {p['rss_mb']:>12,}"
                   f"  {p['load_before'][0]:>5.2f} → {p['load_after'][0]:<9.2f} {status}")
             if p.get("in_run_seconds") and r["rows"] and copy_rate:
                 in_run = r["rows"] / p["in_run_seconds"]
-                print(f"{'':<8} {'':>9} {'  in run':<8} {p['in_run_seconds']:>8.1f} {f'{in_run:,.0f}':>10} "
+                print(f"{'':<9} {'':>9} {'  in run':<8} {p['in_run_seconds']:>8.1f} {'':>7} {f'{in_run:,.0f}':>10} "
                       f"{in_run / copy_rate:>7.2f}   (the materialization alone: without the process's Dagster "
                       f"import, instance and exit, {p['seconds'] - p['in_run_seconds']:.1f} s)")
-        print(f"{'':<8} {'':>9} {'':<8} " + "; ".join(_counterparts(r)))
+        print(f"{'':<9} {'':>9} {'':<8} " + "; ".join(_counterparts(r)))
 
 
 def _counterparts(r: dict) -> list[str]:

@@ -81,8 +81,9 @@ def bench(sample: Path, rows: int, without: set[str], workdir: Path) -> dict:
 
 
 def print_table(results: list[dict]) -> None:
-    """Copy and convert per size (and ``without``, when a result has it): rows/s, × copy, peak RSS, load."""
-    print(f"{'rows':>9} {'without':<10} {'path':<8} {'seconds':>8} {'rows/s':>10} {'x copy':>7} {'peak RSS MB':>12}"
+    """Copy and convert per size (and ``without``, when a result has it): seconds, CPU seconds, rows/s, × copy,
+    peak RSS, load."""
+    print(f"{'rows':>9} {'without':<10} {'path':<8} {'seconds':>8} {'CPU s':>7} {'rows/s':>10} {'x copy':>7} {'peak RSS MB':>12}"
           f"  {'load1 before→after':<19} status")
     for r in results:
         copy_rate = r["rows"] / r["copy"]["seconds"]
@@ -90,7 +91,8 @@ def print_table(results: list[dict]) -> None:
             p = r[name]
             rate = r["rows"] / p["seconds"]
             status = "ok" if p["exit"] == 0 else f"FAILED (exit {p['exit']}): {p['error']}"
-            print(f"{r['rows']:>9} {','.join(r.get('without', ())) or '-':<10} {name:<8} {p['seconds']:>8.1f} {rate:>10,.0f} "
+            print(f"{r['rows']:>9} {','.join(r.get('without', ())) or '-':<10} {name:<8} {p['seconds']:>8.1f} "
+                  f"{p['cpu_seconds']:>7.1f} {rate:>10,.0f} "
                   f"{rate / copy_rate:>7.2f} {p['rss_mb']:>12,}  {p['load_before'][0]:>5.2f} → "
                   f"{p['load_after'][0]:<9.2f} {status}")
 
