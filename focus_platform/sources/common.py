@@ -111,6 +111,12 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".gz")
 JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json")
 
 
+def is_csv(path: str) -> bool:
+    """A CSV or CSV.gz file by its name, as ``scan_file`` reads it (``.jsonl.gz`` is JSON lines)."""
+    lower = path.lower()
+    return lower.endswith(CSV_SUFFIXES) and not lower.endswith(JSON_LINES_SUFFIXES)
+
+
 def delivered_file(path: str | Path, label: str,
                    storage_options: dict | None = None) -> tuple[pl.LazyFrame, pl.Schema]:
     """The start of every format's ``scan_raw``: the file as delivered and its schema. Refused as a
@@ -123,7 +129,7 @@ def delivered_file(path: str | Path, label: str,
         if repeated:
             raise SourceFormatError(f"{label}: the header names {', '.join(repeated)} more than once: refused (which "
                                     "copy holds the values cannot be told)")
-        if str(path).lower().endswith(CSV_SUFFIXES):
+        if is_csv(str(path)):
             check_csv_structure(str(path), label, storage_options)
     except SourceFormatError as exc:
         raise SourceFormatError(explained(str(exc), str(path))) from exc

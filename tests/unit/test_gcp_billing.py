@@ -672,3 +672,16 @@ def test_json_lines_decode_to_the_rows_of_polars_ndjson_reader(tmp_path):
     assert conv.quarantine["x_SourceRow"].to_list() == [2]
     assert "cost: '12,5' is not a number" in conv.quarantine["x_QuarantineReason"][0]
     gates(conv, accept_unknown_money=True)
+
+
+def test_gzipped_json_lines_are_json_lines_not_a_csv(tmp_path):
+    """``.jsonl.gz`` is read as JSON lines (not checked as a CSV whose rows lack fields)."""
+    import gzip
+
+    text = "\n".join(json.dumps(r) for r in (BASE, row(cost="1.5"))) + "\n"
+    (tmp_path / "x.jsonl").write_text(text)
+    (tmp_path / "x.jsonl.gz").write_bytes(gzip.compress(text.encode()))
+    plain = convert_files([str(tmp_path / "x.jsonl")], str(tmp_path / "plain.parquet"))
+    gzipped = convert_files([str(tmp_path / "x.jsonl.gz")], str(tmp_path / "gzipped.parquet"))
+    assert gzipped.rows_in == plain.rows_in == 2 and gzipped.checks.totals == plain.checks.totals
+    assert not gzipped.checks.problems
