@@ -548,15 +548,22 @@ def copies_of_line_items(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) ->
     if not all(k in raw.collect_schema() for k in keys):
         return pl.DataFrame(schema={"x_RowId": pl.String, COPY_REASON: pl.String})
     columns = [pl.col(k) for k in keys]
-    narrow = (raw.select("x_RowId", *columns, pl.struct(columns).hash().alias("__key_hash"))
-              .filter(pl.all_horizontal([c.is_not_null() for c in columns])))
-    repeated = narrow.group_by("__key_hash").len().filter(pl.col("len") > 1).select("__key_hash")
+    key_hash = pl.struct(columns).hash().alias("__key_hash")
+    identified = raw.filter(pl.all_horizontal([c.is_not_null() for c in columns]))
+    # The hashes alone first (8 bytes a row); the rows are read again only when a hash repeats. A join
+    # of the narrow rows with their repeated hashes would hold the narrow rows (x_RowId text) in memory.
+    repeated = (identified.select(key_hash).group_by("__key_hash").len().filter(pl.col("len") > 1)
+                .select("__key_hash").collect(engine="streaming"))
+    if not repeated.height:
+        return pl.DataFrame(schema={"x_RowId": pl.String, COPY_REASON: pl.String})
     first = pl.col("x_RowId").min().over(columns)
     reason = masked_format(pl.col("x_RowId") != first, f"duplicate line item: {what} '{{}}' delivered more than "
                            "once; this copy is quarantined with its amount, the first (x_RowId {}) is kept",
                            pl.concat_str([c.cast(pl.String) for c in columns], separator=" / "), first)
-    return (narrow.join(repeated, on="__key_hash", how="semi").select("x_RowId", reason.alias(COPY_REASON))
-            .filter(pl.col(COPY_REASON).is_not_null()).collect(engine="streaming"))
+    return (identified.select("x_RowId", *columns, key_hash)
+            .filter(pl.col("__key_hash").is_in(repeated["__key_hash"].implode()))
+            .collect(engine="streaming").select("x_RowId", reason.alias(COPY_REASON))
+            .filter(pl.col(COPY_REASON).is_not_null()))
 
 
 def with_line_item_copies(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) -> pl.LazyFrame:
