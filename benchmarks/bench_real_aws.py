@@ -97,6 +97,19 @@ def print_table(results: list[dict]) -> None:
                   f"{p['load_after'][0]:<9.2f} {status}")
 
 
+def sizes_main(description: str, bench, default_workdir: str, default_rows: list[int]) -> None:
+    """The command line of a real-sample benchmark: ``bench(rows, workdir)`` per --rows, the table, the JSON."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--rows", type=int, nargs="+", default=default_rows)
+    parser.add_argument("--workdir", default=default_workdir)
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    results = [bench(n, workdir) for n in args.rows]
+    print_table(results)
+    print(json.dumps(results))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 4_000_000])

@@ -23,7 +23,6 @@ Figures, not a timed test.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import re
@@ -31,7 +30,7 @@ import sys
 from pathlib import Path
 
 from bench_providers import COPY, run
-from bench_real_aws import print_table
+from bench_real_aws import sizes_main
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "samples" / "raw" / "azure" / "ea_actual_amortized_pair"
 DATASETS = {"actual": "ftk_EA_ActualCost_Small.csv", "amortized": "ftk_EA_AmortizedCost_Small.csv"}
@@ -89,13 +88,7 @@ def bench(rows: int, workdir: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
-    parser.add_argument("--workdir", default="/tmp/focus-bench-azure")
-    args = parser.parse_args()
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    print_table([bench(n, workdir) for n in args.rows])
+    sizes_main(__doc__.splitlines()[0], bench, "/tmp/focus-bench-azure", [1_000_000, 5_000_000])
 
 
 if __name__ == "__main__":

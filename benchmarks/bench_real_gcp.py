@@ -18,12 +18,11 @@ timed test.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from bench_providers import COPY, run
-from bench_real_aws import print_table
+from bench_real_aws import sizes_main
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "samples" / "raw" / "gcp"
 PROJECT = "billing-example-00000"
@@ -64,13 +63,7 @@ def bench(rows: int, workdir: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000])
-    parser.add_argument("--workdir", default="/tmp/focus-bench-gcp")
-    args = parser.parse_args()
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    print_table([bench(n, workdir) for n in args.rows])
+    sizes_main(__doc__.splitlines()[0], bench, "/tmp/focus-bench-gcp", [1_000_000])
 
 
 if __name__ == "__main__":
