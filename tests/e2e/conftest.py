@@ -1,5 +1,5 @@
 """Fixtures of the end-to-end tests: Redis and PostgreSQL started by ``.ci/services.sh`` on free ports in a
-folder of the checkout, and child processes (Celery workers, the Dagster daemon) each in its own process
+folder of the system's temporary directory, and child processes (Celery workers, the Dagster daemon) each in its own process
 group, killed with everything they started at teardown, even when the test fails.
 
 moto's S3 server comes from ``tests.integration.conftest_objectstore`` (imported, not copied).
@@ -35,9 +35,11 @@ class Services:
 @pytest.fixture(scope="module")
 def services():
     """Redis and PostgreSQL on 127.0.0.1 (installed by services.sh when missing and installable)."""
-    (ROOT / ".data").mkdir(exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="e2e-services-", dir=ROOT / ".data"))
-    folder.chmod(0o755)  # PostgreSQL runs as its own user when the tests run as root
+    # Not in the checkout: PostgreSQL runs as its own user when the tests run as root, and a checkout in a
+    # private folder (mktemp -d, a home directory) cannot be entered by it. The system's temporary
+    # directory can; the folder itself is opened to it.
+    folder = Path(tempfile.mkdtemp(prefix="focus-e2e-services-"))
+    folder.chmod(0o755)
     redis_port, postgres_port = free_port(), free_port()
     env = {**os.environ, "FOCUS_SERVICES_DIR": str(folder), "FOCUS_REDIS_PORT": str(redis_port),
            "FOCUS_POSTGRES_PORT": str(postgres_port)}
