@@ -534,6 +534,7 @@ def sku_mapping_failure() -> pl.Expr:
 
 
 COPY_REASON = "__copy_reason"  # the quarantine reason of a line item's copy (``copies_of_line_items``)
+NO_COPIES = pl.Schema({"x_RowId": pl.String, COPY_REASON: pl.String})  # what copies_of_line_items returns
 
 
 def copies_of_line_items(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) -> pl.DataFrame:
@@ -546,7 +547,7 @@ def copies_of_line_items(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) ->
     hold the partition in memory) and hashed; only rows whose key hash occurs twice are compared by
     their keys. Rows with a null key part are not line items the provider identifies: not compared."""
     if not all(k in raw.collect_schema() for k in keys):
-        return pl.DataFrame(schema={"x_RowId": pl.String, COPY_REASON: pl.String})
+        return pl.DataFrame(schema=NO_COPIES)
     columns = [pl.col(k) for k in keys]
     key_hash = pl.struct(columns).hash().alias("__key_hash")
     identified = raw.filter(pl.all_horizontal([c.is_not_null() for c in columns]))
@@ -555,7 +556,7 @@ def copies_of_line_items(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) ->
     repeated = (identified.select(key_hash).group_by("__key_hash").len().filter(pl.col("len") > 1)
                 .select("__key_hash").collect(engine="streaming"))
     if not repeated.height:
-        return pl.DataFrame(schema={"x_RowId": pl.String, COPY_REASON: pl.String})
+        return pl.DataFrame(schema=NO_COPIES)
     first = pl.col("x_RowId").min().over(columns)
     reason = masked_format(pl.col("x_RowId") != first, f"duplicate line item: {what} '{{}}' delivered more than "
                            "once; this copy is quarantined with its amount, the first (x_RowId {}) is kept",

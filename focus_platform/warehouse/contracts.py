@@ -13,8 +13,9 @@ most ``PART_ROWS`` rows):
 - **pandera on each staged file**: nullability, allowed values, formats (currency codes,
   ``YYYY-MM``), ranges, keys unique within a part and cross-column rules. Each part (at most
   ``PART_ROWS`` rows of one file) is read alone and only for the columns these checks name, so
-  memory is one part's few columns, whatever the partition's size. Partition columns are not in the files: their values are the partition key
-  (``periods.PartitionKey``, validated once) and a key unique within a partition leaves them out.
+  memory is one part's few columns, whatever the partition's size. Partition columns are not in
+  the files: their values are the partition key (``periods.PartitionKey``, validated once) and a
+  key unique within a partition leaves them out.
 - **Polars rules, elsewhere**: FOCUS's data-level rules (nullability per feature level, allowed
   values, cost = unit price × quantity, one category per service, …) stay in
   ``spec.rules.check_conformance``, which tells converter defects from provider-data gaps (a
@@ -237,8 +238,8 @@ class Contract:
 
         names = self.file_columns()
         key = [k for k in self.key if k in names]
-        columns = {n: pa.Column(self.columns[n], checks=[v.check() for v in self.values.get(n, ())], nullable=n not in self.not_null,
-                                unique=key == [n]) for n in names}
+        columns = {n: pa.Column(self.columns[n], checks=[v.check() for v in self.values.get(n, ())],
+                                nullable=n not in self.not_null, unique=key == [n]) for n in names}
         return pa.DataFrameSchema(columns, unique=key if len(key) > 1 else None,
                                   checks=[r.check() for r in self.rules], name=self.table)
 

@@ -6,10 +6,10 @@ and only then commits them in one Delta transaction that also removes the partit
 files, then records the restatement-log entry. The partition columns come from the table's
 catalog spec (``warehouse.catalog``): billing period × export source, billing period, or none (a
 publication then replaces the whole table). A reader never sees a partition that failed a gate,
-and Delta history keeps the version it replaced. Memory stays bounded by the row group size,
-not the partition size: a plain streaming sink per file (the plain deltalake
-writer buffers its input, and Polars' multi-file sink holds about 0.7 GB more for 1 M FOCUS rows). ``drop_partition`` removes a
-partition in one verified commit (retention), ``vacuum`` deletes files only versions older than a
+and Delta history keeps the version it replaced. Memory stays bounded by the row group size, not
+the partition size: a plain streaming sink per file (the plain deltalake writer buffers its input,
+and Polars' multi-file sink holds about 0.7 GB more for 1 M FOCUS rows). ``drop_partition`` removes
+a partition in one verified commit (retention), ``vacuum`` deletes files only versions older than a
 window need, ``append`` adds rows to the append-only restatement log. Nothing outside this
 package writes, deletes or vacuums a Delta table.
 
