@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -415,6 +416,26 @@ def mapped(key: pl.Expr, mapping: dict[str, object], dtype: pl.DataType = pl.Str
         return pl.lit(None, dtype)
     position = key.cast(pl.String).cast(pl.Enum(list(mapping)), strict=False).to_physical()
     return pl.lit(pl.Series(list(mapping.values()), dtype=dtype)).gather(position)
+
+
+def with_derived(frame: pl.LazyFrame, key: pl.Expr, derive: Callable[[pl.Expr], dict[str, pl.Expr]]) -> pl.LazyFrame:
+    """``frame`` with the columns ``derive(key)`` names: pure functions of one text column (a unit
+    parsed by regex, a JSON path, a lookup, a timestamp in one of several layouts) computed once per
+    distinct value of ``key`` in each streamed batch and joined back to the batch's rows. Billing
+    columns repeat a few values over millions of rows, so a unit column with six values costs six
+    regex calls per batch, not a hundred thousand (a column of distinct values pays one hash join
+    more than deriving each row). Nothing is held beyond one batch."""
+    sample = pl.DataFrame({"__value": pl.Series([], dtype=pl.String)})
+    derived = pl.struct(**derive(pl.col("__value"))).alias("__derived")
+    dtype = sample.select(derived).schema["__derived"]
+
+    def per_batch(values: pl.Series) -> pl.Series:
+        rows = values.cast(pl.String).to_frame("__value")
+        table = rows.unique().with_columns(derived)
+        return rows.join(table, on="__value", how="left", nulls_equal=True, maintain_order="left")["__derived"]
+
+    return (frame.with_columns(key.map_batches(per_batch, return_dtype=dtype, is_elementwise=True).alias("__derived"))
+            .unnest("__derived"))
 
 
 def masked_format(condition: pl.Expr, template: str, *args: pl.Expr) -> pl.Expr:
