@@ -419,18 +419,18 @@ def mapped(key: pl.Expr, mapping: dict[str, object], dtype: pl.DataType = pl.Str
 
 
 def with_derived(frame: pl.LazyFrame, key: pl.Expr, derive: Callable[[pl.Expr], dict[str, pl.Expr]]) -> pl.LazyFrame:
-    """``frame`` with the columns ``derive(key)`` names: pure functions of one text column (a unit
-    parsed by regex, a JSON path, a lookup, a timestamp in one of several layouts) computed once per
+    """``frame`` with the columns ``derive(key)`` names: pure functions of one column (a unit parsed
+    by regex, a JSON path, a lookup, sums over a list of credits) computed once per
     distinct value of ``key`` in each streamed batch and joined back to the batch's rows. Billing
     columns repeat a few values over millions of rows, so a unit column with six values costs six
     regex calls per batch, not a hundred thousand (a column of distinct values pays one hash join
     more than deriving each row). Nothing is held beyond one batch."""
-    sample = pl.DataFrame({"__value": pl.Series([], dtype=pl.String)})
+    key_type = frame.select(key).collect_schema().dtypes()[0]
     derived = pl.struct(**derive(pl.col("__value"))).alias("__derived")
-    dtype = sample.select(derived).schema["__derived"]
+    dtype = pl.DataFrame({"__value": pl.Series([], dtype=key_type)}).select(derived).schema["__derived"]
 
     def per_batch(values: pl.Series) -> pl.Series:
-        rows = values.cast(pl.String).to_frame("__value")
+        rows = values.to_frame("__value")
         table = rows.unique().with_columns(derived)
         return rows.join(table, on="__value", how="left", nulls_equal=True, maintain_order="left")["__derived"]
 
