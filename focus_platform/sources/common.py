@@ -434,8 +434,9 @@ def with_derived(frame: pl.LazyFrame, key: pl.Expr, derive: Callable[[pl.Expr], 
         table = rows.unique().with_columns(derived)
         return rows.join(table, on="__value", how="left", nulls_equal=True, maintain_order="left")["__derived"]
 
-    return (frame.with_columns(key.map_batches(per_batch, return_dtype=dtype, is_elementwise=True).alias("__derived"))
-            .unnest("__derived"))
+    held = f"__derived {' '.join(dtype.to_schema())}"  # fields taken out one by one: a pass needing none skips it
+    return (frame.with_columns(key.map_batches(per_batch, return_dtype=dtype, is_elementwise=True).alias(held))
+            .with_columns(pl.col(held).struct.field(name) for name in dtype.to_schema()).drop(held))
 
 
 def masked_format(condition: pl.Expr, template: str, *args: pl.Expr) -> pl.Expr:

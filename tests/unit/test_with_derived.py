@@ -31,3 +31,15 @@ def test_all_distinct_and_all_null_keys():
     nulls = pl.DataFrame({"unit": pl.Series([None] * 5, dtype=pl.String)})
     got = with_derived(nulls.lazy(), pl.col("unit"), _derive).collect()
     assert got["__empty"].to_list() == [True] * 5 and got["__block"].null_count() == 5
+
+
+def test_a_pass_needing_no_derived_column_derives_nothing():
+    calls = []
+
+    def counted(unit: pl.Expr) -> dict[str, pl.Expr]:
+        return {"__seen": unit.map_batches(lambda s: (calls.append(len(s)), s)[1], return_dtype=pl.String,
+                                           is_elementwise=True)}
+
+    frame = with_derived(pl.LazyFrame({"unit": ["a", "b", "a"], "cost": [1, 2, 3]}), pl.col("unit"), counted)
+    assert frame.select(pl.col("cost").sum()).collect().item() == 6 and not any(calls)  # (0: the type probe)
+    assert frame.collect()["__seen"].to_list() == ["a", "b", "a"] and any(calls)

@@ -45,6 +45,7 @@ from focus_platform.sources.common import (
     masked_format,
     split_list,
     whitespace_to_null,
+    with_derived,
 )
 from focus_platform.spec.columns import (
     MONEY,
@@ -144,14 +145,13 @@ def _end_of_day_fix(end: pl.Expr) -> pl.Expr:
     return (end.dt.hour() == 23) & (end.dt.minute() == 59) & (end.dt.second() == 59)
 
 
-def _tags(col: RawColumns) -> pl.Expr:
-    """Resource tags → FOCUS Tags: user keys without the `user:`/`user_` prefix, AWS keys keep `aws:`."""
-    if not col.has("resource_tags"):
-        return pl.lit(None, pl.String)
+def _tags(resource_tags: pl.Expr) -> dict[str, pl.Expr]:
+    """Resource tags → FOCUS Tags (per distinct value, ``with_derived``): user keys without the
+    `user:`/`user_` prefix, AWS keys keep `aws:`."""
     # literal patterns at a key's start (after '{' or ','; inside a JSON string a quote is escaped)
-    return pl.col("resource_tags").str.replace_many(
+    return {"__tags": resource_tags.str.replace_many(
         ['{"user:', ',"user:', '{"user_', ',"user_', '{"aws_', ',"aws_'],
-        ['{"', ',"', '{"', ',"', '{"aws:', ',"aws:'])
+        ['{"', ',"', '{"', ',"', '{"aws:', ',"aws:'])}
 
 
 ZERO = pl.lit(0, MONEY)
@@ -232,6 +232,8 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     t = pl.col("line_item_line_item_type")
     valid = raw.filter(quarantine_reason(schema).is_null() & ~t.is_in(DROPPED_LINE_ITEM_TYPES))
     converted = _with_lookups(valid, col)
+    if col.has("resource_tags"):
+        converted = with_derived(converted, pl.col("resource_tags"), _tags)
     charge_category = _line_item_lookup("charge_category")
     is_usage, is_purchase = charge_category == "Usage", charge_category == "Purchase"
     is_tax = charge_category == "Tax"
@@ -387,7 +389,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
         "SubAccountId": col("line_item_usage_account_id"),
         "SubAccountName": col("line_item_usage_account_name"),
         "SubAccountType": pl.when(col("line_item_usage_account_id").is_not_null()).then(pl.lit("Linked Account")),
-        "Tags": _tags(col),
+        "Tags": pl.col("__tags") if col.has("resource_tags") else pl.lit(None, pl.String),
         "x_ChargeType": t,
         "x_ServiceCode": product_code,
         "x_UsageType": usage_type,

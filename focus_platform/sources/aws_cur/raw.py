@@ -48,6 +48,7 @@ from focus_platform.sources.common import (
     numbered,
     parse_error,
     typed_raw_rows,
+    with_derived,
 )
 from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY
 
@@ -262,8 +263,12 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         else:
             typed = text
         exprs.append(typed.alias(col.name))
-    if tags:
-        exprs.append(json_object(tags).alias("resource_tags"))
+    rows = numbered(lf, not str(path).lower().endswith(".parquet"))
+    if tags:  # one JSON object per distinct combination of tag values in a batch
+        fields = {f"t{i}": text for i, (_, text) in enumerate(tags)}
+        rows = with_derived(rows, pl.struct(**fields), lambda values: {"__tags_json": json_object(
+            [(key, values.struct.field(f"t{i}")) for i, (key, _) in enumerate(tags)])})
+        exprs.append(pl.col("__tags_json").alias("resource_tags"))
     if cost_categories:
         exprs.append(json_object(cost_categories).alias("cost_category"))
     declared = []
@@ -276,7 +281,7 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
               else pl.col("line_item_usage_start_date").dt.strftime("%Y-%m"))
     version = {FORMAT_LEGACY: "CUR 1 (legacy)", FORMAT_CUR2: "CUR 2.0"}[fmt]
     kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
-    return typed_raw_rows(numbered(lf, kind == "csv"), exprs, errors,
+    return typed_raw_rows(rows, exprs, errors,
                           [*declared, *lineage_columns(lineage, fmt, f"{version} {kind}", label)], period, amounts)
 
 
