@@ -676,8 +676,7 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
     if not out.lower().endswith(".parquet"):
         raise SourceFormatError(f"--out {out}: the output is a Parquet file: name it .parquet")
     now = datetime.now(timezone.utc)
-    families: dict[str, list[pl.LazyFrame]] = {}  # raw table -> the raw rows of its files
-    families_paths: dict[str, list[str]] = {}  # raw table -> its files
+    families: dict[str, list[tuple[str, pl.LazyFrame]]] = {}  # raw table -> its files and their raw rows
     formats = []
     for path in paths:
         if not Path(path).exists():
@@ -688,15 +687,15 @@ def convert_files(paths: list[str], out: str, *, fmt: str = "auto", source: str 
         formats.append(found)
         lineage = Lineage(source, found, f"file:{Path(path).name}", None, now, billing_currency)
         raw = FORMATS[found].scan_raw(path, lineage, label=str(path))
-        families.setdefault(FORMATS[found].raw_table, []).append(raw)
-        families_paths.setdefault(FORMATS[found].raw_table, []).append(str(path))
+        families.setdefault(FORMATS[found].raw_table, []).append((str(path), raw))
     mappers = {FORMATS[f].raw_table: FORMATS[f] for f in reversed(formats)}  # raw table -> its format module
     stem = str(Path(out).with_suffix(""))
     with tempfile.TemporaryDirectory(dir=Path(out).resolve().parent, prefix=f".{Path(stem).name}.raw-") as stage:
         try:
-            raws = {table: mappers[table].with_line_item_copies(
-                        staged_raw(pl.concat(frames, how="diagonal_relaxed"), families_paths[table], f"{stage}/{i}"))
-                    for i, (table, frames) in enumerate(families.items())}
+            raws = {table: mappers[table].with_line_item_copies(staged_raw(
+                        pl.concat([raw for _, raw in files], how="diagonal_relaxed"), [p for p, _ in files],
+                        f"{stage}/{i}"))
+                    for i, (table, files) in enumerate(families.items())}
             # Separate streaming passes, not one collect_all: sharing the scan would cache it in memory.
             focus = pl.concat([mappers[t].to_focus(raw) for t, raw in raws.items()], how="diagonal_relaxed")
             fill_account_names(focus, accounts).sink_parquet(out, compression=PARQUET_COMPRESSION)

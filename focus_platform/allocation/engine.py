@@ -58,6 +58,7 @@ from focus_platform.allocation.rules import (
     normalize_value,
 )
 from focus_platform.allocation.split import split_exact
+from focus_platform.slices import row_slices
 from focus_platform.spec.columns import MONEY
 
 AMOUNTS = ["BilledCost", "EffectiveCost"]
@@ -234,9 +235,7 @@ def allocate(focus: pl.LazyFrame, inputs: AllocationInputs, period: str) -> Allo
 def _slices(focus: pl.LazyFrame, period: str) -> list[pl.LazyFrame]:
     """``focus`` in consecutive slices of at most SLICE_ROWS rows (a Parquet scan reads only a slice's row
     groups), each limited to ``period``: one query over millions of rows holds buffers that grow with them."""
-    total = focus.select(pl.len()).collect(engine="streaming").item()
-    return [focus.slice(start, SLICE_ROWS).filter(pl.col("x_BillingPeriod") == period)
-            for start in range(0, max(total, 1), SLICE_ROWS)]
+    return [part.filter(pl.col("x_BillingPeriod") == period) for _, part in row_slices(focus, SLICE_ROWS)]
 
 
 def _is_node(k8s: pl.DataFrame | None) -> pl.Expr:

@@ -21,6 +21,7 @@ from importlib import resources
 
 import polars as pl
 
+from focus_platform.slices import row_slices
 from focus_platform.spec.columns import FOCUS_COLUMN_NAMES, focus_column, focus_columns
 
 COST_TOLERANCE_ABS = 0.0001
@@ -343,8 +344,8 @@ def _slice_sums(lf: pl.LazyFrame, total_rows: int, aggs: list[pl.Expr]) -> dict[
     grows with its input); a slice of a Parquet scan reads only its own row groups."""
     if not aggs:
         return {}
-    return (pl.concat([lf.slice(start, RULE_SLICE_ROWS).select(aggs).collect(engine="streaming")
-                       for start in range(0, max(total_rows, 1), RULE_SLICE_ROWS)])
+    return (pl.concat([part.select(aggs).collect(engine="streaming")
+                       for _, part in row_slices(lf, RULE_SLICE_ROWS, total_rows)])
             .sum().row(0, named=True))
 
 

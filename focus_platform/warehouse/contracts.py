@@ -131,6 +131,7 @@ from focus_platform.reconciliation.invoices import (
     STATUS_REJECTED,
 )
 from focus_platform.reconciliation.reconcile import RECONCILIATION_SCHEMA, STATUSES
+from focus_platform.slices import row_slices
 from focus_platform.sources import RAW_TABLES
 from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, focus_schema
 from focus_platform.warehouse import restatements as rs
@@ -522,8 +523,8 @@ def _parts(staged: pl.LazyFrame, files: list[str],
     for path in files:
         scan = pl.scan_parquet(path, storage_options=storage_options)
         rows = scan.select(pl.len()).collect().item()  # from the file's footer
-        for start in range(0, max(rows, 1), PART_ROWS):
-            yield path, scan.slice(start, PART_ROWS), start
+        for start, part in row_slices(scan, PART_ROWS, rows):
+            yield path, part, start
 
 
 def _check_part(schema: pa.DataFrameSchema, part: pl.LazyFrame, label: str,

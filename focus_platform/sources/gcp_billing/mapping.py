@@ -72,7 +72,6 @@ from focus_platform.sources.common import (
     masked_format,
     split_list,
     whitespace_to_null,
-    with_derived,
 )
 from focus_platform.sources.gcp_billing.raw import (
     COST_TYPES,
@@ -131,18 +130,6 @@ def _credit_amounts(credits: pl.Expr, keep: pl.Expr | None = None) -> pl.Expr:
     amount = pl.element().struct.field("amount")
     picked = amount if keep is None else amount.filter(keep)
     return credits.list.eval(picked.fill_null(0)).list.sum().fill_null(0).cast(MONEY)
-
-
-def _credit_parts(credits: pl.Expr) -> dict[str, pl.Expr]:
-    """What a row's credits mean to it (per distinct list of credits, ``with_derived``): the discount
-    credits netted into its cost, the CUD credits, the first CUD credit's type, the payment credits."""
-    return {
-        "__netted": _credit_amounts(credits, _is_discount()),
-        "__cud": _credit_amounts(credits, _is_cud()),
-        "__first_cud": credits.list.eval(pl.element().struct.field("type").filter(_is_cud())).list.first(),
-        "__pay": credits.list.eval(pl.element().filter(~_is_discount() & (pl.element().struct.field("amount") != 0)
-                                                       .fill_null(False))),
-    }
 
 
 def _is_discount() -> pl.Expr:
@@ -236,12 +223,16 @@ def _staged(raw: pl.LazyFrame, col: RawColumns) -> pl.LazyFrame:
         mapped(pl.col("x_BillingPeriod"), bp_starts, pl.Datetime("us", "UTC")).alias("__bp_start"),
         mapped(pl.col("x_BillingPeriod"), bp_ends, pl.Datetime("us", "UTC")).alias("__bp_end"),
     )
-    rows = with_derived(rows, col("credits"), _credit_parts)
-    cost = col("cost")
+    credits, cost = col("credits"), col("cost")
     sku_description = col("sku_description")
     resource_parts = col("resource_global_name").str.split("/")
     rows = rows.with_columns(
         col("cost_type").str.to_lowercase().fill_null("regular").alias("__ct"),
+        _credit_amounts(credits, _is_discount()).alias("__netted"),
+        _credit_amounts(credits, _is_cud()).alias("__cud"),
+        credits.list.eval(pl.element().struct.field("type").filter(_is_cud())).list.first().alias("__first_cud"),
+        credits.list.eval(pl.element().filter(~_is_discount() & (pl.element().struct.field("amount") != 0)
+                                              .fill_null(False))).alias("__pay"),
         sku_description.str.contains(CUD_FEE_SKU).fill_null(False).alias("__commitment_sku"),
         pl.when(col("resource_global_name").str.starts_with("//") & (resource_parts.list.len() >= 5)).then(
             pl.concat_str([resource_parts.list.get(2, null_on_oob=True), pl.lit("/"),
