@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from focus_platform.pipeline import FocusChecks, check_focus, convert_files
 from focus_platform.sources import FORMATS, SourceFormatError, azure_cost, detect_format
@@ -632,3 +633,23 @@ def test_demo_delivery_ingests_and_publishes(tmp_path):
     assert checks.problems == [] and published.quarantine_rows == 0
     assert (checks.rows.raw, checks.rows.focus, checks.rows.dropped) == (300, 182, 118)
     assert checks.totals == {"USD": {"BilledCost": "1381.356555930100", "EffectiveCost": "419.436555930100"}}
+
+
+def test_pairing_in_buckets_of_charges_gives_the_same_rows(tmp_path, monkeypatch):
+    """Pairs are formed, and dropped actual rows counted, per bucket of charges (by a hash of the
+    charge): buckets of 4 raw rows (seven for these 27 rows, duplicates and unmatched rows included)
+    give the same FOCUS rows, notes, totals and row counts as one bucket."""
+    from focus_platform.sources.azure_cost import raw
+
+    extra = [row(Quantity="1", CostInBillingCurrency="0.096", Date="09/05/2023"), row(), row()]
+    files = [write_csv(tmp_path / "b_actual.csv", ACTUAL_ROWS + [row(), row()]),
+             write_csv(tmp_path / "b_amortized.csv", AMORTIZED_ROWS + extra)]
+    whole = Converted(files)
+    monkeypatch.setattr(raw, "CHARGE_BUCKET_ROWS", 4)
+    bucketed = Converted(files)
+    assert_gates(bucketed)
+    key = ["x_RowId"]
+    drop = ["x_IngestedAt"]
+    assert_frame_equal(bucketed.focus.drop(drop).sort(key), whole.focus.drop(drop).sort(key))
+    assert bucketed.checks.rows == whole.checks.rows and bucketed.checks.rows.dropped == 10
+    assert_frame_equal(bucketed.totals.sort("BillingAccountId"), whole.totals.sort("BillingAccountId"))

@@ -82,6 +82,7 @@ from focus_platform.sources.azure_cost.raw import (
     UNUSED_TYPES,
     Cols,
     billing_account,
+    charge_buckets,
     charge_identity,
     charge_type,
     commitment_id,
@@ -246,51 +247,68 @@ def _row_key() -> pl.Expr:
 @dataclass(frozen=True)
 class _Pairing:
     """What a raw partition's actual and amortized rows are to each other: the mode of each billing
-    account and period (paired, actual-only, amortized-only) and the pairs (one narrow pass)."""
+    account and period (paired, actual-only, amortized-only) and the pairs (``_pairing``)."""
 
     modes: pl.DataFrame
     matches: pl.DataFrame  # _ROW_KEY, __role ('pair': amortized row, 'dropped': its actual row), __pair_*
 
 
-def _pairing(raw: pl.LazyFrame, schema: pl.Schema) -> _Pairing:
-    """One narrow pass over the raw frame, held as integers, flags and categories (the x_RowId
-    text and the cost only on actual-cost rows, the only ones a pair takes them from). The n-th
-    duplicate key of one dataset pairs with the n-th of the other, in file order. Keys are two
-    independent 64-bit hashes of the charge identity (``raw.charge_identity``)."""
-    col = Cols(schema)
-    key = charge_identity(col)
+def _modes(raw: pl.LazyFrame, col: Cols) -> pl.DataFrame:
+    """The mode of each billing account and period: paired (both files), actual-only, amortized-only."""
     actual = pl.col("x_CostDataset") == ACTUAL
+    return (raw.group_by(billing_account(col)[0].alias("__acct"), "x_BillingPeriod")
+            .agg(actual.any().alias("__has_actual"), (~actual).any().alias("__has_amortized"))
+            .select(*_MODE_KEYS,
+                    pl.when(pl.col("__has_actual") & pl.col("__has_amortized")).then(pl.lit(PAIRED))
+                    .when(pl.col("__has_actual")).then(pl.lit(ACTUAL_ONLY)).otherwise(pl.lit(AMORTIZED_ONLY))
+                    .alias("__mode"))
+            .collect(engine="streaming"))
+
+
+def _pairs(raw: pl.LazyFrame, col: Cols, schema: pl.Schema, paired_periods: pl.DataFrame,
+           bucket: int, buckets: int) -> pl.DataFrame:
+    """The matches of the charges of one bucket (those whose first hash is ``bucket`` modulo ``buckets``):
+    one narrow pass over the raw rows, held as integers, flags and categories (the x_RowId text and
+    the cost only on actual-cost rows, the only ones a pair takes them from)."""
+    actual = pl.col("x_CostDataset") == ACTUAL
+    key = charge_identity(col)
     narrow = (raw.select(billing_account(col)[0].cast(pl.Categorical).alias("__acct"),
                          pl.col("x_BillingPeriod").cast(pl.Categorical), actual.alias("__actual"),
                          quarantine_reason(schema).is_null().alias("__ok"),
                          key.hash(11).alias("__h1"), key.hash(29).alias("__h2"), "x_SourceRow", _row_key(),
                          pl.when(actual).then(pl.col("x_RowId")).alias("__pair_row"),
                          pl.when(actual).then(col("CostInBillingCurrency")).alias("__pair_cost"))
-              .collect(engine="streaming"))
-    modes = (narrow.group_by(_MODE_KEYS)
-             .agg(pl.col("__actual").any().alias("__has_actual"), (~pl.col("__actual")).any().alias("__has_amortized"))
-             .select(*[pl.col(k).cast(pl.String) for k in _MODE_KEYS],
-                     pl.when(pl.col("__has_actual") & pl.col("__has_amortized")).then(pl.lit(PAIRED))
-                     .when(pl.col("__has_actual")).then(pl.lit(ACTUAL_ONLY)).otherwise(pl.lit(AMORTIZED_ONLY))
-                     .alias("__mode")))
-    paired_periods = modes.filter(pl.col("__mode") == PAIRED).select(
-        *[pl.col(k).cast(pl.Categorical) for k in _MODE_KEYS])
-    paired = (narrow.filter(pl.col("__ok"))
-              .join(paired_periods, on=_MODE_KEYS, how="semi", nulls_equal=True)
+              .filter((pl.col("__h1") % buckets == bucket) & pl.col("__ok"))
+              .join(paired_periods.lazy(), on=_MODE_KEYS, how="semi", nulls_equal=True)
+              .collect(engine="streaming")
               .with_columns(pl.int_range(pl.len()).over("__actual", "__h1", "__h2").alias("__occ")))
-    del narrow
     on = ["__h1", "__h2", "__occ"]
-    actual_rows = paired.filter(pl.col("__actual")).select(
+    actual_rows = narrow.filter(pl.col("__actual")).select(
         *on, pl.col("x_SourceRow").alias("__pair_source_row"), pl.col("__rk").alias("__pair_rk"),
         "__pair_row", "__pair_cost")
-    pairs = paired.filter(~pl.col("__actual")).select(*on, *_ROW_KEY).join(actual_rows, on=on, how="inner")
-    matches = pl.concat([
+    pairs = narrow.filter(~pl.col("__actual")).select(*on, *_ROW_KEY).join(actual_rows, on=on, how="inner")
+    return pl.concat([
         pairs.select(*_ROW_KEY, pl.lit("pair").alias("__role"), "__pair_row", "__pair_cost"),
         pairs.select(pl.col("__pair_source_row").alias("x_SourceRow"), pl.col("__pair_rk").alias("__rk"),
                      pl.lit("dropped").alias("__role"), pl.lit(None, pl.String).alias("__pair_row"),
                      pl.lit(None, MONEY).alias("__pair_cost")),
     ]).cast(_MATCH_SCHEMA)
-    return _Pairing(modes, matches)
+
+
+def _pairing(raw: pl.LazyFrame, schema: pl.Schema) -> _Pairing:
+    """The modes (one small pass) and the pairs, one narrow pass per bucket of charges
+    (``raw.charge_buckets``). Keys are two
+    independent 64-bit hashes of the charge identity (``raw.charge_identity``); the n-th duplicate
+    key of one dataset pairs with the n-th of the other, in file order."""
+    col = Cols(schema)
+    modes = _modes(raw, col)
+    paired_periods = modes.filter(pl.col("__mode") == PAIRED).select(
+        *[pl.col(k).cast(pl.Categorical) for k in _MODE_KEYS])
+    if paired_periods.is_empty():
+        return _Pairing(modes, pl.DataFrame(schema=_MATCH_SCHEMA))
+    buckets = charge_buckets(raw)
+    return _Pairing(modes, pl.concat([_pairs(raw, col, schema, paired_periods, bucket, buckets)
+                                      for bucket in range(buckets)]))
 
 
 def _with_modes(raw: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.Schema, _Pairing]:

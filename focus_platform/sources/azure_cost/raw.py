@@ -438,6 +438,18 @@ def charge_type(col: Cols) -> pl.Expr:
     return pl.coalesce(col("ChargeType"), pl.lit("Usage")) if col.has("ChargeType") else pl.lit("Usage")
 
 
+# What pairs actual with amortized rows (the mapping) and counts the dropped actual rows (the totals)
+# works per bucket of charges of about this many raw rows, by a hash of the charge identity (a
+# charge's rows all fall in one bucket): what a pass holds per charge does not grow with the partition.
+CHARGE_BUCKET_ROWS = 1_000_000
+
+
+def charge_buckets(raw: pl.LazyFrame) -> int:
+    """How many buckets of charges the raw rows make (1 up to CHARGE_BUCKET_ROWS rows)."""
+    rows = raw.select(pl.len()).collect(engine="streaming").item()
+    return max(1, -(-rows // CHARGE_BUCKET_ROWS))
+
+
 def charge_identity(col: Cols) -> pl.Expr:
     """What makes an actual-cost row and an amortized-cost row the same charge (both exports list
     the same usage, at different costs): billing account, period, currency, subscription, day, meter,
