@@ -118,7 +118,8 @@ def _streams(raw: pl.LazyFrame, col: Cols) -> pl.LazyFrame:
 
 
 def _modes(streams: pl.LazyFrame) -> pl.LazyFrame:
-    """Per billing account and period: paired (both files), actual-only or amortized-only."""
+    """Per billing account and period: paired (both files), actual-only or amortized-only
+    (``streams``: rows with ``ACCOUNT``, ``x_BillingPeriod`` and ``x_CostDataset``)."""
     return (streams.group_by(_PERIOD_KEYS)
             .agg((pl.col("x_CostDataset") == ACTUAL).any().alias("__actual"),
                  (pl.col("x_CostDataset") == AMORTIZED).any().alias("__amortized"))
@@ -230,7 +231,8 @@ def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
     col = Cols(schema)
     # the reason is computed once, then filtered on (as the other formats do: filtering on the
     # expression and selecting it again can make polars 2.1 panic)
-    with_reason = (_with_modes(raw, col, _modes(_streams(raw, col)))
+    datasets = raw.select(billing_account(col)[0].alias(ACCOUNT), "x_BillingPeriod", "x_CostDataset")
+    with_reason = (_with_modes(raw, col, _modes(datasets))
                    .with_columns(quarantine_reason(schema).alias("x_QuarantineReason")))
     return with_reason.filter(pl.col("x_QuarantineReason").is_not_null()).select(
         "x_QuarantineReason",
