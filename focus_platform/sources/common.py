@@ -419,9 +419,9 @@ def mapped(key: pl.Expr, mapping: dict[str, object], dtype: pl.DataType = pl.Str
 
 
 def with_derived(frame: pl.LazyFrame, key: pl.Expr, derive: Callable[[pl.Expr], dict[str, pl.Expr]]) -> pl.LazyFrame:
-    """``frame`` with the columns ``derive(key)`` names: pure functions of one column (a unit parsed
-    by regex, a JSON path, a lookup, sums over a list of credits) computed once per
-    distinct value of ``key`` in each streamed batch and joined back to the batch's rows. Billing
+    """``frame`` with the columns ``derive(key)`` names: pure functions of one column or a struct of
+    several (a unit parsed by regex, a JSON path, a tags JSON object built from tag columns) computed
+    once per distinct value of ``key`` in each streamed batch and joined back to the batch's rows. Billing
     columns repeat a few values over millions of rows, so a unit column with six values costs six
     regex calls per batch, not a hundred thousand (a column of distinct values pays one hash join
     more than deriving each row). Nothing is held beyond one batch."""

@@ -263,7 +263,8 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
         else:
             typed = text
         exprs.append(typed.alias(col.name))
-    rows = numbered(lf, not str(path).lower().endswith(".parquet"))
+    kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
+    rows = numbered(lf, kind == "csv")
     if tags:  # one JSON object per distinct combination of tag values in a batch
         fields = {f"t{i}": text for i, (_, text) in enumerate(tags)}
         rows = with_derived(rows, pl.struct(**fields), lambda values: {"__tags_json": json_object(
@@ -280,7 +281,6 @@ def scan_raw(path: str | Path, lineage: Lineage, *, label: str | None = None,
               if "bill_billing_period_start_date" in seen
               else pl.col("line_item_usage_start_date").dt.strftime("%Y-%m"))
     version = {FORMAT_LEGACY: "CUR 1 (legacy)", FORMAT_CUR2: "CUR 2.0"}[fmt]
-    kind = "parquet" if str(path).lower().endswith(".parquet") else "csv"
     return typed_raw_rows(rows, exprs, errors,
                           [*declared, *lineage_columns(lineage, fmt, f"{version} {kind}", label)], period, amounts)
 

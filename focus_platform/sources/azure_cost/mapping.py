@@ -87,6 +87,7 @@ from focus_platform.sources.azure_cost.raw import (
     charge_type,
     commitment_id,
     lineage_names,
+    period_modes,
     placeholder_to_null,
     pricing_model,
     quarantine_reason,
@@ -253,18 +254,6 @@ class _Pairing:
     matches: pl.DataFrame  # _ROW_KEY, __role ('pair': amortized row, 'dropped': its actual row), __pair_*
 
 
-def _modes(raw: pl.LazyFrame, col: Cols) -> pl.DataFrame:
-    """The mode of each billing account and period: paired (both files), actual-only, amortized-only."""
-    actual = pl.col("x_CostDataset") == ACTUAL
-    return (raw.group_by(billing_account(col)[0].alias("__acct"), "x_BillingPeriod")
-            .agg(actual.any().alias("__has_actual"), (~actual).any().alias("__has_amortized"))
-            .select(*_MODE_KEYS,
-                    pl.when(pl.col("__has_actual") & pl.col("__has_amortized")).then(pl.lit(PAIRED))
-                    .when(pl.col("__has_actual")).then(pl.lit(ACTUAL_ONLY)).otherwise(pl.lit(AMORTIZED_ONLY))
-                    .alias("__mode"))
-            .collect(engine="streaming"))
-
-
 def _pairs(raw: pl.LazyFrame, col: Cols, schema: pl.Schema, paired_periods: pl.DataFrame,
            bucket: int, buckets: int) -> pl.DataFrame:
     """The matches of the charges of one bucket (those whose first hash is ``bucket`` modulo ``buckets``):
@@ -301,7 +290,8 @@ def _pairing(raw: pl.LazyFrame, schema: pl.Schema) -> _Pairing:
     independent 64-bit hashes of the charge identity (``raw.charge_identity``); the n-th duplicate
     key of one dataset pairs with the n-th of the other, in file order."""
     col = Cols(schema)
-    modes = _modes(raw, col)
+    modes = period_modes(raw.with_columns(billing_account(col)[0].alias("__acct")), "__acct").collect(
+        engine="streaming")
     paired_periods = modes.filter(pl.col("__mode") == PAIRED).select(
         *[pl.col(k).cast(pl.Categorical) for k in _MODE_KEYS])
     if paired_periods.is_empty():

@@ -438,6 +438,18 @@ def charge_type(col: Cols) -> pl.Expr:
     return pl.coalesce(col("ChargeType"), pl.lit("Usage")) if col.has("ChargeType") else pl.lit("Usage")
 
 
+def period_modes(rows: pl.LazyFrame, account: str) -> pl.LazyFrame:
+    """Per billing account (the column ``account`` of ``rows``) and period: ``__mode``, paired (both
+    files), actual-only or amortized-only (the mapping and the raw totals both read this)."""
+    dataset = pl.col("x_CostDataset")
+    return (rows.group_by(account, "x_BillingPeriod")
+            .agg((dataset == ACTUAL).any().alias("__actual"), (dataset == AMORTIZED).any().alias("__amortized"))
+            .select(account, "x_BillingPeriod",
+                    pl.when(pl.col("__actual") & pl.col("__amortized")).then(pl.lit(PAIRED))
+                    .when(pl.col("__actual")).then(pl.lit(ACTUAL_ONLY)).otherwise(pl.lit(AMORTIZED_ONLY))
+                    .alias("__mode")))
+
+
 # What pairs actual with amortized rows (the mapping) and counts the dropped actual rows (the totals)
 # works per bucket of charges of about this many raw rows, by a hash of the charge identity (a
 # charge's rows all fall in one bucket): what a pass holds per charge does not grow with the partition.

@@ -54,6 +54,7 @@ from focus_platform.sources.azure_cost.raw import (
     charge_identity,
     charge_type,
     lineage_names,
+    period_modes,
     placeholder_to_null,
     pricing_model,
     quarantine_reason,
@@ -62,7 +63,7 @@ from focus_platform.sources.azure_cost.raw import (
 from focus_platform.sources.common import unreadable_amounts
 from focus_platform.spec.columns import MONEY
 
-ACCOUNT, MODE = "__account", "__mode"
+ACCOUNT, MODE = "__account", "__mode"  # MODE: the column raw.period_modes names
 _PERIOD_KEYS = [ACCOUNT, "x_BillingPeriod"]
 _TOTALS_KEYS = ["BillingAccountId", "x_BillingPeriod", "BillingCurrency"]
 _DATASET_NAMES = {ACTUAL: "actual-cost", AMORTIZED: "amortized-cost"}
@@ -115,17 +116,6 @@ def _streams(raw: pl.LazyFrame, col: Cols) -> pl.LazyFrame:
                  quarantine_reason(col.schema).is_not_null().sum().alias("quarantined_rows"))
             .group_by(keys)
             .agg(pl.col("x_SourceFile").unique().sort().alias("files"), *[pl.col(c).sum() for c in sums]))
-
-
-def _modes(streams: pl.LazyFrame) -> pl.LazyFrame:
-    """Per billing account and period: paired (both files), actual-only or amortized-only
-    (``streams``: rows with ``ACCOUNT``, ``x_BillingPeriod`` and ``x_CostDataset``)."""
-    return (streams.group_by(_PERIOD_KEYS)
-            .agg((pl.col("x_CostDataset") == ACTUAL).any().alias("__actual"),
-                 (pl.col("x_CostDataset") == AMORTIZED).any().alias("__amortized"))
-            .select(*_PERIOD_KEYS, pl.when(pl.col("__actual") & pl.col("__amortized")).then(pl.lit(PAIRED))
-                    .when(pl.col("__actual")).then(pl.lit(ACTUAL_ONLY)).otherwise(pl.lit(AMORTIZED_ONLY))
-                    .alias(MODE)))
 
 
 def _with_modes(raw: pl.LazyFrame, col: Cols, modes: pl.LazyFrame) -> pl.LazyFrame:
@@ -208,7 +198,7 @@ def raw_totals(raw: pl.LazyFrame) -> pl.LazyFrame:
     schema = raw.collect_schema()
     col = Cols(schema)
     streams = _streams(raw, col).collect(engine="streaming")
-    modes = _modes(streams.lazy()).collect()
+    modes = period_modes(streams.lazy(), ACCOUNT).collect()
     dropped = _dropped_rows(raw, col, modes.filter(pl.col(MODE) == PAIRED).select(_PERIOD_KEYS))
     problems = _stream_problems(streams).rename({ACCOUNT: "BillingAccountId"})
     mode, dataset = pl.col(MODE), pl.col("x_CostDataset")
@@ -232,7 +222,7 @@ def quarantine(raw: pl.LazyFrame) -> pl.LazyFrame:
     # the reason is computed once, then filtered on (as the other formats do: filtering on the
     # expression and selecting it again can make polars 2.1 panic)
     datasets = raw.select(billing_account(col)[0].alias(ACCOUNT), "x_BillingPeriod", "x_CostDataset")
-    with_reason = (_with_modes(raw, col, _modes(datasets))
+    with_reason = (_with_modes(raw, col, period_modes(datasets, ACCOUNT))
                    .with_columns(quarantine_reason(schema).alias("x_QuarantineReason")))
     return with_reason.filter(pl.col("x_QuarantineReason").is_not_null()).select(
         "x_QuarantineReason",
