@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from focus_platform import __version__
-from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, TIMESTAMP
+from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, NOT_BLANK, TIMESTAMP
 
 
 class SourceFormatError(ValueError):
@@ -301,7 +301,7 @@ def blank_to_null(expr: pl.Expr) -> pl.Expr:
 
 def whitespace_to_null(expr: pl.Expr) -> pl.Expr:
     """Whitespace-only strings are null in FOCUS (R-Null-1, R-Null-2)."""
-    return pl.when(expr.str.contains(r"^\s*$")).then(None).otherwise(expr)
+    return pl.when(~expr.str.contains(NOT_BLANK)).then(None).otherwise(expr)
 
 
 MONEY_LIMIT = 10 ** (MONEY.precision - MONEY.scale)  # the first whole number Decimal(38,12) cannot hold

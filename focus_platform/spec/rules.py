@@ -22,13 +22,17 @@ from importlib import resources
 import polars as pl
 
 from focus_platform.slices import row_slices
-from focus_platform.spec.columns import FOCUS_COLUMN_NAMES, focus_column, focus_columns
+from focus_platform.spec.columns import (
+    FOCUS_COLUMN_NAMES,
+    NOT_BLANK,
+    focus_column,
+    focus_columns,
+)
 
 COST_TOLERANCE_ABS = 0.0001
 COST_TOLERANCE_REL = 1e-6
 RULE_SLICE_ROWS = 1_000_000
 NULL_PLACEHOLDERS = ["", "NULL", "null", "N/A", "Not Applicable", "None"]  # is_in: 3x cheaper than a regex
-BLANK_PATTERN = r"^\s*$"
 
 
 @cache
@@ -128,7 +132,7 @@ def _placeholder_rules() -> list[Rule]:
         for col in strings
     ] + [
         Rule("R-Null-2", f"{col.name} (not nullable) holds no whitespace-only string",
-             lambda n=col.name: pl.col(n).str.contains(BLANK_PATTERN), (col.name,))
+             lambda n=col.name: ~pl.col(n).str.contains(NOT_BLANK), (col.name,))
         for col in strings if not col.allows_nulls
     ]
 

@@ -133,7 +133,7 @@ from focus_platform.reconciliation.invoices import (
 from focus_platform.reconciliation.reconcile import RECONCILIATION_SCHEMA, STATUSES
 from focus_platform.slices import row_slices
 from focus_platform.sources import RAW_TABLES
-from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, focus_schema
+from focus_platform.spec.columns import LINEAGE_SCHEMA, MONEY, NOT_BLANK, focus_schema
 from focus_platform.warehouse import restatements as rs
 from focus_platform.warehouse.catalog import (
     ALLOCATION_DIFF_TABLE,
@@ -162,7 +162,6 @@ MAX_FAILURES = 50
 PART_ROWS = 1_000_000  # the rows of a file checked at a time
 CURRENCY_CODE = r"^[A-Z]{3}$"
 BILLING_PERIOD = r"^\d{4}-(0[1-9]|1[0-2])$"
-NOT_BLANK = r"\S"
 # restatement_log actions: first publication, replacement, rollback, a recorded no-op, a partition
 # dropped by retention
 LOG_ACTIONS = ("publish", "replace", "rollback", "unchanged", "drop")

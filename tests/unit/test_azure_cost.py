@@ -638,7 +638,10 @@ def test_demo_delivery_ingests_and_publishes(tmp_path):
 def test_pairing_in_buckets_of_charges_gives_the_same_rows(tmp_path, monkeypatch):
     """Pairs are formed, and dropped actual rows counted, per bucket of charges (by a hash of the
     charge): buckets of 4 raw rows (seven for these 27 rows, duplicates and unmatched rows included)
-    give the same FOCUS rows, notes, totals and row counts as one bucket."""
+    give the same FOCUS rows, notes, totals and row counts as one bucket; the buckets written apart
+    for it leave nothing in the temporary folder."""
+    import tempfile
+
     from focus_platform.sources.azure_cost import raw
 
     extra = [row(Quantity="1", CostInBillingCurrency="0.096", Date="09/05/2023"), row(), row()]
@@ -646,7 +649,11 @@ def test_pairing_in_buckets_of_charges_gives_the_same_rows(tmp_path, monkeypatch
              write_csv(tmp_path / "b_amortized.csv", AMORTIZED_ROWS + extra)]
     whole = Converted(files)
     monkeypatch.setattr(raw, "CHARGE_BUCKET_ROWS", 4)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     bucketed = Converted(files)
+    assert list(temporary.iterdir()) == []
     assert_gates(bucketed)
     key = ["x_RowId"]
     drop = ["x_IngestedAt"]

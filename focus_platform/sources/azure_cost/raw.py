@@ -52,7 +52,8 @@ copy with the n-th copy, see ``charge_identity``).
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+import tempfile
+from collections.abc import Collection, Iterator
 from functools import cache
 from pathlib import Path
 
@@ -460,6 +461,25 @@ def charge_buckets(raw: pl.LazyFrame) -> int:
     """How many buckets of charges the raw rows make (1 up to CHARGE_BUCKET_ROWS rows)."""
     rows = raw.select(pl.len()).collect(engine="streaming").item()
     return max(1, -(-rows // CHARGE_BUCKET_ROWS))
+
+
+def by_charge_bucket(narrow: pl.LazyFrame, bucket: pl.Expr, buckets: int) -> Iterator[pl.DataFrame]:
+    """The rows of ``narrow`` one bucket of charges at a time (``bucket``: 0 ≤ bucket < ``buckets``),
+    in the order of ``narrow`` within a bucket. One streaming pass writes the buckets apart (lz4
+    Parquet in a temporary folder, removed after the last), so the time is one pass and the memory
+    one bucket's however many buckets a partition makes (a pass per bucket made the time grow with
+    the square of the rows)."""
+    if buckets == 1:
+        yield narrow.collect(engine="streaming")
+        return
+    schema = narrow.collect_schema()
+    with tempfile.TemporaryDirectory(prefix="focus-charge-buckets-") as folder:
+        narrow.with_columns(bucket.alias("__bucket")).sink_parquet(
+            pl.PartitionBy(folder, key="__bucket", include_key=False), compression="lz4", statistics=False,
+            mkdir=True)
+        for number in range(buckets):
+            part = Path(folder, f"__bucket={number}")
+            yield pl.read_parquet(part).cast(schema) if part.exists() else pl.DataFrame(schema=schema)
 
 
 def charge_identity(col: Cols) -> pl.Expr:

@@ -50,6 +50,7 @@ from focus_platform.sources.azure_cost.raw import (
     UNUSED_TYPES,
     Cols,
     billing_account,
+    by_charge_bucket,
     charge_buckets,
     charge_identity,
     charge_type,
@@ -181,13 +182,11 @@ def _dropped_rows(raw: pl.LazyFrame, col: Cols, paired: pl.DataFrame) -> pl.Data
                        col("BillingCurrency").cast(pl.Categorical).alias("BillingCurrency"),
                        identity.hash(7).alias("__h1"), identity.hash(13).alias("__h2"), dataset))
     # one group per charge of a bucket, held as two hashes, three categories and two counts
-    per_bucket = [charges.filter(pl.col("__h1") % buckets == bucket)
-                  .group_by(*_TOTALS_KEYS, "__h1", "__h2")
+    per_bucket = [bucket.group_by(*_TOTALS_KEYS, "__h1", "__h2")
                   .agg((dataset == ACTUAL).sum().alias("__actual"), (dataset == AMORTIZED).sum().alias("__amortized"))
                   .group_by(_TOTALS_KEYS)
-                  .agg(pl.min_horizontal("__actual", "__amortized").sum().alias("dropped_rows"))
-                  .collect(engine="streaming").cast(out_schema)
-                  for bucket in range(buckets)]
+                  .agg(pl.min_horizontal("__actual", "__amortized").sum().alias("dropped_rows")).cast(out_schema)
+                  for bucket in by_charge_bucket(charges, pl.col("__h1") % buckets, buckets)]
     return pl.concat(per_bucket).group_by(_TOTALS_KEYS).agg(pl.col("dropped_rows").sum()).cast(out_schema)
 
 
