@@ -660,3 +660,23 @@ def test_pairing_in_buckets_of_charges_gives_the_same_rows(tmp_path, monkeypatch
     assert_frame_equal(bucketed.focus.drop(drop).sort(key), whole.focus.drop(drop).sort(key))
     assert bucketed.checks.rows == whole.checks.rows and bucketed.checks.rows.dropped == 10
     assert_frame_equal(bucketed.totals.sort("BillingAccountId"), whole.totals.sort("BillingAccountId"))
+
+
+def test_pairs_are_found_by_position_only_where_the_row_key_agrees():
+    """The mapping looks a raw row's match up by its position among the raw rows; a match whose
+    row key is not the row's (the rows numbered differently from the pairing's pass) is not taken,
+    so no row is dropped or repriced by another row's match (the gates then count the difference)."""
+    from decimal import Decimal
+
+    from focus_platform.sources.azure_cost.mapping import _MATCH_SCHEMA, _Pairing
+
+    matches = pl.DataFrame({"__pos": [1, 3], "__rk": [11, 33], "__role": ["pair", "dropped"],
+                            "__pair_row": ["actual-row", None], "__pair_cost": [Decimal("1.5"), None]},
+                           schema=_MATCH_SCHEMA)
+    pairing = _Pairing(pl.DataFrame(), matches, rows=5)
+    rows = pl.LazyFrame({"__pos": [0, 1, 2, 3, 4], "__rk": [10, 11, 12, 99, 14]},
+                        schema={"__pos": pl.UInt32, "__rk": pl.UInt64})
+    got = rows.with_columns(pairing.matched()).collect(engine="streaming")
+    assert got["__role"].to_list() == [None, "pair", None, None, None]
+    assert got["__pair_row"].to_list() == [None, "actual-row", None, None, None]
+    assert got["__pair_cost"].to_list() == [None, Decimal("1.5"), None, None, None]

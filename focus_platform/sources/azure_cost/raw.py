@@ -457,9 +457,8 @@ def period_modes(rows: pl.LazyFrame, account: str) -> pl.LazyFrame:
 CHARGE_BUCKET_ROWS = 1_000_000
 
 
-def charge_buckets(raw: pl.LazyFrame) -> int:
-    """How many buckets of charges the raw rows make (1 up to CHARGE_BUCKET_ROWS rows)."""
-    rows = raw.select(pl.len()).collect(engine="streaming").item()
+def charge_buckets(rows: int) -> int:
+    """How many buckets of charges ``rows`` raw rows make (1 up to CHARGE_BUCKET_ROWS rows)."""
     return max(1, -(-rows // CHARGE_BUCKET_ROWS))
 
 

@@ -173,7 +173,7 @@ def _dropped_rows(raw: pl.LazyFrame, col: Cols, paired: pl.DataFrame) -> pl.Data
         return pl.DataFrame(schema=out_schema)
     identity = charge_identity(col)
     dataset = pl.col("x_CostDataset")
-    buckets = charge_buckets(raw)
+    buckets = charge_buckets(raw.select(pl.len()).collect(engine="streaming").item())
     charges = (raw.with_columns(billing_account(col)[0].alias(ACCOUNT))
                .join(paired.lazy(), on=_PERIOD_KEYS, how="semi", nulls_equal=True)
                .filter(quarantine_reason(col.schema).is_null())
