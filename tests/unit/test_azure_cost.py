@@ -668,15 +668,23 @@ def test_pairs_are_found_by_position_only_where_the_row_key_agrees():
     so no row is dropped or repriced by another row's match (the gates then count the difference)."""
     from decimal import Decimal
 
-    from focus_platform.sources.azure_cost.mapping import _MATCH_SCHEMA, _Pairing
+    from focus_platform.sources.azure_cost.mapping import (
+        _DROPPED_SCHEMA,
+        _PAIR_SCHEMA,
+        _Pairing,
+    )
 
-    matches = pl.DataFrame({"__pos": [1, 3], "__rk": [11, 33], "__role": ["pair", "dropped"],
-                            "__pair_row": ["actual-row", None], "__pair_cost": [Decimal("1.5"), None]},
-                           schema=_MATCH_SCHEMA)
-    pairing = _Pairing(pl.DataFrame(), matches, rows=5)
-    rows = pl.LazyFrame({"__pos": [0, 1, 2, 3, 4], "__rk": [10, 11, 12, 99, 14]},
+    pairs = pl.DataFrame({"__pos": [1, 5], "__rk": [11, 55], "__pair_row": ["actual-3", "actual-4"],
+                          "__pair_cost": [Decimal("1.5"), Decimal("2")]}, schema=_PAIR_SCHEMA)
+    dropped = pl.DataFrame({"__pos": [3, 4], "__rk": [33, 44]}, schema=_DROPPED_SCHEMA)
+    pairing = _Pairing(pl.DataFrame(), pairs, dropped, rows=6)
+    rows = pl.LazyFrame({"__pos": [0, 1, 2, 3, 4, 5], "__rk": [10, 11, 12, 33, 99, 98]},
                         schema={"__pos": pl.UInt32, "__rk": pl.UInt64})
     got = rows.with_columns(pairing.matched()).collect(engine="streaming")
-    assert got["__role"].to_list() == [None, "pair", None, None, None]
-    assert got["__pair_row"].to_list() == [None, "actual-row", None, None, None]
-    assert got["__pair_cost"].to_list() == [None, Decimal("1.5"), None, None, None]
+    assert got["__paired"].to_list() == [False, True, False, False, False, False]
+    assert got["__pair_row"].to_list() == [None, "actual-3", None, None, None, None]
+    assert got["__pair_cost"].to_list() == [None, Decimal("1.5"), None, None, None, None]
+    assert got["__dropped"].to_list() == [False, False, False, True, False, False]
+    nothing = _Pairing(pl.DataFrame(), pairs.clear(), dropped.clear(), rows=0)
+    got = rows.with_columns(nothing.matched()).collect(engine="streaming")
+    assert got["__paired"].to_list() == [False] * 6 and got["__dropped"].to_list() == [False] * 6

@@ -238,9 +238,8 @@ _MODE_KEYS = ["__acct", "x_BillingPeriod"]
 # pass over them) and a 64-bit hash of its x_RowId (``__rk``), which a match found by position must
 # repeat (integers hold far cheaper than the x_RowId text)
 _ROW_KEY = ["__pos", "__rk"]
-_MATCH_SCHEMA = {"__pos": pl.UInt32, "__rk": pl.UInt64, "__role": pl.String, "__pair_row": pl.String,
-                 "__pair_cost": MONEY}
-_MATCHED = ("__role", "__pair_row", "__pair_cost")
+_PAIR_SCHEMA = {"__pos": pl.UInt32, "__rk": pl.UInt64, "__pair_row": pl.String, "__pair_cost": MONEY}
+_DROPPED_SCHEMA = {"__pos": pl.UInt32, "__rk": pl.UInt64}
 
 
 def _row_key() -> pl.Expr:
@@ -253,22 +252,33 @@ class _Pairing:
     account and period (paired, actual-only, amortized-only) and the pairs (``_pairing``)."""
 
     modes: pl.DataFrame
-    matches: pl.DataFrame  # _ROW_KEY, __role ('pair': amortized row, 'dropped': its actual row), __pair_*
+    pairs: pl.DataFrame  # _PAIR_SCHEMA: amortized rows and the cost and x_RowId of their actual row
+    dropped: pl.DataFrame  # _DROPPED_SCHEMA: the actual rows their amortized row stands for
     rows: int  # the raw rows (positions 0 to rows - 1)
 
     def matched(self) -> list[pl.Expr]:
-        """``_MATCHED`` of a raw row (null for a row in no pair), looked up by its position in an index
-        of the raw rows (4 bytes a row) rather than joined: a join of the partition's rows with the
-        matches held several times the matches (5 M real rows: +650 MB, against +30 MB at 1 M). A match
-        whose row key differs from the row's is not taken: a position that does not name the same row
-        drops no row and pairs none, and the row-count and cost gates say so."""
-        if self.matches.is_empty():
-            return [pl.lit(None, _MATCH_SCHEMA[name]).alias(name) for name in _MATCHED]
+        """Of a raw row (``__pos``, ``__rk``): ``__paired``, ``__pair_row``, ``__pair_cost`` and
+        ``__dropped``, looked up by its position in an index of the raw rows (4 bytes a row: a pair's
+        number, or the pairs' count plus a dropped row's number) rather than joined: a join of the
+        partition's rows with the matches held several times the matches (5 M real rows: +650 MB,
+        against +30 MB at 1 M). A match whose row key differs from the row's is not taken: a position
+        that does not name the same row drops no row and pairs none, and the row-count and cost gates
+        say so."""
+        pairs = self.pairs.height  # as many as the dropped rows: each pair drops its actual row
+        if not pairs:
+            return [pl.lit(False).alias("__paired"), pl.lit(None, pl.String).alias("__pair_row"),
+                    pl.lit(None, MONEY).alias("__pair_cost"), pl.lit(False).alias("__dropped")]
         index = pl.Series("__match", [None] * self.rows, dtype=pl.UInt32).scatter(
-            self.matches["__pos"], pl.int_range(self.matches.height, dtype=pl.UInt32, eager=True))
+            pl.concat([self.pairs["__pos"], self.dropped["__pos"]]),
+            pl.int_range(pairs + self.dropped.height, dtype=pl.UInt32, eager=True))
         at = pl.lit(index).gather(pl.col("__pos"))
-        found = pl.when(pl.lit(self.matches["__rk"]).gather(at) == pl.col("__rk")).then(at)
-        return [pl.lit(self.matches[name]).gather(found).alias(name) for name in _MATCHED]
+        pair_at, dropped_at = pl.when(at < pairs).then(at), pl.when(at >= pairs).then(at - pairs)
+        pair = pl.when(pl.lit(self.pairs["__rk"]).gather(pair_at) == pl.col("__rk")).then(pair_at)
+        return [pair.is_not_null().alias("__paired"),
+                pl.lit(self.pairs["__pair_row"]).gather(pair).alias("__pair_row"),
+                pl.lit(self.pairs["__pair_cost"]).gather(pair).alias("__pair_cost"),
+                (pl.lit(self.dropped["__rk"]).gather(dropped_at) == pl.col("__rk")).fill_null(False)
+                .alias("__dropped")]
 
 
 def _narrow(raw: pl.LazyFrame, col: Cols, schema: pl.Schema, paired_periods: pl.DataFrame) -> pl.LazyFrame:
@@ -287,20 +297,16 @@ def _narrow(raw: pl.LazyFrame, col: Cols, schema: pl.Schema, paired_periods: pl.
             .drop("__acct", "x_BillingPeriod", "__ok"))
 
 
-def _pairs(narrow: pl.DataFrame) -> pl.DataFrame:
-    """The matches of the charges of one bucket of ``_narrow`` rows."""
+def _pairs(narrow: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The pairs and the dropped actual rows of the charges of one bucket of ``_narrow`` rows."""
     narrow = _numbered_occurrences(narrow, ["__actual", "__h1", "__h2"])
     on = ["__h1", "__h2", "__occ"]
     actual_rows = narrow.filter(pl.col("__actual")).select(
         *on, pl.col("__pos").alias("__pair_pos"), pl.col("__rk").alias("__pair_rk"),
         "__pair_row", "__pair_cost")
     pairs = narrow.filter(~pl.col("__actual")).select(*on, *_ROW_KEY).join(actual_rows, on=on, how="inner")
-    return pl.concat([
-        pairs.select(*_ROW_KEY, pl.lit("pair").alias("__role"), "__pair_row", "__pair_cost"),
-        pairs.select(pl.col("__pair_pos").alias("__pos"), pl.col("__pair_rk").alias("__rk"),
-                     pl.lit("dropped").alias("__role"), pl.lit(None, pl.String).alias("__pair_row"),
-                     pl.lit(None, MONEY).alias("__pair_cost")),
-    ]).cast(_MATCH_SCHEMA)
+    return (pairs.select(*_ROW_KEY, "__pair_row", "__pair_cost").cast(_PAIR_SCHEMA),
+            pairs.select(pl.col("__pair_pos").alias("__pos"), pl.col("__pair_rk").alias("__rk")).cast(_DROPPED_SCHEMA))
 
 
 def _numbered_occurrences(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -324,12 +330,13 @@ def _pairing(raw: pl.LazyFrame, schema: pl.Schema) -> _Pairing:
     paired_periods = modes.filter(pl.col("__mode") == PAIRED).select(
         *[pl.col(k).cast(pl.Categorical) for k in _MODE_KEYS])
     if paired_periods.is_empty():
-        return _Pairing(modes, pl.DataFrame(schema=_MATCH_SCHEMA), 0)
+        return _Pairing(modes, pl.DataFrame(schema=_PAIR_SCHEMA), pl.DataFrame(schema=_DROPPED_SCHEMA), 0)
     rows = raw.select(pl.len()).collect(engine="streaming").item()
     buckets = charge_buckets(rows)
     narrow = _narrow(raw, col, schema, paired_periods)
-    return _Pairing(modes, pl.concat([_pairs(bucket) for bucket in
-                                      by_charge_bucket(narrow, pl.col("__h1") % buckets, buckets)]), rows)
+    pairs, dropped = zip(*[_pairs(bucket)
+                           for bucket in by_charge_bucket(narrow, pl.col("__h1") % buckets, buckets)])
+    return _Pairing(modes, pl.concat(pairs), pl.concat(dropped), rows)
 
 
 def _with_modes(raw: pl.LazyFrame) -> tuple[pl.LazyFrame, pl.Schema, _Pairing]:
@@ -458,7 +465,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     rows = (with_mode.filter(quarantine_reason(schema).is_null())
             .with_columns(_row_key())
             .with_columns(pairing.matched())
-            .filter(pl.col("__role").is_null() | (pl.col("__role") != "dropped")))
+            .filter(~pl.col("__dropped")))
     rows = _with_lookups(rows, col)
     for key, derive in ((col("UnitOfMeasure"), _units), (col("AdditionalInfo"), _additional_info), (col("Tags"), _tags)):
         rows = with_derived(rows, key, derive)
@@ -466,7 +473,7 @@ def to_focus(raw: pl.LazyFrame) -> pl.LazyFrame:
     cost, mode, ds = pl.col("__cost"), pl.col("__mode"), pl.col("x_CostDataset")
     ct, pm, cd_id = pl.col("__ct"), pl.col("__pm"), pl.col("__cd_id")
     covered, unused, commit_purchase = pl.col("__covered"), pl.col("__unused"), pl.col("__commit_purchase")
-    paired_row = (pl.col("__role") == "pair").fill_null(False)
+    paired_row = pl.col("__paired")
 
     # --- costs ---------------------------------------------------------------------------------
     billed = (pl.when(mode == PAIRED).then(pl.when(ds == ACTUAL).then(cost).otherwise(
