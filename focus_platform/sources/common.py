@@ -43,30 +43,35 @@ def check_csv_structure(path: str, label: str, storage_options: dict | None = No
     A row with fewer fields is a file cut at a field boundary (an interrupted upload or copy):
     Polars would read it with null trailing columns and the rest of the file would be silently
     gone, so the whole file is refused, naming it and the row. A row with more fields is
-    malformed. Fields are counted per line in one streaming pass: the commas outside quotes are the
-    matches of ``"[^"]*"|,`` less the quoted runs (half the quotes), counted without building a
-    string (taking the quoted text out first took 1.6x the time); a file with a quoted line break
-    falls back to Python's csv reader."""
+    malformed. Fields are counted per line in one streaming pass that keeps only the first line
+    differing from the header (in width or with an odd number of quotes): nothing is held per line.
+    The commas outside quotes are the matches of ``"[^"]*"|,`` less the quoted runs (half the
+    quotes), counted without building a string (taking the quoted text out first took 1.6x the
+    time). Lines before the first with an odd number of quotes are whole rows, so their counts are
+    exact; from such a line on (a quoted line break), Python's csv reader counts the fields."""
     lines = pl.scan_csv(path, has_header=False, separator="\x1f", quote_char=None, infer_schema=False,
                         new_columns=["line"], storage_options=storage_options, truncate_ragged_lines=True)
     line = pl.col("line")
     quotes = line.str.count_matches('"', literal=True)
+    counted = (lines.with_row_index("number", offset=1).filter(line.str.contains(NOT_BLANK))
+               .select("number", quotes.alias("quotes"),
+                       (line.str.count_matches('"[^"]*"|,') - quotes // 2).alias("commas")))
     try:
-        counted = (lines.with_row_index("number", offset=1)
-                   .filter(line.str.contains(NOT_BLANK))
-                   .select("number", quotes.alias("quotes"),
-                           (line.str.count_matches('"[^"]*"|,') - quotes // 2).alias("commas"))
-                   .collect(engine="streaming"))
+        header = counted.head(1).collect(engine="streaming")
+        if header.height == 0:
+            return
+        header_commas = header["commas"][0]
+        first = (header if header["quotes"][0] % 2 else
+                 counted.slice(1).filter((pl.col("quotes") % 2 != 0) | (pl.col("commas") != header_commas))
+                 .head(1).collect(engine="streaming"))
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise SourceFormatError(f"{label}: cannot be read: {str(exc).splitlines()[0]}") from exc
-    if counted.height == 0:
+    if first.height == 0:
         return
-    if (counted["quotes"] % 2 != 0).any():
+    if first["quotes"][0] % 2:
         bad = _ragged_row_by_csv_reader(path, lines)
     else:
-        width = counted["commas"][0] + 1
-        ragged = counted.slice(1).filter(pl.col("commas") + 1 != width).head(1)
-        bad = None if ragged.height == 0 else (int(ragged["number"][0]) - 1, int(ragged["commas"][0]) + 1, width)
+        bad = (int(first["number"][0]) - 1, int(first["commas"][0]) + 1, header_commas + 1)
     if bad is None:
         return
     row, fields, width = bad

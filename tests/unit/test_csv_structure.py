@@ -34,3 +34,13 @@ def test_a_quoted_line_break_is_counted_by_the_csv_reader(tmp_path):
     lines = ['1,"two\nlines, one field",1\n', '2,"x"\n']
     with pytest.raises(SourceFormatError, match=r"data row 2 has 2 fields, the header 3"):
         check_csv_structure(write(tmp_path, lines), "file.csv")
+
+
+def test_a_row_of_another_width_before_a_quoted_line_break_is_named(tmp_path):
+    lines = ['1,"x",1\n', '2,"y"\n', '3,"two\nlines",1\n']
+    with pytest.raises(SourceFormatError, match=r"truncated file \(data row 2 has 2 fields, the header 3"):
+        check_csv_structure(write(tmp_path, lines), "file.csv")
+
+
+def test_quoted_line_breaks_in_a_well_formed_file_pass(tmp_path):
+    check_csv_structure(write(tmp_path, ['1,"two\nlines, one field",1\n', '2,"x",1\n']), "file.csv")
