@@ -6,7 +6,8 @@ import csv
 import hashlib
 import json
 import re
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
@@ -564,6 +565,36 @@ def sku_mapping_failure() -> pl.Expr:
 
 
 COPY_REASON = "__copy_reason"  # the quarantine reason of a line item's copy (``copies_of_line_items``)
+# Passes that hold something per key of a partition (Azure's charges, the line-item keys looked for
+# copies) work per bucket of keys of about this many raw rows, by a hash of the key: what one bucket
+# holds does not grow with the partition.
+BUCKET_ROWS = 1_000_000
+
+
+def buckets_of(rows: int) -> int:
+    """How many buckets ``rows`` raw rows make (1 up to BUCKET_ROWS rows)."""
+    return max(1, -(-rows // BUCKET_ROWS))
+
+
+def by_bucket(narrow: pl.LazyFrame, bucket: pl.Expr, buckets: int) -> Iterator[pl.DataFrame]:
+    """The rows of ``narrow`` one bucket at a time (``bucket``: 0 ≤ bucket < ``buckets``, a hash of
+    the key modulo ``buckets``), in the order of ``narrow`` within a bucket. One streaming pass writes
+    the buckets apart (lz4 Parquet in a temporary folder, removed after the last), so the time is one
+    pass and the memory one bucket's however many buckets a partition makes (a pass per bucket made
+    the time grow with the square of the rows)."""
+    if buckets == 1:
+        yield narrow.collect(engine="streaming")
+        return
+    schema = narrow.collect_schema()
+    with tempfile.TemporaryDirectory(prefix="focus-buckets-") as folder:
+        narrow.with_columns(bucket.alias("__bucket")).sink_parquet(
+            pl.PartitionBy(folder, key="__bucket", include_key=False), compression="lz4", statistics=False,
+            mkdir=True)
+        for number in range(buckets):
+            part = Path(folder, f"__bucket={number}")
+            yield pl.read_parquet(part).cast(schema) if part.exists() else pl.DataFrame(schema=schema)
+
+
 NO_COPIES = pl.Schema({"x_RowId": pl.String, COPY_REASON: pl.String})  # what copies_of_line_items returns
 
 
@@ -574,8 +605,9 @@ def copies_of_line_items(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) ->
 
     The copy kept is the one with the smallest ``x_RowId`` (first file, first row) whatever order the
     partition is read in. Memory stays small: the key columns are read alone (a window over the wide rows would
-    hold the partition in memory) and hashed; only rows whose key hash occurs twice are compared by
-    their keys. Rows with a null key part are not line items the provider identifies: not compared."""
+    hold the partition in memory) and hashed, the hashes counted per bucket (``by_bucket``: counting
+    5 M hashes at once held 0.2 GB); only rows whose key hash occurs twice are compared by their keys.
+    Rows with a null key part are not line items the provider identifies: not compared."""
     if not all(k in raw.collect_schema() for k in keys):
         return pl.DataFrame(schema=NO_COPIES)
     columns = [pl.col(k) for k in keys]
@@ -583,8 +615,10 @@ def copies_of_line_items(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) ->
     identified = raw.filter(pl.all_horizontal([c.is_not_null() for c in columns]))
     # The hashes alone first (8 bytes a row); the rows are read again only when a hash repeats. A join
     # of the narrow rows with their repeated hashes would hold the narrow rows (x_RowId text) in memory.
-    repeated = (identified.select(key_hash).group_by("__key_hash").len().filter(pl.col("len") > 1)
-                .select("__key_hash").collect(engine="streaming"))
+    buckets = buckets_of(raw.select(pl.len()).collect(engine="streaming").item())
+    repeated = pl.concat([_repeated(part["__key_hash"])
+                          for part in by_bucket(identified.select(key_hash), pl.col("__key_hash") % buckets,
+                                                buckets)])
     if not repeated.height:
         return pl.DataFrame(schema=NO_COPIES)
     first = pl.col("x_RowId").min().over(columns)
@@ -595,6 +629,13 @@ def copies_of_line_items(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) ->
             .filter(pl.col("__key_hash").is_in(repeated["__key_hash"].implode()))
             .collect(engine="streaming").select("x_RowId", reason.alias(COPY_REASON))
             .filter(pl.col(COPY_REASON).is_not_null()))
+
+
+def _repeated(hashes: pl.Series) -> pl.DataFrame:
+    """The hashes that occur more than once, found over the sorted hashes (8 bytes a hash and the sort's
+    copy: a group-by of a million hashes held 0.1 GB)."""
+    ordered = hashes.sort()
+    return ordered.filter(ordered == ordered.shift(1)).unique().to_frame("__key_hash")
 
 
 def with_line_item_copies(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) -> pl.LazyFrame:

@@ -642,13 +642,13 @@ def test_pairing_in_buckets_of_charges_gives_the_same_rows(tmp_path, monkeypatch
     for it leave nothing in the temporary folder."""
     import tempfile
 
-    from focus_platform.sources.azure_cost import raw
+    from focus_platform.sources import common
 
     extra = [row(Quantity="1", CostInBillingCurrency="0.096", Date="09/05/2023"), row(), row()]
     files = [write_csv(tmp_path / "b_actual.csv", ACTUAL_ROWS + [row(), row()]),
              write_csv(tmp_path / "b_amortized.csv", AMORTIZED_ROWS + extra)]
     whole = Converted(files)
-    monkeypatch.setattr(raw, "CHARGE_BUCKET_ROWS", 4)
+    monkeypatch.setattr(common, "BUCKET_ROWS", 4)
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temporary))

@@ -215,6 +215,23 @@ def test_duplicated_line_item_across_files(tmp_path):
     _assert_one_copy_quarantined(conv)
 
 
+def test_copies_are_found_when_the_key_hashes_are_counted_in_buckets(tmp_path, monkeypatch):
+    """The line-item key hashes are counted per bucket (``common.by_bucket``, a temporary folder when a
+    partition makes more than one): buckets of 2 rows for 7 rows find the same copies as one bucket."""
+    from focus_platform.sources import common
+
+    dup = cur_row(USAGE, {"identity/LineItemId": "li-dup"})
+    others = [cur_row(USAGE, {"identity/LineItemId": f"li-{i}"}) for i in range(5)]
+    path = write_cur(tmp_path / "cur.csv", [others[0], dup, *others[1:3], dup, *others[3:]])
+    whole = convert(path)
+    monkeypatch.setattr(common, "BUCKET_ROWS", 2)
+    bucketed = convert(path)
+    for conv in (whole, bucketed):
+        assert conv.focus.height == 6 and conv.quarantine["x_SourceRow"].to_list() == [5]
+        assert conv.quarantine["x_QuarantineReason"][0].startswith(KEY_NOTE)
+        assert_gates(conv)
+
+
 def test_same_line_item_id_in_another_time_interval_is_not_a_copy(tmp_path):
     first = cur_row(USAGE, {"identity/LineItemId": "li-dup"})
     later = cur_row(first, {"identity/TimeInterval": "2023-01-01T01:00:00Z/2023-01-01T02:00:00Z",

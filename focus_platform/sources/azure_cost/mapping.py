@@ -82,8 +82,6 @@ from focus_platform.sources.azure_cost.raw import (
     UNUSED_TYPES,
     Cols,
     billing_account,
-    by_charge_bucket,
-    charge_buckets,
     charge_identity,
     charge_type,
     commitment_id,
@@ -98,6 +96,8 @@ from focus_platform.sources.common import (
     KEY_SEPARATOR,
     UNMAPPED_SERVICE_NOTE,
     blank_to_null,
+    buckets_of,
+    by_bucket,
     effective_cost_unknown_note,
     exact_product,
     joined_strings,
@@ -320,8 +320,8 @@ def _numbered_occurrences(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 
 
 def _pairing(raw: pl.LazyFrame, schema: pl.Schema) -> _Pairing:
-    """The modes (one small pass) and the pairs, per bucket of charges (``raw.by_charge_bucket``: one
-    narrow pass writes the buckets apart). Keys are two independent 64-bit hashes of the charge
+    """The modes (one small pass) and the pairs, per bucket of charges (``common.by_bucket`` by a hash of
+    the charge identity, so a charge's rows meet in one bucket: one narrow pass writes the buckets apart). Keys are two independent 64-bit hashes of the charge
     identity (``raw.charge_identity``); the n-th duplicate key of one dataset pairs with the n-th of
     the other, in file order."""
     col = Cols(schema)
@@ -332,10 +332,10 @@ def _pairing(raw: pl.LazyFrame, schema: pl.Schema) -> _Pairing:
     if paired_periods.is_empty():
         return _Pairing(modes, pl.DataFrame(schema=_PAIR_SCHEMA), pl.DataFrame(schema=_DROPPED_SCHEMA), 0)
     rows = raw.select(pl.len()).collect(engine="streaming").item()
-    buckets = charge_buckets(rows)
+    buckets = buckets_of(rows)
     narrow = _narrow(raw, col, schema, paired_periods)
     pairs, dropped = zip(*[_pairs(bucket)
-                           for bucket in by_charge_bucket(narrow, pl.col("__h1") % buckets, buckets)])
+                           for bucket in by_bucket(narrow, pl.col("__h1") % buckets, buckets)])
     return _Pairing(modes, pl.concat(pairs), pl.concat(dropped), rows)
 
 

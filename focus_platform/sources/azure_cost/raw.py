@@ -52,8 +52,7 @@ copy with the n-th copy, see ``charge_identity``).
 from __future__ import annotations
 
 import re
-import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from functools import cache
 from pathlib import Path
 
@@ -449,36 +448,6 @@ def period_modes(rows: pl.LazyFrame, account: str) -> pl.LazyFrame:
                     pl.when(pl.col("__actual") & pl.col("__amortized")).then(pl.lit(PAIRED))
                     .when(pl.col("__actual")).then(pl.lit(ACTUAL_ONLY)).otherwise(pl.lit(AMORTIZED_ONLY))
                     .alias("__mode")))
-
-
-# What pairs actual with amortized rows (the mapping) and counts the dropped actual rows (the totals)
-# works per bucket of charges of about this many raw rows, by a hash of the charge identity (a
-# charge's rows all fall in one bucket): what a pass holds per charge does not grow with the partition.
-CHARGE_BUCKET_ROWS = 1_000_000
-
-
-def charge_buckets(rows: int) -> int:
-    """How many buckets of charges ``rows`` raw rows make (1 up to CHARGE_BUCKET_ROWS rows)."""
-    return max(1, -(-rows // CHARGE_BUCKET_ROWS))
-
-
-def by_charge_bucket(narrow: pl.LazyFrame, bucket: pl.Expr, buckets: int) -> Iterator[pl.DataFrame]:
-    """The rows of ``narrow`` one bucket of charges at a time (``bucket``: 0 ≤ bucket < ``buckets``),
-    in the order of ``narrow`` within a bucket. One streaming pass writes the buckets apart (lz4
-    Parquet in a temporary folder, removed after the last), so the time is one pass and the memory
-    one bucket's however many buckets a partition makes (a pass per bucket made the time grow with
-    the square of the rows)."""
-    if buckets == 1:
-        yield narrow.collect(engine="streaming")
-        return
-    schema = narrow.collect_schema()
-    with tempfile.TemporaryDirectory(prefix="focus-charge-buckets-") as folder:
-        narrow.with_columns(bucket.alias("__bucket")).sink_parquet(
-            pl.PartitionBy(folder, key="__bucket", include_key=False), compression="lz4", statistics=False,
-            mkdir=True)
-        for number in range(buckets):
-            part = Path(folder, f"__bucket={number}")
-            yield pl.read_parquet(part).cast(schema) if part.exists() else pl.DataFrame(schema=schema)
 
 
 def charge_identity(col: Cols) -> pl.Expr:
