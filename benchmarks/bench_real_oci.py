@@ -36,16 +36,18 @@ TILE = """
 import sys, polars as pl
 sample, rows, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 source = pl.scan_csv(sample, infer_schema=False)
-def tile(number):
-    suffix = f"-t{number}"
-    return source.with_columns(
-        pl.col("lineItem/referenceNo") + pl.lit(f"{number:07d}"),
-        pl.col("product/resourceId") + pl.lit(suffix),
-        pl.col("product/compartmentId") + pl.lit(suffix),
-        pl.col("product/compartmentName") + pl.lit(suffix),
+def tile(rows):  # each row of tile n (one plan: a concat of one plan per tile took minutes to plan at 5 M rows)
+    number = pl.col("__tile").cast(pl.String)
+    suffix = "-t" + number
+    return rows.with_columns(
+        pl.col("lineItem/referenceNo") + number.str.zfill(7),
+        pl.col("product/resourceId") + suffix,
+        pl.col("product/compartmentId") + suffix,
+        pl.col("product/compartmentName") + suffix,
     )
 per_tile = source.select(pl.len()).collect().item()
-pl.concat([tile(n) for n in range(1, -(-rows // per_tile) + 1)]).head(rows).sink_csv(path)
+tiles = pl.LazyFrame({"__tile": range(1, -(-rows // per_tile) + 1)})
+tiles.join(source, how="cross", maintain_order="left_right").pipe(tile).drop("__tile").head(rows).sink_csv(path)
 print(pl.scan_csv(path, infer_schema=False).select(pl.len()).collect().item())
 """
 
