@@ -571,23 +571,20 @@ COPY_REASON = "__copy_reason"  # the quarantine reason of a line item's copy (``
 BUCKET_ROWS = 1_000_000
 
 
-def buckets_of(rows: int) -> int:
-    """How many buckets ``rows`` raw rows make (1 up to BUCKET_ROWS rows)."""
-    return max(1, -(-rows // BUCKET_ROWS))
-
-
-def by_bucket(narrow: pl.LazyFrame, bucket: pl.Expr, buckets: int) -> Iterator[pl.DataFrame]:
-    """The rows of ``narrow`` one bucket at a time (``bucket``: 0 ≤ bucket < ``buckets``, a hash of
-    the key modulo ``buckets``), in the order of ``narrow`` within a bucket. One streaming pass writes
-    the buckets apart (lz4 Parquet in a temporary folder, removed after the last), so the time is one
-    pass and the memory one bucket's however many buckets a partition makes (a pass per bucket made
-    the time grow with the square of the rows)."""
+def by_bucket(narrow: pl.LazyFrame, key_hash: pl.Expr, rows: int) -> Iterator[pl.DataFrame]:
+    """The rows of ``narrow`` one bucket at a time: ``rows`` raw rows make one bucket per BUCKET_ROWS
+    (at least one), a row's bucket is ``key_hash`` (an unsigned hash of its key) modulo their number,
+    and the rows of a bucket keep the order of ``narrow``. One streaming pass writes the buckets apart
+    (lz4 Parquet in a temporary folder, removed after the last), so the time is one pass and the
+    memory one bucket's however many buckets a partition makes (a pass per bucket made the time grow
+    with the square of the rows)."""
+    buckets = max(1, -(-rows // BUCKET_ROWS))
     if buckets == 1:
         yield narrow.collect(engine="streaming")
         return
     schema = narrow.collect_schema()
     with tempfile.TemporaryDirectory(prefix="focus-buckets-") as folder:
-        narrow.with_columns(bucket.alias("__bucket")).sink_parquet(
+        narrow.with_columns((key_hash % buckets).alias("__bucket")).sink_parquet(
             pl.PartitionBy(folder, key="__bucket", include_key=False), compression="lz4", statistics=False,
             mkdir=True)
         for number in range(buckets):
@@ -615,10 +612,9 @@ def copies_of_line_items(raw: pl.LazyFrame, keys: tuple[str, ...], what: str) ->
     identified = raw.filter(pl.all_horizontal([c.is_not_null() for c in columns]))
     # The hashes alone first (8 bytes a row); the rows are read again only when a hash repeats. A join
     # of the narrow rows with their repeated hashes would hold the narrow rows (x_RowId text) in memory.
-    buckets = buckets_of(raw.select(pl.len()).collect(engine="streaming").item())
+    rows = raw.select(pl.len()).collect(engine="streaming").item()
     repeated = pl.concat([_repeated(part["__key_hash"])
-                          for part in by_bucket(identified.select(key_hash), pl.col("__key_hash") % buckets,
-                                                buckets)])
+                          for part in by_bucket(identified.select(key_hash), pl.col("__key_hash"), rows)])
     if not repeated.height:
         return pl.DataFrame(schema=NO_COPIES)
     first = pl.col("x_RowId").min().over(columns)

@@ -96,7 +96,6 @@ from focus_platform.sources.common import (
     KEY_SEPARATOR,
     UNMAPPED_SERVICE_NOTE,
     blank_to_null,
-    buckets_of,
     by_bucket,
     effective_cost_unknown_note,
     exact_product,
@@ -320,10 +319,10 @@ def _numbered_occurrences(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
 
 
 def _pairing(raw: pl.LazyFrame, schema: pl.Schema) -> _Pairing:
-    """The modes (one small pass) and the pairs, per bucket of charges (``common.by_bucket`` by a hash of
-    the charge identity, so a charge's rows meet in one bucket: one narrow pass writes the buckets apart). Keys are two independent 64-bit hashes of the charge
-    identity (``raw.charge_identity``); the n-th duplicate key of one dataset pairs with the n-th of
-    the other, in file order."""
+    """The modes (one small pass) and the pairs, per bucket of charges (``common.by_bucket`` by a hash
+    of the charge identity, so a charge's rows meet in one bucket: one narrow pass writes the buckets
+    apart). Keys are two independent 64-bit hashes of the charge identity (``raw.charge_identity``);
+    the n-th duplicate key of one dataset pairs with the n-th of the other, in file order."""
     col = Cols(schema)
     modes = period_modes(raw.with_columns(billing_account(col)[0].alias("__acct")), "__acct").collect(
         engine="streaming")
@@ -332,10 +331,8 @@ def _pairing(raw: pl.LazyFrame, schema: pl.Schema) -> _Pairing:
     if paired_periods.is_empty():
         return _Pairing(modes, pl.DataFrame(schema=_PAIR_SCHEMA), pl.DataFrame(schema=_DROPPED_SCHEMA), 0)
     rows = raw.select(pl.len()).collect(engine="streaming").item()
-    buckets = buckets_of(rows)
     narrow = _narrow(raw, col, schema, paired_periods)
-    pairs, dropped = zip(*[_pairs(bucket)
-                           for bucket in by_bucket(narrow, pl.col("__h1") % buckets, buckets)])
+    pairs, dropped = zip(*[_pairs(bucket) for bucket in by_bucket(narrow, pl.col("__h1"), rows)])
     return _Pairing(modes, pl.concat(pairs), pl.concat(dropped), rows)
 
 

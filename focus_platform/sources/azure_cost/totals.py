@@ -59,7 +59,7 @@ from focus_platform.sources.azure_cost.raw import (
     quarantine_reason,
     stated_period,
 )
-from focus_platform.sources.common import buckets_of, by_bucket, unreadable_amounts
+from focus_platform.sources.common import by_bucket, unreadable_amounts
 from focus_platform.spec.columns import MONEY
 
 ACCOUNT, MODE = "__account", "__mode"  # MODE: the column raw.period_modes names
@@ -171,7 +171,7 @@ def _dropped_rows(raw: pl.LazyFrame, col: Cols, paired: pl.DataFrame) -> pl.Data
         return pl.DataFrame(schema=out_schema)
     identity = charge_identity(col)
     dataset = pl.col("x_CostDataset")
-    buckets = buckets_of(raw.select(pl.len()).collect(engine="streaming").item())
+    rows = raw.select(pl.len()).collect(engine="streaming").item()
     charges = (raw.with_columns(billing_account(col)[0].alias(ACCOUNT))
                .join(paired.lazy(), on=_PERIOD_KEYS, how="semi", nulls_equal=True)
                .filter(quarantine_reason(col.schema).is_null())
@@ -184,7 +184,7 @@ def _dropped_rows(raw: pl.LazyFrame, col: Cols, paired: pl.DataFrame) -> pl.Data
                   .agg((dataset == ACTUAL).sum().alias("__actual"), (dataset == AMORTIZED).sum().alias("__amortized"))
                   .group_by(_TOTALS_KEYS)
                   .agg(pl.min_horizontal("__actual", "__amortized").sum().alias("dropped_rows")).cast(out_schema)
-                  for bucket in by_bucket(charges, pl.col("__h1") % buckets, buckets)]
+                  for bucket in by_bucket(charges, pl.col("__h1"), rows)]
     return pl.concat(per_bucket).group_by(_TOTALS_KEYS).agg(pl.col("dropped_rows").sum()).cast(out_schema)
 
 
